@@ -1,0 +1,135 @@
+"""Dask clusters from one factory keyed by kind: ``none``, ``local``, ``cuda``, ``slurm``.
+
+``make_cluster(settings)`` builds the cluster; ``session(settings)`` is what commands use:
+it starts the cluster and a client, prints the dashboard link, optionally records a Dask
+``performance_report`` of everything inside it, and shuts everything down on the way out,
+also on failure. GPU and Slurm packages are imported only when their kind is asked for.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from wsb_gpu.config import Settings
+from wsb_gpu.errors import GPU_INSTALL, WsbError, missing_package
+
+REPO_JOBQUEUE = Path(__file__).resolve().parent.parent / "jobqueue.yaml"
+
+
+def make_cluster(settings: Settings) -> Any | None:
+    """Start the cluster the settings ask for; ``None`` for kind ``none``.
+
+    Parameters
+    ----------
+    settings
+        Resolved settings; reads the ``cluster`` section only.
+    """
+    kind = settings.cluster["kind"]
+    factory = {
+        "none": lambda s: None,
+        "local": _local_cluster,
+        "cuda": _cuda_cluster,
+        "slurm": _slurm_cluster,
+    }[kind]
+    return factory(settings)
+
+
+def _local_cluster(settings: Settings) -> Any:
+    from distributed import LocalCluster
+
+    c = settings.cluster
+    n_workers = c["n_workers"] or os.cpu_count() or 1
+    return LocalCluster(
+        n_workers=int(n_workers),
+        threads_per_worker=int(c["threads_per_worker"]),
+        processes=True,
+        memory_limit=c["memory_limit"],
+        dashboard_address=c["dashboard_address"],
+        local_directory=c["local_directory"],
+    )
+
+
+def _cuda_cluster(settings: Settings) -> Any:
+    try:
+        from dask_cuda import LocalCUDACluster
+    except ImportError as e:
+        raise missing_package("dask-cuda", GPU_INSTALL, "--cluster cuda") from e
+    c = settings.cluster
+    cuda = c["cuda"]
+    kwargs: dict[str, Any] = {
+        "dashboard_address": c["dashboard_address"],
+        "local_directory": c["local_directory"],
+        "enable_cudf_spill": bool(cuda["enable_cudf_spill"]),
+        "CUDA_VISIBLE_DEVICES": cuda["visible_devices"],
+    }
+    if cuda["rmm_pool_size"]:
+        kwargs["rmm_pool_size"] = cuda["rmm_pool_size"]
+    if cuda["share_rmm_with_torch"]:
+        # Route torch/CuPy allocations through the RMM pool of each worker (dask-cuda option).
+        kwargs["rmm_allocator_external_lib_list"] = ["torch", "cupy"]
+    return LocalCUDACluster(**kwargs)
+
+
+def _slurm_cluster(settings: Settings) -> Any:
+    from wsb_gpu.slurm import slurm_cluster
+
+    return slurm_cluster(settings)
+
+
+def dashboard_link(client: Any) -> str | None:
+    """The dashboard URL of a client's scheduler, or None when it has none."""
+    try:
+        return client.dashboard_link
+    except Exception:
+        return None
+
+
+@contextlib.contextmanager
+def session(settings: Settings, *, quiet: bool = False) -> Iterator[Any | None]:
+    """Start the configured cluster and a client for the duration of a command.
+
+    Yields the :class:`distributed.Client`, or ``None`` with cluster kind ``none`` (dask's
+    threaded scheduler in this process). With ``settings.profile`` set, a Dask
+    ``performance_report`` covering everything inside the block is written there.
+    """
+    cluster = make_cluster(settings)
+    if cluster is None:
+        yield None
+        return
+    from distributed import Client, performance_report
+
+    try:
+        client = Client(cluster)
+    except Exception:
+        cluster.close()
+        raise
+    try:
+        if settings.cluster["kind"] == "slurm":
+            from wsb_gpu.slurm import wait_for_workers
+
+            wait_for_workers(client, settings)
+        link = dashboard_link(client)
+        if link and not quiet:
+            print(f"Dask dashboard: {link}", file=sys.stderr)
+        report = settings.profile
+        ctx = performance_report(filename=str(report)) if report else contextlib.nullcontext()
+        with ctx:
+            yield client
+        if report and not quiet:
+            print(f"Dask performance report: {report}", file=sys.stderr)
+    finally:
+        client.close()
+        cluster.close()
+
+
+def require_client(client: Any | None, what: str) -> Any:
+    """Raise a clear error when a stage needs a distributed client but has none."""
+    if client is None:
+        msg = f"{what} needs a Dask cluster; run it with --cluster local (or cuda / slurm) instead of --cluster none"
+        raise WsbError(msg)
+    return client
