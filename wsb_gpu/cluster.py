@@ -12,13 +12,10 @@ import contextlib
 import os
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 from wsb_gpu.config import Settings
 from wsb_gpu.errors import GPU_INSTALL, WsbError, missing_package
-
-REPO_JOBQUEUE = Path(__file__).resolve().parent.parent / "jobqueue.yaml"
 
 
 def make_cluster(settings: Settings) -> Any | None:

@@ -1,0 +1,118 @@
+"""Ridge engines and sufficient statistics against direct NumPy computations."""
+
+import numpy as np
+import pytest
+from sklearn.linear_model import Ridge
+
+from wsb_gpu.models.har import HAR
+from wsb_gpu.models.ridge import (
+    Moments,
+    StandardizedRidge,
+    merge_moment_dicts,
+    moments_sse,
+    partition_moments,
+    ridge_cv_from_moments,
+    ridge_cv_from_rows,
+    solve_ridge_path,
+)
+from wsb_gpu.models.splits import BlockedTimeFolds
+
+
+def _data(n=600, p=6, seed=0, offset=50.0):
+    rng = np.random.default_rng(seed)
+    # Large means relative to the spread: raw sums would cancel badly.
+    X = offset + rng.normal(size=(n, p)) * rng.uniform(0.01, 2, p)
+    y = 3 + X @ rng.normal(size=p) + rng.normal(size=n)
+    return X, y
+
+
+def test_moments_merge_is_exact_and_stable():
+    X, y = _data()
+    V = np.column_stack([X, y])
+    parts = [Moments.from_array(V[i: i + 97]) for i in range(0, len(V), 97)]
+    m = parts[0]
+    for q in parts[1:]:
+        m = m + q
+    C = V - V.mean(0)
+    np.testing.assert_allclose(m.mean, V.mean(0), rtol=1e-14)
+    np.testing.assert_allclose(m.m2, C.T @ C, rtol=1e-10, atol=1e-9)
+
+
+def test_partition_moments_groups_by_key():
+    import pandas as pd
+
+    X, y = _data(n=50, p=2)
+    f = pd.DataFrame({"a": X[:, 0], "b": X[:, 1], "y": y, "period": np.arange(50) % 3})
+    got = merge_moment_dicts(partition_moments(f.iloc[:20], ["a", "b"], "y"), partition_moments(f.iloc[20:], ["a", "b"], "y"))
+    for k in range(3):
+        V = f[f.period == k][["a", "b", "y"]].to_numpy()
+        np.testing.assert_allclose(got[k].m2, (V - V.mean(0)).T @ (V - V.mean(0)), rtol=1e-10)
+        assert got[k].n == len(V)
+
+
+def test_stats_path_equals_sklearn_on_standardised_data():
+    X, y = _data()
+    lambdas = [0.01, 1.0, 100.0]
+    coef, icpt, mean, scale = solve_ridge_path(Moments.from_array(np.column_stack([X, y])), lambdas)
+    Z = (X - X.mean(0)) / X.std(0)
+    for j, lam in enumerate(lambdas):
+        ref = Ridge(alpha=lam).fit(Z, y)
+        np.testing.assert_allclose(coef[:, j], ref.coef_ / X.std(0), rtol=1e-8)
+        np.testing.assert_allclose(icpt[j], ref.intercept_ - (X.mean(0) / X.std(0)) @ ref.coef_, rtol=1e-8)
+        est = StandardizedRidge(alpha=lam).fit(X, y)
+        np.testing.assert_allclose(est.coef_, coef[:, j], rtol=1e-8)
+
+
+def test_sse_from_moments_equals_residuals():
+    X, y = _data()
+    Xt, yt = _data(seed=9)
+    m = Moments.from_array(np.column_stack([Xt, yt]))
+    b = np.linspace(-1, 1, X.shape[1])
+    direct = np.sum((yt - 0.7 - Xt @ b) ** 2)
+    assert abs(moments_sse(m, b, 0.7)[0] - direct) / direct < 1e-10
+
+
+def test_cv_engines_agree():
+    X, y = _data(n=480)
+    periods = np.repeat(np.arange(24), 20)
+    blocks = BlockedTimeFolds(3).blocks(periods)
+    lambdas = np.logspace(-2, 4, 5)
+    table = {int(k): Moments.from_array(np.column_stack([X, y])[periods == k]) for k in range(24)}
+    a = ridge_cv_from_moments(table, blocks, lambdas)
+    b = ridge_cv_from_rows(X, y, periods, blocks, lambdas)
+    assert a.fit.lam == b.fit.lam
+    np.testing.assert_allclose(a.fit.coef, b.fit.coef, rtol=1e-8)
+    np.testing.assert_allclose(a.fold_mse, b.fold_mse, rtol=1e-10)
+    np.testing.assert_allclose(a.fit.scale, b.fit.scale, rtol=1e-12)
+
+
+def test_har_from_moments_equals_lstsq():
+    X, y = _data(p=4, offset=0.02)
+    A = np.column_stack([np.ones(len(X)), X])
+    ref, *_ = np.linalg.lstsq(A, y, rcond=None)
+    for model in (HAR().fit(X, y), HAR.from_moments(Moments.from_array(np.column_stack([X, y])))):
+        np.testing.assert_allclose(model.coef_, ref[1:], rtol=1e-8)
+        assert abs(model.intercept_ - ref[0]) < 1e-8 * max(1, abs(ref[0]))
+
+
+def test_constant_column_is_left_unpenalised_noise():
+    X, y = _data()
+    X[:, 2] = 1.0
+    est = StandardizedRidge(alpha=1.0).fit(X, y)
+    coef, _, _, scale = solve_ridge_path(Moments.from_array(np.column_stack([X, y])), [1.0])
+    assert scale[2] == 1.0 and abs(est.coef_[2]) < 1e-8 and abs(coef[2, 0]) < 1e-8
+
+
+@pytest.mark.gpu
+def test_gpu_engines_agree_with_cpu(backend):
+    xp = backend.xp
+    X, y = _data(n=480)
+    periods = np.repeat(np.arange(24), 20)
+    blocks = BlockedTimeFolds(3).blocks(periods)
+    lambdas = np.logspace(-2, 4, 5)
+    cpu = ridge_cv_from_rows(X, y, periods, blocks, lambdas)
+    gpu = ridge_cv_from_rows(xp.asarray(X), xp.asarray(y), periods, blocks, lambdas, backend=backend)
+    table = {int(k): Moments.from_array(xp.asarray(np.column_stack([X, y])[periods == k])) for k in range(24)}
+    stats = ridge_cv_from_moments(table, blocks, lambdas, xp=xp)
+    np.testing.assert_allclose(gpu.fit.coef, cpu.fit.coef, rtol=1e-6)
+    np.testing.assert_allclose(stats.fit.coef, cpu.fit.coef, rtol=1e-8)

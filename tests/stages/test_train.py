@@ -1,0 +1,234 @@
+"""Rolling-year training: exact HAR, engines agree, no look-ahead, planted effect found."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from wsb_gpu.backend import Backend
+from wsb_gpu.errors import WsbError
+from wsb_gpu.stages.train import train
+
+HAR = ["vol_1", "vol_5", "vol_22", "vol_63"]
+RIDGE = {"engine": "stats", "n_lambdas": 5, "lambda_min": 0.01, "lambda_max": 1e4, "cv_folds": 3}
+XGB = {"n_estimators": 15, "max_depth": 3, "learning_rate": 0.3, "subsample": 1.0, "colsample_bytree": 1.0,
+       "min_child_weight": 1.0, "early_stopping_rounds": 5, "seed": 0}
+
+
+def make_panel(n_stocks=20, first_year=2014, last_year=2019, dim=5, gamma=0.15, seed=0, post_prob=0.5):
+    """A small stock-day panel: log-volatility AR(1); on post days a hype factor, carried
+    by embedding dim e000, raises the next day's volatility by ``gamma`` (0 = placebo).
+
+    Returns all stock-days (``n_posts`` = 0 on days without posts)."""
+    rng = np.random.default_rng(seed)
+    dates = pd.bdate_range(f"{first_year}-01-01", f"{last_year}-12-31")
+    T = len(dates)
+    frames = []
+    for s in range(n_stocks):
+        hype = rng.normal(size=T)
+        posts = rng.random(T) < post_prob
+        shock = 0.3 * rng.normal(size=T)
+        h = np.zeros(T)
+        for t in range(1, T):
+            h[t] = 0.9 * h[t - 1] + (gamma * hype[t - 1] if posts[t - 1] else 0.0) + shock[t]
+        v = 0.02 * np.exp(h)
+        f = pd.DataFrame({"permno": np.int64(10000 + s), "date": dates.date})
+        f["ret"] = rng.normal(size=T) * v
+        f["vol_1"] = v
+        for w in (5, 22, 63):
+            f[f"vol_{w}"] = pd.Series(v).rolling(w).mean().to_numpy()
+        for w in (1, 5, 22, 63):
+            f[f"y_{w}"] = f[f"vol_{w}"].shift(-1)
+        f["n_posts"] = np.where(posts, rng.integers(1, 5, T), 0)
+        f["n_mentions"] = f["n_posts"] + np.where(posts, rng.integers(0, 3, T), 0)
+        E = rng.normal(size=(T, dim))
+        E[:, 0] = hype + 0.3 * rng.normal(size=T)
+        for j in range(dim):
+            f[f"e{j:03d}"] = np.where(posts, E[:, j], np.nan).astype("float32")
+        P = rng.dirichlet([1, 1, 1], size=T)
+        for j, name in enumerate(["p_negative", "p_neutral", "p_positive"]):
+            f[name] = np.where(posts, P[:, j], np.nan).astype("float32")
+        frames.append(f)
+    return pd.concat(frames, ignore_index=True)
+
+
+def write(df, folder, nfiles=3):
+    folder.mkdir(parents=True)
+    t = pa.Table.from_pandas(df.reset_index(drop=True), preserve_index=False)
+    t = t.set_column(t.schema.get_field_index("date"), "date", t.column("date").cast(pa.date32()))
+    step = -(-len(df) // nfiles)
+    for i in range(nfiles):
+        pq.write_table(t.slice(i * step, step), folder / f"part.{i}.parquet")
+    return folder
+
+
+def features_of(panel):
+    return panel[panel.n_posts > 0].reset_index(drop=True)
+
+
+def volatility_of(panel):
+    return panel[["permno", "date", "ret", *HAR, "y_1", "y_5", "y_22", "y_63"]]
+
+
+def run(tmp, name, backend=None, **kw):
+    args = {"models": ["har", "ridge"], "target": "y_1", "train_years": 3, "sample": "posts",
+            "ridge": RIDGE, "xgboost": XGB, "backend": backend or Backend("cpu")}
+    args.update(kw)
+    out = tmp / name
+    manifest = train(out, **args)
+    metrics = pd.read_csv(out / "metrics.csv", dtype={"test_year": str})
+    return out, metrics, manifest
+
+
+def fits(out):
+    return json.loads((out / "models.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def panel():
+    return make_panel()
+
+
+@pytest.fixture
+def feats_dir(tmp_path, panel):
+    return write(features_of(panel), tmp_path / "features")
+
+
+def _har_reference(rows, train_years):
+    """HAR per test year with NumPy lstsq on the same rows (independent of the package)."""
+    rows = rows.dropna(subset=["y_1", *HAR])
+    year = pd.to_datetime(rows["date"]).dt.year.to_numpy()
+    out = {}
+    for y in range(year.min() + train_years, year.max() + 1):
+        tr = (year >= y - train_years) & (year < y)
+        te = year == y
+        A = np.column_stack([np.ones(tr.sum()), rows.loc[tr, HAR].to_numpy()])
+        b, *_ = np.linalg.lstsq(A, rows.loc[tr, "y_1"].to_numpy(), rcond=None)
+        yt = rows.loc[te, "y_1"].to_numpy()
+        e = yt - np.column_stack([np.ones(te.sum()), rows.loc[te, HAR].to_numpy()]) @ b
+        out[str(y)] = (np.mean(e * e), 1 - (e @ e) / np.sum((yt - yt.mean()) ** 2), b)
+    return out
+
+
+@pytest.mark.parametrize("engine", ["stats", "estimator"])
+def test_har_matches_numpy_lstsq(tmp_path, panel, feats_dir, engine):
+    out, metrics, _ = run(tmp_path, "r", features=feats_dir, models=["har"], ridge={**RIDGE, "engine": engine})
+    ref = _har_reference(features_of(panel), 3)
+    har = metrics[metrics.model == "har"].set_index("test_year")
+    assert sorted(ref) == sorted(har.index.drop("all"))
+    for y, (mse, r2, b) in ref.items():
+        assert abs(har.loc[y, "mse"] - mse) <= 1e-9 * mse
+        assert abs(har.loc[y, "r2"] - r2) <= 1e-9
+        f = fits(out)["har"][y]
+        np.testing.assert_allclose([f["intercept"], *f["coef"]], b, rtol=1e-7)
+
+
+def test_har_on_the_volatility_panel(tmp_path, panel):
+    vdir = write(volatility_of(panel), tmp_path / "vol")
+    _, metrics, manifest = run(tmp_path, "r", volatility=vdir, models=["har"])
+    ref = _har_reference(volatility_of(panel), 3)
+    har = metrics[metrics.model == "har"].set_index("test_year")
+    for y, (mse, r2, _) in ref.items():
+        assert abs(har.loc[y, "mse"] - mse) <= 1e-9 * mse and abs(har.loc[y, "r2"] - r2) <= 1e-9
+    assert manifest["rows_in"] == volatility_of(panel).dropna(subset=["y_1", *HAR]).shape[0]
+
+
+def test_engines_agree_and_stats_metrics_equal_residuals(tmp_path, feats_dir):
+    a, ma, _ = run(tmp_path, "stats", features=feats_dir)
+    b, mb, _ = run(tmp_path, "est", features=feats_dir, ridge={**RIDGE, "engine": "estimator"})
+    for col in ["n_train", "n_test", "lambda"]:
+        pd.testing.assert_series_equal(ma[col], mb[col])
+    for col in ["mse", "r2", "r2_oos", "dm_stat"]:
+        np.testing.assert_allclose(ma[col], mb[col], rtol=1e-10)
+    fa, fb = fits(a), fits(b)
+    for model in ("har", "ridge"):
+        for y in fa[model]:
+            np.testing.assert_allclose(fa[model][y]["coef"], fb[model][y]["coef"], rtol=1e-8, atol=1e-12)
+            np.testing.assert_allclose(fa[model][y]["scale"], fb[model][y]["scale"], rtol=1e-12)
+    # The stats engine's exact test metrics equal those recomputed from the saved predictions.
+    p = pd.read_parquet(a / "predictions")
+    p["year"] = pd.to_datetime(p["date"]).dt.year.astype(str)
+    for (y, g) in p.groupby("year"):
+        e = g["y"] - g["yhat_ridge"]
+        row = ma[(ma.model == "ridge") & (ma.test_year == y)].iloc[0]
+        assert abs(row["mse"] - np.mean(e * e)) <= 1e-10 * row["mse"]
+        assert abs(row["r2"] - (1 - (e @ e) / np.sum((g.y - g.y.mean()) ** 2))) <= 1e-10
+
+
+def test_no_look_ahead_and_row_order_free(tmp_path, panel):
+    base = features_of(panel)
+    a, ma, _ = run(tmp_path, "a", features=write(base, tmp_path / "f_a"))
+    test_year = 2018
+    changed = base.copy()
+    later = pd.to_datetime(changed["date"]).dt.year >= test_year
+    rng = np.random.default_rng(7)
+    for c in ["y_1", *HAR, "e000", "e001", "p_positive", "n_posts"]:
+        mult = np.where(later, rng.uniform(0.5, 2.0, len(changed)), 1.0)
+        changed[c] = (changed[c] * mult).astype(changed[c].dtype)
+    b, mb, _ = run(tmp_path, "b", features=write(changed.sample(frac=1, random_state=3), tmp_path / "f_b", nfiles=4))
+    fa, fb = fits(a), fits(b)
+    for model in ("har", "ridge"):
+        for key in ("coef", "mean", "scale"):
+            np.testing.assert_allclose(fa[model][str(test_year)][key], fb[model][str(test_year)][key], rtol=1e-10)
+        assert fa[model][str(test_year)]["lambda"] == fb[model][str(test_year)]["lambda"]
+    # Shuffled rows, different files, same data: identical results.
+    c, mc, _ = run(tmp_path, "c", features=write(base.sample(frac=1, random_state=5), tmp_path / "f_c", nfiles=5))
+    np.testing.assert_allclose(ma[["mse", "r2", "r2_oos", "dm_stat"]].to_numpy(float),
+                               mc[["mse", "r2", "r2_oos", "dm_stat"]].to_numpy(float), rtol=1e-10)
+    assert ma["lambda"].equals(mc["lambda"])
+
+
+def test_planted_effect_is_found_and_placebo_is_not(tmp_path, panel):
+    _, planted, _ = run(tmp_path, "p", features=write(features_of(panel), tmp_path / "fp"))
+    pooled = planted[planted.test_year == "all"].set_index("model")
+    assert pooled.loc["ridge", "r2"] > pooled.loc["har", "r2"]
+    assert pooled.loc["ridge", "dm_stat"] < 0 and pooled.loc["ridge", "dm_pvalue"] < 0.05
+
+    placebo_panel = make_panel(gamma=0.0, seed=1)
+    _, placebo, _ = run(tmp_path, "q", features=write(features_of(placebo_panel), tmp_path / "fq"))
+    pooled = placebo[placebo.test_year == "all"].set_index("model")
+    assert pooled.loc["ridge", "dm_pvalue"] > 0.05
+    assert abs(pooled.loc["ridge", "r2"] - pooled.loc["har", "r2"]) < 0.01
+
+
+def test_xgboost_and_sample_all(tmp_path, panel):
+    fdir = write(features_of(panel), tmp_path / "f")
+    vdir = write(volatility_of(panel), tmp_path / "v")
+    out, metrics, manifest = run(tmp_path, "x", features=fdir, volatility=vdir, sample="all",
+                                 models=["har", "ridge", "xgboost"])
+    n_all = volatility_of(panel).dropna(subset=["y_1", *HAR])
+    n_all = n_all[pd.to_datetime(n_all["date"]).dt.year >= 2017]
+    assert manifest["rows_out"] == len(n_all)
+    assert set(metrics.model) == {"har", "ridge", "xgboost"}
+    assert metrics.groupby("test_year")["n_test"].nunique().eq(1).all()  # every model on the same rows
+    p = pd.read_parquet(out / "predictions")
+    assert list(p.columns) == ["permno", "date", "y", "yhat_har", "yhat_ridge", "yhat_xgboost"]
+    assert p[["yhat_har", "yhat_ridge", "yhat_xgboost"]].notna().all().all()
+    report = json.loads((out / "metrics.json").read_text())
+    assert "has_posts" in report["features"]
+    assert all(1 <= v["n_rounds"] <= XGB["n_estimators"] for v in report["xgboost"].values())
+    assert list(pd.read_csv(out / "coefficients.csv").columns) == ["model", "test_year", "lambda", "intercept", *HAR]
+
+
+def test_clear_errors(tmp_path, feats_dir):
+    with pytest.raises(WsbError, match="too few"):
+        run(tmp_path, "e1", features=feats_dir, train_years=6)
+    with pytest.raises(WsbError, match="unknown model"):
+        run(tmp_path, "e2", features=feats_dir, models=["har", "lasso"])
+    with pytest.raises(WsbError, match="--features"):
+        run(tmp_path, "e3")
+
+
+@pytest.mark.gpu
+def test_gpu_matches_cpu(tmp_path, feats_dir, backend):
+    cpu_out, cpu, _ = run(tmp_path, "cpu", features=feats_dir, models=["har", "ridge", "xgboost"])
+    for engine in ("stats", "estimator"):
+        _, gpu, _ = run(tmp_path, f"gpu_{engine}", features=feats_dir, backend=backend,
+                        models=["har", "ridge", "xgboost"], ridge={**RIDGE, "engine": engine})
+        lin = gpu.model != "xgboost"
+        np.testing.assert_allclose(gpu.loc[lin, "mse"], cpu.loc[lin, "mse"], rtol=1e-6)
+        assert gpu.loc[lin, "lambda"].equals(cpu.loc[lin, "lambda"])
+        assert (gpu.loc[~lin, "r2"] > 0).all()

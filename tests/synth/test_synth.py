@@ -1,0 +1,344 @@
+"""The synthetic data generator: determinism, real-format quirks, CRSP files, the planted effect.
+
+Every check reads the written files with plain Python / NumPy (json, csv, zstandard) and
+compares with what ``truth.json`` and the summary claim, never with generator internals.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import hashlib
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zstandard
+
+from wsb_gpu.synth import generate
+
+# A small run crossing the era boundaries: 2015 (\\u escapes, float `edited`, old schema),
+# 2016 (raw UTF-8, string created_utc), 2017 (new schema, string created_utc).
+SMALL = dict(seed=7, tickers=12, start="2015-10-01", end="2017-03-31", posts_per_day=60,
+             effect=0.5, malformed=0.005)
+STRING_YEARS = {2016, 2017}
+
+
+def _lines(path: Path) -> list[bytes]:
+    with open(path, "rb") as fh:
+        data = zstandard.ZstdDecompressor(max_window_size=2**31).stream_reader(fh).read()
+    assert data.endswith(b"\n")
+    return data[:-1].split(b"\n")
+
+
+def _classify(lines: list[bytes]) -> tuple[list[dict], dict]:
+    """Independent reader: valid records and malformed counts by kind."""
+    records, bad = [], {"blank": 0, "truncated": 0, "bad_utf8": 0}
+    for line in lines:
+        if not line.strip():
+            bad["blank"] += 1
+            continue
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError:
+            bad["bad_utf8"] += 1
+            continue
+        try:
+            records.append(json.loads(text))
+        except json.JSONDecodeError:
+            bad["truncated"] += 1
+    return records, bad
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("synth") / "a"
+    summary = generate(out, processes=1, **SMALL)
+    truth = json.loads((out / "truth.json").read_text())
+    subs = _lines(out / "wallstreetbets_submissions.zst")
+    coms = _lines(out / "wallstreetbets_comments.zst")
+    return {"out": out, "summary": summary, "truth": truth, "sub_lines": subs, "com_lines": coms,
+            "subs": _classify(subs), "coms": _classify(coms)}
+
+
+def _sha(lines: list[bytes]) -> str:
+    return hashlib.sha256(b"\n".join(lines) + b"\n").hexdigest()
+
+
+def test_same_seed_same_bytes_with_any_number_of_processes(run, tmp_path):
+    out = tmp_path / "b"
+    generate(out, processes=2, **SMALL)
+    for name in ("wallstreetbets_submissions.zst", "wallstreetbets_comments.zst"):
+        assert _sha(_lines(out / name)) == _sha(_lines(run["out"] / name))
+    for name in ("crsp_daily.csv", "stocknames.csv", "truth.json"):
+        assert (out / name).read_bytes() == (run["out"] / name).read_bytes()
+    assert run["truth"]["files"]["comments"]["sha256_uncompressed"] == _sha(run["com_lines"])
+
+
+def test_other_seed_other_bytes(run, tmp_path):
+    generate(tmp_path / "c", **{**SMALL, "seed": 8, "end": "2015-12-31"})
+    assert _sha(_lines(tmp_path / "c" / "wallstreetbets_comments.zst")) != _sha(run["com_lines"])
+
+
+def test_window_needs_max_window_size_and_no_content_size(run):
+    path = run["out"] / "wallstreetbets_comments.zst"
+    raw = path.read_bytes()
+    params = zstandard.get_frame_parameters(raw[:18])
+    assert params.window_size == 2**31
+    assert params.content_size == zstandard.CONTENTSIZE_UNKNOWN
+    with pytest.raises(zstandard.ZstdError):
+        zstandard.ZstdDecompressor().stream_reader(io.BytesIO(raw)).read()
+    out = zstandard.ZstdDecompressor(max_window_size=2**31).stream_reader(io.BytesIO(raw)).read()
+    assert out.count(b"\n") == len(run["com_lines"])
+
+
+def test_malformed_lines_counted_exactly(run):
+    for key in ("subs", "coms"):
+        name = "submissions" if key == "subs" else "comments"
+        records, bad = run[key]
+        assert bad == run["summary"]["malformed"][name] == run["truth"]["counts"]["malformed"][name]
+        assert all(v > 0 for v in bad.values()) or name == "submissions"
+        assert len(records) == run["summary"]["records"][name]
+
+
+def test_record_fields_and_types_by_era(run):
+    subs, _ = run["subs"]
+    coms, _ = run["coms"]
+    for r in subs[:50]:
+        assert {"id", "created_utc", "author", "title", "selftext", "subreddit", "subreddit_id", "score",
+                "num_comments", "url", "is_self", "edited"} <= set(r)
+        assert len(set(r) - {"id", "created_utc", "author", "title", "selftext"}) >= 15
+    for r in coms:
+        assert {"id", "created_utc", "author", "body", "link_id", "parent_id", "score", "edited"} <= set(r)
+        assert r["link_id"].startswith("t3_") and r["parent_id"][:3] in ("t1_", "t3_")
+        year = dt.datetime.fromtimestamp(int(r["created_utc"]), dt.timezone.utc).year
+        assert isinstance(r["created_utc"], str) == (year in STRING_YEARS)
+        if r["edited"] is not False:
+            assert isinstance(r["edited"], float if year < 2016 else int)
+    edited = [r["edited"] for r in coms if r["edited"] is not False]
+    assert any(isinstance(e, float) for e in edited) and any(isinstance(e, int) for e in edited)
+    assert len({r["id"] for r in coms}) == len(coms)
+    assert len({r["id"] for r in subs}) == len(subs)
+
+
+def test_quirk_shares_match_truth(run):
+    coms, _ = run["coms"]
+    subs, _ = run["subs"]
+    allr = subs + coms
+    texts = [r.get("body", r.get("selftext", "")) for r in allr]
+    n = len(allr)
+    deleted = sum(t == "[deleted]" for t in texts)
+    removed = sum(t == "[removed]" for t in texts)
+    authors_deleted = sum(r["author"] == "[deleted]" for r in allr)
+    truth, q = run["truth"], run["truth"]["quirks_configured"]
+    assert deleted == truth["counts"]["text_deleted"]
+    assert removed == truth["counts"]["text_removed"]
+    assert authors_deleted == truth["counts"]["text_deleted"] + truth["counts"]["author_deleted"]
+    assert abs(deleted / n - q["deleted"]) < 0.4 * q["deleted"]
+    assert abs(removed / n - q["removed"]) < 0.4 * q["removed"]
+    assert sum("&amp;" in t for t in texts) > 0
+    assert max(len(t) for t in texts) >= 300_000
+    assert sum(len(t) >= 5000 for t in texts) >= 2
+    # non-ASCII: \u escapes (pure ASCII lines) up to 2015, raw UTF-8 from 2016
+    raw_2015 = raw_2016 = esc_2015 = 0
+    for line in run["com_lines"]:
+        if not line.strip().startswith(b"{") or not line.endswith(b"}"):
+            continue
+        try:
+            r = json.loads(line.decode("utf-8"))   # strict: json.loads(bytes) passes surrogates
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            continue
+        year = dt.datetime.fromtimestamp(int(r["created_utc"]), dt.timezone.utc).year
+        if year == 2015:
+            raw_2015 += not line.isascii()
+            esc_2015 += b"\\ud83d" in line
+        elif not line.isascii():
+            raw_2016 += 1
+    assert raw_2015 == 0 and esc_2015 > 0 and raw_2016 > 0
+    # roughly time-ordered with a few swapped neighbours
+    t = [int(r["created_utc"]) for r in coms]
+    inversions = sum(b < a for a, b in zip(t, t[1:]))
+    assert 0 < inversions <= truth["counts"]["swapped_neighbours"]["comments"]
+    assert inversions < 0.01 * len(t)
+
+
+def test_texts_mention_tickers_the_wsb_way(run):
+    coms, _ = run["coms"]
+    body = "\n".join(r["body"] for r in coms)
+    assert "$GME" in body and " TSLA" in body
+    assert "gme" in body or "tsla" in body              # lower case: not a mention
+    assert any(s + e in body for s in ("GME", "TSLA", "AMC") for e in ("🚀", "💎"))
+    assert "ALL IN" in body and "IT'S HAPPENING" in body and "DD" in body and "YOLO" in body
+    # most records mention no stock
+    assert run["truth"]["counts"]["posts_about_stocks"] < 0.5 * len(coms)
+    forms = run["truth"]["mention_forms"]
+    assert set(forms) == {"dollar", "bare", "emoji", "punct", "lower"}
+
+
+def test_boundary_posts_in_the_dumps(run):
+    coms, _ = run["coms"]
+    by_id = {r["id"]: r for r in coms}
+    posts = run["truth"]["boundary_posts"]
+    assert len(posts) == 5
+    for p in posts:
+        r = by_id[p["id"]]
+        assert int(r["created_utc"]) == p["created_utc"]
+        assert r["body"].startswith("$")
+    reuse = run["truth"]["special_cases"]["reused_symbol"]
+    first, second = posts[0], posts[1]
+    assert first["expect_permno"] == reuse["first_permno"] and second["expect_permno"] == reuse["second_permno"]
+    day = dt.datetime.fromtimestamp(first["created_utc"], dt.timezone.utc)
+    assert (day.hour, day.minute, day.second) == (23, 59, 30)
+    assert day.date().isoformat() == reuse["first_nameendt"]
+
+
+def _read_csv(path: Path) -> list[dict]:
+    with open(path, newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_stocknames_changes_reuses_common_words(run):
+    rows = _read_csv(run["out"] / "stocknames.csv")
+    assert list(rows[0]) [:3] == ["PERMNO", "NAMEDT", "NAMEENDT"] and "TICKER" in rows[0] and "COMNAM" in rows[0]
+    by_permno: dict = {}
+    by_ticker: dict = {}
+    for r in rows:
+        by_permno.setdefault(r["PERMNO"], []).append(r)
+        by_ticker.setdefault(r["TICKER"], set()).add(r["PERMNO"])
+    changed = [p for p, rs in by_permno.items() if len({r["TICKER"] for r in rs}) > 1]
+    assert len(changed) == 1
+    reused = [t for t, ps in by_ticker.items() if len(ps) > 1]
+    assert len(reused) == 1
+    spells = sorted((r["NAMEDT"], r["NAMEENDT"]) for r in rows if r["TICKER"] == reused[0])
+    (_, end1), (start2, _) = spells
+    assert dt.date.fromisoformat(end1) + dt.timedelta(days=1) == dt.date.fromisoformat(start2)
+    assert {"ALL", "IT", "CEO", "DD"} <= set(by_ticker)
+    assert len(by_permno) == SMALL["tickers"]
+
+
+def test_crsp_daily_calendar_codes_and_delisting(run):
+    rows = _read_csv(run["out"] / "crsp_daily.csv")
+    assert list(rows[0]) == ["PERMNO", "date", "TICKER", "PRC", "VOL", "RET", "RETX", "DLRET"]
+    dates = sorted({r["date"] for r in rows})
+    days = [dt.datetime.strptime(d, "%Y%m%d").date() for d in dates]
+    assert all(d.weekday() < 5 for d in days)
+    for holiday in ("20151126", "20151225", "20160101", "20160325", "20160704", "20161124", "20170116"):
+        assert holiday not in dates
+    assert "20151002" in dates and "20170331" in dates
+    # date-major order
+    keys = [(r["date"], int(r["PERMNO"])) for r in rows]
+    assert keys == sorted(keys)
+
+    def num(x):
+        try:
+            return float(x)
+        except ValueError:
+            return None
+
+    letters = [r for r in rows if r["RET"] in ("B", "C")]
+    assert any(num(r["RETX"]) is not None for r in letters)
+    assert {r["RET"] for r in letters} == {"B", "C"}
+    dl = [r for r in rows if r["DLRET"]]
+    assert len(dl) == 1
+    (d,) = dl
+    assert d["PRC"] == d["VOL"] == d["RET"] == d["RETX"] == "" and num(d["DLRET"]) < 0
+    # the delisting row is that PERMNO's last; its symbol is reused the next calendar day
+    last = max(r["date"] for r in rows if r["PERMNO"] == d["PERMNO"])
+    assert last == d["date"]
+    reuse = run["truth"]["special_cases"]["reused_symbol"]
+    assert int(d["PERMNO"]) == reuse["first_permno"]
+    assert dt.datetime.strptime(d["date"], "%Y%m%d").date().isoformat() == reuse["first_nameendt"]
+    # every live PERMNO trades on every trading day between its first and last row
+    per = {}
+    for r in rows:
+        per.setdefault(r["PERMNO"], []).append(r["date"])
+    for p, ds in per.items():
+        i, j = dates.index(ds[0]), dates.index(ds[-1])
+        assert ds == dates[i:j + 1]
+    assert any(num(r["RET"]) is not None and num(r["RETX"]) is not None and num(r["RET"]) != num(r["RETX"])
+               for r in rows)                                   # dividend days
+    assert any((num(r["PRC"]) or 0) < 0 for r in rows)           # bid/ask average
+
+
+def test_latent_effect_timing(run):
+    import pandas as pd
+
+    lat = pd.read_parquet(run["out"] / "latent.parquet").sort_values(["permno", "date"])
+    b = SMALL["effect"]
+    for _, g in lat.groupby("permno"):
+        h_prev = g["hype"].to_numpy()[:-1]
+        diff = (g["log_sigma"] - g["log_sigma_base"]).to_numpy()[1:]
+        np.testing.assert_allclose(diff, b * h_prev, rtol=0, atol=1e-12)
+    assert lat["n_posts"].sum() == run["truth"]["counts"]["posts_about_stocks"]
+    # more hype, more posts about the stock
+    assert np.corrcoef(lat["hype"], np.log1p(lat["n_posts"]))[0, 1] > 0.1
+    # and hype-ier texts
+    share = lat["n_hype_phrases"] / lat["n_tone_phrases"].where(lat["n_tone_phrases"] > 0)
+    ok = share.notna()
+    assert np.corrcoef(lat["hype"][ok], share[ok])[0, 1] > 0.3
+
+
+def test_placebo_hype_never_enters_volatility():
+    from wsb_gpu.synth.calendar import trading_days
+    from wsb_gpu.synth.process import build_universe, simulate_latent
+
+    days = trading_days(dt.date(2014, 1, 1), dt.date(2016, 12, 31))
+    stocks = build_universe(days, 15, seed=3)
+    placebo = simulate_latent(stocks, len(days), seed=3, effect=0.0)
+    planted = simulate_latent(stocks, len(days), seed=3, effect=0.5)
+    assert np.array_equal(placebo["log_sigma"], placebo["log_sigma_base"])
+    assert np.array_equal(placebo["log_sigma_base"], planted["log_sigma_base"])
+    assert np.array_equal(placebo["hype"], planted["hype"])
+    # next-day log-volatility vs today's hype: nothing under the placebo, b under the effect
+    h = placebo["hype"][:-1].ravel()
+    for lat, want in ((placebo, 0.0), (planted, 0.5)):
+        resid = lat["log_sigma"][1:].ravel() - placebo["log_sigma_base"][1:].ravel()
+        slope = np.polyfit(h, resid, 1)[0]
+        assert abs(slope - want) < 1e-9
+    # and the returns only scale with sigma: same standardised shocks in both worlds
+    np.testing.assert_allclose(placebo["ret"] / np.exp(placebo["log_sigma"]),
+                               planted["ret"] / np.exp(planted["log_sigma"]), rtol=1e-9, atol=1e-12)
+
+
+def test_placebo_files_are_the_planted_files_minus_the_effect(tmp_path):
+    kw = dict(seed=5, tickers=10, start="2016-01-01", end="2016-03-31", posts_per_day=20)
+    generate(tmp_path / "p", effect=0.0, **kw)
+    generate(tmp_path / "e", effect=0.5, **kw)
+    # the texts are the same (hype drives them in both worlds) ...
+    assert _sha(_lines(tmp_path / "p" / "wallstreetbets_comments.zst")) == \
+        _sha(_lines(tmp_path / "e" / "wallstreetbets_comments.zst"))
+    # ... but only the planted world's volatility moves with it
+    assert (tmp_path / "p" / "crsp_daily.csv").read_bytes() != (tmp_path / "e" / "crsp_daily.csv").read_bytes()
+    truth = json.loads((tmp_path / "p" / "truth.json").read_text())
+    assert truth["effect"]["b"] == 0.0 and truth["effect"]["placebo"] is True
+
+
+def test_bad_arguments_raise_one_line_errors(tmp_path):
+    from wsb_gpu.errors import WsbError
+
+    with pytest.raises(WsbError, match="--tickers must be at least 10"):
+        generate(tmp_path / "x", tickers=3, start="2016-01-01", end="2016-03-31")
+    with pytest.raises(WsbError, match="must be after --start"):
+        generate(tmp_path / "x", start="2016-03-01", end="2016-01-01")
+    with pytest.raises(WsbError, match="YYYY-MM-DD"):
+        generate(tmp_path / "x", start="March 2016")
+
+
+def test_cli_help_and_summary(tmp_path, capsys):
+    from wsb_gpu.cli import main
+
+    assert main(["synth", "--help"]) == 0
+    help_text = capsys.readouterr().out
+    assert "Example:" in help_text and "wsb-gpu synth --out" in help_text
+    rc = main(["synth", "--out", str(tmp_path / "d"), "--tickers", "10", "--start", "2016-01-01",
+               "--end", "2016-02-29", "--posts-per-day", "20", "--malformed", "0.01", "--seed", "2"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert "wallstreetbets_comments.zst" in out and "records" in out and "malformed" in out
+    assert "records/s" in out and "crsp_daily.csv" in out
+    assert (tmp_path / "d" / "truth.json").is_file()
+    rc = main(["synth", "--out", str(tmp_path / "e"), "--start", "2016-03-01", "--end", "2016-01-01"])
+    assert rc == 2
+    assert capsys.readouterr().err.startswith("error: --end")

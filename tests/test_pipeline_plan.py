@@ -1,0 +1,152 @@
+"""The pipeline's machinery (skip rule, --force/--from/--until, failures, concurrency, run.json)
+with stand-in stages, so that it is tested in a second; tests/test_pipeline.py runs the real
+stages end to end."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+
+import pandas as pd
+import pytest
+
+from wsb_gpu import pipeline
+from wsb_gpu.config import load_settings
+from wsb_gpu.errors import WsbError
+from wsb_gpu.lake import atomic_dataset, read_manifest, write_manifest
+
+
+@pytest.fixture
+def fake(tmp_path, monkeypatch):
+    """Stand-in runners: each writes a one-row Parquet dataset with a manifest; train writes
+    a metrics.csv the real report stage can read. Records every call."""
+    calls: list[str] = []
+    both_running = threading.Event()
+    vol_started = threading.Event()
+    state = {"fail": None, "wait_for_volatility": False}
+
+    def make(name):
+        def runner(ctx, progress):
+            calls.append(name)
+            if name == "volatility":
+                vol_started.set()
+            if name == "ingest" and state["wait_for_volatility"]:
+                # Proves volatility runs beside ingest: wait (bounded) until it has started.
+                if vol_started.wait(timeout=10):
+                    both_running.set()
+            if state["fail"] == name:
+                raise RuntimeError(f"boom in {name}")
+            out = ctx.path(name)
+            with atomic_dataset(out) as tmp:
+                if name == "train":
+                    pd.DataFrame({"model": ["har", "ridge", "har", "ridge"], "test_year": ["2019", "2019", "all", "all"],
+                                  "n_train": 10, "n_test": 5, "mse": [2.0, 1.0, 2.0, 1.0], "r2": [0.1, 0.2, 0.1, 0.2],
+                                  "dm_pvalue": [None, 0.01, None, 0.01]}).to_csv(tmp / "metrics.csv", index=False)
+                pd.DataFrame({"x": [1]}).to_parquet(tmp / "part.0.parquet")
+                return write_manifest(tmp, stage=name, inputs={}, params={}, rows_in=10, rows_out=5,
+                                      seconds=0.5, backend=ctx.backend.name, schema={"x": "int64"}, bytes_in=2_000_000)
+        return runner
+
+    for name in pipeline.STAGE_NAMES:
+        if name != "report":
+            monkeypatch.setitem(pipeline.RUNNERS, name, make(name))
+    inputs = {}
+    for key in ("submissions", "comments", "tickers", "crsp"):
+        p = tmp_path / f"{key}.bin"
+        p.write_text(key)
+        inputs[f"inputs.{key}"] = str(p)
+    settings = load_settings(overrides={"backend": "cpu", "cluster.kind": "none", "lake": str(tmp_path / "lake"),
+                                        **inputs})
+    return {"calls": calls, "settings": settings, "lake": tmp_path / "lake", "state": state,
+            "both_running": both_running, "inputs": inputs}
+
+
+def test_full_run_then_nothing_to_do(fake):
+    fake["state"]["wait_for_volatility"] = True
+    res = pipeline.run_pipeline(fake["settings"], progress=False)
+    assert res.ran == list(pipeline.STAGE_NAMES)
+    assert fake["both_running"].is_set(), "volatility did not run beside ingest"
+    lake = fake["lake"]
+    for stage in pipeline.STAGES:
+        assert read_manifest(lake / stage.dataset) is not None
+        assert (lake / stage.dataset / pipeline.PIPELINE_FILE).is_file()
+    assert res.report == lake / "report" / "report.md" and res.report.is_file()
+    run = json.loads((lake / "run.json").read_text())
+    assert run["status"] == "ok" and [s["stage"] for s in run["stages"]] == list(pipeline.STAGE_NAMES)
+    ingest = run["stages"][0]
+    assert ingest["throughput"] == pytest.approx(4.0) and ingest["unit"] == "MB/s"  # 2 MB in 0.5 s
+    assert run["config"]["backend"] == "cpu" and "dask" in run["versions"] and run["hardware"]["cpu_count"]
+
+    fake["calls"].clear()
+    res2 = pipeline.run_pipeline(fake["settings"], progress=False)
+    assert fake["calls"] == [] and res2.ran == [] and res2.skipped == list(pipeline.STAGE_NAMES)
+
+
+def test_from_until_force_and_changed_input(fake):
+    s = fake["settings"]
+    res = pipeline.run_pipeline(s, until_stage="embed", progress=False)
+    assert res.ran == ["ingest", "mentions", "embed"]
+    assert not (fake["lake"] / "volatility").exists()
+
+    fake["calls"].clear()
+    res = pipeline.run_pipeline(s, progress=False)
+    assert sorted(fake["calls"]) == ["features", "train", "volatility"]  # report is not a fake runner
+    assert res.skipped == ["ingest", "mentions", "embed"]
+
+    fake["calls"].clear()
+    res = pipeline.run_pipeline(s, from_stage="embed", progress=False)
+    assert res.ran == ["embed", "features", "train", "report"]
+
+    # A changed input file reruns its stage and everything downstream, nothing else.
+    crsp = fake["inputs"]["inputs.crsp"]
+    os.utime(crsp, (time.time() + 5, time.time() + 5))
+    res = pipeline.run_pipeline(s, progress=False)
+    assert res.ran == ["volatility", "features", "train", "report"]
+
+    # Changed parameters of a stage rerun it and its descendants.
+    res = pipeline.run_pipeline(s.replace(**{"train.target": "y_5"}), progress=False)
+    assert res.ran == ["train", "report"]
+
+    res = pipeline.run_pipeline(s, force=True, until_stage="mentions", progress=False)
+    assert res.ran == ["ingest", "mentions"]
+
+
+def test_failed_stage_names_itself_keeps_earlier_outputs_and_resumes(fake):
+    fake["state"]["fail"] = "train"
+    with pytest.raises(WsbError, match=r"stage 'train' failed: RuntimeError: boom in train .*intact.*resume"):
+        pipeline.run_pipeline(fake["settings"], progress=False)
+    lake = fake["lake"]
+    written = {st: read_manifest(lake / pipeline.BY_NAME[st].dataset)["written_at"]
+               for st in ("ingest", "mentions", "embed", "volatility", "features")}
+    assert not (lake / "results").exists() and not (lake / "report").exists()
+    run = json.loads((lake / "run.json").read_text())
+    assert run["status"] == "failed"
+    assert {s["stage"]: s["status"] for s in run["stages"]}["train"] == "failed"
+
+    fake["state"]["fail"] = None
+    fake["calls"].clear()
+    res = pipeline.run_pipeline(fake["settings"], progress=False)
+    assert fake["calls"] == ["train"] and res.ran == ["train", "report"]
+    for st, stamp in written.items():
+        assert read_manifest(lake / pipeline.BY_NAME[st].dataset)["written_at"] == stamp
+
+
+def test_a_failure_beside_a_running_stage_lets_it_finish(fake):
+    fake["state"]["fail"] = "volatility"
+    with pytest.raises(WsbError, match="stage 'volatility' failed"):
+        pipeline.run_pipeline(fake["settings"], progress=False)
+    # ingest ran beside it and finished; nothing downstream of the failure started.
+    assert read_manifest(fake["lake"] / "posts") is not None
+    assert "features" not in fake["calls"]
+
+
+def test_plan_errors_and_missing_inputs(fake):
+    with pytest.raises(WsbError, match="unknown stage 'trian'"):
+        pipeline.plan(until_stage="trian")
+    with pytest.raises(WsbError, match="--from embed is not needed for --until volatility"):
+        pipeline.plan(from_stage="embed", until_stage="volatility")
+    ctx = pipeline.Context(fake["settings"].replace(**{"inputs.crsp": ""}), fake["lake"], None, None)
+    with pytest.raises(WsbError, match=r"needs the input file 'inputs.crsp'.*--crsp PATH"):
+        ctx.input("crsp", "volatility")

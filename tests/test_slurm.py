@@ -1,0 +1,286 @@
+"""Slurm: the rendered job scripts (always), and real jobs on the test Slurm (marker ``slurm``).
+
+``tests/slurm_up.sh`` (run by ``make test``) starts a single-node Slurm whose node advertises
+8 CPUs and a fake ``gpu`` GRES. The jobs run on this machine with this interpreter
+(``sys.executable``, the repository's .venv), so they see the code under test.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+import wsb_gpu.slurm as ws
+from wsb_gpu.config import load_settings
+from wsb_gpu.errors import WsbError
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _jobqueue(tmp_path: Path, walltime: str = "00:10:00", **extra) -> Path:
+    """A small profile for the test node: 1 CPU, 1 GiB per worker job."""
+    profile = {
+        "name": f"wsb-test-{os.getpid()}",
+        "cores": 1,
+        "memory": "1GiB",
+        "processes": 1,
+        "walltime": walltime,
+        "log-directory": str(tmp_path / "logs"),
+        "local-directory": str(tmp_path / "scratch"),
+        "shared-temp-directory": str(tmp_path / "tls"),
+        **extra,
+    }
+    path = tmp_path / "jobqueue.yaml"
+    gpu = {"name": "wsb-test-gpu", "job-extra-directives": ["--gres=gpu:1"], "cores": 2, "account": None}
+    path.write_text(yaml.safe_dump({"jobqueue": {"slurm": profile, "slurm-gpu": gpu}}), encoding="utf-8")
+    return path
+
+
+def _settings(tmp_path: Path, jobqueue: Path | None = None, **overrides):
+    return load_settings(overrides={
+        "cluster.kind": "slurm",
+        "cluster.dashboard_address": ":0",
+        "cluster.slurm.jobqueue_file": str(jobqueue or _jobqueue(tmp_path)),
+        "cluster.slurm.wait_timeout": 120,
+        **overrides,
+    })
+
+
+def _squeue(*args: str) -> list[str]:
+    out = subprocess.run(["squeue", "-h", *args], capture_output=True, text=True, timeout=30)
+    return [line.split() for line in out.stdout.splitlines() if line.strip()]
+
+
+def _wait_gone(job_ids: list[str], timeout: float = 60) -> list[str]:
+    """Job ids still listed by squeue after up to ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    left = list(job_ids)
+    while time.monotonic() < deadline:
+        listed = {row[0] for row in _squeue("-o", "%i")}
+        left = [j for j in job_ids if j in listed]
+        if not left:
+            return []
+        time.sleep(1)
+    return left
+
+
+# --- job scripts (no Slurm needed) -------------------------------------------------------------
+
+
+def test_gpu_job_script_has_gres_and_dask_cuda_worker(tmp_path: Path):
+    s = _settings(tmp_path, **{"cluster.slurm.gpu": True, "cluster.cuda.rmm_pool_size": "20GB"})
+    script = ws.render_job_script(s)
+    lines = script.splitlines()
+    assert "#SBATCH --gres=gpu:1" in lines
+    assert script.count("--gres=gpu:1") == 1  # not added twice when the profile has it
+    assert "#SBATCH -J wsb-test-gpu" in lines  # the gpu profile's own name ...
+    assert "#SBATCH --cpus-per-task=2" in lines  # ... and cores, over the base profile
+    assert "#SBATCH --mem=1G" in lines  # memory inherited from the base `slurm` profile
+    worker = lines[-1]
+    assert f"{sys.executable} -m dask cuda worker tls://" in worker
+    assert "--rmm-pool-size 20GB" in worker
+    assert "--nanny" not in worker  # a dask-worker flag that `dask cuda worker` rejects
+    assert "--tls-ca-file" in worker and "--tls-cert" in worker and "--tls-key" in worker
+    assert "export CUDF_SPILL=on" in script
+    assert "export DASK_DISTRIBUTED__WORKER__LIFETIME__DURATION=540s" in script  # 10 min - 1 min
+    assert not (tmp_path / "logs").exists()  # rendering leaves nothing behind
+
+
+def test_gpu_flag_without_gpu_profile_adds_gres_to_the_cpu_profile(tmp_path: Path):
+    path = tmp_path / "jq.yaml"
+    path.write_text(yaml.safe_dump({"jobqueue": {"slurm": {"cores": 4, "memory": "8GiB", "walltime": "02:00:00"}}}))
+    script = ws.render_job_script(_settings(tmp_path, path, **{"cluster.slurm.gpu": True}))
+    assert "#SBATCH --gres=gpu:1" in script
+    assert "-m dask cuda worker" in script
+    assert "#SBATCH -t 02:00:00" in script
+
+
+def test_cpu_job_script_without_tls_and_lifetime(tmp_path: Path):
+    s = _settings(tmp_path, **{"cluster.slurm.tls": False, "cluster.slurm.lifetime": False,
+                               "cluster.slurm.job_name": "wsb-worker-77"})
+    script = ws.render_job_script(s)
+    assert "--gres" not in script
+    assert "-m distributed.cli.dask_worker tcp://" in script
+    assert "--tls" not in script and "LIFETIME" not in script
+    assert "#SBATCH -J wsb-worker-77" in script  # the driver's unique name wins
+
+
+def test_repository_jobqueue_yaml_renders_both_profiles():
+    cpu = ws.render_job_script(load_settings(overrides={"cluster.kind": "slurm"}))
+    assert "#SBATCH -t 01:00:00" in cpu and "--lifetime" not in cpu
+    assert "DASK_DISTRIBUTED__WORKER__LIFETIME__DURATION=3240s" in cpu
+    gpu = ws.render_job_script(load_settings(overrides={"cluster.kind": "slurm", "cluster.slurm.gpu": True}))
+    assert "#SBATCH --gres=gpu:1" in gpu and "#SBATCH -p gpu" in gpu
+    assert "-m dask cuda worker" in gpu
+
+
+def test_repository_file_wins_over_dask_config(tmp_path: Path):
+    import dask
+
+    # What ~/.config/dask/jobqueue.yaml (copied by dask-jobqueue) would contribute.
+    with dask.config.set({"jobqueue.slurm.cores": 99, "jobqueue.slurm.account": "from-dask-config"}):
+        profile, source = ws.jobqueue_profile(load_settings(overrides={"cluster.kind": "slurm"}))
+    assert str(ws.REPO_JOBQUEUE) in source
+    assert profile["cores"] == 2  # the repository's value wins ...
+    assert profile["account"] is None  # ... key by key (it sets account: null)
+
+
+def test_profile_errors(tmp_path: Path):
+    with pytest.raises(WsbError, match="does not exist"):
+        ws.jobqueue_profile(_settings(tmp_path, tmp_path / "missing.yaml"))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"jobqueue": {"slurm": {"cores": 1, "memroy": "1GiB"}}}))
+    with pytest.raises(WsbError, match="did you mean 'memory'"):
+        ws.jobqueue_profile(_settings(tmp_path, bad))
+    with pytest.raises(WsbError, match="profile 'nope' not found"):
+        ws.jobqueue_profile(_settings(tmp_path, **{"cluster.slurm.profile": "nope"}))
+    with pytest.raises(WsbError, match="not below the walltime"):
+        ws.render_job_script(_settings(tmp_path, **{"cluster.slurm.lifetime": "2h"}))
+
+
+def test_walltime_and_lifetime_helpers():
+    assert ws.parse_walltime("2-12:00:00") == 2 * 86400 + 12 * 3600
+    assert ws.parse_walltime("10:30") == 630
+    with pytest.raises(WsbError, match="not a Slurm time limit"):
+        ws.parse_walltime("an hour")
+    seconds, stagger = ws.worker_lifetime(4 * 3600)
+    assert seconds == 4 * 3600 - 600 and seconds + stagger < 4 * 3600
+
+
+# --- real jobs ---------------------------------------------------------------------------------
+
+
+@pytest.mark.slurm
+@pytest.mark.timeout(300)
+def test_slurm_cluster_computes_on_two_worker_jobs(tmp_path: Path, monkeypatch):
+    import dask.array as da
+    from distributed import Client
+
+    monkeypatch.chdir(tmp_path)
+    s = _settings(tmp_path, **{"cluster.slurm.jobs": 2})
+    cluster = ws.slurm_cluster(s)
+    try:
+        with Client(cluster) as client:
+            ws.wait_for_workers(client, s, n=2)
+            info = client.run(lambda: (os.environ.get("SLURM_JOB_ID"), os.getpid()))
+            assert len(info) == 2
+            job_ids = sorted(ws.worker_job_ids(cluster))
+            assert sorted(j for j, _ in info.values()) == job_ids  # each worker is its own job
+            assert all(a.startswith("tls://") for a in info)  # TLS by default
+            x = da.arange(1_000, chunks=100)
+            assert int(client.compute(x.sum()).result()) == sum(range(1_000))
+            per_worker = {
+                addr: client.submit(sum, range(10 + i), workers=[addr], pure=False).result()
+                for i, addr in enumerate(sorted(info))
+            }
+            assert sorted(per_worker.values()) == [sum(range(10)), sum(range(11))]
+    finally:
+        cluster.close()
+    assert _wait_gone(job_ids) == [], "worker jobs still in squeue after the cluster closed"
+    assert not list((tmp_path / "tls").glob(".dask-jobqueue.*")), "temporary TLS files left behind"
+
+
+@pytest.mark.slurm
+@pytest.mark.timeout(300)
+def test_ended_worker_jobs_are_replaced(tmp_path: Path, monkeypatch):
+    import dask
+    from distributed import Client
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(ws, "REPLACE_INTERVAL_S", 3.0)
+    # walltime 1 min -> lifetime auto = 30 s +- 10 s: the workers retire, new jobs follow.
+    s = _settings(tmp_path, _jobqueue(tmp_path, walltime="00:01:00"), **{"cluster.slurm.jobs": 1})
+    with dask.config.set({"distributed.deploy.lost-worker-timeout": "2s"}):
+        cluster = ws.slurm_cluster(s)
+        try:
+            with Client(cluster) as client:
+                ws.wait_for_workers(client, s)
+                seen = set(ws.worker_job_ids(cluster))
+                first = set(seen)
+                deadline = time.monotonic() + 150
+                while time.monotonic() < deadline:
+                    seen |= set(ws.worker_job_ids(cluster))
+                    if seen - first and client.scheduler_info()["workers"]:
+                        replacement = seen - first
+                        worker_jobs = set(client.run(lambda: os.environ.get("SLURM_JOB_ID")).values())
+                        if worker_jobs & replacement:
+                            break
+                    time.sleep(2)
+                else:
+                    pytest.fail(f"no replacement job joined (jobs seen: {sorted(seen)})")
+                assert int(client.submit(sum, range(5)).result()) == 10
+        finally:
+            cluster.close()
+    assert _wait_gone(sorted(seen)) == []
+
+
+@pytest.mark.slurm
+@pytest.mark.timeout(120)
+def test_wait_for_workers_explains_queued_jobs(tmp_path: Path, monkeypatch):
+    from distributed import Client
+
+    monkeypatch.chdir(tmp_path)
+    # Jobs that cannot start for an hour: the wait must fail with the job ids and where to look.
+    s = _settings(tmp_path, _jobqueue(tmp_path, **{"job-extra-directives": ["--begin=now+1hour"]}),
+                  **{"cluster.slurm.wait_timeout": 5, "cluster.slurm.jobs": 1})
+    cluster = ws.slurm_cluster(s)
+    try:
+        with Client(cluster) as client:
+            with pytest.raises(WsbError) as info:
+                ws.wait_for_workers(client, s)
+            ids = ws.worker_job_ids(cluster)
+    finally:
+        cluster.close()
+    msg = str(info.value)
+    assert "\n" not in msg
+    assert "no Slurm worker joined within 5 s" in msg
+    assert ids and ids[0] in msg and "PENDING" in msg and "squeue" in msg
+    assert str(tmp_path / "logs") in msg
+    assert _wait_gone(ids) == []
+
+
+@pytest.mark.slurm
+@pytest.mark.timeout(300)
+def test_submit_script_runs_cluster_check_with_worker_jobs(tmp_path: Path):
+    run_yaml = tmp_path / "run.yaml"
+    run_yaml.write_text(yaml.safe_dump({"cluster": {
+        "dashboard_address": ":0",
+        "slurm": {"jobqueue_file": str(_jobqueue(tmp_path)), "jobs": 2, "wait_timeout": 120},
+    }}), encoding="utf-8")
+    env = dict(os.environ, WSB_GPU_VENV=str(Path(sys.executable).parent.parent))
+    sub = subprocess.run(
+        ["sbatch", "--parsable", f"--output={tmp_path}/driver-%j.out", f"--chdir={tmp_path}",
+         "--cpus-per-task=1", "--mem=2G", str(REPO / "scripts" / "submit_slurm.sh"), "--config", str(run_yaml)],
+        capture_output=True, text=True, timeout=60, env=env,
+    )
+    assert sub.returncode == 0, sub.stderr
+    driver = sub.stdout.strip().split(";")[0]
+    workers_seen: set[str] = set()
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        rows = _squeue("-o", "%i %j")
+        workers_seen |= {job for job, name in rows if name == f"wsb-worker-{driver}"}
+        if driver not in {job for job, _ in rows}:
+            break
+        time.sleep(2)
+    else:
+        subprocess.run(["scancel", driver], timeout=30)
+        pytest.fail(f"driver job {driver} did not finish in time")
+    state = subprocess.run(["scontrol", "show", "job", driver], capture_output=True, text=True, timeout=30).stdout
+    output = (tmp_path / f"driver-{driver}.out").read_text(encoding="utf-8")
+    assert "JobState=COMPLETED" in state and "ExitCode=0:0" in state, output
+    assert "ok: 2 worker(s) computed the expected sum" in output, output
+    rows = [line.split() for line in output.splitlines() if line.startswith("tls://")]
+    worker_jobs = {row[3] for row in rows}
+    assert len(rows) == 2 and len(worker_jobs) == 2, output
+    assert driver not in worker_jobs  # the workers ran as separate jobs ...
+    assert worker_jobs <= workers_seen | worker_jobs  # ... named after this driver
+    assert all(row[-1] == "yes" for row in rows)
+    assert _wait_gone(sorted(worker_jobs)) == []
+    assert not [r for r in _squeue("-o", "%i %j") if r[1] == f"wsb-worker-{driver}"]

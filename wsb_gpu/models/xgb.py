@@ -1,0 +1,145 @@
+"""Gradient-boosted trees with XGBoost, early-stopped on the last training year.
+
+For a window with training years ``Y-k … Y-1`` the trees are grown on ``Y-k … Y-2`` and
+the number of rounds is chosen by early stopping on year ``Y-1``: a validation set that
+lies after the fitting rows in time, never a random subset. The booster at its best
+iteration then predicts year ``Y``. (With a one-year window there is nothing to validate
+on and all ``n_estimators`` rounds are used.)
+
+On a Dask cluster with more than one worker the fit uses :mod:`xgboost.dask` with the
+data left on the workers; otherwise the window is collected into the process and fitted
+with :func:`xgboost.train`. The device (``cuda``/``cpu``) comes from the backend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from wsb_gpu.backend import Backend
+from wsb_gpu.errors import WsbError, missing_package
+
+XGB_INSTALL = "pip install 'wsb_gpu[cpu]' (xgboost-cpu) or 'wsb_gpu[gpu]' (xgboost with CUDA)"
+
+
+def _xgboost() -> Any:
+    try:
+        import xgboost
+    except ImportError as e:
+        raise missing_package("xgboost", XGB_INSTALL, "the xgboost model") from e
+    return xgboost
+
+
+def booster_params(backend: Backend, *, max_depth: int, learning_rate: float, subsample: float,
+                   colsample_bytree: float, min_child_weight: float, seed: int, **_: Any) -> dict[str, Any]:
+    """XGBoost training parameters from the ``train.xgboost`` settings.
+
+    >>> booster_params(Backend("cpu"), max_depth=3, learning_rate=0.1, subsample=1.0,
+    ...                colsample_bytree=1.0, min_child_weight=1.0, seed=0)["device"]
+    'cpu'
+    """
+    return {
+        "objective": "reg:squarederror",
+        "tree_method": "hist",
+        "device": backend.xgb_device,
+        "max_depth": int(max_depth),
+        "eta": float(learning_rate),
+        "subsample": float(subsample),
+        "colsample_bytree": float(colsample_bytree),
+        "min_child_weight": float(min_child_weight),
+        "seed": int(seed),
+        "eval_metric": "rmse",
+    }
+
+
+@dataclass
+class XGBFit:
+    """A trained booster and the number of rounds it predicts with."""
+
+    booster: Any
+    n_rounds: int
+    n_fit: int
+    n_valid: int
+
+    def predict_array(self, X: Any) -> Any:
+        """Predictions for a NumPy/CuPy float matrix (on the booster's device)."""
+        return self.booster.inplace_predict(X, iteration_range=(0, self.n_rounds))
+
+
+def _n_workers(client: Any) -> int:
+    if client is None:
+        return 0
+    try:
+        return len(client.scheduler_info().get("workers", {}))
+    except Exception:
+        return 0
+
+
+def fit_window(
+    ddf: Any,
+    features: Sequence[str],
+    target: str,
+    train_years: Sequence[int],
+    *,
+    backend: Backend,
+    client: Any = None,
+    params: Mapping[str, Any],
+) -> XGBFit:
+    """Fit one window's booster.
+
+    Parameters
+    ----------
+    ddf
+        Dask frame of the sample with a ``year`` column, the ``features`` and ``target``.
+    features, target
+        Column names.
+    train_years
+        The window's training years in order; the last one is the validation year.
+    params
+        The ``train.xgboost`` settings (``n_estimators``, ``early_stopping_rounds`` and the
+        booster parameters of :func:`booster_params`).
+    """
+    xgb = _xgboost()
+    years = list(train_years)
+    fit_years, valid_years = (years[:-1], years[-1:]) if len(years) > 1 else (years, [])
+    bp = booster_params(backend, **params)
+    rounds = int(params["n_estimators"])
+    stop = int(params["early_stopping_rounds"]) if valid_years else None
+    cols = list(features)
+
+    fit_part = ddf[ddf["year"].isin(fit_years)]
+    valid_part = ddf[ddf["year"].isin(valid_years)] if valid_years else None
+
+    if _n_workers(client) > 1:
+        # Data stay on the workers: xgboost.dask builds the quantile sketches where the
+        # partitions live and trains with its collective (NCCL on GPUs).
+        dtrain = xgb.dask.DaskQuantileDMatrix(client, fit_part[cols].astype("float32"), fit_part[target])
+        evals = []
+        if valid_part is not None:
+            dvalid = xgb.dask.DaskQuantileDMatrix(client, valid_part[cols].astype("float32"), valid_part[target], ref=dtrain)
+            evals = [(dvalid, "valid")]
+        out = xgb.dask.train(client, bp, dtrain, num_boost_round=rounds, evals=evals,
+                             early_stopping_rounds=stop, verbose_eval=False)
+        booster = out["booster"]
+        n_fit = n_valid = -1  # not counted here: the caller has the counts from its statistics
+    else:
+        frame = fit_part[[*cols, target]].compute()
+        if len(frame) == 0:
+            msg = f"no training rows for XGBoost in years {fit_years}; use more training years"
+            raise WsbError(msg)
+        dtrain = xgb.QuantileDMatrix(frame[cols].astype("float32"), label=frame[target])
+        evals = []
+        n_valid = 0
+        if valid_part is not None:
+            vframe = valid_part[[*cols, target]].compute()
+            n_valid = len(vframe)
+            if n_valid:
+                dvalid = xgb.QuantileDMatrix(vframe[cols].astype("float32"), label=vframe[target], ref=dtrain)
+                evals = [(dvalid, "valid")]
+        booster = xgb.train(bp, dtrain, num_boost_round=rounds, evals=evals,
+                            early_stopping_rounds=stop if evals else None, verbose_eval=False)
+        n_fit = len(frame)
+    best = getattr(booster, "best_iteration", None)
+    n_rounds = int(best) + 1 if (evals and best is not None) else booster.num_boosted_rounds()
+    return XGBFit(booster, n_rounds, int(n_fit), int(n_valid))

@@ -1,0 +1,444 @@
+"""Stage ``embed``: posts that mention a stock -> the **embeddings** dataset.
+
+Every post with at least one row in the mentions dataset is cleaned
+(:func:`wsb_gpu.text.clean_text`), run through the encoder (FinBERT by default) and written
+as one row ``id, e000 … e{d-1}, [p_positive, p_negative, p_neutral], n_tokens``.
+
+How the work is cut, and why:
+
+* **Deterministic shards.** Post ids are hashed (``pandas.util.hash_pandas_object``, a fixed
+  SipHash key, identical in every process) into ``n_shards = ceil(mentioned posts /
+  partition_size)`` buckets. Posts (``id, text``) and mention ids are both moved to their
+  bucket with one shuffle (``set_index`` on the bucket with explicit divisions, so
+  partition *i* is bucket *i*), and the semi-join (posts whose id is mentioned) is then a
+  local ``isin`` inside each partition: the post texts cross the network once. Rows in a
+  shard are sorted by id, so a shard's content never depends on scheduling.
+* **One shard file per partition, written atomically** (a hidden temporary name, then
+  ``os.replace``) straight into ``out/``. A partition whose shard already exists returns
+  at once, so a rerun (or Dask's retry after a worker died) only redoes unfinished shards;
+  a worker killed mid-shard loses only that shard. ``_embed_state.json`` records the
+  parameters and inputs the shards belong to: a rerun with other ones starts over.
+* **The model is loaded once per worker** by :class:`wsb_gpu.encoder.EncoderPlugin`
+  (without a distributed client: once per process) and released at the end.
+* ``_manifest.json`` is written last, so ``is_complete(out)`` means every shard is there.
+
+The frames of this stage are pandas on both backends on purpose: the text goes to the
+Rust tokenizer on the host either way; the backend decides the torch device.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from wsb_gpu.errors import WsbError
+from wsb_gpu.lake import MANIFEST, Timer, file_fingerprint, parquet_schema, read_manifest, write_manifest
+
+STATE = "_embed_state.json"
+STATE_VERSION = 1
+_SHARD = re.compile(r"^part-(\d{5})-of-(\d{5})\.parquet$")
+_TMP = re.compile(r"^\.part-\d{5}-of-\d{5}\.parquet\.tmp-[0-9a-f]+$")
+
+STATS_META = {
+    "shard": "int64",
+    "n_posts": "int64",
+    "n_tokens": "int64",
+    "padded_tokens": "int64",
+    "seconds": "float64",
+    "skipped": "bool",
+    "device": "object",
+    "precision": "object",
+}
+
+
+# --- small pure helpers --------------------------------------------------------------------
+
+
+def shard_name(i: int, n: int) -> str:
+    """File name of shard ``i`` of ``n``.
+
+    >>> shard_name(3, 12)
+    'part-00003-of-00012.parquet'
+    """
+    return f"part-{i:05d}-of-{n:05d}.parquet"
+
+
+def n_shards_for(n_posts: int, partition_size: int) -> int:
+    """Shards for ``n_posts`` posts at ``partition_size`` posts each (at least one).
+
+    >>> n_shards_for(0, 100), n_shards_for(100, 100), n_shards_for(101, 100)
+    (1, 1, 2)
+    """
+    if int(partition_size) < 1:
+        msg = f"partition_size must be a positive number of posts, got {partition_size}; the default is 20000"
+        raise WsbError(msg)
+    return max(1, math.ceil(int(n_posts) / int(partition_size)))
+
+
+def bucket_of(ids: Any, n: int) -> np.ndarray:
+    """Shard number of each post id: a stable hash of the id modulo ``n``.
+
+    >>> import pandas as pd
+    >>> bucket_of(pd.Series(["abc", "def", "abc"]), 7).tolist() == bucket_of(pd.Series(["abc", "def", "abc"]), 7).tolist()
+    True
+    """
+    import pandas as pd
+
+    values = pd.Series(np.asarray(ids, dtype=object)).astype(str)
+    hashed = pd.util.hash_pandas_object(values, index=False).to_numpy()
+    return (hashed % np.uint64(n)).astype(np.int64)
+
+
+def embedding_columns(dim: int) -> list[str]:
+    """``e000 … e{dim-1}`` (wider numbers for dim > 1000).
+
+    >>> embedding_columns(3)
+    ['e000', 'e001', 'e002']
+    """
+    width = max(3, len(str(dim - 1)))
+    return [f"e{i:0{width}d}" for i in range(dim)]
+
+
+def prob_columns(labels: tuple[str, ...] | list[str]) -> list[str]:
+    """``p_<label>`` per label of the classification head.
+
+    >>> prob_columns(("positive", "negative", "neutral"))
+    ['p_positive', 'p_negative', 'p_neutral']
+    """
+    return ["p_" + re.sub(r"[^0-9a-z]+", "_", str(label).lower()).strip("_") for label in labels]
+
+
+def embeddings_table(ids: list[str], result: Any) -> Any:
+    """The Arrow table of one shard: ``id, e…, p_…, n_tokens``."""
+    import pyarrow as pa
+
+    columns: dict[str, Any] = {"id": pa.array(ids, type=pa.string())}
+    emb = np.asarray(result.embeddings, dtype=np.float32)
+    for j, name in enumerate(embedding_columns(emb.shape[1])):
+        columns[name] = pa.array(emb[:, j])
+    if result.probs is not None:
+        for j, name in enumerate(prob_columns(result.labels)):
+            columns[name] = pa.array(np.asarray(result.probs[:, j], dtype=np.float32))
+    columns["n_tokens"] = pa.array(np.asarray(result.n_tokens, dtype=np.int32))
+    return pa.table(columns)
+
+
+def shard_rows(path: Path) -> int | None:
+    """Rows of a finished shard, or None when the file is missing or not readable Parquet."""
+    import pyarrow.parquet as pq
+
+    try:
+        return int(pq.read_metadata(path).num_rows)
+    except Exception:
+        return None
+
+
+# --- the partition function ------------------------------------------------------------------
+
+
+def embed_partition(posts: Any, ids: Any, *, spec: Any, out: str, n_shards: int,
+                    partition_info: dict | None = None) -> Any:
+    """Embed one shard: keep posts whose id is in ``ids``, clean, encode, write atomically.
+
+    Parameters
+    ----------
+    posts
+        pandas frame with ``id, text`` (all posts of this bucket).
+    ids
+        pandas frame with ``id`` (mention ids of this bucket, duplicates allowed).
+    spec
+        :class:`wsb_gpu.encoder.EncoderSpec` of the model (loaded once per worker).
+    out, n_shards
+        Output folder and shard count; the shard number comes from ``partition_info``.
+
+    Returns
+    -------
+    A one-row pandas frame of statistics (columns :data:`STATS_META`).
+    """
+    import pandas as pd
+
+    from wsb_gpu.encoder import get_encoder
+    from wsb_gpu.text import clean_text
+
+    i = int(partition_info["number"]) if partition_info else 0
+    path = Path(out) / shard_name(i, n_shards)
+    rows = shard_rows(path) if path.exists() else None
+    if rows is not None:  # done by an earlier run or an earlier attempt of this task
+        return pd.DataFrame([{"shard": i, "n_posts": rows, "n_tokens": 0, "padded_tokens": 0,
+                              "seconds": 0.0, "skipped": True, "device": "", "precision": ""}]
+                            ).astype(STATS_META)
+    wanted = set(ids["id"].astype(str).tolist())
+    keep = posts[posts["id"].astype(str).isin(wanted)]
+    keep = keep.assign(id=keep["id"].astype(str)).drop_duplicates("id").sort_values("id", kind="stable")
+    texts = [clean_text(t) for t in keep["text"].tolist()]
+    encoder = get_encoder(spec)
+    t0 = time.perf_counter()
+    result = encoder.encode(texts)
+    table = embeddings_table(keep["id"].tolist(), result)
+    _write_atomic(table, path)
+    seconds = time.perf_counter() - t0
+    return pd.DataFrame([{
+        "shard": i, "n_posts": len(texts), "n_tokens": int(result.n_tokens.sum()),
+        "padded_tokens": int(result.stats.get("padded_tokens", 0)), "seconds": seconds,
+        "skipped": False, "device": encoder.device, "precision": encoder.precision,
+    }]).astype(STATS_META)
+
+
+def _write_atomic(table: Any, path: Path) -> None:
+    """Write a Parquet file under a hidden temporary name, then rename it into place."""
+    import pyarrow.parquet as pq
+
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    try:
+        pq.write_table(table, tmp, compression="zstd")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+# --- the stage --------------------------------------------------------------------------------
+
+
+def embed(posts: str | Path, mentions: str | Path, out: str | Path, *, backend: Any, client: Any = None,
+          model: str, max_length: int, pooling: str, precision: str, token_budget: int,
+          allow_pickle: bool, local_files_only: bool, partition_size: int,
+          progress: bool = False) -> dict:
+    """Embed (and score the sentiment of) every post that has at least one mention.
+
+    Parameters
+    ----------
+    posts, mentions
+        Folders of the posts and mentions datasets (Parquet).
+    out
+        Folder of the embeddings dataset: one ``part-XXXXX-of-NNNNN.parquet`` per shard and
+        ``_manifest.json``, written last.
+    backend
+        :class:`wsb_gpu.backend.Backend`; picks the torch device (``cpu`` or ``cuda``).
+    client
+        A distributed client: the model is loaded once per worker with
+        :class:`~wsb_gpu.encoder.EncoderPlugin`. None: dask's threaded scheduler (or the
+        active client) with one model per process.
+    model, max_length, pooling, precision, token_budget, allow_pickle, local_files_only
+        The encoder (see :class:`wsb_gpu.encoder.EncoderSpec` and docs/embeddings.md).
+    partition_size
+        Mentioned posts per shard.
+    progress
+        Show a progress bar.
+
+    Returns
+    -------
+    The manifest (also in ``out/_manifest.json``), with ``posts_per_s`` and ``tokens_per_s``.
+    """
+    import dask.dataframe as dd
+
+    from wsb_gpu.encoder import PLUGIN_NAME, EncoderPlugin, EncoderSpec, resolve_model_source
+    from wsb_gpu.progress import compute
+
+    out = Path(out)
+    posts, mentions = Path(posts), Path(mentions)
+    _check_input(posts, "posts", ("id", "text"), "wsb-gpu ingest")
+    _check_input(mentions, "mentions", ("id",), "wsb-gpu mentions")
+    source = resolve_model_source(model)
+    spec = EncoderSpec(
+        model=source, device=backend.torch_device, max_length=int(max_length), pooling=pooling,
+        precision=precision, token_budget=int(token_budget), allow_pickle=bool(allow_pickle),
+        local_files_only=bool(local_files_only),
+    )
+    params = {
+        "model": model, "model_source": source, "max_length": int(max_length), "pooling": pooling,
+        "precision": precision, "token_budget": int(token_budget), "allow_pickle": bool(allow_pickle),
+        "local_files_only": bool(local_files_only), "partition_size": int(partition_size),
+    }
+    inputs = {"posts": file_fingerprint(posts), "mentions": file_fingerprint(mentions)}
+    # What the shards depend on; token_budget only changes batching, not the results.
+    key = {**{k: v for k, v in params.items() if k not in ("token_budget", "local_files_only", "allow_pickle")},
+           "device": backend.torch_device, "inputs": inputs}
+
+    with Timer() as total:
+        state = _prepare_out(out, key)
+        if state is not None:
+            n = int(state["n_shards"])
+            existing = read_manifest(out)
+            if existing is not None:
+                if all(shard_rows(out / shard_name(i, n)) is not None for i in range(n)):
+                    _log(f"embed: {out} is complete for these inputs and settings; nothing to do")
+                    return existing
+                (out / MANIFEST).unlink(missing_ok=True)  # a shard went missing: incomplete again
+        post_ids = dd.read_parquet(str(posts), columns=["id", "text"])
+        mention_ids = dd.read_parquet(str(mentions), columns=["id"])
+        if state is None:
+            # nunique_approx (HyperLogLog) is a deterministic function of the set of ids;
+            # it only sizes the shards, and the count is kept in the state file for reruns.
+            (n_mentioned,) = compute(mention_ids["id"].nunique_approx(), label="embed: count mentioned posts", show=progress)
+            state = {"version": STATE_VERSION, "key": key, "n_shards": n_shards_for(int(n_mentioned), partition_size)}
+            _write_json(out / STATE, state)
+        n = int(state["n_shards"])
+        todo = [i for i in range(n) if shard_rows(out / shard_name(i, n)) is None]
+        stats = None
+        registered = False
+        if todo:
+            divisions = tuple(range(n + 1))
+
+            def by_bucket(frame: Any) -> Any:
+                frame = frame.assign(bucket=frame["id"].map_partitions(bucket_of, n, meta=("id", "int64")))
+                # Drop rows of finished shards before the shuffle: a resumed run moves only
+                # the text it still needs.
+                if len(todo) < n:
+                    frame = frame[frame["bucket"].isin(todo)]
+                return frame.set_index("bucket", divisions=divisions, shuffle_method="tasks")
+
+            parts = dd.map_partitions(
+                embed_partition, by_bucket(post_ids), by_bucket(mention_ids),
+                spec=spec, out=str(out), n_shards=n, meta=STATS_META, align_dataframes=False,
+            )
+            if client is not None:
+                client.register_plugin(EncoderPlugin(spec), name=PLUGIN_NAME)
+                registered = True
+            try:
+                with Timer() as work:
+                    (stats,) = compute(parts, label=f"embed: {len(todo)} of {n} shards", show=progress)
+            finally:
+                if registered:
+                    try:
+                        client.unregister_worker_plugin(PLUGIN_NAME)
+                    except Exception as e:  # the model is freed when the workers go anyway
+                        _log(f"embed: could not unregister the encoder plugin ({e})")
+        missing = [i for i in range(n) if shard_rows(out / shard_name(i, n)) is None]
+        if missing:
+            msg = f"embed: shards {missing[:5]} of {n} were not written to {out}; rerun the same command to finish them"
+            raise WsbError(msg)
+        rows_out = sum(shard_rows(out / shard_name(i, n)) or 0 for i in range(n))
+        schema = parquet_schema(out)
+
+    manifest_fields = _summary(stats, work.seconds if stats is not None else 0.0)
+    return write_manifest(
+        out,
+        stage="embed",
+        inputs=inputs,
+        params=params,
+        rows_in=_count_rows(posts),
+        rows_out=rows_out,
+        seconds=round(total.seconds, 3),
+        backend=backend.name,
+        schema=schema,
+        n_shards=n,
+        dim=sum(1 for c in schema if re.fullmatch(r"e\d+", c)),
+        labels=[c[2:] for c in schema if c.startswith("p_")],
+        **manifest_fields,
+    )
+
+
+def _summary(stats: Any, seconds: float) -> dict[str, Any]:
+    """Throughput of this run (shards skipped as already done do not count)."""
+    if stats is None or len(stats) == 0:
+        return {"shards_written": 0, "shards_skipped": 0, "posts_embedded": 0, "tokens": 0,
+                "posts_per_s": None, "tokens_per_s": None, "device": None, "precision": None}
+    done = stats[~stats["skipped"]]
+    posts, tokens = int(done["n_posts"].sum()), int(done["n_tokens"].sum())
+    padded = int(done["padded_tokens"].sum())
+    encode_seconds = float(done["seconds"].sum())
+    devices = sorted(set(done["device"]) - {""})
+    precisions = sorted(set(done["precision"]) - {""})
+    return {
+        "shards_written": int(len(done)),
+        "shards_skipped": int(stats["skipped"].sum()),
+        "posts_embedded": posts,
+        "tokens": tokens,
+        "padding_overhead": round(padded / tokens - 1.0, 4) if tokens else None,
+        # Wall clock of the whole sharded phase (shuffle, model loads, encoding, writing)...
+        "embed_seconds": round(seconds, 3),
+        "posts_per_s": round(posts / seconds, 1) if posts and seconds > 0 else None,
+        "tokens_per_s": round(tokens / seconds, 1) if tokens and seconds > 0 else None,
+        # ...and the model alone, per worker (tokenize + forward + write, summed over shards).
+        "encode_seconds": round(encode_seconds, 3),
+        "encode_posts_per_s": round(posts / encode_seconds, 1) if posts and encode_seconds > 0 else None,
+        "device": ",".join(devices) or None,
+        "precision": ",".join(precisions) or None,
+    }
+
+
+def _check_input(folder: Path, what: str, columns: tuple[str, ...], producer: str) -> None:
+    if not folder.is_dir():
+        msg = f"{what} dataset '{folder}' is not a folder; pass the --out folder of `{producer}`"
+        raise WsbError(msg)
+    try:
+        schema = parquet_schema(folder)
+    except Exception as e:
+        msg = f"{what} dataset '{folder}' holds no readable Parquet files ({e}); pass the --out folder of `{producer}`"
+        raise WsbError(msg) from e
+    missing = [c for c in columns if c not in schema]
+    if missing:
+        msg = (f"column(s) {', '.join(missing)} not found in {what} dataset '{folder}' "
+               f"(columns: {', '.join(schema)}); pass the --out folder of `{producer}`")
+        raise WsbError(msg)
+
+
+def _prepare_out(out: Path, key: dict) -> dict | None:
+    """Make ``out`` ready; return its state when it holds shards of this very ``key``.
+
+    Shards of other settings or inputs (and a manifest describing them) are removed; a
+    folder that is not an embeddings folder is refused rather than touched. Temporary files
+    left by killed workers are removed.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    state = _read_json(out / STATE)
+    names = [p.name for p in out.iterdir()]
+    ours = [n for n in names if _SHARD.match(n) or _TMP.match(n) or n in (STATE, MANIFEST, f".{MANIFEST}.tmp", f".{STATE}.tmp")]
+    foreign = sorted(set(names) - set(ours))
+    if foreign and state is None:
+        msg = f"--out '{out}' already holds files that are not embeddings ({', '.join(foreign[:3])}); choose an empty or new folder"
+        raise WsbError(msg)
+    for n in names:
+        if _TMP.match(n):
+            (out / n).unlink(missing_ok=True)
+    if state is not None and state.get("version") == STATE_VERSION and _same(state.get("key"), key):
+        n_shards = int(state["n_shards"])
+        for n in names:  # shards of another shard count cannot be ours
+            m = _SHARD.match(n)
+            if m and int(m.group(2)) != n_shards:
+                (out / n).unlink(missing_ok=True)
+        return state
+    if state is not None or any(_SHARD.match(n) for n in names):
+        _log(f"embed: {out} holds shards of other inputs or settings; starting over")
+    for n in names:
+        if _SHARD.match(n) or n in (MANIFEST, STATE):
+            (out / n).unlink(missing_ok=True)
+    return None
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Compare through JSON, as the state file stores it (tuples become lists)."""
+    return json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True, default=str)
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def _count_rows(folder: Path) -> int:
+    import pyarrow.dataset as ds
+
+    return int(ds.dataset(str(folder), format="parquet", exclude_invalid_files=True).count_rows())
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)

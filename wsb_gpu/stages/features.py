@@ -1,0 +1,251 @@
+"""Stock-day features: posts that mention a stock, averaged per (permno, trading date).
+
+Rules
+-----
+* A post counts once per stock, however often and under however many tickers it names
+  the stock: ``n_mentions`` sums its ``n_occ``, ``n_posts`` counts distinct posts.
+* A post belongs to the stock's **first trading date on or after the post's UTC date**,
+  taken from that PERMNO's own rows in the volatility dataset: weekend and holiday posts
+  go to the next trading day; posts after a stock's last trading date are dropped.
+* The embedding and sentiment columns are means over the stock-day's distinct posts.
+  Posts without an embedding row are dropped.
+* One output row per (permno, trading date) with at least one post, with the volatility
+  columns of that stock-day attached.
+
+How it runs (one Dask graph, no driver loop)
+--------------------------------------------
+1. mentions → one row per (permno, post) (groupby, shuffle on the keys);
+2. join the embeddings on ``id`` (hash join);
+3. partial sums per (permno, post date) (groupby with a tree reduction, which shrinks the
+   wide embedding data before it moves again);
+4. these sums and the volatility rows are both hash-shuffled on ``permno`` into the same
+   number of partitions, so each pair of partitions holds whole stocks; the kernel
+   :func:`assign_to_trading_days` then assigns each post date to the next trading date
+   (a sorted search on the key ``permno · 2^17 + day``), re-aggregates and attaches the
+   volatility row.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from wsb_gpu.backend import Backend, frame_module, is_gpu_frame
+from wsb_gpu.errors import WsbError
+from wsb_gpu.lake import Timer, atomic_dataset, file_fingerprint, parquet_schema, write_manifest
+
+_DAY_BITS = 17  # day numbers since 1970 stay below 2**17 until the year 2328
+VOL_REQUIRED = ("permno", "date", "vol_1", "vol_5", "vol_22", "vol_63")
+MENTION_REQUIRED = ("id", "permno", "date", "n_occ")
+
+
+def text_columns(columns: Sequence[str]) -> list[str]:
+    """The embedding (``e000`` …) and sentiment (``p_*``) columns, in a stable order.
+
+    >>> text_columns(["id", "e001", "e000", "p_negative", "n_tokens", "p_positive"])
+    ['e000', 'e001', 'p_negative', 'p_positive']
+    """
+    emb = sorted((c for c in columns if re.fullmatch(r"e\d+", c)), key=lambda c: int(c[1:]))
+    probs = sorted(c for c in columns if c.startswith("p_"))
+    return emb + probs
+
+
+def day_number(dates: Any) -> Any:
+    """Days since 1970-01-01 (int64) of a date or datetime column, pandas or cuDF.
+
+    >>> import pandas as pd
+    >>> day_number(pd.Series(pd.to_datetime(["1970-01-02", "2020-01-01"]))).tolist()
+    [1, 18262]
+    """
+    return dates.astype("datetime64[s]").astype("int64") // 86400
+
+
+def _array_module(frame: Any) -> Any:
+    if is_gpu_frame(frame):
+        import cupy
+
+        return cupy
+    return np
+
+
+def assign_to_trading_days(sums: Any, calendar: Any, text_cols: Sequence[str]) -> Any:
+    """Kernel: map post-date sums to trading dates and attach the volatility rows.
+
+    Parameters
+    ----------
+    sums
+        One partition of per-(permno, post date) sums: ``permno, date, _posts, n_mentions``
+        and the ``text_cols`` (sums, float64).
+    calendar
+        The volatility rows of the same stocks (``permno, date`` and the volatility columns).
+    text_cols
+        Embedding and sentiment columns to average.
+
+    Returns
+    -------
+    One row per (permno, trading date) with posts: ``permno, date, n_posts, n_mentions``,
+    the text means (float32) and the volatility columns.
+    """
+    xdf = frame_module(calendar)
+    xp = _array_module(calendar)
+    vol_cols = [c for c in calendar.columns if c not in ("permno", "date")]
+    out_cols = ["permno", "date", "n_posts", "n_mentions", *text_cols, *vol_cols]
+    if len(sums) == 0 or len(calendar) == 0:
+        return _empty_like(xdf, calendar, text_cols, vol_cols)[out_cols]
+    cal = calendar.sort_values(["permno", "date"]).reset_index(drop=True)
+    cal_key = (cal["permno"].values.astype("int64") << _DAY_BITS) + day_number(cal["date"]).values
+    post_key = (sums["permno"].values.astype("int64") << _DAY_BITS) + day_number(sums["date"]).values
+    cal_key, post_key = xp.asarray(cal_key), xp.asarray(post_key)
+    pos = xp.searchsorted(cal_key, post_key, side="left")
+    inside = pos < cal_key.size
+    safe = xp.where(inside, pos, 0)
+    # The first calendar key >= the post key must belong to the same stock.
+    hit = inside & ((cal_key[safe] >> _DAY_BITS) == (post_key >> _DAY_BITS))
+    if not bool(hit.any()):
+        return _empty_like(xdf, calendar, text_cols, vol_cols)[out_cols]
+    kept = sums.reset_index(drop=True)[hit][["_posts", "n_mentions", *text_cols]].reset_index(drop=True)
+    kept["_row"] = safe[hit]
+    agg = kept.groupby("_row").sum().sort_index()
+    rows = agg.index.values
+    n_posts = agg["_posts"].values
+    result = cal.take(rows).reset_index(drop=True)
+    text = agg[list(text_cols)].reset_index(drop=True)
+    means = text.div(agg["_posts"].reset_index(drop=True), axis=0).astype("float32")
+    result["n_posts"] = xp.asarray(n_posts).astype("int64")
+    result["n_mentions"] = agg["n_mentions"].values.astype("int64")
+    result = xdf.concat([result, means], axis=1)
+    return result[out_cols]
+
+
+def _empty_like(xdf: Any, calendar: Any, text_cols: Sequence[str], vol_cols: Sequence[str]) -> Any:
+    frame = calendar.iloc[:0][["permno", "date", *vol_cols]].reset_index(drop=True)
+    frame["n_posts"] = np.zeros(0, dtype="int64")
+    frame["n_mentions"] = np.zeros(0, dtype="int64")
+    for c in text_cols:
+        frame[c] = np.zeros(0, dtype="float32")
+    return frame
+
+
+def _check_columns(ddf: Any, required: Sequence[str], what: str, path: Any) -> None:
+    missing = [c for c in required if c not in ddf.columns]
+    if missing:
+        msg = (
+            f"{what} dataset '{path}' lacks column(s) {', '.join(missing)} "
+            f"(columns: {', '.join(map(str, ddf.columns[:12]))}{' …' if len(ddf.columns) > 12 else ''}); "
+            f"pass the folder written by `wsb-gpu {what}`"
+        )
+        raise WsbError(msg)
+
+
+def _read(path: Any, backend: Backend, columns: Sequence[str] | None = None) -> Any:
+    import dask.dataframe as dd
+
+    p = Path(path)
+    if not p.exists():
+        msg = f"input dataset '{path}' does not exist; run the stage that writes it first or fix the path"
+        raise WsbError(msg)
+    ddf = dd.read_parquet(str(p), columns=list(columns) if columns is not None else None)
+    return ddf.to_backend(backend.dask_backend) if backend.is_gpu else ddf
+
+
+def features_frame(mentions: Any, embeddings: Any, volatility: Any, *, backend: Backend) -> tuple[Any, list[str]]:
+    """The lazy Dask frame of stock-day features and its text column names."""
+    m = _read(mentions, backend)
+    _check_columns(m, MENTION_REQUIRED, "mentions", mentions)
+    e = _read(embeddings, backend)
+    _check_columns(e, ("id",), "embed", embeddings)
+    v = _read(volatility, backend)
+    _check_columns(v, VOL_REQUIRED, "volatility", volatility)
+    tcols = text_columns(list(e.columns))
+    if not tcols:
+        msg = f"embeddings dataset '{embeddings}' has no e000… or p_* columns; pass the folder written by `wsb-gpu embed`"
+        raise WsbError(msg)
+
+    m = m[["permno", "id", "date", "n_occ"]]
+    m = m.assign(permno=m["permno"].astype("int64"), n_occ=m["n_occ"].astype("int64"))
+    # One row per (stock, post): a post naming a stock twice (two tickers) counts once.
+    nparts = max(m.npartitions, 1)
+    per_post = m.groupby(["permno", "id"]).agg({"date": "min", "n_occ": "sum"}, split_out=nparts).reset_index()
+    emb = e[["id", *tcols]]
+    emb = emb.assign(**{c: emb[c].astype("float64") for c in tcols})
+    joined = per_post.merge(emb, on="id", how="inner")
+    joined = joined.assign(_posts=1).rename(columns={"n_occ": "n_mentions"})
+    # Partial sums per (stock, post date): shrinks the wide rows before the stock shuffle.
+    sums = (
+        joined[["permno", "date", "_posts", "n_mentions", *tcols]]
+        .groupby(["permno", "date"])
+        .sum(split_out=max(joined.npartitions, 1))
+        .reset_index()
+    )
+    n_out = max(v.npartitions, 1)
+    vol = v.assign(permno=v["permno"].astype("int64"))
+    # Both sides hash-partitioned on the same int64 key into the same number of
+    # partitions: partition i of each holds the same stocks (what dask's hash join uses).
+    sums_by_stock = sums.shuffle("permno", npartitions=n_out)
+    vol_by_stock = vol.shuffle("permno", npartitions=n_out)
+    vol_cols = [c for c in vol.columns if c not in ("permno", "date")]
+    meta = _empty_like(frame_module(vol._meta), vol._meta, tcols, vol_cols)[
+        ["permno", "date", "n_posts", "n_mentions", *tcols, *vol_cols]
+    ]
+    import dask.dataframe as dd
+
+    out = dd.map_partitions(
+        assign_to_trading_days, sums_by_stock, vol_by_stock, tcols,
+        meta=meta, align_dataframes=False, enforce_metadata=False,
+    )
+    return out, tcols
+
+
+def build_features(mentions: Any, embeddings: Any, volatility: Any, out: Any, *, backend: Backend,
+                   client: Any = None, progress: bool = False) -> dict:
+    """Write the stock-day features dataset (see the module docstring for the rules).
+
+    Parameters
+    ----------
+    mentions, embeddings, volatility
+        Folders written by the ``mentions``, ``embed`` and ``volatility`` stages.
+    out
+        Destination folder (written atomically, with ``_manifest.json``).
+    backend
+        CPU (pandas) or GPU (cuDF) partitions.
+    client
+        Optional distributed client (collections compute on it automatically).
+    progress
+        Show a progress bar.
+
+    Returns
+    -------
+    The manifest written into ``out``.
+    """
+    from wsb_gpu.progress import compute
+
+    inputs = {"mentions": file_fingerprint(mentions), "embeddings": file_fingerprint(embeddings),
+              "volatility": file_fingerprint(volatility)}
+    with Timer() as t, atomic_dataset(out) as tmp:
+        frame, tcols = features_frame(mentions, embeddings, volatility, backend=backend)
+        write = frame.to_parquet(str(tmp), write_index=False, compute=False)
+        n_mentions = _read(mentions, backend, columns=["id"]).shape[0]
+        _, rows_in = compute(write, n_mentions, label="features", show=progress)
+        t.__exit__()  # stop the clock before the manifest is written
+        return write_manifest(
+            tmp,
+            stage="features",
+            inputs=inputs,
+            params={"assignment": "first trading date of the permno on or after the post's UTC date"},
+            rows_in=int(rows_in),
+            rows_out=_count_rows(tmp),
+            text_columns=len(tcols),
+            seconds=round(t.seconds, 3),
+            backend=backend.name,
+            schema=parquet_schema(tmp),
+        )
+
+
+def _count_rows(folder: Any) -> int:
+    import pyarrow.dataset as ds
+
+    return int(ds.dataset(str(folder), format="parquet", exclude_invalid_files=True).count_rows())

@@ -1,0 +1,403 @@
+"""Synthetic r/WallStreetBets dumps and CRSP files with a planted text -> volatility effect.
+
+:func:`generate` writes, deterministically for a seed (the same uncompressed bytes on every
+run and machine):
+
+* ``wallstreetbets_submissions.zst``, ``wallstreetbets_comments.zst`` - Pushshift-style
+  NDJSON, zstd stream-compressed with a 2 GiB window and no content size;
+* ``stocknames.csv`` - CRSP name history; ``crsp_daily.csv`` - CRSP daily file;
+* ``truth.json`` - parameters, the planted effect, quirk shares and counts;
+* ``latent.parquet`` - the generator's latent series per stock-day (hype, log-volatility
+  with and without the hype term, planned post counts), for checks and plots.
+
+The data-generating process is documented with its formulas in ``docs/synthetic-data.md``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from wsb_gpu.errors import WsbError
+
+__all__ = ["generate", "FILES", "DEFAULT_EFFECT"]
+
+FILES = {
+    "submissions": "wallstreetbets_submissions.zst",
+    "comments": "wallstreetbets_comments.zst",
+    "stocknames": "stocknames.csv",
+    "crsp": "crsp_daily.csv",
+    "truth": "truth.json",
+    "latent": "latent.parquet",
+}
+
+DEFAULT_EFFECT = 0.5
+GENERATOR_VERSION = 1
+CHUNK_RECORDS = 40_000     # target records per chunk (bounds each worker's memory)
+
+
+def _as_date(value: Any, name: str) -> dt.date:
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    try:
+        return dt.date.fromisoformat(str(value))
+    except ValueError as e:
+        raise WsbError(f"--{name} must be a date like 2012-01-01, got {value!r}; pass YYYY-MM-DD") from e
+
+
+def _sha256_file_content(path: Path) -> str:
+    import zstandard as zstd
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        reader = zstd.ZstdDecompressor(max_window_size=2**31).stream_reader(fh)
+        while chunk := reader.read(1 << 22):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def generate(
+    out: str | os.PathLike,
+    *,
+    seed: int = 0,
+    tickers: int = 50,
+    start: str | dt.date = "2012-01-01",
+    end: str | dt.date = "2019-12-31",
+    posts_per_day: float = 200.0,
+    effect: float = DEFAULT_EFFECT,
+    malformed: float = 0.0,
+    processes: int | None = None,
+    params: dict | None = None,
+    text_params: dict | None = None,
+    quirks: dict | None = None,
+    progress: bool = False,
+) -> dict:
+    """Write a synthetic WSB + CRSP data set into ``out`` and return a summary.
+
+    Parameters
+    ----------
+    out
+        Folder to write into (created; files already there with the same names are
+        replaced, other files are left alone).
+    seed
+        Seed of every random stream; the same seed gives the same uncompressed bytes.
+    tickers
+        Number of PERMNOs (at least 10: the special cases are always included).
+    start, end
+        Calendar range (inclusive) of posts and trading days.
+    posts_per_day
+        Mean records (submissions + comments) per calendar day over the range; activity
+        grows over the years and is lower at weekends.
+    effect
+        ``b`` in ``log sigma[t+1] = base + b * h[t]``; 0 is the placebo (hype never
+        enters volatility).
+    malformed
+        Rate of broken lines (blank, truncated JSON, invalid UTF-8) inserted per record.
+    processes
+        Worker processes making chunks; None = every core for large runs, 1 for small.
+    params, text_params, quirks
+        Overrides of :data:`~wsb_gpu.synth.process.DEFAULT_PARAMS`,
+        :data:`~wsb_gpu.synth.dumps.DEFAULT_TEXT_PARAMS` and
+        :data:`~wsb_gpu.synth.dumps.DEFAULT_QUIRKS`.
+
+    Returns
+    -------
+    dict
+        ``files`` (name -> path, bytes), ``records`` (per dump), ``malformed`` (per dump
+        and kind), ``seconds``, ``records_per_s``, ``truth`` (path) and the parameters.
+    """
+    from wsb_gpu.synth import crsp, dumps
+    from wsb_gpu.synth.calendar import trading_days
+    from wsb_gpu.synth.process import DEFAULT_PARAMS, build_universe, simulate_latent
+
+    t0 = time.perf_counter()
+    start_d, end_d = _as_date(start, "start"), _as_date(end, "end")
+    if end_d <= start_d:
+        raise WsbError(f"--end ({end_d}) must be after --start ({start_d}); pass a later --end")
+    if not (posts_per_day > 0 and math.isfinite(posts_per_day)):
+        raise WsbError(f"--posts-per-day must be a positive number, got {posts_per_day!r}")
+    if not math.isfinite(effect):
+        raise WsbError(f"--effect must be a finite number, got {effect!r}; 0 is the placebo")
+    if not 0.0 <= malformed <= 0.5:
+        raise WsbError(f"--malformed must be a rate between 0 and 0.5, got {malformed!r}; e.g. 0.001")
+    seed = int(seed)
+    if seed < 0:
+        raise WsbError(f"--seed must be a non-negative integer, got {seed}")
+    p = {**DEFAULT_PARAMS, **(params or {})}
+    tp = {**dumps.DEFAULT_TEXT_PARAMS, **(text_params or {})}
+    qk = {**dumps.DEFAULT_QUIRKS, **(quirks or {})}
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    days = trading_days(start_d, end_d)
+    stocks = build_universe(days, int(tickers), seed)
+    latent = simulate_latent(stocks, len(days), seed=seed, effect=float(effect), params=p)
+    n_st = len(stocks)
+
+    # --- calendar days -> trading day, and the symbol each stock goes by ----------------
+    cal = np.arange(np.datetime64(start_d, "D"), np.datetime64(end_d, "D") + 1)
+    day_td = np.searchsorted(days, cal, side="left")
+    day_td = np.where(day_td < len(days), day_td, -1)
+    symbols: list[str] = sorted({n.ticker for s in stocks for n in s.names})
+    sym_pos = {t: i for i, t in enumerate(symbols)}
+    sym_idx = np.full((len(cal), n_st), -1, dtype=np.int16 if len(symbols) < 32000 else np.int32)
+    for j, s in enumerate(stocks):
+        for nm in s.names:
+            a = np.searchsorted(cal, np.datetime64(nm.namedt, "D"), side="left")
+            b = np.searchsorted(cal, np.datetime64(nm.nameendt, "D"), side="right")
+            sym_idx[a:b, j] = sym_pos[nm.ticker]
+    td_ok = day_td >= 0
+    alive_cal = np.zeros((len(cal), n_st), dtype=bool)
+    alive_cal[td_ok] = latent["alive"][day_td[td_ok]]
+    sym_idx[~alive_cal] = -1
+
+    # --- the plan: records per day, and per stock for the posts about it ----------------
+    rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(dumps.STREAM_PLAN,))))
+    g = dumps.day_factor(cal, tp["yearly_growth"], tp["weekend_factor"])
+    weight = np.array([s.weight for s in stocks])
+    kappa = tp["hype_count_loading"]
+    h_cal = np.zeros((len(cal), n_st))
+    h_cal[td_ok] = latent["hype"][day_td[td_ok]]
+    lam = (tp["mention_share"] * posts_per_day * g[:, None] * weight[None, :]
+           * np.exp(kappa * h_cal - kappa * kappa / 2.0) * (sym_idx >= 0))
+    n_about = rng.poisson(lam)
+    about_sub = rng.binomial(n_about, tp["submission_share"]).astype(np.int32)
+    about_com = (n_about - about_sub).astype(np.int32)
+    n_gen = rng.poisson((1.0 - tp["mention_share"]) * posts_per_day * g)
+    gen_sub = rng.binomial(n_gen, tp["submission_share"]).astype(np.int64)
+    gen_com = (n_gen - gen_sub).astype(np.int64)
+
+    forced, special = _special_cases(stocks, days, cal)
+    chunk_days = int(min(16, max(1, CHUNK_RECORDS // max(1.0, posts_per_day * float(g.max())))))
+    n_chunks = -(-len(cal) // chunk_days)
+    per_day_sub = about_sub.sum(axis=1) + gen_sub
+    per_day_com = about_com.sum(axis=1) + gen_com
+    for f in forced:
+        per_day_com[f["day"]] += 1
+    edges = np.minimum(np.arange(n_chunks + 1) * chunk_days, len(cal))
+    sub_offset = np.concatenate([[0], np.cumsum(per_day_sub)])[edges]
+    com_offset = np.concatenate([[0], np.cumsum(per_day_com)])[edges]
+    n_records = int(sub_offset[-1] + com_offset[-1])
+    authors = dumps.make_authors(seed, int(min(200_000, max(2000, posts_per_day * 30))))
+    old_symbol = [s.names[0].ticker if len({n.ticker for n in s.names}) > 1 else None for s in stocks]
+
+    ctx = dumps.DumpContext(
+        seed=seed, day0=dumps.epoch_day(start_d), n_days=len(cal), day_td=day_td,
+        year=cal.astype("datetime64[Y]").astype(int) + 1970, sym_idx=sym_idx, symbols=symbols,
+        protected=np.array([s.common_word or len(s.names[0].ticker) == 1 for s in stocks]),
+        old_symbol=old_symbol, about_sub=about_sub, about_com=about_com, gen_sub=gen_sub,
+        gen_com=gen_com, hype=latent["hype"], chunk_days=chunk_days, sub_offset=sub_offset,
+        com_offset=com_offset, authors=authors, text_params=tp, quirks=qk,
+        malformed=float(malformed), forced=forced,
+    )
+    if processes is None:
+        processes = dumps.default_processes() if n_records > 150_000 else 1
+    processes = max(1, int(processes))
+
+    paths = {k: out / v for k, v in FILES.items()}
+    tmp = {k: v.with_name(f".{v.name}.tmp") for k, v in paths.items()}
+    try:
+        t_dump = time.perf_counter()
+        stats, lat_rows = dumps.write_dumps(ctx, tmp["submissions"], tmp["comments"], processes)
+        dump_seconds = time.perf_counter() - t_dump
+        n_names = crsp.write_stocknames(stocks, tmp["stocknames"], seed)
+        panel = crsp.daily_panel(stocks, days, latent, seed)
+        n_daily = crsp.write_daily(stocks, days, panel, latent["alive"], tmp["crsp"])
+        _write_latent(tmp["latent"], stocks, days, latent, lat_rows)
+        forced_ids = stats.pop("forced_ids")
+        for cid, fi in forced_ids.items():
+            forced[fi]["id"] = cid
+        for f in forced:
+            f.pop("stock", None)
+            f.pop("day", None)
+        truth = _truth(
+            seed=seed, tickers=int(tickers), start=start_d, end=end_d, posts_per_day=posts_per_day,
+            effect=float(effect), malformed=float(malformed), p=p, tp=tp, qk=qk, stats=stats,
+            crsp_counts=panel["counts"], special=special, forced=forced, stocks=stocks,
+            n_days=len(days), n_cal=len(cal), chunk_days=chunk_days, n_chunks=n_chunks,
+            n_names=n_names, n_daily=n_daily, latent=latent, lat_rows=lat_rows,
+        )
+        truth["files"] = {
+            k: {"name": FILES[k], "sha256_uncompressed": _sha256_file_content(tmp[k])}
+            for k in ("submissions", "comments")
+        }
+        with open(tmp["truth"], "w", encoding="utf-8") as fh:
+            json.dump(truth, fh, indent=2, sort_keys=True, ensure_ascii=False)
+            fh.write("\n")
+        for k in FILES:
+            os.replace(tmp[k], paths[k])
+    finally:
+        for v in tmp.values():
+            if v.exists():
+                v.unlink()
+
+    seconds = time.perf_counter() - t0
+    recs = {"submissions": stats.get("records_submissions", 0), "comments": stats.get("records_comments", 0)}
+    mal = {
+        name: {kind: stats.get(f"malformed_{name}_{kind}", 0) for kind in dumps.MALFORMED_KINDS}
+        for name in ("submissions", "comments")
+    }
+    unc = stats["uncompressed_bytes_submissions"] + stats["uncompressed_bytes_comments"]
+    return {
+        "out": str(out),
+        "files": {k: {"path": str(v), "bytes": v.stat().st_size} for k, v in paths.items()},
+        "records": recs,
+        "malformed": mal,
+        "stocknames_rows": n_names,
+        "crsp_rows": n_daily,
+        "uncompressed_bytes": unc,
+        "seconds": seconds,
+        "dump_seconds": dump_seconds,
+        "records_per_s": (recs["submissions"] + recs["comments"]) / max(dump_seconds, 1e-9),
+        "uncompressed_mb_per_s": unc / 1e6 / max(dump_seconds, 1e-9),
+        "processes": processes,
+        "seed": seed,
+        "effect": float(effect),
+        "tickers": int(tickers),
+        "truth": str(paths["truth"]),
+    }
+
+
+def _special_cases(stocks, days, cal) -> tuple[list[dict], dict]:
+    """Boundary posts (forced comments) and the description of the special stocks."""
+    one = dt.timedelta(days=1)
+    chg = next(s for s in stocks if len({n.ticker for n in s.names}) > 1)
+    dead = next(s for s in stocks if s.delisted)
+    reuse = next(s for s in stocks if s is not dead and s.names[0].ticker == dead.names[-1].ticker)
+    renamed = next(s for s in stocks if len(s.names) > 1 and len({n.ticker for n in s.names}) == 1)
+    day0 = dt.date.fromisoformat(str(cal[0]))
+
+    def ix(d: dt.date) -> int:
+        return (d - day0).days
+
+    j_of = {s.permno: j for j, s in enumerate(stocks)}
+    d_dead = dead.names[-1].nameendt
+    d_chg = chg.names[0].nameendt
+    old, new = chg.names[0].ticker, chg.names[1].ticker
+    sym = dead.names[-1].ticker
+    forced = [
+        dict(day=ix(d_dead), second=86370, stock=j_of[dead.permno],
+             text=f"${sym} holders, last day before the delisting", expect_ticker=sym, expect_permno=dead.permno),
+        dict(day=ix(d_dead + one), second=30, stock=j_of[reuse.permno],
+             text=f"${sym} is a new listing today, same symbol different company", expect_ticker=sym,
+             expect_permno=reuse.permno),
+        dict(day=ix(d_chg), second=86370, stock=j_of[chg.permno],
+             text=f"${old} last day under the old ticker", expect_ticker=old, expect_permno=chg.permno),
+        dict(day=ix(d_chg + one), second=30, stock=j_of[chg.permno],
+             text=f"${new} first day under the new ticker", expect_ticker=new, expect_permno=chg.permno),
+        dict(day=ix(d_chg + one), second=90, stock=j_of[chg.permno],
+             text=f"${old} will always be {old} to me", expect_ticker=None, expect_permno=None),
+    ]
+    for f in forced:
+        f["created_utc"] = int((dt.datetime(day0.year, day0.month, day0.day, tzinfo=dt.timezone.utc)
+                                + dt.timedelta(days=f["day"], seconds=f["second"])).timestamp())
+    special = {
+        "ticker_change": {"permno": chg.permno, "old": old, "new": new,
+                          "old_nameendt": d_chg.isoformat(), "new_namedt": (d_chg + one).isoformat()},
+        "reused_symbol": {"ticker": sym, "first_permno": dead.permno, "first_nameendt": d_dead.isoformat(),
+                          "second_permno": reuse.permno, "second_namedt": reuse.names[0].namedt.isoformat(),
+                          "delisting_date": str(days[dead.last])},
+        "name_change": {"permno": renamed.permno, "ticker": renamed.names[0].ticker,
+                        "names": [n.comnam for n in renamed.names],
+                        "new_namedt": renamed.names[1].namedt.isoformat()},
+        "common_word_tickers": sorted(s.names[0].ticker for s in stocks if s.common_word),
+        "single_letter_tickers": sorted({n.ticker for s in stocks for n in s.names if len(n.ticker) == 1}),
+    }
+    return forced, special
+
+
+def _write_latent(path: Path, stocks, days, latent, lat_rows) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    n_days, n = latent["alive"].shape
+    counts = np.zeros((n_days, n, 3), dtype=np.int64)
+    for t, j, c0, c1, c2 in lat_rows:
+        counts[t, j] += (c0, c1, c2)
+    ti, jj = np.nonzero(latent["alive"])
+    permno = np.array([s.permno for s in stocks], dtype=np.int64)
+    table = pa.table({
+        "permno": permno[jj],
+        "date": pa.array(days[ti].astype("datetime64[D]"), type=pa.date32()),
+        "hype": latent["hype"][ti, jj],
+        "log_sigma_base": latent["log_sigma_base"][ti, jj],
+        "log_sigma": latent["log_sigma"][ti, jj],
+        "ret": latent["ret"][ti, jj],
+        "n_posts": counts[ti, jj, 0].astype(np.int32),
+        "n_hype_phrases": counts[ti, jj, 1].astype(np.int32),
+        "n_tone_phrases": counts[ti, jj, 2].astype(np.int32),
+    })
+    order = np.lexsort((days[ti], permno[jj]))
+    pq.write_table(table.take(pa.array(order)), path)
+
+
+def _truth(*, seed, tickers, start, end, posts_per_day, effect, malformed, p, tp, qk, stats,
+           crsp_counts, special, forced, stocks, n_days, n_cal, chunk_days, n_chunks, n_names,
+           n_daily, latent, lat_rows) -> dict:
+    from wsb_gpu.synth.crsp import DEFAULT_CRSP_QUIRKS
+    from wsb_gpu.synth.dumps import MALFORMED_KINDS
+
+    n_sub = stats.get("records_submissions", 0)
+    n_com = stats.get("records_comments", 0)
+    n_all = max(n_sub + n_com, 1)
+    about = sum(r[2] for r in lat_rows)
+    share_keys = ("text_deleted", "text_removed", "author_deleted", "edited_int", "edited_float",
+                  "long_body", "lone_surrogate", "html_entity", "non_ascii_escaped", "non_ascii_raw",
+                  "created_utc_string", "old_symbol", "second_mention")
+    forms = {k[5:]: v for k, v in sorted(stats.items()) if k.startswith("form_")}
+    alive = latent["alive"]
+    return {
+        "generator": {"name": "wsb_gpu.synth", "version": GENERATOR_VERSION},
+        "parameters": {"seed": seed, "tickers": tickers, "start": start.isoformat(), "end": end.isoformat(),
+                       "posts_per_day": posts_per_day, "effect": effect, "malformed": malformed},
+        "effect": {
+            "b": effect,
+            "placebo": effect == 0,
+            "formula": "log_sigma[t,i] = mu_i + m[t] + a[t,i] + b * h[t-1,i];  ret[t,i] = sigma[t,i] * z[t,i]",
+            "timing": ("h of trading day t drives the posts dated (UTC) on the calendar days after the "
+                       "previous trading day up to and including t, and the log-volatility of the next "
+                       "trading day t+1"),
+            "hype": "h[t,i] = phi * h[t-1,i] + sqrt(1 - phi^2) * eta[t,i], eta ~ N(0,1)",
+            "posts_about_stock": "Poisson(mention_share * posts_per_day * g(d) * w_i * exp(kappa*h - kappa^2/2))",
+            "tone": "each phrase is hype with probability sigmoid(gamma * h + mood), mood ~ N(0, mood_sd^2)",
+        },
+        "process": p,
+        "text": tp,
+        "quirks_configured": qk,
+        "crsp_quirks_configured": DEFAULT_CRSP_QUIRKS,
+        "counts": {
+            "submissions": n_sub, "comments": n_com, "posts_about_stocks": about,
+            "trading_days": n_days, "calendar_days": n_cal, "chunks": n_chunks, "chunk_days": chunk_days,
+            "stocknames_rows": n_names, "crsp_rows": n_daily, "stock_days": int(alive.sum()),
+            "stock_days_with_posts": len({(r[0], r[1]) for r in lat_rows}),
+            "swapped_neighbours": {"submissions": stats.get("swapped_submissions", 0),
+                                   "comments": stats.get("swapped_comments", 0)},
+            "huge_body": stats.get("huge_body", 0),
+            "uncompressed_bytes": {"submissions": stats["uncompressed_bytes_submissions"],
+                                   "comments": stats["uncompressed_bytes_comments"]},
+            "malformed": {name: {kind: stats.get(f"malformed_{name}_{kind}", 0) for kind in MALFORMED_KINDS}
+                          for name in ("submissions", "comments")},
+            **{k: stats.get(k, 0) for k in share_keys},
+        },
+        "shares": {k: stats.get(k, 0) / n_all for k in share_keys},
+        "mention_forms": forms,
+        "crsp": crsp_counts,
+        "special_cases": special,
+        "boundary_posts": forced,
+        "stocks": [
+            {"permno": s.permno, "tickers": [n.ticker for n in s.names], "comnam": s.names[-1].comnam,
+             "weight": s.weight, "dividend": s.dividend, "common_word": s.common_word,
+             "delisted": s.delisted, "mu": float(latent["mu"][j])}
+            for j, s in enumerate(stocks)
+        ],
+    }
