@@ -78,6 +78,41 @@ def parse_sizes(text: str | None, stages: list[str]) -> dict[str, int]:
     return sizes
 
 
+def parse_repeats(text: str | int | None, stages: list[str]) -> dict[str, int]:
+    """``"3"`` or ``"3,train=1"`` -> timed runs per stage (the ridge grid at the seed's
+    shape takes minutes per run with the estimator engine, so it is often run once).
+
+    >>> parse_repeats("3,train=1", ["embed", "train"])
+    {'embed': 3, 'train': 1}
+    """
+    default, per = 3, {}
+    for part in str(text if text is not None else 3).split(","):
+        if not part.strip():
+            continue
+        if "=" in part:
+            key, _, value = part.partition("=")
+            if key.strip() not in DEFAULT_SIZES:
+                raise SystemExit(f"error: unknown stage {key.strip()!r} in --repeats {text!r}")
+            per[key.strip()] = int(value)
+        else:
+            default = int(part)
+    out = {s: per.get(s, default) for s in stages}
+    for a, b in (("ingest", "mentions"), ("mentions", "ingest")):
+        if a in per and b in out and b not in per:
+            out[b] = per[a]
+    return out
+
+
+def default_repeats(text: str | int | None) -> int:
+    """The plain number in ``--repeats`` (3 when only per-stage values are given).
+
+    >>> default_repeats("2,train=1")
+    2
+    """
+    nums = [p for p in str(text if text is not None else 3).split(",") if p.strip() and "=" not in p]
+    return int(nums[0]) if nums else 3
+
+
 def call_bench(module: Any, backend: str, size: int, repeats: int, warmup: int) -> list[dict[str, Any]]:
     """``module.bench(backend, size, repeats)``, passing ``warmup`` where the module takes it."""
     params = inspect.signature(module.bench).parameters
@@ -201,6 +236,7 @@ def run(args: argparse.Namespace, log: Any = print) -> tuple[list[dict[str, Any]
     """Measure what ``args`` asks for; returns (rows, ratios)."""
     stages = list(STAGES) if "all" in args.stage else list(dict.fromkeys(args.stage))
     sizes = parse_sizes(args.size, stages)
+    repeats = parse_repeats(args.repeats, stages)
     rows: list[dict[str, Any]] = []
     wanted = set(stages)
     done_modules: set[tuple[str, int]] = set()
@@ -210,16 +246,17 @@ def run(args: argparse.Namespace, log: Any = print) -> tuple[list[dict[str, Any]
             continue
         done_modules.add((name, size))
         log(f"[{stage}] ours and the pandas/seed peers at size {size:,} ...")
-        rows += run_module(name, args.backend, size, args.repeats, args.warmup, wanted, log)
+        rows += run_module(name, args.backend, size, repeats[stage], args.warmup, wanted, log)
     if "spark" in args.peers:
         log("[spark] the seed's PySpark steps on the same data ...")
-        rows += run_spark(stages, sizes, args.backend, args.repeats, args.warmup, memory=args.spark_memory,
+        rows += run_spark(stages, sizes, args.backend, args.spark_repeats or default_repeats(args.repeats), args.warmup,
+                          memory=args.spark_memory,
                           train_size=args.spark_train_size, ndjson_variant=args.ndjson_variant, log=log)
         # The ridge ratio needs ours at the size Spark could do.
         if "train" in stages and sizes["train"] > args.spark_train_size and any(
                 r["impl"] == "pyspark" and r["stage"] == "train" and common.ok(r) for r in rows):
             log(f"[train] ours again at the Spark peer's size {args.spark_train_size:,} ...")
-            rows += run_module("train", args.backend, args.spark_train_size, args.repeats, args.warmup, wanted, log)
+            rows += run_module("train", args.backend, args.spark_train_size, repeats["train"], args.warmup, wanted, log)
     rows = [r for r in rows if r["stage"] in wanted or r["stage"] not in STAGES]
     rows += common.combine_ingest_mentions(rows)
     if args.workers_tag is not None:
@@ -237,11 +274,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", default=None,
                    help="records/stock-days: one number for every stage, or stage=N,... "
                         f"(defaults: {', '.join(f'{k}={v:,}' for k, v in DEFAULT_SIZES.items())})")
-    p.add_argument("--repeats", type=int, default=3, help="timed runs per measurement (median, min-max)")
+    p.add_argument("--repeats", default="3",
+                   help="timed runs per measurement (median, min-max): N, or N,stage=M,... (e.g. 3,train=1)")
     p.add_argument("--warmup", type=int, default=1, help="untimed runs first (where the module takes it)")
     p.add_argument("--peers", default="spark", help="extra peers run by the harness: spark or none "
                                                    "(the pandas and seed-loop peers live in the stage modules)")
     p.add_argument("--spark-memory", default="4g", help="Spark driver memory (local mode: all Spark gets)")
+    p.add_argument("--spark-repeats", type=int, default=None,
+                   help="timed runs of the Spark peer (default: --repeats); the MLlib ridge grid always runs once")
     p.add_argument("--spark-train-size", type=int, default=SPARK_TRAIN_SIZE,
                    help="largest stock-day count given to the MLlib ridge peer")
     p.add_argument("--ndjson-variant", action="store_true",

@@ -87,9 +87,10 @@ def _label(row: dict[str, Any]) -> str:
 
 def size_series(args: Any, stages: list[str], main_rows: list[dict[str, Any]], log: Any = print) -> list[dict[str, Any]]:
     """Every stage at every scaling size (sizes the main run measured are reused)."""
-    from benchmarks.__main__ import MODULES, run_module, run_spark
+    from benchmarks.__main__ import MODULES, default_repeats, parse_repeats, run_module, run_spark
 
     plan = parse_scaling_sizes(getattr(args, "scaling_sizes", None), stages)
+    repeats = parse_repeats(args.repeats, stages)
     measured = {(r["stage"], r["size"]) for r in main_rows if not r.get("series")}
     rows: list[dict[str, Any]] = []
     for r in main_rows:
@@ -103,10 +104,13 @@ def size_series(args: Any, stages: list[str], main_rows: list[dict[str, Any]], l
                 continue
             done.add(key)
             log(f"[scaling] {stage} at {size:,} ...")
-            got = run_module(MODULES[stage], args.backend, size, args.repeats, args.warmup, set(stages), log)
-            if "spark" in args.peers and stage in ("ingest", "mentions", "volatility", "train"):
+            got = run_module(MODULES[stage], args.backend, size, repeats[stage], args.warmup, set(stages), log)
+            # MLlib's ridge grid is measured only up to --spark-train-size (see __main__).
+            spark_fits = stage != "train" or size <= args.spark_train_size
+            if "spark" in args.peers and spark_fits and stage in ("ingest", "mentions", "volatility", "train"):
                 spark_stages = [s for s in stages if MODULES[s] == MODULES[stage]]
-                got += run_spark(spark_stages, {s: size for s in spark_stages}, args.backend, args.repeats,
+                got += run_spark(spark_stages, {s: size for s in spark_stages}, args.backend,
+                                 args.spark_repeats or default_repeats(args.repeats),
                                  args.warmup, memory=args.spark_memory, train_size=args.spark_train_size,
                                  ndjson_variant=False, log=log)
             got += common.combine_ingest_mentions(got)
@@ -134,6 +138,7 @@ def workers_series(args: Any, stages: list[str], counts: list[int], log: Any = p
         cmd = [sys.executable, "-m", "benchmarks", "--backend", args.backend, "--stage", *stages,
                "--repeats", str(args.repeats), "--warmup", str(args.warmup), "--peers", args.peers,
                "--spark-memory", args.spark_memory, "--spark-train-size", str(args.spark_train_size),
+               *(["--spark-repeats", str(args.spark_repeats)] if args.spark_repeats else []),
                "--no-md", "--csv", str(csv), "--out-dir", str(tmp), "--workers-tag", str(n)]
         size = getattr(args, "workers_size", None) or args.size
         if size:

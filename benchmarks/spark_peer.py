@@ -163,7 +163,13 @@ def read_dump(spark: Any, path: str, codec: str = "auto") -> tuple[Any, str]:
         try:
             lines = spark.read.text(path)
             if codec == "auto":
-                lines.limit(1).collect()  # the codec fails on the first block it decodes
+                # The codec fails on the first block it decodes; keep its expected stack
+                # trace out of the log.
+                spark.sparkContext.setLogLevel("OFF")
+                try:
+                    lines.limit(1).collect()
+                finally:
+                    spark.sparkContext.setLogLevel("ERROR")
                 _CODEC_PATH[path] = "jvm"
             return lines, "jvm"
         except Exception:

@@ -22,7 +22,6 @@ Run: ``python -m benchmarks.volatility --backend cpu --size 25700000 --repeats 3
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import shutil
 import sys

@@ -13,14 +13,18 @@ import importlib.util
 import json
 import math
 import re
+import sys
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from benchmarks import common, scaling, spark_peer
-from benchmarks.__main__ import main, parse_sizes
+# benchmarks/ is a folder of programs at the repository root, not part of the installed package.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks import common, scaling, spark_peer  # noqa: E402
+from benchmarks.__main__ import main, parse_sizes  # noqa: E402
 
 
 def _row(stage, impl, size, median, **kw):

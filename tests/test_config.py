@@ -179,3 +179,9 @@ def test_all_leaf_keys_reachable_by_dotted_get():
     s = load_settings()
     for dotted, value in _leaves(_packaged()).items():
         assert s.get(dotted) == value
+
+
+def test_every_key_is_documented():
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "configuration.md").read_text(encoding="utf-8")
+    missing = [k for k in _leaves(_packaged()) if f"`{k}`" not in doc]
+    assert not missing, f"keys of defaults.yaml missing from docs/configuration.md: {missing}"

@@ -155,17 +155,23 @@ def test_second_run_does_no_work(full_run):
     assert _stamps(lake) == before
 
 
-def test_interrupted_run_resumes_with_identical_results(full_run, data, tmp_path, monkeypatch):
+def test_interrupted_run_resumes_with_identical_results(full_run, tmp_path, monkeypatch):
+    """A run killed between features and train (its lake copied without the later stages,
+    so the expensive embedding is not redone), then killed inside train, resumes and gives
+    the uninterrupted run's results."""
+    import shutil
+
     lake = tmp_path / "lake"
-    settings = load_settings(write_config(tmp_path / "run.yaml", lake, data))
+    for stage in ("ingest", "mentions", "embed", "volatility", "features"):
+        folder = pipeline.BY_NAME[stage].dataset
+        shutil.copytree(full_run["lake"] / folder, lake / folder)
+    config = yaml.safe_load(full_run["config"].read_text())
+    config["lake"] = str(lake)
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(config))
+    settings = load_settings(tmp_path / "run.yaml")
+    kept = {d: (lake / d / "_manifest.json").read_text() for d in ("posts", "mentions", "embeddings", "features")}
 
-    # 1. Stopped after the embeddings.
-    first = pipeline.run_pipeline(settings, until_stage="embed", progress=False)
-    assert first.ran == ["ingest", "mentions", "embed"]
-    assert not (lake / "features").exists() and not (lake / "volatility").exists()
-    kept = {d: (lake / d / "_manifest.json").read_text() for d in ("posts", "mentions", "embeddings")}
-
-    # 2. Killed inside the train stage.
+    # Killed inside the train stage.
     import wsb_gpu.stages.train as train_module
 
     def crash(*args, **kwargs):
@@ -174,25 +180,30 @@ def test_interrupted_run_resumes_with_identical_results(full_run, data, tmp_path
     monkeypatch.setattr(train_module, "train", crash)
     with pytest.raises(WsbError, match=r"stage 'train' failed: MemoryError: worker killed"):
         pipeline.run_pipeline(settings, progress=False)
-    assert not (lake / "results").exists()
+    assert not (lake / "results").exists() and not (lake / "report").exists()
     assert {d: (lake / d / "_manifest.json").read_text() for d in kept} == kept
-    assert read_manifest(lake / "features") is not None
-    assert json.loads((lake / "run.json").read_text())["status"] == "failed"
+    run = json.loads((lake / "run.json").read_text())
+    assert run["status"] == "failed"
+    assert {s["stage"]: s["status"] for s in run["stages"]} == {
+        "ingest": "skipped", "mentions": "skipped", "embed": "skipped", "volatility": "skipped",
+        "features": "skipped", "train": "failed", "report": "pending"}
 
-    # 3. Rerun: only what is missing runs, and the results equal the uninterrupted run's.
+    # Rerun: only what is missing runs, and the results equal the uninterrupted run's.
     monkeypatch.undo()
     last = pipeline.run_pipeline(settings, progress=False)
     assert last.ran == ["train", "report"]
-    assert last.skipped == ["ingest", "mentions", "embed", "volatility", "features"]
+    assert {d: (lake / d / "_manifest.json").read_text() for d in kept} == kept
     got, want = _metrics(lake), _metrics(full_run["lake"])
     pd.testing.assert_frame_equal(got, want, check_exact=False, rtol=1e-9)
-    pred = pd.read_parquet(lake / "results" / "predictions").sort_values(["permno", "date"]).reset_index(drop=True)
-    ref = pd.read_parquet(full_run["lake"] / "results" / "predictions").sort_values(["permno", "date"]).reset_index(drop=True)
+    key = ["permno", "date"]
+    pred = pd.read_parquet(lake / "results" / "predictions").sort_values(key).reset_index(drop=True)
+    ref = pd.read_parquet(full_run["lake"] / "results" / "predictions").sort_values(key).reset_index(drop=True)
     pd.testing.assert_frame_equal(pred, ref, check_exact=False, rtol=1e-9)
 
 
 def test_cli_run_with_from_and_until(full_run, data, tmp_path):
-    """The command line drives the same pipeline: --until, then --from with the summary table."""
+    """The command line drives the same pipeline: stopped after one stage with --until, then
+    that stage forced again with --from (here on dask's threaded scheduler)."""
     from wsb_gpu.cli import main
 
     config = write_config(tmp_path / "run.yaml", tmp_path / "lake", data)

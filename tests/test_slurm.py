@@ -85,6 +85,7 @@ def test_gpu_job_script_has_gres_and_dask_cuda_worker(tmp_path: Path):
     worker = lines[-1]
     assert f"{sys.executable} -m dask cuda worker tls://" in worker
     assert "--rmm-pool-size 20GB" in worker
+    assert "--set-rmm-allocator-for-libs torch,cupy" in worker
     assert "--nanny" not in worker  # a dask-worker flag that `dask cuda worker` rejects
     assert "--tls-ca-file" in worker and "--tls-cert" in worker and "--tls-key" in worker
     assert "export CUDF_SPILL=on" in script
@@ -129,6 +130,10 @@ def test_repository_file_wins_over_dask_config(tmp_path: Path):
     assert str(ws.REPO_JOBQUEUE) in source
     assert profile["cores"] == 2  # the repository's value wins ...
     assert profile["account"] is None  # ... key by key (it sets account: null)
+    with dask.config.set({"jobqueue.slurm.account": "from-dask-config"}):
+        script = ws.render_job_script(load_settings(overrides={"cluster.kind": "slurm"}))
+    assert "#SBATCH -A" not in script  # the null stays null in the job itself
+    assert "#SBATCH --cpus-per-task=2" in script
 
 
 def test_profile_errors(tmp_path: Path):
@@ -142,6 +147,15 @@ def test_profile_errors(tmp_path: Path):
         ws.jobqueue_profile(_settings(tmp_path, **{"cluster.slurm.profile": "nope"}))
     with pytest.raises(WsbError, match="not below the walltime"):
         ws.render_job_script(_settings(tmp_path, **{"cluster.slurm.lifetime": "2h"}))
+
+
+def test_gpu_jobs_without_dask_cuda_fail_fast(tmp_path: Path):
+    import importlib.util
+
+    if importlib.util.find_spec("dask_cuda") is not None:
+        pytest.skip("dask-cuda is installed here")
+    with pytest.raises(WsbError, match="needs the package 'dask-cuda'"):
+        ws.slurm_cluster(_settings(tmp_path, **{"cluster.slurm.gpu": True}))
 
 
 def test_walltime_and_lifetime_helpers():
@@ -187,6 +201,7 @@ def test_slurm_cluster_computes_on_two_worker_jobs(tmp_path: Path, monkeypatch):
 
 
 @pytest.mark.slurm
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_ended_worker_jobs_are_replaced(tmp_path: Path, monkeypatch):
     import dask
@@ -194,8 +209,9 @@ def test_ended_worker_jobs_are_replaced(tmp_path: Path, monkeypatch):
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(ws, "REPLACE_INTERVAL_S", 3.0)
-    # walltime 1 min -> lifetime auto = 30 s +- 10 s: the workers retire, new jobs follow.
-    s = _settings(tmp_path, _jobqueue(tmp_path, walltime="00:01:00"), **{"cluster.slurm.jobs": 1})
+    # The worker retires after 12 s +- 3 s (below the 1 min walltime); a new job must follow.
+    s = _settings(tmp_path, _jobqueue(tmp_path, walltime="00:01:00"),
+                  **{"cluster.slurm.jobs": 1, "cluster.slurm.lifetime": "12s"})
     with dask.config.set({"distributed.deploy.lost-worker-timeout": "2s"}):
         cluster = ws.slurm_cluster(s)
         try:

@@ -106,13 +106,14 @@ def session(settings: Settings, *, quiet: bool = False) -> Iterator[Any | None]:
         cluster.close()
         raise
     try:
-        if settings.cluster["kind"] == "slurm":
-            from wsb_gpu.slurm import wait_for_workers
-
-            wait_for_workers(client, settings)
         link = dashboard_link(client)
         if link and not quiet:
             print(f"Dask dashboard: {link}", file=sys.stderr)
+        if settings.cluster["kind"] == "slurm":
+            # Worker jobs may sit in the queue: wait (bounded) for the first one.
+            from wsb_gpu.slurm import wait_for_workers
+
+            wait_for_workers(client, settings)
         report = settings.profile
         ctx = performance_report(filename=str(report)) if report else contextlib.nullcontext()
         with ctx:

@@ -213,24 +213,36 @@ def round_up(n: int, multiple: int) -> int:
     return -(-int(n) // multiple) * multiple
 
 
-def cut_batches(lengths_desc: Sequence[int], token_budget: int, multiple: int = 1) -> list[slice]:
+def cut_batches(lengths_desc: Sequence[int], token_budget: int, multiple: int = 1,
+                max_padding: float = 0.2, slack: int = 4) -> list[slice]:
     """Cut lengths sorted in descending order into batches of at most ``token_budget``
     padded tokens (rows x padded length of the batch's first, longest, row).
 
-    A row longer than the budget still gets a batch of its own.
+    A batch also ends where the next row would be padded by more than ``max_padding`` of
+    the batch's length (and more than ``slack`` tokens): with a large budget and few texts,
+    one batch would otherwise pad short texts to the longest. A row longer than the budget
+    still gets a batch of its own.
 
-    >>> cut_batches([64, 64, 30, 10, 10, 3], token_budget=128)
-    [slice(0, 2, None), slice(2, 6, None)]
+    >>> cut_batches([64, 64, 60, 30, 28, 3], token_budget=128)
+    [slice(0, 2, None), slice(2, 3, None), slice(3, 5, None), slice(5, 6, None)]
+    >>> cut_batches([10, 9, 8, 7, 6], token_budget=1000)
+    [slice(0, 5, None)]
+    >>> cut_batches([9, 9, 7, 6], token_budget=64, multiple=8)
+    [slice(0, 4, None)]
     >>> cut_batches([200, 5], token_budget=100)
     [slice(0, 1, None), slice(1, 2, None)]
     """
     out = []
     i, n = 0, len(lengths_desc)
     while i < n:
-        padded = round_up(max(int(lengths_desc[i]), 1), multiple)
-        rows = max(1, int(token_budget) // padded)
-        out.append(slice(i, min(n, i + rows)))
-        i += rows
+        first = max(int(lengths_desc[i]), 1)
+        rows = max(1, int(token_budget) // round_up(first, multiple))
+        floor = first - max(slack, int(first * max_padding))
+        j = i + 1
+        while j < n and j - i < rows and int(lengths_desc[j]) >= floor:
+            j += 1
+        out.append(slice(i, j))
+        i = j
     return out
 
 

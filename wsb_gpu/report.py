@@ -257,6 +257,15 @@ def read_ridge_details(results_dir: Path, metrics: Any, model: str = "ridge") ->
     return lambdas, coefs
 
 
+def _lambda_grid(results_dir: Path) -> list[float] | None:
+    """The λ grid the train stage searched (``lambdas`` in metrics.json), if recorded."""
+    try:
+        grid = json.loads((results_dir / "metrics.json").read_text()).get("lambdas")
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return None
+    return [float(v) for v in grid] if isinstance(grid, list) and grid else None
+
+
 def _find_coefficients(data: Any) -> dict[int, dict[str, float]]:
     """Ridge HAR coefficients per year from a metrics.json of any reasonable nesting."""
     found: dict[int, dict[str, float]] = {}
@@ -313,7 +322,7 @@ def plot_volatility(daily: Any, path: Path) -> Path | None:
     if daily is None or daily.empty:
         return None
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(10, 4.5))
+    fig, ax = plt.subplots(figsize=(10, 5))
     for col in WINDOWS:
         if col in daily.columns:
             ax.plot(daily.index, daily[col], lw=0.9 if col == "vol_1" else 1.4,
@@ -321,7 +330,7 @@ def plot_volatility(daily: Any, path: Path) -> Path | None:
     ax.set_title("Daily average realized volatility across stocks, by window")
     ax.set_xlabel("trading date")
     ax.set_ylabel("realized volatility  √Σ r²  (mean over stocks)")
-    ax.legend(title="window", loc="upper left", ncol=4, frameon=False)
+    ax.legend(title="window", loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=4, frameon=False)
     return _save(fig, path)
 
 
@@ -377,29 +386,34 @@ def plot_predicted(pred: Any, path: Path) -> Path | None:
         return None
     plt = _pyplot()
     n = len(series)
-    fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 4.4), sharex=True, sharey=True, squeeze=False)
-    all_y = np.concatenate([np.concatenate([y, yh]) for y, yh in series.values()])
-    all_y = all_y[np.isfinite(all_y)]
-    hi = float(np.quantile(all_y, 0.995)) if all_y.size else 1.0
-    lo = max(float(np.quantile(all_y, 0.001)), 0.0) if all_y.size else 0.0
+    fig, axes = plt.subplots(1, n, figsize=(4.3 * n, 4.6), sharex=True, sharey=True, squeeze=False)
+    # Volatility is right-skewed over two orders of magnitude: log axes show the bulk and the
+    # tail at once. Limits: the 0.5 % and 99.5 % quantiles of everything plotted.
+    values = np.concatenate([np.concatenate([y, yh]) for y, yh in series.values()])
+    values = values[np.isfinite(values) & (values > 0)]
+    lo, hi = (np.quantile(values, [0.005, 0.995]) if values.size else (1e-3, 1.0))
     for ax, (model, (y, yhat)) in zip(axes[0], series.items()):
-        ok = np.isfinite(y) & np.isfinite(yhat)
+        ok = np.isfinite(y) & np.isfinite(yhat) & (y > 0) & (yhat > 0)
+        hidden = int((np.isfinite(yhat) & (yhat <= 0)).sum())
         y, yhat = y[ok], yhat[ok]
-        ax.hexbin(yhat, y, gridsize=45, bins="log", cmap="viridis", mincnt=1,
-                  extent=(lo, hi, lo, hi))
-        ax.plot([lo, hi], [lo, hi], color="red", lw=1, ls="--", label="y = ŷ")
-        corr = float(np.corrcoef(y, yhat)[0, 1]) if y.size > 2 else float("nan")
-        ax.set_title(f"{MODEL_LABEL.get(model, model)}\ncorrelation {corr:.3f}, n = {y.size:,}")
+        ax.hexbin(yhat, y, gridsize=40, bins="log", cmap="viridis", mincnt=1, xscale="log", yscale="log",
+                  extent=(np.log10(lo), np.log10(hi), np.log10(lo), np.log10(hi)))
+        ax.plot([lo, hi], [lo, hi], color="red", lw=1.2, ls="--")
+        corr = float(np.corrcoef(np.log(y), np.log(yhat))[0, 1]) if y.size > 2 else float("nan")
+        note = f" ({hidden:,} with ŷ ≤ 0 not shown)" if hidden else ""
+        ax.set_title(f"{MODEL_LABEL.get(model, model)}\nn = {y.size:,}{note}, corr(log ŷ, log y) = {corr:.2f}",
+                     fontsize=9 if hidden else 10)
         ax.set_xlabel("predicted next-day volatility ŷ")
         ax.set_xlim(lo, hi)
         ax.set_ylim(lo, hi)
-        ax.legend(loc="upper left", frameon=False)
     axes[0][0].set_ylabel("realized next-day volatility y")
-    fig.suptitle("Predicted vs realized next-day volatility, all test years (colour: log count)")
+    fig.suptitle("Predicted vs realized next-day volatility on the test rows "
+                 "(log axes; colour = log count; dashed: y = ŷ)")
     return _save(fig, path)
 
 
-def plot_ridge(lambdas: Any, coefs: Any, path: Path, har_coefs: Any = None) -> Path | None:
+def plot_ridge(lambdas: Any, coefs: Any, path: Path, har_coefs: Any = None,
+               grid: list[float] | None = None) -> Path | None:
     if (lambdas is None or lambdas.empty) and (coefs is None or coefs.empty):
         return None
     plt = _pyplot()
@@ -410,9 +424,13 @@ def plot_ridge(lambdas: Any, coefs: Any, path: Path, har_coefs: Any = None) -> P
         ax = axes[0][i]
         i += 1
         ax.plot(lambdas.index, lambdas.to_numpy(), marker="o", color=MODEL_COLOR["ridge"])
+        for year, lam in lambdas.items():
+            ax.annotate(f"{lam:.3g}", (year, lam), textcoords="offset points", xytext=(0, 7), ha="center", fontsize=8)
         ax.set_yscale("log")
+        if grid is not None and len(grid):
+            ax.set_ylim(min(grid) / 2, max(grid) * 2)  # the whole grid searched, for scale
         ax.set_xticks(list(lambdas.index))
-        ax.set_title("Ridge penalty λ chosen by blocked CV")
+        ax.set_title("Ridge penalty λ chosen by blocked CV" + (" (y range: the grid)" if grid else ""))
         ax.set_xlabel("test year (λ chosen inside its training window)")
         ax.set_ylabel("λ (log scale)")
     if coefs is not None and not coefs.empty:
@@ -426,7 +444,7 @@ def plot_ridge(lambdas: Any, coefs: Any, path: Path, har_coefs: Any = None) -> P
                         alpha=0.7, label=f"HAR: {WINDOW_LABEL.get(term, term)}")
         ax.axhline(0, color="black", lw=0.8)
         ax.set_xticks(list(coefs.index))
-        ax.set_title("Coefficients of the HAR terms (solid: ridge, dashed: HAR OLS)"
+        ax.set_title("HAR-term coefficients (solid: ridge, dashed: HAR)"
                      if har_coefs is not None and not har_coefs.empty else "Ridge coefficients of the HAR terms")
         ax.set_xlabel("test year")
         ax.set_ylabel("coefficient (per unit of the regressor)")
@@ -438,14 +456,22 @@ def plot_mentions(per_day: Any, path: Path) -> Path | None:
     if per_day is None or per_day.empty:
         return None
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(10, 4.5))
-    smooth = per_day.rolling(7, min_periods=1).mean()
-    for ticker in smooth.columns:
-        ax.plot(smooth.index, smooth[ticker], lw=1.1, label=f"{ticker} ({int(per_day[ticker].sum()):,} posts)")
-    ax.set_title(f"Posts mentioning the {len(smooth.columns)} most mentioned tickers (7-day mean)")
-    ax.set_xlabel("UTC date of the post")
-    ax.set_ylabel("posts per day")
-    ax.legend(frameon=False, ncol=min(5, len(smooth.columns)), loc="upper left", fontsize=8)
+    tickers = list(per_day.columns)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    # One panel per ticker (shared axes): five noisy daily series on one axis are unreadable.
+    fig, axes = plt.subplots(len(tickers), 1, figsize=(10, 1.5 + 1.35 * len(tickers)), sharex=True, sharey=True,
+                             squeeze=False)
+    smooth = per_day.rolling(30, min_periods=1).mean()
+    for k, (ax, ticker) in enumerate(zip(axes[:, 0], tickers)):
+        # fill_between draws one polygon; bar() would draw thousands of rectangles (slow).
+        ax.fill_between(per_day.index, per_day[ticker].to_numpy(), step="mid", color="0.8", lw=0, label="per day")
+        ax.plot(smooth.index, smooth[ticker], color=colors[k % len(colors)], lw=1.6, label="30-day mean")
+        ax.text(0.005, 0.92, f"{ticker}: {int(per_day[ticker].sum()):,} posts", transform=ax.transAxes,
+                va="top", fontsize=9, fontweight="bold")
+        ax.set_ylabel("posts")
+    axes[0, 0].legend(loc="upper right", frameon=False, fontsize=8, ncol=2)
+    axes[-1, 0].set_xlabel("UTC date of the post")
+    fig.suptitle(f"Posts per day mentioning the {len(tickers)} most mentioned tickers")
     return _save(fig, path)
 
 
@@ -634,7 +660,7 @@ def write_report(results_dir: str | Path, out_dir: str | Path, *, lake: str | Pa
         figures["predicted"] = plot_predicted(read_predictions(results_dir), tmp / FIGURES["predicted"])
         lambdas, coefs = read_ridge_details(results_dir, metrics)
         _, har_coefs = read_ridge_details(results_dir, metrics, model="har")
-        figures["ridge"] = plot_ridge(lambdas, coefs, tmp / FIGURES["ridge"], har_coefs)
+        figures["ridge"] = plot_ridge(lambdas, coefs, tmp / FIGURES["ridge"], har_coefs, _lambda_grid(results_dir))
         figures["mentions"] = plot_mentions(
             mentions_per_day(men_dir) if _has_parquet(men_dir) else None, tmp / FIGURES["mentions"])
         text = render_markdown(metrics, figures, run, results_dir, coefs)

@@ -32,6 +32,7 @@ from __future__ import annotations
 import difflib
 import functools
 import getpass
+import importlib.util
 import os
 import re
 import shutil
@@ -45,7 +46,7 @@ from typing import Any
 import yaml
 
 from wsb_gpu.config import Settings
-from wsb_gpu.errors import WsbError, missing_package
+from wsb_gpu.errors import GPU_INSTALL, WsbError, missing_package
 
 REPO_JOBQUEUE = Path(__file__).resolve().parent.parent / "jobqueue.yaml"
 DEFAULT_TLS_DIR = "~/.cache/wsb_gpu/tls"
@@ -141,6 +142,8 @@ def worker_lifetime(walltime_s: int | None, lifetime: Any = "auto") -> tuple[int
     (30, 10)
     >>> worker_lifetime(3600, "50m")
     (3000, 200)
+    >>> worker_lifetime(60, "12s")
+    (12, 3)
     >>> worker_lifetime(3600, None) is None
     True
     """
@@ -167,7 +170,8 @@ def worker_lifetime(walltime_s: int | None, lifetime: Any = "auto") -> tuple[int
             f"({walltime_s} s): Slurm would kill the workers first; use a shorter lifetime or 'auto'"
         )
         raise WsbError(msg)
-    return seconds, int(min(300, (walltime_s - seconds) / 3))
+    # The stagger spreads retirements but must keep lifetime +- stagger inside (0, walltime).
+    return seconds, int(min(300, (walltime_s - seconds) / 3, seconds / 4))
 
 
 def _normalise_profile(raw: Mapping[str, Any], origin: str) -> dict[str, Any]:
@@ -299,6 +303,9 @@ def job_kwargs(settings: Settings, profile: Mapping[str, Any] | None = None) -> 
         cuda = c["cuda"]
         if cuda["rmm_pool_size"] and "--rmm-pool-size" not in worker_args:
             worker_args += ["--rmm-pool-size", str(cuda["rmm_pool_size"])]
+        if cuda["share_rmm_with_torch"] and "--set-rmm-allocator-for-libs" not in worker_args:
+            # PyTorch and CuPy allocate from the worker's RMM pool (as in LocalCUDACluster).
+            worker_args += ["--set-rmm-allocator-for-libs", "torch,cupy"]
         if cuda["enable_cudf_spill"]:
             prologue.append("export CUDF_SPILL=on  # cuDF spills device buffers to host memory")
 
@@ -320,7 +327,30 @@ def job_kwargs(settings: Settings, profile: Mapping[str, Any] | None = None) -> 
     options = dict(kw.pop("scheduler_options", None) or {})
     options.setdefault("dashboard_address", c["dashboard_address"])
     kw["scheduler_options"] = options
+    kw["config_name"] = _register_profile(profile)
     return kw
+
+
+def _register_profile(profile: Mapping[str, Any]) -> str:
+    """Register the merged profile with dask.config under a name of its own; return the name.
+
+    dask-jobqueue builds each job later (when scaling, and again for replacements) and reads
+    every keyword left at None from ``jobqueue.<config_name>``. Pointing it at the merged
+    profile makes a key set to null in our file stay null, instead of falling back to
+    ``jobqueue.slurm`` in dask's config. The name hashes the content, so different settings
+    in one process never share a section; defaults survive ``dask.config.refresh()``.
+    """
+    import hashlib
+    import json
+
+    import dask.config
+
+    section = {k: None for k in DEPRECATED_KEYS} | dict(profile)  # dask-jobqueue still reads these
+    digest = hashlib.sha1(json.dumps(section, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    name = f"wsb-gpu-{digest}"
+    if dask.config.get(f"jobqueue.{name}", default=None) is None:
+        dask.config.update_defaults({"jobqueue": {name: section}})
+    return name
 
 
 def _placeholder_security(tmp_dir: str) -> Any:
@@ -380,6 +410,10 @@ def slurm_cluster(settings: Settings) -> Any:
     c = settings.cluster
     slurm = c["slurm"]
     kw = job_kwargs(settings)
+    if slurm["gpu"] and kw["python"] == sys.executable and importlib.util.find_spec("dask_cuda") is None:
+        # The workers would run this interpreter and die at once; say so now, not after
+        # wait_timeout. (A profile naming another `python` is trusted to have dask-cuda.)
+        raise missing_package("dask-cuda", GPU_INSTALL, "GPU worker jobs (cluster.slurm.gpu: true)")
     tmp_dir = kw.get("shared_temp_directory")
     security: Any = None
     if slurm["tls"]:
@@ -464,9 +498,7 @@ def _install_job_keeper(cluster: Any) -> None:
         if cluster.status != Status.running:
             return
         ids = {name: job.job_id for name, job in list(cluster.workers.items()) if getattr(job, "job_id", None)}
-        if not ids:
-            return
-        active = await asyncio.get_running_loop().run_in_executor(None, _active_job_ids)
+        active = await asyncio.get_running_loop().run_in_executor(None, _active_job_ids) if ids else set()
         if active is None:
             return
         now = time.monotonic()

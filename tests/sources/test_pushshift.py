@@ -103,5 +103,5 @@ def test_fast_path_agrees_with_line_by_line_on_random_lines(engine):
             else:
                 bad += 1
         got = list(zip(*[got_t.column(c).to_pylist() for c in ("id", "created_utc", "body")]))
-        assert got == exp
+        assert sorted(got, key=repr) == sorted(exp, key=repr)  # the order within a block is free
         assert got_c.lines == len(lines) and got_c.valid == len(exp) and sum(got_c.malformed.values()) == bad

@@ -55,7 +55,7 @@ def newey_west_lag(T: int) -> int:
     """Newey–West (1994) automatic lag ``floor(4 (T / 100)^(2/9))``.
 
     >>> newey_west_lag(252), newey_west_lag(2268), newey_west_lag(1)
-    (4, 7, 1)
+    (4, 8, 1)
     """
     return max(1, int(math.floor(4.0 * (max(T, 1) / 100.0) ** (2.0 / 9.0))))
 

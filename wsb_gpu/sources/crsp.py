@@ -252,8 +252,6 @@ def resolve_columns(
         hint = f"pass --columns {role}=<name>"
         if role == "close" and "close" in by_lower:
             hint = f"if '{by_lower['close']}' is already split/dividend-adjusted, pass --columns close={by_lower['close']}"
-        elif format == "crsp" and role in ("symbol", "close"):  # pragma: no cover - roles differ
-            hint = "pass --format ohlcv"
         if format == "crsp" and {"adj close", "close"} & set(by_lower):
             hint += " (this looks like an OHLCV file: pass --format ohlcv)"
         msg = f"{what} in {source} (columns: {shown}); {hint} or see docs/inputs.md"
@@ -261,168 +259,322 @@ def resolve_columns(
     return resolved
 
 
-# --- reading ---------------------------------------------------------------------------------
+# --- reading: pieces of the file as Arrow tables ----------------------------------------------
+
+BLOCK_BYTES = 64 << 20
+"""Bytes of an uncompressed CSV per piece (~1M CRSP rows)."""
+CHUNK_ROWS = 1 << 20
+"""Rows per piece of a compressed CSV or a Parquet input."""
 
 
-def read_raw(
-    path: str | Path,
-    resolved: Mapping[str, str],
-    *,
-    delimiter: str = ",",
-    blocksize: str | int = "64MiB",
-    dask_backend: str = "pandas",
-) -> Any:
-    """A Dask DataFrame of the resolved columns of an uncompressed CSV or a Parquet file.
+def csv_ranges(path: str | Path, block_bytes: int = BLOCK_BYTES) -> list[tuple[int, int]]:
+    """Byte ranges ``[start, end)`` of an uncompressed CSV's data lines (header excluded), each
+    about ``block_bytes`` long and cut at line ends, so each can be parsed on its own.
 
-    CSV columns are read as strings (CRSP letter codes would break type inference);
-    :func:`normalize` parses them. ``dask_backend="cudf"`` reads straight into cuDF.
+    Like ``dask.dataframe.read_csv``, this assumes no quoted value holds a line break (CRSP
+    and Yahoo files have none).
     """
-    import dask
-    import dask.dataframe as dd
-
-    kind, compression = file_kind(path)
-    names = list(dict.fromkeys(resolved.values()))
-    with dask.config.set({"dataframe.backend": dask_backend}):
-        if kind == "parquet":
-            return dd.read_parquet(str(path), columns=names)
-        if compression is not None:  # pragma: no cover - callers stream these instead
-            msg = f"{Path(path).name} is compressed: read it with iter_compressed_csv()"
-            raise ValueError(msg)
-        return dd.read_csv(
-            str(path), sep=delimiter, usecols=names, dtype={n: "str" for n in names},
-            blocksize=blocksize, keep_default_na=False, na_values=[""],
-        )
+    size = Path(path).stat().st_size
+    ranges = []
+    with open(path, "rb") as f:
+        f.readline()
+        start = f.tell()
+        while start < size:
+            f.seek(min(start + block_bytes, size))
+            if f.tell() < size:
+                f.readline()  # finish the line the block boundary falls in
+            end = f.tell()
+            ranges.append((start, end))
+            start = end
+    return ranges
 
 
-def iter_compressed_csv(
-    path: str | Path,
-    resolved: Mapping[str, str],
-    *,
-    delimiter: str = ",",
-    chunk_rows: int = 2_000_000,
+def read_csv_range(
+    path: str | Path, start: int, end: int, *, found: list[str], resolved: Mapping[str, str], delimiter: str = ","
+) -> Any:
+    """The resolved columns of the data lines in bytes ``[start, end)`` of a CSV, as an Arrow table.
+
+    Values are read as text (CRSP letter codes would break type inference); dates and
+    symbols dictionary-encoded, so that each distinct value is parsed once.
+    """
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+
+    with open(path, "rb") as f:
+        f.seek(start)
+        data = f.read(end - start)
+    try:
+        return pcsv.read_csv(pa.py_buffer(data), read_options=pcsv.ReadOptions(column_names=found),
+                             parse_options=pcsv.ParseOptions(delimiter=delimiter),
+                             convert_options=_csv_convert(resolved))
+    except pa.ArrowInvalid as e:
+        raise _csv_error(path, e) from e
+
+
+def iter_csv_stream(
+    path: str | Path, *, found: list[str], resolved: Mapping[str, str], delimiter: str = ",",
+    chunk_rows: int = CHUNK_ROWS,
 ) -> Iterator[Any]:
-    """Stream a compressed CSV as pandas frames of about ``chunk_rows`` rows (string columns).
+    """Arrow tables of about ``chunk_rows`` rows streamed from a compressed CSV.
 
-    A ``.gz``/``.zst`` file cannot be split without decompressing it, so it is streamed
-    once, in bounded memory, with pyarrow's incremental CSV reader.
+    A ``.gz``/``.zst`` file cannot be split without decompressing it, so it is read once,
+    in bounded memory, with pyarrow's incremental (multi-threaded) CSV reader.
     """
     import pyarrow as pa
     import pyarrow.csv as pcsv
 
     _, compression = file_kind(path)
-    names = list(dict.fromkeys(resolved.values()))
-    read = pcsv.ReadOptions(block_size=16 << 20)
-    parse = pcsv.ParseOptions(delimiter=delimiter)
-    convert = pcsv.ConvertOptions(
-        include_columns=names, column_types={n: pa.string() for n in names}, strings_can_be_null=True,
-    )
     stream = open_binary(path, compression)
     try:
-        reader = pcsv.open_csv(stream, read_options=read, parse_options=parse, convert_options=convert)
+        reader = pcsv.open_csv(stream, read_options=pcsv.ReadOptions(column_names=found, skip_rows=1,
+                                                                     block_size=16 << 20),
+                               parse_options=pcsv.ParseOptions(delimiter=delimiter),
+                               convert_options=_csv_convert(resolved))
         batches, rows = [], 0
         for batch in reader:
             batches.append(batch)
             rows += batch.num_rows
             if rows >= chunk_rows:
-                yield pa.Table.from_batches(batches).to_pandas()
+                yield pa.Table.from_batches(batches)
                 batches, rows = [], 0
         if batches:
-            yield pa.Table.from_batches(batches).to_pandas()
+            yield pa.Table.from_batches(batches)
     except pa.ArrowInvalid as e:
-        msg = f"cannot parse {Path(path).name} as CSV: {e}; check the delimiter and the header line"
-        raise WsbError(msg) from e
+        raise _csv_error(path, e) from e
     finally:
         stream.close()
 
 
-# --- normalising one partition ---------------------------------------------------------------
+def parquet_pieces(path: str | Path, chunk_rows: int = CHUNK_ROWS) -> list[tuple[str, list[int]]]:
+    """``(file, row groups)`` pieces of about ``chunk_rows`` rows of a Parquet file or folder."""
+    import pyarrow.parquet as pq
+
+    p = Path(path)
+    files = sorted(f for f in p.rglob("*") if f.is_file() and not f.name.startswith(("_", "."))) if p.is_dir() else [p]
+    pieces = []
+    for f in files:
+        meta = pq.ParquetFile(f).metadata
+        groups, rows = [], 0
+        for i in range(meta.num_row_groups):
+            groups.append(i)
+            rows += meta.row_group(i).num_rows
+            if rows >= chunk_rows:
+                pieces.append((str(f), groups))
+                groups, rows = [], 0
+        if groups:
+            pieces.append((str(f), groups))
+    return pieces
 
 
-def normalize(
-    frame: Any, resolved: Mapping[str, str], *, format: str = "crsp", source: str = "the input"
-) -> Any:
-    """Parse one partition of raw columns into the panel the volatility kernel reads.
+def read_parquet_piece(path: str, row_groups: list[int], *, resolved: Mapping[str, str]) -> Any:
+    """The resolved columns of some row groups of a Parquet file, as an Arrow table."""
+    import pyarrow.parquet as pq
+
+    return pq.ParquetFile(path).read_row_groups(row_groups, columns=list(dict.fromkeys(resolved.values())))
+
+
+def _csv_convert(resolved: Mapping[str, str]) -> Any:
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+
+    keyed = {resolved[r] for r in ("date", "symbol") if r in resolved}
+    names = list(dict.fromkeys(resolved.values()))
+    types = {n: pa.dictionary(pa.int32(), pa.string()) if n in keyed else pa.string() for n in names}
+    # Only the empty string is missing: "NA" or "null" in a PERMNO column should be reported as such.
+    return pcsv.ConvertOptions(include_columns=names, column_types=types, strings_can_be_null=True,
+                               null_values=[""])
+
+
+def _csv_error(path: str | Path, e: Exception) -> WsbError:
+    return WsbError(f"cannot parse {Path(path).name} as CSV: {e}; check the delimiter and the header line")
+
+
+# --- parsing one piece -----------------------------------------------------------------------
+
+
+def parse_table(
+    table: Any, resolved: Mapping[str, str], *, format: str = "crsp", source: str = "the input"
+) -> dict[str, Any]:
+    """Parse the raw columns of one piece into the NumPy arrays of the panel.
 
     Parameters
     ----------
-    frame
-        pandas or cuDF frame holding the resolved columns (strings or already typed).
+    table
+        pyarrow Table holding the resolved columns (text, dictionary-encoded text, or
+        already typed, e.g. from Parquet).
     resolved
         ``{role: column}`` from :func:`resolve_columns`.
     format
-        ``crsp`` -> ``permno, date, ret, ret_source``; ``ohlcv`` -> ``permno, date, close``.
-        ``ret_source`` (int8) says which column gave the return: 0 RET, 1 RETX, 2 DLRET,
-        -1 none (missing).
+        ``crsp`` -> ``permno`` (int64), ``date`` (int32 days since 1970-01-01), ``ret``
+        (float64, NaN = missing), ``ret_source`` (int8: which column gave the return, 0 RET,
+        1 RETX, 2 DLRET, -1 none); ``ohlcv`` -> ``permno, date, close``.
+    source
+        The file name, for messages.
 
     Raises
     ------
     WsbError
         On a PERMNO that is not an integer or a date that is not a date.
+
+    Examples
+    --------
+    >>> import pyarrow as pa
+    >>> t = pa.table({"PERMNO": ["7", "7"], "date": ["2020-01-02", "20200103"], "RET": ["C", "0.01"],
+    ...               "DLRET": ["-0.3", ""]})
+    >>> out = parse_table(t, {"permno": "PERMNO", "date": "date", "ret": "RET", "dlret": "DLRET"})
+    >>> out["date"].tolist(), out["ret"].tolist(), out["ret_source"].tolist()
+    ([18263, 18264], [-0.3, 0.01], [2, 0])
     """
-    xdf = frame_module(frame)
-    out = xdf.DataFrame(index=frame.index)
-    date = _to_dates(frame[resolved["date"]])
-    _check_parsed(frame[resolved["date"]], date, "date", resolved["date"], source,
-                  "expected YYYY-MM-DD or YYYYMMDD")
+    import numpy as np
+
+    day = _days(table.column(resolved["date"]), resolved["date"], source)
     if format == "ohlcv":
-        out["permno"] = _symbol_ids(frame[resolved["symbol"]])
-        out["date"] = date
-        close = _to_float(frame[resolved["close"]])
-        # A non-positive price cannot make a return.
-        out["close"] = close.where(close > 0)
-        return out.reset_index(drop=True)
-    permno = _to_float(frame[resolved["permno"]])
-    bad = permno.isna() | (permno != permno.round())
-    if bool(bad.any()):
-        example = _first(frame[resolved["permno"]][bad])
-        msg = (
-            f"column '{resolved['permno']}' of {source} holds {example!r}, which is not an integer "
-            f"PERMNO; fix the file or map another column with --columns permno=<name>"
-        )
-        raise WsbError(msg)
-    out["permno"] = permno.astype("int64")
-    out["date"] = date
-    ret = source_code = None
-    for code, role in enumerate(RETURN_ROLES):
+        close = _numbers(table.column(resolved["close"]))
+        close[~(close > 0)] = np.nan  # a non-positive price cannot make a return
+        return {"permno": _symbol_ids(table.column(resolved["symbol"])), "date": day, "close": close}
+    permno = _permnos(table.column(resolved["permno"]), resolved["permno"], source)
+    ret = code = None
+    for k, role in enumerate(RETURN_ROLES):
         if role not in resolved:
             continue
-        column = frame[resolved[role]]
+        column = table.column(resolved[role])
         if ret is None:
-            ret = _valid_return(_to_float(column))
-            source_code = ret.notna().astype("int8") * (code + 1) - 1
+            ret = _valid_return(_numbers(column))
+            code = np.where(np.isnan(ret), -1, k).astype(np.int8)
             continue
-        missing = ret.isna()
-        if not bool(missing.any()):
+        missing = np.flatnonzero(np.isnan(ret))
+        if not len(missing):
             break
         # Parse a fallback column only where the return is still missing (it is rare).
-        fallback = _valid_return(_to_float(column[missing])).dropna()
-        ret = ret.fillna(fallback)  # aligned on the index: fills those rows only
-        source_code = source_code.where(~(missing & ret.notna()), code)
-    out["ret"] = ret.astype("float64")
-    out["ret_source"] = source_code.astype("int8")
-    return out.reset_index(drop=True)
+        fallback = _valid_return(_numbers(column.take(missing)))
+        filled = missing[~np.isnan(fallback)]
+        ret[filled] = fallback[~np.isnan(fallback)]
+        code[filled] = k
+    return {"permno": permno, "date": day, "ret": ret, "ret_source": code}
 
 
 def _valid_return(value: Any) -> Any:
-    """Finite and >= -1 (a simple return cannot be below -100%); NaN/inf compare False."""
-    return value.where((value >= -1.0) & (value < float("inf")))
+    """NaN where not finite or below -1 (a simple return cannot lose more than 100%)."""
+    import numpy as np
+
+    with np.errstate(invalid="ignore"):
+        value[~((value >= -1.0) & (value < np.inf))] = np.nan
+    return value
 
 
-def _check_parsed(raw: Any, parsed: Any, role: str, column: str, source: str, expected: str) -> None:
-    bad = parsed.isna()
-    if bool(bad.any()):
-        example = _first(raw[bad])
+def _numbers(values: Any) -> Any:
+    """float64 NumPy values of an Arrow column; anything that is not a number is NaN.
+
+    Text goes through Arrow's cast after blanking the values that are obviously not
+    numbers (letter codes, ``""``); only when that cast still fails (stray spaces, odd
+    tokens) does the slower exact pattern match run.
+
+    >>> import pyarrow as pa
+    >>> _numbers(pa.chunked_array([["0.01", "C", "", None, "-1e-2", " 2 "]])).tolist()
+    [0.01, nan, nan, nan, -0.01, 2.0]
+    """
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if pa.types.is_dictionary(values.type):
+        values = values.cast(values.type.value_type)
+    if not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
+        if pa.types.is_null(values.type):
+            return np.full(len(values), np.nan)
+        return np.array(pc.cast(values, pa.float64()).to_numpy(), dtype=np.float64)  # a writable copy
+    blank = pa.scalar(None, values.type)
+    text = pc.if_else(pc.or_kleene(pc.utf8_is_alpha(values), pc.equal(values, "")), blank, values)
+    try:
+        parsed = pc.cast(text, pa.float64())
+    except pa.ArrowInvalid:
+        ok = pc.fill_null(pc.match_substring_regex(values, _NUMBER), False)
+        parsed = pc.cast(pc.utf8_trim_whitespace(pc.if_else(ok, values, blank)), pa.float64())
+    return np.array(parsed.to_numpy(), dtype=np.float64)  # a writable copy
+
+
+def _permnos(values: Any, column: str, source: str) -> Any:
+    """int64 NumPy PERMNOs; a value that is not an integer is an error naming it."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if values.null_count == 0 and not pa.types.is_floating(values.type):
+        try:
+            return pc.cast(values, pa.int64()).to_numpy()
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            pass  # " 10001", "10001.0", "ABC": look closer
+    number = _numbers(values)
+    bad = np.isnan(number) | (number != np.round(number))
+    if bad.any():
+        example = values[int(np.flatnonzero(bad)[0])].as_py()
         msg = (
-            f"column '{column}' of {source} holds {example!r}, which is not a {role} ({expected}); "
-            f"fix the file or map another column with --columns {role}=<name>"
+            f"column '{column}' of {source} holds {example!r}, which is not an integer "
+            f"PERMNO; fix the file or map another column with --columns permno=<name>"
         )
         raise WsbError(msg)
+    return number.astype(np.int64)
 
 
-def _first(series: Any) -> Any:
-    value = series.head(1)
-    value = value.to_pandas() if is_gpu_frame(value) else value
-    return None if len(value) == 0 else (None if value.isna().iloc[0] else value.iloc[0])
+def _days(values: Any, column: str, source: str) -> Any:
+    """int32 days since 1970-01-01 of a date column: ``YYYY-MM-DD``, ``YYYYMMDD`` (text or
+    integer), or a date/timestamp column. Text is parsed once per distinct value.
+
+    >>> import pyarrow as pa
+    >>> _days(pa.chunked_array([["2020-01-02", "20200103", "2020-01-06 00:00:00", "2020-01-02"]]), "d", "f").tolist()
+    [18263, 18264, 18267, 18263]
+    """
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    kind = values.type.value_type if pa.types.is_dictionary(values.type) else values.type
+    if pa.types.is_temporal(kind):
+        seconds = pc.cast(pc.cast(values, pa.timestamp("s")), pa.int64())
+        day = np.floor_divide(np.asarray(seconds.to_numpy(zero_copy_only=False), dtype="float64"), 86400)
+        if np.isnan(day).any():
+            _bad_date(values[int(np.flatnonzero(np.isnan(day))[0])].as_py(), column, source)
+        return day.astype(np.int32)
+    parts = []
+    for chunk in values.chunks:
+        encoded = chunk if pa.types.is_dictionary(chunk.type) else pc.dictionary_encode(chunk)
+        distinct = encoded.dictionary
+        text = pc.utf8_slice_codeunits(pc.utf8_trim_whitespace(pc.cast(distinct, pa.string())), 0, 10)
+        text = pc.replace_substring(pc.replace_substring(text, "-", ""), "/", "")
+        parsed = pc.strptime(text, format="%Y%m%d", unit="s", error_is_null=True)
+        if parsed.null_count:
+            _bad_date(distinct[int(np.flatnonzero(parsed.is_null().to_numpy(zero_copy_only=False))[0])].as_py(),
+                      column, source)
+        if encoded.null_count:
+            _bad_date(None, column, source)
+        table = (pc.cast(parsed, pa.int64()).to_numpy() // 86400).astype(np.int32)
+        parts.append(table[encoded.indices.to_numpy()])
+    return np.concatenate(parts) if parts else np.empty(0, dtype=np.int32)
+
+
+def _bad_date(example: Any, column: str, source: str) -> None:
+    msg = (
+        f"column '{column}' of {source} holds {example!r}, which is not a date (expected YYYY-MM-DD "
+        f"or YYYYMMDD); fix the file or map another column with --columns date=<name>"
+    )
+    raise WsbError(msg)
+
+
+def _symbol_ids(values: Any) -> Any:
+    """int64 NumPy :func:`symbol_id` values of a symbol column (each distinct symbol hashed once)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if values.null_count:
+        msg = "a row has an empty Ticker/Symbol; fix the file or map another column with --columns symbol=<name>"
+        raise WsbError(msg)
+    parts = []
+    for chunk in values.chunks:
+        encoded = chunk if pa.types.is_dictionary(chunk.type) else pc.dictionary_encode(chunk)
+        ids = np.array([symbol_id(str(s)) for s in encoded.dictionary.to_pylist()], dtype=np.int64)
+        parts.append(ids[encoded.indices.to_numpy()])
+    return np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
 
 
 def symbol_id(symbol: str) -> int:
@@ -439,83 +591,3 @@ def symbol_id(symbol: str) -> int:
     """
     digest = hashlib.blake2b(symbol.strip().upper().encode("utf-8"), digest_size=8).digest()
     return int.from_bytes(digest, "big") >> 1
-
-
-# --- where pandas and cuDF differ --------------------------------------------------------------
-
-
-def _symbol_ids(symbols: Any) -> Any:
-    """Map a symbol column to :func:`symbol_id` values (hashing each distinct symbol once)."""
-    xdf = frame_module(symbols)
-    if bool(symbols.isna().any()):
-        msg = "a row has an empty Ticker/Symbol; fix the file or map another column with --columns symbol=<name>"
-        raise WsbError(msg)
-    distinct = symbols.drop_duplicates()
-    host = distinct.to_pandas() if is_gpu_frame(distinct) else distinct
-    ids = [symbol_id(str(s)) for s in host.tolist()]
-    table = xdf.DataFrame({"symbol": distinct.reset_index(drop=True), "permno": xdf.Series(ids, dtype="int64")})
-    keyed = xdf.DataFrame({"symbol": symbols, "row": xdf.Series(range(len(symbols)), index=symbols.index)})
-    merged = keyed.merge(table, on="symbol", how="left").sort_values("row")
-    result = merged["permno"]
-    result.index = symbols.index
-    return result.astype("int64")
-
-
-def _to_float(values: Any) -> Any:
-    """Numbers from strings (or numbers): anything that is not a number becomes missing.
-
-    >>> import pandas as pd
-    >>> _to_float(pd.Series(["0.01", "C", "", None, "-1e-2", " 2 "])).tolist()
-    [0.01, nan, nan, nan, -0.01, 2.0]
-    """
-    if is_gpu_frame(values):
-        import cudf
-
-        if values.dtype.kind in "biuf":
-            return values.astype("float64")
-        return cudf.to_numeric(values.str.strip(), errors="coerce").astype("float64")
-    import numpy as np
-    import pandas as pd
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    if values.dtype.kind in "biuf":
-        return values.astype("float64")
-    arr = pa.array(values.astype("str").array if values.dtype != "str" else values.array)
-    arr = pc.cast(arr, pa.string())
-    ok = pc.fill_null(pc.match_substring_regex(arr, _NUMBER), False)
-    parsed = pc.cast(pc.utf8_trim_whitespace(pc.if_else(ok, arr, pa.scalar(None, pa.string()))), pa.float64())
-    return pd.Series(parsed.to_numpy(zero_copy_only=False).astype(np.float64), index=values.index)
-
-
-def _to_dates(values: Any) -> Any:
-    """Dates (``datetime64[s]`` at midnight) from ``YYYY-MM-DD``, ``YYYYMMDD`` (text or
-    integer), or a date/datetime column; unparseable values become missing.
-
-    >>> import pandas as pd
-    >>> [str(d.date()) for d in _to_dates(pd.Series(["2020-01-02", "20200103", "2020-01-06 00:00:00"]))]
-    ['2020-01-02', '2020-01-03', '2020-01-06']
-    """
-    kind = values.dtype.kind
-    if kind == "M":
-        return values.astype("datetime64[s]").dt.floor("D")
-    if is_gpu_frame(values):
-        import cudf
-
-        text = values.astype("str") if kind in "iu" else values.str.strip()
-        text = text.str.replace("-", "", regex=False).str.replace("/", "", regex=False).str.slice(0, 8)
-        return cudf.to_datetime(text, format="%Y%m%d", errors="coerce").astype("datetime64[s]")
-    import pandas as pd
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    if kind == "O":
-        sample = values.dropna().head(1).tolist()
-        if sample and not isinstance(sample[0], str):  # datetime.date objects (Parquet date32)
-            return pd.to_datetime(values, errors="coerce").astype("datetime64[s]").dt.floor("D")
-    text = values.astype("str") if kind in "iu" else values
-    arr = pc.cast(pa.array(text.array if text.dtype == "str" else text.astype("str").array), pa.string())
-    arr = pc.utf8_slice_codeunits(pc.utf8_trim_whitespace(arr), 0, 10)
-    arr = pc.replace_substring(pc.replace_substring(arr, "-", ""), "/", "")
-    parsed = pc.strptime(arr, format="%Y%m%d", unit="s", error_is_null=True)
-    return pd.Series(parsed.to_numpy(zero_copy_only=False), index=values.index).astype("datetime64[s]")

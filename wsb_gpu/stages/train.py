@@ -84,23 +84,25 @@ def prepare_partition(frame: Any, *, target: str, text_cols: Sequence[str], samp
     regressor is missing are dropped.
     """
     frame = frame.dropna(subset=[target, *HAR_COLUMNS])
+    new: dict[str, Any] = {}
     if sample is not None:
-        frame = frame.copy()
-        counts = {c: frame[c].fillna(0).astype("float64") for c in ("n_posts", "n_mentions")}
-        for c in text_cols:
-            frame[c] = frame[c].astype("float64").fillna(0.0)
-        frame["log_posts"] = np.log1p(counts["n_posts"])
-        frame["log_mentions"] = np.log1p(counts["n_mentions"])
+        n_posts = frame["n_posts"].fillna(0).astype("float64")
+        n_mentions = frame["n_mentions"].fillna(0).astype("float64")
+        if sample == "posts":
+            keep = (n_posts > 0).values
+            frame, n_posts, n_mentions = frame[keep], n_posts[keep], n_mentions[keep]
+        if text_cols:
+            # One block operation: per-column assignment fragments a frame of ~800 columns.
+            filled = frame[list(text_cols)].fillna(0.0)
+            frame = frame_module(frame).concat([frame.drop(columns=list(text_cols)), filled], axis=1)
+        new["log_posts"] = np.log1p(n_posts)
+        new["log_mentions"] = np.log1p(n_mentions)
         if sample == "all":
-            frame["has_posts"] = (counts["n_posts"] > 0).astype("float64")
-        else:
-            frame = frame[counts["n_posts"] > 0]
-    else:
-        frame = frame.copy()
+            new["has_posts"] = (n_posts > 0).astype("float64")
     year = frame["date"].dt.year.astype("int64")
-    frame["year"] = year
-    frame["period"] = month_period(year, frame["date"].dt.month.astype("int64"))
-    return frame
+    new["year"] = year
+    new["period"] = month_period(year, frame["date"].dt.month.astype("int64"))
+    return frame.assign(**new)
 
 
 def _read(path: Any, backend: Backend, what: str) -> Any:

@@ -39,11 +39,11 @@ date, and (4) writes the manifest and renames the dataset into place.
 
 from __future__ import annotations
 
-import math
 import os
 import shutil
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +91,21 @@ def volatility_kernel(frame: Any, windows: Sequence[int] = WINDOWS) -> Any:
     order = _sort_order(permno, day)
     if order is not None:
         permno, day, ret = permno[order], day[order], ret[order]
+    columns = {"permno": permno, "date": day, **panel_volatility(permno, ret, windows)}
+    return _frame_from_arrays(frame, columns)
+
+
+def panel_volatility(permno: Any, ret: Any, windows: Sequence[int] = WINDOWS) -> dict[str, Any]:
+    """``ret, vol_<w>..., y_<w>...`` arrays of a panel sorted by permno, date.
+
+    The array form of :func:`volatility_kernel` (NumPy or CuPy arrays in, the same out),
+    which the stage runs on each partition.
+
+    >>> import numpy as np
+    >>> out = panel_volatility(np.array([1, 1, 2]), np.array([0.03, -0.04, 0.05]), windows=(1, 2))
+    >>> out["vol_2"].tolist(), out["y_1"].tolist()
+    ([nan, 0.05, nan], [0.04, nan, nan])
+    """
     xp = _array_module(ret)
     n = len(ret)
     sums = window_sums(ret * ret, windows)
@@ -98,7 +113,7 @@ def volatility_kernel(frame: Any, windows: Sequence[int] = WINDOWS) -> Any:
     # previous stock (or too few rows) and are masked. A stock shorter than w-1 rows lets
     # the mask run into the next stock's first w-1 rows, which are masked anyway.
     starts = xp.flatnonzero(permno[1:] != permno[:-1]) + 1
-    columns: dict[str, Any] = {"permno": permno, "date": day, "ret": ret}
+    columns: dict[str, Any] = {"ret": ret}
     vols = {}
     for w in windows:
         vol = xp.sqrt(sums[w], out=sums[w])
@@ -114,7 +129,7 @@ def volatility_kernel(frame: Any, windows: Sequence[int] = WINDOWS) -> Any:
             y[-1] = NAN
             y[starts - 1] = NAN  # a stock's last row: the next row is another stock
         columns[f"y_{w}"] = y
-    return _frame_from_arrays(frame, columns)
+    return columns
 
 
 def window_sums(x: Any, windows: Sequence[int]) -> dict[int, Any]:
@@ -188,8 +203,10 @@ def _doubled(a: Any, m: int) -> Any:
 def _sort_order(permno: Any, day: Any) -> Any | None:
     """Row order sorting by (permno, day), or None when the rows are already in order.
 
-    One ``argsort`` of a combined int64 key when the permno and date ranges fit in 62 bits
-    (always for CRSP), else a two-key ``lexsort`` (OHLCV hash ids).
+    One stable ``argsort`` of a combined int64 key when the permno and date ranges fit in
+    62 bits (always for CRSP), else a two-key ``lexsort`` (OHLCV hash ids). Stable, so of
+    duplicate rows the first read stays first; NumPy's stable sort (timsort) also merges
+    the already-sorted runs the stage feeds it in about linear time.
     """
     n = len(permno)
     if n < 2:
@@ -202,120 +219,207 @@ def _sort_order(permno: Any, day: Any) -> Any | None:
     dmin, dmax = int(day.min()), int(day.max())
     span = dmax - dmin + 1
     if (pmax - pmin + 1) * span < 2**62:
-        return xp.argsort((permno - pmin) * span + (day - dmin))
+        return xp.argsort((permno - pmin) * span + (day - dmin), kind="stable")
     return xp.lexsort(xp.stack([day, permno]))
 
 
-# --- per-partition steps of the stage -------------------------------------------------------
+# --- phase 1: pieces of the input -> sorted staging runs -------------------------------------
 
 
-def sort_panel(frame: Any, values: Sequence[str]) -> Any:
-    """``permno, date`` and the ``values`` columns, sorted by permno, date (fresh index)."""
-    permno = _int_values(frame["permno"])
-    day = _day_numbers(frame["date"])
-    order = _sort_order(permno, day)
-    columns: dict[str, Any] = {"permno": permno, "date": day}
-    for name in values:
-        columns[name] = _values(frame[name])
+def _stage_task(read: Callable[[], Any], *, index: int, folder: str, resolved: Mapping[str, str],
+                format: str, source: str) -> dict[str, Any]:
+    """Read and stage one piece of the input (see :func:`_stage_table`)."""
+    return _stage_table(read(), index=index, folder=folder, resolved=resolved, format=format, source=source)
+
+
+def _stage_table(table: Any, *, index: int, folder: str, resolved: Mapping[str, str], format: str,
+                 source: str) -> dict[str, Any]:
+    """Parse one piece, sort it by (permno, date) and write it as an Arrow IPC run.
+
+    Returns the run's file, rows, and its distinct permnos with their row counts (from
+    which the driver cuts the output partitions).
+    """
+    import numpy as np
+    import pyarrow as pa
+
+    from wsb_gpu.sources.crsp import parse_table
+
+    columns = parse_table(table, resolved, format=format, source=source)
+    del table
+    permno = columns["permno"]
+    n = len(permno)
+    if n == 0:
+        return {"rows": 0, "file": None, "permnos": np.empty(0, np.int64), "counts": np.empty(0, np.int64)}
+    order = _sort_order(permno, columns["date"])
     if order is not None:
         columns = {k: v[order] for k, v in columns.items()}
-    return _frame_from_arrays(frame, columns)
+        permno = columns["permno"]
+    path = Path(folder) / f"run.{index:05d}.arrow"
+    table = pa.table(columns)
+    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
+    starts = np.flatnonzero(np.r_[True, permno[1:] != permno[:-1]])
+    return {"rows": n, "file": str(path), "permnos": permno[starts], "counts": np.diff(np.r_[starts, n])}
 
 
-def duplicate_rows(frame: Any, value: str) -> tuple[Any, Any]:
-    """Masks of repeated (permno, date) rows after the first, and of those whose ``value``
-    differs from the previous row (NaN equals NaN), on a frame sorted by permno, date."""
-    permno = _int_values(frame["permno"])
-    day = _day_numbers(frame["date"])
-    v = _float_values(frame[value])
-    xp = _array_module(v)
-    n = len(v)
-    dup = xp.zeros(n, dtype=bool)
-    conflict = xp.zeros(n, dtype=bool)
-    if n > 1:
-        dup[1:] = (permno[1:] == permno[:-1]) & (day[1:] == day[:-1])
-        same = (v[1:] == v[:-1]) | (xp.isnan(v[1:]) & xp.isnan(v[:-1]))
-        conflict[1:] = dup[1:] & ~same
-    return dup, conflict
+def partition_ranges(permnos: Any, counts: Any, rows: int) -> list[tuple[int, int]]:
+    """Cut permnos into contiguous ``(first, last)`` ranges of about ``rows`` rows each.
+
+    ``permnos``/``counts`` may repeat a permno (one entry per staging run); a stock is
+    never split, so a range can exceed ``rows`` by one stock's history.
+
+    >>> import numpy as np
+    >>> partition_ranges(np.array([3, 1, 2, 1]), np.array([5, 2, 4, 2]), rows=6)
+    [(1, 1), (2, 3)]
+    """
+    import numpy as np
+
+    distinct, inverse = np.unique(permnos, return_inverse=True)
+    total = np.bincount(inverse, weights=counts, minlength=len(distinct)).astype(np.int64)
+    group = (np.cumsum(total) - total) // max(1, int(rows))
+    first = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
+    last = np.r_[first[1:] - 1, len(distinct) - 1]
+    return [(int(distinct[a]), int(distinct[b])) for a, b in zip(first, last)]
 
 
-def ohlcv_returns(frame: Any) -> Any:
-    """Simple returns ``close[t] / close[t-1] - 1`` per stock from a frame sorted by permno,
-    date; NaN on a stock's first row and next to a missing close."""
-    permno = _int_values(frame["permno"])
-    close = _float_values(frame["close"])
-    xp = _array_module(close)
-    ret = xp.full(len(close), NAN)
-    if len(close) > 1:
-        ret[1:] = xp.where(permno[1:] == permno[:-1], close[1:] / close[:-1] - 1.0, NAN)
-    return _frame_from_arrays(frame, {"permno": permno, "date": _day_numbers(frame["date"]), "ret": ret})
+# --- phase 2: one permno range -> one output file ---------------------------------------------
 
 
-def _partition_task(frame: Any, *, index: int, folder: str, format: str) -> dict[str, Any]:
-    """Everything one output partition does: sort, dedupe, returns, kernel, write."""
-    frame = frame.reset_index()
+def _read_range(runs: Sequence[str], first: int, last: int) -> Any:
+    """The rows of permnos ``first..last`` from every staging run (memory-mapped, sliced by
+    binary search: each run is sorted by permno), as one Arrow table of sorted runs."""
+    import numpy as np
+    import pyarrow as pa
+
+    slices = []
+    for run in runs:
+        table = pa.ipc.open_file(pa.memory_map(run)).read_all()
+        permno = table.column("permno").to_numpy()
+        a, b = np.searchsorted(permno, first, side="left"), np.searchsorted(permno, last, side="right")
+        if b > a:
+            slices.append(table.slice(a, b - a))
+    return pa.concat_tables(slices).combine_chunks()
+
+
+def _partition_task(runs: Sequence[str], first: int, last: int, *, index: int, folder: str, format: str,
+                    gpu: bool) -> dict[str, Any]:
+    """Everything one output partition does: gather, sort, dedupe, returns, kernel, write.
+
+    The arrays go to the GPU (CuPy) on the GPU backend; the arithmetic is the same code.
+    """
+    table = _read_range(runs, first, last)
+    cols = {name: table.column(name).to_numpy() for name in table.column_names}
+    del table
+    if gpu:
+        import cupy
+
+        cols = {k: cupy.asarray(v) for k, v in cols.items()}
     value = "close" if format == "ohlcv" else "ret"
-    extra = ("ret_source",) if format == "crsp" else ()
-    rows_in = len(frame)
-    stats: dict[str, Any] = {"index": index, "rows_in": rows_in, "rows_out": 0, "duplicates": 0,
-                             "conflicts": 0, "conflict_example": None, "file": None}
-    if rows_in == 0:
-        return stats
-    frame = sort_panel(frame, (value, *extra))
-    dup, conflict = duplicate_rows(frame, value)
+    rows_in = len(cols["permno"])
+    stats: dict[str, Any] = {"index": index, "rows_in": rows_in, "conflicts": 0, "conflict_example": None}
+    order = _sort_order(cols["permno"], cols["date"])
+    if order is not None:
+        cols = {k: v[order] for k, v in cols.items()}
+    dup, conflict = duplicate_rows(cols["permno"], cols["date"], cols[value])
     xp = _array_module(dup)
     stats["duplicates"] = int(dup.sum())
     stats["conflicts"] = int(conflict.sum())
     if stats["conflicts"]:
         i = int(xp.flatnonzero(conflict)[0])
-        host = _host_rows(frame, [i - 1, i], ["permno", "date", value])
+        a, b = float(cols[value][i - 1]), float(cols[value][i])
         stats["conflict_example"] = (
-            f"PERMNO {host['permno'][0]} on {str(host['date'][0])[:10]}: "
-            f"{value} {host[value][0]!r} vs {host[value][1]!r}"
+            f"PERMNO {int(cols['permno'][i])} on {_iso_day(int(cols['date'][i]))}: {value} {a!r} vs {b!r}"
         )
+        return stats
     if stats["duplicates"]:
-        frame = frame[_mask_for(frame, ~dup)].reset_index(drop=True)
+        cols = {k: v[~dup] for k, v in cols.items()}
+    permno, day = cols["permno"], cols["date"]
     if format == "ohlcv":
-        frame = ohlcv_returns(frame)
+        ret = ohlcv_returns(permno, cols["close"])
     else:
-        src = _int_values(frame["ret_source"])
+        ret = cols["ret"]
         for code, name in enumerate(RETURN_SOURCES):
-            stats[f"ret_from_{name}"] = int((src == code).sum())
-    result = volatility_kernel(frame)
-    permno = _int_values(result["permno"])
-    ret = _float_values(result["ret"])
-    y1 = _float_values(result[f"y_{WINDOWS[0]}"])
-    vol_long = _float_values(result[f"vol_{WINDOWS[-1]}"])
+            stats[f"ret_from_{name}"] = int((cols["ret_source"] == code).sum())
+    result = {"permno": permno, "date": day, **panel_volatility(permno, ret)}
+    y1, vol_long = result[f"y_{WINDOWS[0]}"], result[f"vol_{WINDOWS[-1]}"]
+    name = f"part.{index:05d}.parquet"
     stats.update(
-        rows_out=len(result),
-        ret_missing=int(_array_module(ret).isnan(ret).sum()),
+        file=name,
+        rows_out=len(permno),
+        ret_missing=int(xp.isnan(ret).sum()),
         permnos=int((permno[1:] != permno[:-1]).sum()) + 1,
         permno_min=int(permno[0]),
         permno_max=int(permno[-1]),
-        y_rows=int((~_array_module(y1).isnan(y1)).sum()),
-        full_window_rows=int((~_array_module(vol_long).isnan(vol_long)).sum()),
+        y_rows=int((~xp.isnan(y1)).sum()),
+        full_window_rows=int((~xp.isnan(vol_long)).sum()),
+        date_min=_iso_day(int(day.min())),
+        date_max=_iso_day(int(day.max())),
     )
-    day = _day_numbers(result["date"])
-    stats["date_min"] = _iso_day(int(day.min()))
-    stats["date_max"] = _iso_day(int(day.max()))
-    name = f"part.{index:05d}.parquet"
-    write_parquet(result, Path(folder) / name, dates=("date",))
-    stats["file"] = name
+    write_part(result, Path(folder) / name)
     return stats
 
 
-def _stage_task(frame: Any, *, index: int, folder: str, resolved: Mapping[str, str], format: str,
-                source: str) -> int:
-    """Normalise one raw partition and write it to the staging folder; returns its rows."""
-    from wsb_gpu.sources.crsp import normalize
+def duplicate_rows(permno: Any, day: Any, value: Any) -> tuple[Any, Any]:
+    """Masks of repeated (permno, day) rows after the first, and of those whose ``value``
+    differs from the previous row (NaN equals NaN), on arrays sorted by permno, day.
 
-    out = normalize(frame, resolved, format=format, source=source)
-    if len(out):
-        write_parquet(out, Path(folder) / f"part.{index:05d}.parquet")
-    return len(out)
+    >>> import numpy as np
+    >>> dup, conflict = duplicate_rows(np.array([1, 1, 1, 2]), np.array([5, 5, 5, 5]), np.array([0.1, 0.1, 0.2, 0.3]))
+    >>> dup.tolist(), conflict.tolist()
+    ([False, True, True, False], [False, False, True, False])
+    """
+    xp = _array_module(value)
+    n = len(value)
+    dup = xp.zeros(n, dtype=bool)
+    conflict = xp.zeros(n, dtype=bool)
+    if n > 1:
+        dup[1:] = (permno[1:] == permno[:-1]) & (day[1:] == day[:-1])
+        same = (value[1:] == value[:-1]) | (xp.isnan(value[1:]) & xp.isnan(value[:-1]))
+        conflict[1:] = dup[1:] & ~same
+    return dup, conflict
 
 
-# --- the Dask wrapper ---------------------------------------------------------------------------
+def ohlcv_returns(permno: Any, close: Any) -> Any:
+    """Simple returns ``close[t] / close[t-1] - 1`` per stock, on arrays sorted by permno,
+    date; NaN on a stock's first row and next to a missing close.
+
+    >>> import numpy as np
+    >>> ohlcv_returns(np.array([1, 1, 2, 2]), np.array([10.0, 11.0, 5.0, 4.0])).round(6).tolist()
+    [nan, 0.1, nan, -0.2]
+    """
+    xp = _array_module(close)
+    ret = xp.full(len(close), NAN)
+    if len(close) > 1:
+        ret[1:] = xp.where(permno[1:] == permno[:-1], close[1:] / close[:-1] - 1.0, NAN)
+    return ret
+
+
+def write_part(columns: Mapping[str, Any], path: str | Path) -> None:
+    """Write one output partition (NumPy or CuPy arrays) as Parquet, atomically.
+
+    ``date`` (day numbers) is stored as ``date32`` and float NaN as null. Dictionary
+    encoding and statistics only for ``permno``/``date``: on the float columns they cost
+    more time than the writing itself and buy nothing.
+    """
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    arrays = {}
+    for name, values in columns.items():
+        values = values.get() if hasattr(values, "get") else values  # CuPy -> host
+        if name == "date":
+            arrays[name] = pa.array(values.astype(np.int32), pa.date32())
+        else:
+            arrays[name] = pa.array(values, from_pandas=values.dtype.kind == "f")  # NaN -> null
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    pq.write_table(pa.table(arrays), tmp, row_group_size=1 << 20, use_dictionary=["permno", "date"],
+                   write_statistics=["permno", "date"])
+    os.replace(tmp, path)
+
+
+# --- the stage ------------------------------------------------------------------------------------
 
 
 def build_volatility(
@@ -339,9 +443,11 @@ def build_volatility(
     out
         Dataset folder to write (replaced atomically).
     backend
-        :class:`~wsb_gpu.backend.Backend`; the GPU backend reads and computes with cuDF.
+        :class:`~wsb_gpu.backend.Backend`; the GPU backend sorts and computes each
+        partition with CuPy (parsing is pyarrow on the CPU on both backends).
     client
-        Optional distributed client (collections compute on the active client anyway).
+        Optional distributed client (collections compute on the active client anyway;
+        its workers must see ``out``'s folder).
     format
         ``crsp`` or ``ohlcv`` (see docs/inputs.md).
     columns
@@ -363,52 +469,52 @@ def build_volatility(
         (permno, date) rows, or an empty input.
     """
     import dask
-    import dask.dataframe as dd
+    import numpy as np
 
     from wsb_gpu.lake import atomic_dataset, file_fingerprint, parquet_schema, write_manifest
     from wsb_gpu.progress import compute
-    from wsb_gpu.sources.crsp import file_kind, input_columns, iter_compressed_csv, resolve_columns
+    from wsb_gpu.sources import crsp as src
 
     path = Path(crsp)
     if not path.exists():
         msg = f"input file '{crsp}' does not exist; pass --crsp with a CRSP daily CSV/Parquet file"
         raise WsbError(msg)
     source = path.name
-    found, delimiter = input_columns(path)
-    resolved = resolve_columns(found, format=format, columns=columns, source=source)
-    kind, compression = file_kind(path)
+    found, delimiter = src.input_columns(path)
+    resolved = src.resolve_columns(found, format=format, columns=columns, source=source)
+    kind, compression = src.file_kind(path)
     if partition_rows is None:
         partition_rows = 20_000_000 if backend.is_gpu else 2_000_000
     t0 = time.perf_counter()
     with atomic_dataset(out) as tmp:
         staging = tmp / "_staging"
         staging.mkdir()
-        # 1. raw file -> staging Parquet (permno, date, ret[, ret_source] | close)
+        # 1. pieces of the input -> parsed, sorted runs (permno, date, ret, ret_source | close)
+        kw = {"folder": str(staging), "resolved": resolved, "format": format, "source": source}
         if kind == "csv" and compression is not None:
-            rows_in = 0
-            for i, chunk in enumerate(iter_compressed_csv(path, resolved, delimiter=delimiter)):
-                rows_in += _stage_task(backend.from_pandas(chunk), index=i, folder=str(staging),
-                                       resolved=resolved, format=format, source=source)
+            reads = src.iter_csv_stream(path, found=found, resolved=resolved, delimiter=delimiter)
+            runs = [_stage_table(table, index=i, **kw) for i, table in enumerate(reads)]
         else:
-            raw = read_raw_input(path, resolved, delimiter, backend)
-            tasks = [
-                dask.delayed(_stage_task)(part, index=i, folder=str(staging), resolved=resolved,
-                                          format=format, source=source)
-                for i, part in enumerate(raw.to_delayed())
-            ]
-            rows_in = sum(compute(*tasks, label="volatility: parse", show=progress))
+            if kind == "csv":
+                pieces = [partial(src.read_csv_range, str(path), a, b, found=found, resolved=resolved,
+                                  delimiter=delimiter) for a, b in src.csv_ranges(path)]
+            else:
+                pieces = [partial(src.read_parquet_piece, f, groups, resolved=resolved)
+                          for f, groups in src.parquet_pieces(path)]
+            tasks = [dask.delayed(_stage_task)(read, index=i, **kw) for i, read in enumerate(pieces)]
+            runs = list(compute(*tasks, label="volatility: parse", show=progress))
+        rows_in = sum(r["rows"] for r in runs)
         if rows_in == 0:
             msg = f"{source} holds no data rows; pass a file with at least one row"
             raise WsbError(msg)
-        # 2. range-partition on permno: each stock's history in exactly one partition
-        with dask.config.set({"dataframe.backend": backend.dask_backend}):
-            staged = dd.read_parquet(str(staging))
-        nparts = max(1, math.ceil(rows_in / int(partition_rows)))
-        indexed = staged.set_index("permno", npartitions=nparts)
-        # 3. per partition: sort, dedupe, kernel, write
+        # 2. permno ranges of ~partition_rows rows; each reads its slice of every run
+        ranges = partition_ranges(np.concatenate([r["permnos"] for r in runs]),
+                                  np.concatenate([r["counts"] for r in runs]), partition_rows)
+        files = [r["file"] for r in runs if r["file"]]
         tasks = [
-            dask.delayed(_partition_task)(part, index=i, folder=str(tmp), format=format)
-            for i, part in enumerate(indexed.to_delayed())
+            dask.delayed(_partition_task)(files, first, last, index=i, folder=str(tmp), format=format,
+                                          gpu=backend.is_gpu)
+            for i, (first, last) in enumerate(ranges)
         ]
         stats = list(compute(*tasks, label="volatility: compute", show=progress))
         shutil.rmtree(staging)
@@ -421,7 +527,6 @@ def build_volatility(
                 f"e.g. {example}; remove the wrong rows (identical duplicates are dropped and reported)"
             )
             raise WsbError(msg)
-        written = sorted((s for s in stats if s["file"]), key=lambda s: s["permno_min"])
         manifest = write_manifest(
             tmp,
             stage="volatility",
@@ -432,52 +537,18 @@ def build_volatility(
             rows_in=int(rows_in),
             rows_out=sum(s["rows_out"] for s in stats),
             duplicates_dropped=sum(s["duplicates"] for s in stats),
-            ret_missing=sum(s.get("ret_missing", 0) for s in stats),
+            ret_missing=sum(s["ret_missing"] for s in stats),
             ret_from={name: sum(s.get(f"ret_from_{name}", 0) for s in stats) for name in RETURN_SOURCES}
             if format == "crsp" else {"adj_close": sum(s["rows_out"] for s in stats)},
-            permnos=sum(s.get("permnos", 0) for s in written),
-            date_min=min((s["date_min"] for s in written), default=None),
-            date_max=max((s["date_max"] for s in written), default=None),
-            partitions=[{k: s[k] for k in ("file", "rows_out", "permno_min", "permno_max")} for s in written],
+            permnos=sum(s["permnos"] for s in stats),
+            date_min=min(s["date_min"] for s in stats),
+            date_max=max(s["date_max"] for s in stats),
+            partitions=[{k: s[k] for k in ("file", "rows_out", "permno_min", "permno_max")} for s in stats],
             seconds=round(time.perf_counter() - t0, 3),
             backend=backend.name,
             schema=parquet_schema(tmp),
         )
     return manifest
-
-
-def read_raw_input(path: Path, resolved: Mapping[str, str], delimiter: str, backend: Backend) -> Any:
-    """The raw columns of an uncompressed CSV or a Parquet input as a Dask collection."""
-    from wsb_gpu.sources.crsp import read_raw
-
-    return read_raw(path, resolved, delimiter=delimiter, dask_backend=backend.dask_backend)
-
-
-# --- writing --------------------------------------------------------------------------------------
-
-
-def write_parquet(frame: Any, path: str | Path, *, dates: Sequence[str] = ()) -> None:
-    """Write one partition as a Parquet file (atomically: temporary name, then rename).
-
-    ``dates`` columns are stored as ``date32`` (the dataset contract) and float NaN as
-    null, the same on both backends, which is why this goes through Arrow rather than
-    ``to_parquet``.
-    """
-    import pyarrow as pa
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
-    table = _to_arrow(frame)
-    for i, field in enumerate(table.schema):
-        col = table.column(i)
-        if field.name in dates:
-            table = table.set_column(i, field.name, pc.cast(col, pa.date32()))
-        elif pa.types.is_floating(field.type):
-            table = table.set_column(i, field.name, pc.if_else(pc.is_nan(col), pa.scalar(None, field.type), col))
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, tmp, row_group_size=1 << 20)
-    os.replace(tmp, path)
 
 
 # --- where pandas and cuDF differ -------------------------------------------------------------------
@@ -506,15 +577,6 @@ def _int_values(series: Any) -> Any:
     return series.to_numpy(dtype="int64")
 
 
-def _values(series: Any) -> Any:
-    """Values in their own dtype (float columns with NaN for missing)."""
-    if series.dtype.kind == "f":
-        return _float_values(series)
-    if is_gpu_frame(series):
-        return series.to_cupy()
-    return series.to_numpy()
-
-
 def _day_numbers(series: Any) -> Any:
     """Days since 1970-01-01 (int64) of a datetime column; int64 columns pass through."""
     if series.dtype.kind in "iu":
@@ -532,27 +594,6 @@ def _frame_from_arrays(like: Any, columns: Mapping[str, Any]) -> Any:
         return xdf.DataFrame(data)
     # copy=False keeps one block per column: no consolidation copy of ~10 float columns.
     return xdf.DataFrame(data, copy=False)
-
-
-def _mask_for(frame: Any, mask: Any) -> Any:
-    """A boolean row mask usable in ``frame[...]`` (a Series of the frame's kind)."""
-    return frame_module(frame).Series(mask, index=frame.index)
-
-
-def _host_rows(frame: Any, rows: Sequence[int], columns: Sequence[str]) -> dict[str, list]:
-    """A few rows of a frame as plain Python lists (copied to the host on GPU)."""
-    part = frame[list(columns)].iloc[list(rows)]
-    part = part.to_pandas() if is_gpu_frame(part) else part
-    return {c: part[c].tolist() for c in columns}
-
-
-def _to_arrow(frame: Any) -> Any:
-    """A pyarrow Table of a pandas or cuDF frame (index dropped)."""
-    import pyarrow as pa
-
-    if is_gpu_frame(frame):
-        return frame.to_arrow(preserve_index=False)
-    return pa.Table.from_pandas(frame, preserve_index=False)
 
 
 def _iso_day(day: int) -> str:

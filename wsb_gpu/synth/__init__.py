@@ -16,7 +16,6 @@ The data-generating process is documented with its formulas in ``docs/synthetic-
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import math
 import os
@@ -53,17 +52,6 @@ def _as_date(value: Any, name: str) -> dt.date:
         return dt.date.fromisoformat(str(value))
     except ValueError as e:
         raise WsbError(f"--{name} must be a date like 2012-01-01, got {value!r}; pass YYYY-MM-DD") from e
-
-
-def _sha256_file_content(path: Path) -> str:
-    import zstandard as zstd
-
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        reader = zstd.ZstdDecompressor(max_window_size=2**31).stream_reader(fh)
-        while chunk := reader.read(1 << 22):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def generate(
@@ -215,6 +203,7 @@ def generate(
         n_daily = crsp.write_daily(stocks, days, panel, latent["alive"], tmp["crsp"])
         _write_latent(tmp["latent"], stocks, days, latent, lat_rows)
         forced_ids = stats.pop("forced_ids")
+        sha = {k: stats.pop(f"sha256_{k}") for k in ("submissions", "comments")}
         for cid, fi in forced_ids.items():
             forced[fi]["id"] = cid
         for f in forced:
@@ -227,10 +216,8 @@ def generate(
             n_days=len(days), n_cal=len(cal), chunk_days=chunk_days, n_chunks=n_chunks,
             n_names=n_names, n_daily=n_daily, latent=latent, lat_rows=lat_rows,
         )
-        truth["files"] = {
-            k: {"name": FILES[k], "sha256_uncompressed": _sha256_file_content(tmp[k])}
-            for k in ("submissions", "comments")
-        }
+        truth["files"] = {k: {"name": FILES[k], "sha256_uncompressed": sha[k]}
+                          for k in ("submissions", "comments")}
         with open(tmp["truth"], "w", encoding="utf-8") as fh:
             json.dump(truth, fh, indent=2, sort_keys=True, ensure_ascii=False)
             fh.write("\n")

@@ -289,7 +289,7 @@ def make_chunk(ctx: DumpContext, k: int) -> tuple[bytes, bytes, dict, list]:
         if j < 0:
             return tx.generic_text(submission, d)
         sym = ctx.symbols[ctx.sym_idx[di, j]]
-        if ctx.old_symbol[j] is not None and d.u() < tp["old_symbol_share"]:
+        if ctx.old_symbol[j] not in (None, sym) and d.u() < tp["old_symbol_share"]:
             sym = ctx.old_symbol[j]
             stats["old_symbol"] = stats.get("old_symbol", 0) + 1
         td = int(ctx.day_td[di])
@@ -533,9 +533,13 @@ def open_zstd_writer(path: Path):
 def write_dumps(ctx: DumpContext, sub_path: Path, com_path: Path, processes: int) -> tuple[dict, list]:
     """Make every chunk (in ``processes`` workers) and write both dumps in chunk order.
 
-    Returns the summed stats and the latent per-stock-day rows.
+    Returns the summed stats (with the SHA-256 of each dump's uncompressed content) and
+    the latent per-stock-day rows.
     """
+    import hashlib
+
     totals: dict = {"uncompressed_bytes_submissions": 0, "uncompressed_bytes_comments": 0}
+    hs, hc = hashlib.sha256(), hashlib.sha256()
     forced_ids: dict = {}
     latent: list = []
     fs, ws = open_zstd_writer(sub_path)
@@ -554,6 +558,8 @@ def write_dumps(ctx: DumpContext, sub_path: Path, com_path: Path, processes: int
             for sub, com, stats, lat in results:
                 ws.write(sub)
                 wc.write(com)
+                hs.update(sub)
+                hc.update(com)
                 totals["uncompressed_bytes_submissions"] += len(sub)
                 totals["uncompressed_bytes_comments"] += len(com)
                 forced_ids.update(stats.pop("forced_ids"))
@@ -570,6 +576,8 @@ def write_dumps(ctx: DumpContext, sub_path: Path, com_path: Path, processes: int
         fs.close()
         fc.close()
     totals["forced_ids"] = forced_ids
+    totals["sha256_submissions"] = hs.hexdigest()
+    totals["sha256_comments"] = hc.hexdigest()
     return totals, latent
 
 
