@@ -274,7 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", default=None,
                    help="records/stock-days: one number for every stage, or stage=N,... "
                         f"(defaults: {', '.join(f'{k}={v:,}' for k, v in DEFAULT_SIZES.items())})")
-    p.add_argument("--repeats", default="3",
+    p.add_argument("--repeats", default="3,train=1",
                    help="timed runs per measurement (median, min-max): N, or N,stage=M,... (e.g. 3,train=1)")
     p.add_argument("--warmup", type=int, default=1, help="untimed runs first (where the module takes it)")
     p.add_argument("--peers", default="spark", help="extra peers run by the harness: spark or none "

@@ -12,11 +12,19 @@ returns missing), generated in memory:
 * ``pandas`` / groupby-rolling: the named baseline: ``groupby("permno").rolling(w,
   min_periods=w).sum()`` of the squared returns for w in 1, 5, 22, 63, ``sqrt``, and
   ``groupby().shift(-1)`` for the targets, on the whole panel (what a pandas user writes).
-* ``wsb_gpu`` / stage: :func:`~wsb_gpu.stages.volatility.build_volatility` from a Parquet
-  file of the panel (``PERMNO, date, RET``) to the written dataset (read -> parse ->
-  partition -> kernel -> write), with the threaded scheduler (``client=None``).
+* ``wsb_gpu`` / stage: :func:`~wsb_gpu.stages.volatility.build_volatility` from the
+  panel's input file to the written dataset (read -> parse -> sorted runs -> per-range
+  merge, kernel -> write), with the threaded scheduler (``client=None``), once from a
+  Parquet file (``PERMNO: int64, date: date32, RET: float64``, what the harness also gives
+  the PySpark peer) and once from a CRSP-style CSV (``PERMNO,date,RET``, ``YYYY-MM-DD``,
+  6-decimal returns, missing returns written as the letter code ``C``: what users run).
 
-Run: ``python -m benchmarks.volatility --backend cpu --size 25700000 --repeats 3``.
+The input files are generated once per size into ``benchmarks/data/volatility-<size>/``
+(git-ignored) and reused. ``--spark`` also times the seed's PySpark implementation
+(:func:`benchmarks.spark_peer.spark_volatility`, ``local[<cores>]``) on the same two files
+and prints the ratio (the harness, ``python -m benchmarks``, does this for Parquet).
+
+Run: ``python -m benchmarks.volatility --backend cpu --size 25700000 --repeats 3 [--spark]``.
 """
 
 from __future__ import annotations
@@ -32,11 +40,12 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import error_row, make_row, time_call
+from benchmarks.common import DATA_DIR, error_row, make_row, time_call
 
 STAGE = "volatility"
 DAYS_PER_STOCK = 3671  # ~14.6 years of trading days: 7,000 stocks -> 25.7M rows
 PARTITION_ROWS = 2_000_000
+LABELS = {"parquet": "Parquet", "csv": "CSV"}  # input file kinds of the stage rows
 
 
 def make_panel(size: int, seed: int = 0) -> Any:
@@ -94,6 +103,32 @@ def run_kernel(parts: list, backend: str) -> None:
     dask.compute(*tasks, scheduler="threads", num_workers=os.cpu_count())
 
 
+def stage_inputs(size: int, panel: Any = None) -> dict[str, Path]:
+    """:func:`make_panel` as ``crsp.parquet`` and ``crsp.csv`` under benchmarks/data (written once)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    folder = DATA_DIR / f"volatility-{size}"
+    paths = {"parquet": folder / "crsp.parquet", "csv": folder / "crsp.csv"}
+    if all(p.exists() for p in paths.values()):
+        return paths
+    folder.mkdir(parents=True, exist_ok=True)
+    if panel is None:
+        panel = make_panel(size)
+    permno = pa.array(panel["permno"].to_numpy())
+    date = pa.array(panel["date"].to_numpy()).cast(pa.date32())
+    ret = pa.array(panel["ret"].to_numpy(), from_pandas=True)
+    pq.write_table(pa.table({"PERMNO": permno, "date": date, "RET": ret}), paths["parquet"], row_group_size=1 << 20)
+    text = pc.fill_null(pc.cast(pc.round(ret, 6), pa.string()), "C")  # a CRSP letter code for missing
+    tmp = paths["csv"].with_suffix(".tmp")
+    pacsv.write_csv(pa.table({"PERMNO": permno, "date": pc.cast(date, pa.string()), "RET": text}), tmp,
+                    write_options=pacsv.WriteOptions(quoting_style="none"))
+    tmp.replace(paths["csv"])
+    return paths
+
+
 def pandas_rolling(panel: Any) -> Any:
     """The baseline: pandas grouped rolling sums of squares, sqrt, grouped shift."""
     import numpy as np
@@ -112,9 +147,6 @@ def pandas_rolling(panel: Any) -> Any:
 
 def bench(backend: str, size: int, repeats: int = 3) -> list[dict]:
     """Rows for the kernel, the kernel on unsorted partitions, the pandas baseline, the stage."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     from wsb_gpu.backend import resolve_backend
     from wsb_gpu.stages.volatility import build_volatility
 
@@ -140,22 +172,36 @@ def bench(backend: str, size: int, repeats: int = 3) -> list[dict]:
                              note="groupby().rolling(w).sum() x4 + sqrt + groupby().shift(-1), whole panel"))
     except Exception as e:  # pragma: no cover
         rows.append(error_row(STAGE, "pandas", "cpu", size, f"{type(e).__name__}: {e}"))
-    tmp = Path(tempfile.mkdtemp(prefix="wsb-bench-vol-"))
-    try:
-        table = pa.table({"PERMNO": panel["permno"].to_numpy(), "date": pa.array(panel["date"].to_numpy()).cast(pa.date32()),
-                          "RET": panel["ret"].to_numpy()})
-        del panel
-        pq.write_table(table, tmp / "crsp.parquet", row_group_size=1 << 20)
-        del table
-        be = resolve_backend(backend)
-        times = time_call(lambda: build_volatility(tmp / "crsp.parquet", tmp / "vol", backend=be),
-                          repeats=max(1, min(repeats, 2)), warmup=0)
-        rows.append(make_row(STAGE, "wsb_gpu", backend, size, times, unit="rows/s", workers=workers,
-                             note="whole stage: Parquet in -> parse -> set_index(permno) -> kernel -> Parquet out"))
-    except Exception as e:  # pragma: no cover
-        rows.append(error_row(STAGE, "wsb_gpu", backend, size, f"stage: {type(e).__name__}: {e}"))
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    inputs = stage_inputs(size, panel)
+    del panel
+    be = resolve_backend(backend)
+    for kind, path in inputs.items():
+        tmp = Path(tempfile.mkdtemp(prefix="wsb-bench-vol-"))
+        try:
+            times = time_call(lambda: build_volatility(path, tmp / "vol", backend=be),
+                              repeats=max(1, min(repeats, 2)), warmup=0)
+            rows.append(make_row(STAGE, "wsb_gpu", backend, size, times, unit="rows/s", workers=workers,
+                                 note=f"whole stage: {LABELS[kind]} in -> parse -> sorted runs -> kernel -> Parquet out"))
+        except Exception as e:  # pragma: no cover
+            rows.append(error_row(STAGE, "wsb_gpu", backend, size, f"stage ({kind}): {type(e).__name__}: {e}"))
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return rows
+
+
+def spark_rows(size: int, repeats: int, cores: int, backend: str = "cpu") -> list[dict]:
+    """The PySpark peer (the seed's implementation) on the stage rows' input files."""
+    from benchmarks import spark_peer
+
+    ok, why = spark_peer.spark_status()
+    if not ok:
+        return spark_peer.unavailable_rows([STAGE], size, backend, why)
+    rows = []
+    with spark_peer.SparkPeer(cores=cores) as peer:
+        for kind, path in stage_inputs(size).items():
+            for r in peer.volatility(path, size, repeats=max(1, min(repeats, 2)), warmup=0, backend=backend):
+                r["note"] += f"; {LABELS[kind]} in"
+                rows.append(r)
     return rows
 
 
@@ -164,8 +210,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backend", choices=["cpu", "gpu"], default="cpu")
     parser.add_argument("--size", type=int, default=25_700_000, help="stock-days in the synthetic panel")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--spark", action="store_true", help="also time the PySpark peer on the same input files")
+    parser.add_argument("--spark-cores", type=int, default=2, help="local[N] for the PySpark peer")
     args = parser.parse_args(argv)
     rows = bench(args.backend, args.size, args.repeats)
+    if args.spark:
+        rows += spark_rows(args.size, args.repeats, args.spark_cores, args.backend)
     print(f"{'impl':8} {'backend':7} {'median_s':>9} {'min_s':>8} {'max_s':>8} {'Mrows/s':>8}  note")
     for r in rows:
         if r.get("error"):
@@ -181,6 +231,11 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"speed-up over pandas groupby().rolling() ({r['note'].split(',')[0]}"
                       f"{', shuffled' if 'shuffled' in r['note'] else ''}): "
                       f"{base['median_s'] / r['median_s']:.1f}x")
+    for label in LABELS.values():
+        ours = next((r for r in ok if r["impl"] == "wsb_gpu" and f"stage: {label} in" in r["note"]), None)
+        peer = next((r for r in ok if r["impl"] != "wsb_gpu" and r["note"].endswith(f"{label} in")), None)
+        if ours and peer:
+            print(f"speed-up over PySpark ({peer['note']}), whole stage: {peer['median_s'] / ours['median_s']:.1f}x")
     return 0 if ok else 1
 
 

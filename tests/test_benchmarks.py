@@ -142,8 +142,22 @@ def test_gpu_backend_without_gpu_is_a_one_line_error(tmp_path, capsys):
 # --- the harness end to end on tiny sizes -----------------------------------------------------
 
 
-def test_harness_runs_every_stage_and_writes_csv_and_section(tmp_path):
-    """Each stage module at a tiny size through the harness (no Spark: tested below)."""
+def test_harness_runs_every_stage_and_writes_csv_and_section(tmp_path, monkeypatch):
+    """Each stage module at a tiny size through the harness (no Spark: tested below).
+
+    The training stage takes minutes even on 3,000 stock-days (it always solves 9 windows
+    x 3 folds x 5 lambdas at 772 features), so its module is run with a stand-in ``bench``
+    here: what is tested is the harness's plumbing, not the stage.
+    """
+    import benchmarks.train as train_module
+
+    def quick_train_bench(backend, size, repeats=3):
+        times = common.time_call(lambda: sum(range(1000)), repeats=repeats, warmup=0)
+        return [common.make_row("train", "wsb_gpu/stats", backend, size, times, unit="stock-days/s"),
+                common.make_row("train", "wsb_gpu/estimator", backend, size, [t * 2 for t in times],
+                                unit="stock-days/s")]
+
+    monkeypatch.setattr(train_module, "bench", quick_train_bench)
     csv_path = tmp_path / "rows.csv"
     rc = main(["--backend", "cpu", "--stage", "all", "--repeats", "1", "--warmup", "0", "--peers", "none",
                "--size", "ingest=3000,embed=16,volatility=20000,train=3000",
@@ -285,9 +299,9 @@ def test_spark_peer_does_the_same_work_on_tiny_data(tmp_path):
                 assert (math.isnan(a) and math.isnan(b)) or a == pytest.approx(b, abs=1e-12)
 
         # ridge grid: one result per test year (2016 only with 4 training years)
-        res = spark_peer.spark_ridge_cv(spark, str(feat_path), lambdas=(0.1, 10.0), folds=2, parallelism=2)
+        res = spark_peer.spark_ridge_cv(spark, str(feat_path), lambdas=(0.1,), folds=2, parallelism=2)
         assert [r["test_year"] for r in res] == [2016]
-        assert np.isfinite(res[0]["mse"]) and res[0]["lambda"] in (0.1, 10.0)
+        assert np.isfinite(res[0]["mse"]) and res[0]["lambda"] == 0.1
 
 
 def test_spark_unavailable_rows_say_why():

@@ -20,8 +20,8 @@ from wsb_gpu.lake import atomic_dataset, read_manifest, write_manifest
 
 @pytest.fixture
 def fake(tmp_path, monkeypatch):
-    """Stand-in runners: each writes a one-row Parquet dataset with a manifest; train writes
-    a metrics.csv the real report stage can read. Records every call."""
+    """Stand-in runners: each writes a one-row Parquet dataset with a manifest (the report a
+    report.md); records every call. tests/test_pipeline.py runs the real stages."""
     calls: list[str] = []
     both_running = threading.Event()
     vol_started = threading.Event()
@@ -40,6 +40,8 @@ def fake(tmp_path, monkeypatch):
                 raise RuntimeError(f"boom in {name}")
             out = ctx.path(name)
             with atomic_dataset(out) as tmp:
+                if name == "report":
+                    (tmp / "report.md").write_text("# report\n")
                 if name == "train":
                     pd.DataFrame({"model": ["har", "ridge", "har", "ridge"], "test_year": ["2019", "2019", "all", "all"],
                                   "n_train": 10, "n_test": 5, "mse": [2.0, 1.0, 2.0, 1.0], "r2": [0.1, 0.2, 0.1, 0.2],
@@ -50,8 +52,7 @@ def fake(tmp_path, monkeypatch):
         return runner
 
     for name in pipeline.STAGE_NAMES:
-        if name != "report":
-            monkeypatch.setitem(pipeline.RUNNERS, name, make(name))
+        monkeypatch.setitem(pipeline.RUNNERS, name, make(name))
     inputs = {}
     for key in ("submissions", "comments", "tickers", "crsp"):
         p = tmp_path / f"{key}.bin"
@@ -92,7 +93,7 @@ def test_from_until_force_and_changed_input(fake):
 
     fake["calls"].clear()
     res = pipeline.run_pipeline(s, progress=False)
-    assert sorted(fake["calls"]) == ["features", "train", "volatility"]  # report is not a fake runner
+    assert sorted(fake["calls"]) == ["features", "report", "train", "volatility"]
     assert res.skipped == ["ingest", "mentions", "embed"]
 
     fake["calls"].clear()
@@ -128,7 +129,7 @@ def test_failed_stage_names_itself_keeps_earlier_outputs_and_resumes(fake):
     fake["state"]["fail"] = None
     fake["calls"].clear()
     res = pipeline.run_pipeline(fake["settings"], progress=False)
-    assert fake["calls"] == ["train"] and res.ran == ["train", "report"]
+    assert fake["calls"] == ["train", "report"] and res.ran == ["train", "report"]
     for st, stamp in written.items():
         assert read_manifest(lake / pipeline.BY_NAME[st].dataset)["written_at"] == stamp
 

@@ -367,6 +367,8 @@ class Encoder:
                 config=config,
                 # None = prefer safetensors, fall back to pickle: only when the user allowed it.
                 use_safetensors=None if spec.allow_pickle else True,
+                # fp32 master copy whatever the checkpoint's dtype; cast below on purpose.
+                dtype=torch.float32,
                 **common,
             )
         except WsbError:
@@ -566,6 +568,8 @@ class Encoder:
 
         if self.device.startswith("cuda") and self.precision in ("bf16", "fp16"):
             return torch.autocast("cuda", dtype=_torch_dtype(self.precision))
+        if self.precision == "fp16":  # CPU fp16: fp32 weights, matmuls autocast to fp16
+            return torch.autocast("cpu", dtype=torch.float16)
         return contextlib.nullcontext()
 
     def close(self) -> None:

@@ -225,3 +225,20 @@ def test_worker_killed_mid_run_gives_the_same_dataset(inputs, first_run, tmp_pat
     num = [c for c in got.columns if c != "id"]
     np.testing.assert_allclose(got[num].to_numpy(np.float64), expected[num].to_numpy(np.float64), atol=1e-5)
     assert not list(out.glob(".part-*"))
+
+
+@pytest.mark.gpu
+def test_gpu_backend_matches_cpu(inputs, first_run, tmp_path):
+    from wsb_gpu.backend import resolve_backend
+
+    _, _, expected = first_run
+    out = tmp_path / "gpu"
+    manifest = embed(inputs["posts"], inputs["mentions"], out, backend=resolve_backend("gpu"),
+                     **params(inputs["model"], precision="auto"))
+    assert manifest["device"].startswith("cuda")
+    got = read(out)
+    assert got["id"].tolist() == expected["id"].tolist()
+    cols = [c for c in got.columns if c.startswith("e")]
+    a, b = got[cols].to_numpy(), expected[cols].to_numpy()
+    cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    assert cos.min() >= 0.99

@@ -128,14 +128,24 @@ class Moments:
 
 
 def sum_moments(items: Iterable[Moments]) -> Moments:
-    """The moments of the union of several row sets (in the order given)."""
-    total: Moments | None = None
-    for m in items:
-        total = m if total is None else total + m
-    if total is None:
+    """The moments of the union of several row sets, combined in one step.
+
+    ``mean = sum n_i mean_i / N`` and ``m2 = sum m2_i + sum n_i (mean_i - mean)(mean_i - mean)'``:
+    the two-pass group formula, as stable as pairwise updates and one matrix product.
+    """
+    parts = [m for m in items if m.n > 0]
+    if not parts:
         msg = "no rows: cannot combine an empty set of statistics; check the sample and the years"
         raise WsbError(msg)
-    return total
+    if len(parts) == 1:
+        return parts[0]
+    n = np.array([m.n for m in parts], dtype=np.float64)
+    means = np.stack([m.mean for m in parts])
+    total = int(n.sum())
+    mean = (n @ means) / n.sum()
+    d = means - mean
+    m2 = np.sum([m.m2 for m in parts], axis=0) + (d * n[:, None]).T @ d
+    return Moments(total, mean, m2)
 
 
 def merge_moment_dicts(*parts: Mapping[int, Moments]) -> dict[int, Moments]:
@@ -315,16 +325,16 @@ def ridge_cv_from_moments(
         m = sum_moments(period_moments[int(k)] for k in periods if int(k) in period_moments)
         return m.select(index) if index is not None else m
 
-    all_periods = sorted(int(k) for b in blocks for k in b)
+    # Each block is summed once; a fold's training set is the sum of the other blocks.
+    block_totals = [total(sorted(int(x) for x in block)) for block in blocks]
     fold_mse = np.empty((len(blocks), lambdas.size))
-    for k, block in enumerate(blocks):
-        held = {int(x) for x in block}
-        train = total(p for p in all_periods if p not in held)
-        valid = total(sorted(held))
+    for k in range(len(blocks)):
+        train = sum_moments(m for j, m in enumerate(block_totals) if j != k)
+        valid = block_totals[k]
         coef, icpt, _, _ = solve_ridge_path(train, lambdas, xp=xp)
         fold_mse[k] = moments_sse(valid, coef, icpt) / valid.n
     best, cv = _choose(lambdas, fold_mse)
-    window = total(all_periods)
+    window = sum_moments(block_totals)
     coef, icpt, mean, scale = solve_ridge_path(window, [best], xp=xp)
     return CVResult(LinearFit(coef[:, 0], float(icpt[0]), mean, scale, best), lambdas, cv, fold_mse)
 

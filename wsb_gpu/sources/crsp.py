@@ -9,11 +9,16 @@ message instead of minutes into a Dask computation:
    ``ret`` ... or ``date``, ``symbol``, ``close``) to the file's columns, case-insensitively,
    through known aliases and the user's ``--columns role=name`` mapping, and raises a
    :class:`~wsb_gpu.errors.WsbError` listing the columns found when a role is missing.
-3. :func:`read_raw` (a Dask collection of the raw columns, as strings for CSV) or
-   :func:`iter_compressed_csv` (a bounded-memory stream of pandas chunks for ``.gz``/
-   ``.zst``/``.bz2``/``.xz`` CSV, which cannot be split without decompressing), and then
-   :func:`normalize` per partition: ``permno: int64, date: datetime64[s]`` and either
-   ``ret: float64`` (CRSP) or ``close: float64`` (OHLCV).
+3. The file is read in pieces as Arrow tables: :func:`csv_ranges` + :func:`read_csv_range`
+   (an uncompressed CSV cut into ~64 MiB byte ranges at line ends, parsed independently and
+   in parallel), :func:`iter_csv_stream` (a bounded-memory stream for ``.gz``/``.zst``/
+   ``.bz2``/``.xz`` CSV, which cannot be split without decompressing), or
+   :func:`parquet_pieces` + :func:`read_parquet_piece` (groups of row groups). CSV values
+   are read as text (letter codes would break type inference), dates and symbols
+   dictionary-encoded.
+4. :func:`parse_table` turns a piece into NumPy arrays: ``permno: int64``, ``date: int32``
+   (days since 1970-01-01) and either ``ret: float64`` + ``ret_source: int8`` (CRSP) or
+   ``close: float64`` (OHLCV).
 
 Return selection (CRSP): the first of ``RET``, ``RETX``, ``DLRET`` that parses as a finite
 number not below -1 (a simple return cannot lose more than 100%; CRSP's numeric missing
@@ -24,10 +29,10 @@ empty strings are missing. ``DLRET`` is a fallback, never compounded into a pres
 OHLCV ids: a symbol's ``permno`` is :func:`symbol_id` of its upper-cased symbol, a
 deterministic 63-bit hash, so it is the same in every run, every file and on every machine.
 
-:func:`normalize` is written in the API pandas and cuDF share; the two places where they
-differ (parsing numbers and dates from strings) are the helpers ``_to_float`` and
-``_to_dates`` (pyarrow compute on the CPU, which is several times faster than
-``pandas.to_numeric`` on strings; ``cudf.to_numeric`` / ``cudf.to_datetime`` on the GPU).
+Parsing is vectorised pyarrow compute on both backends (the GPU backend sorts and computes
+on the GPU afterwards): numbers by Arrow's string cast after blanking letter codes (the exact
+number pattern runs only on a piece where that cast fails), dates once per distinct value
+(a CRSP file has a few thousand distinct dates), OHLCV symbols hashed once per distinct symbol.
 """
 
 from __future__ import annotations
@@ -267,13 +272,15 @@ CHUNK_ROWS = 1 << 20
 """Rows per piece of a compressed CSV or a Parquet input."""
 
 
-def csv_ranges(path: str | Path, block_bytes: int = BLOCK_BYTES) -> list[tuple[int, int]]:
+def csv_ranges(path: str | Path, block_bytes: int | None = None) -> list[tuple[int, int]]:
     """Byte ranges ``[start, end)`` of an uncompressed CSV's data lines (header excluded), each
-    about ``block_bytes`` long and cut at line ends, so each can be parsed on its own.
+    about ``block_bytes`` (default :data:`BLOCK_BYTES`) long and cut at line ends, so each can
+    be parsed on its own.
 
     Like ``dask.dataframe.read_csv``, this assumes no quoted value holds a line break (CRSP
     and Yahoo files have none).
     """
+    block_bytes = block_bytes or BLOCK_BYTES
     size = Path(path).stat().st_size
     ranges = []
     with open(path, "rb") as f:
@@ -304,7 +311,9 @@ def read_csv_range(
         f.seek(start)
         data = f.read(end - start)
     try:
-        return pcsv.read_csv(pa.py_buffer(data), read_options=pcsv.ReadOptions(column_names=found),
+        # 16 MiB parse blocks (default 1 MiB): fewer, larger chunks, still several per thread pool.
+        read = pcsv.ReadOptions(column_names=found, block_size=16 << 20)
+        return pcsv.read_csv(pa.py_buffer(data), read_options=read,
                              parse_options=pcsv.ParseOptions(delimiter=delimiter),
                              convert_options=_csv_convert(resolved))
     except pa.ArrowInvalid as e:
@@ -313,9 +322,10 @@ def read_csv_range(
 
 def iter_csv_stream(
     path: str | Path, *, found: list[str], resolved: Mapping[str, str], delimiter: str = ",",
-    chunk_rows: int = CHUNK_ROWS,
+    chunk_rows: int | None = None,
 ) -> Iterator[Any]:
-    """Arrow tables of about ``chunk_rows`` rows streamed from a compressed CSV.
+    """Arrow tables of about ``chunk_rows`` (default :data:`CHUNK_ROWS`) rows streamed from a
+    compressed CSV.
 
     A ``.gz``/``.zst`` file cannot be split without decompressing it, so it is read once,
     in bounded memory, with pyarrow's incremental (multi-threaded) CSV reader.
@@ -323,6 +333,7 @@ def iter_csv_stream(
     import pyarrow as pa
     import pyarrow.csv as pcsv
 
+    chunk_rows = chunk_rows or CHUNK_ROWS
     _, compression = file_kind(path)
     stream = open_binary(path, compression)
     try:
@@ -345,10 +356,12 @@ def iter_csv_stream(
         stream.close()
 
 
-def parquet_pieces(path: str | Path, chunk_rows: int = CHUNK_ROWS) -> list[tuple[str, list[int]]]:
-    """``(file, row groups)`` pieces of about ``chunk_rows`` rows of a Parquet file or folder."""
+def parquet_pieces(path: str | Path, chunk_rows: int | None = None) -> list[tuple[str, list[int]]]:
+    """``(file, row groups)`` pieces of about ``chunk_rows`` (default :data:`CHUNK_ROWS`) rows
+    of a Parquet file or folder."""
     import pyarrow.parquet as pq
 
+    chunk_rows = chunk_rows or CHUNK_ROWS
     p = Path(path)
     files = sorted(f for f in p.rglob("*") if f.is_file() and not f.name.startswith(("_", "."))) if p.is_dir() else [p]
     pieces = []
@@ -528,28 +541,20 @@ def _days(values: Any, column: str, source: str) -> Any:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    kind = values.type.value_type if pa.types.is_dictionary(values.type) else values.type
-    if pa.types.is_temporal(kind):
-        seconds = pc.cast(pc.cast(values, pa.timestamp("s")), pa.int64())
-        day = np.floor_divide(np.asarray(seconds.to_numpy(zero_copy_only=False), dtype="float64"), 86400)
-        if np.isnan(day).any():
-            _bad_date(values[int(np.flatnonzero(np.isnan(day))[0])].as_py(), column, source)
-        return day.astype(np.int32)
-    parts = []
-    for chunk in values.chunks:
-        encoded = chunk if pa.types.is_dictionary(chunk.type) else pc.dictionary_encode(chunk)
-        distinct = encoded.dictionary
-        text = pc.utf8_slice_codeunits(pc.utf8_trim_whitespace(pc.cast(distinct, pa.string())), 0, 10)
-        text = pc.replace_substring(pc.replace_substring(text, "-", ""), "/", "")
-        parsed = pc.strptime(text, format="%Y%m%d", unit="s", error_is_null=True)
-        if parsed.null_count:
-            _bad_date(distinct[int(np.flatnonzero(parsed.is_null().to_numpy(zero_copy_only=False))[0])].as_py(),
-                      column, source)
-        if encoded.null_count:
-            _bad_date(None, column, source)
-        table = (pc.cast(parsed, pa.int64()).to_numpy() // 86400).astype(np.int32)
-        parts.append(table[encoded.indices.to_numpy()])
-    return np.concatenate(parts) if parts else np.empty(0, dtype=np.int32)
+    if values.null_count:
+        _bad_date(None, column, source)
+    if pa.types.is_temporal(values.type):
+        seconds = pc.cast(pc.cast(values, pa.timestamp("s"), safe=False), pa.int64()).to_numpy()
+        return np.floor_divide(seconds, 86400).astype(np.int32)
+    distinct, indices = _distinct(values)
+    text = pc.utf8_slice_codeunits(pc.utf8_trim_whitespace(pc.cast(distinct, pa.string())), 0, 10)
+    text = pc.replace_substring(pc.replace_substring(text, "-", ""), "/", "")
+    parsed = pc.strptime(text, format="%Y%m%d", unit="s", error_is_null=True)
+    if parsed.null_count:
+        bad = np.flatnonzero(parsed.is_null().to_numpy(zero_copy_only=False))[0]
+        _bad_date(distinct[int(bad)].as_py(), column, source)
+    day = (pc.cast(parsed, pa.int64()).to_numpy() // 86400).astype(np.int32)
+    return day[indices]
 
 
 def _bad_date(example: Any, column: str, source: str) -> None:
@@ -563,18 +568,29 @@ def _bad_date(example: Any, column: str, source: str) -> None:
 def _symbol_ids(values: Any) -> Any:
     """int64 NumPy :func:`symbol_id` values of a symbol column (each distinct symbol hashed once)."""
     import numpy as np
-    import pyarrow as pa
-    import pyarrow.compute as pc
 
     if values.null_count:
         msg = "a row has an empty Ticker/Symbol; fix the file or map another column with --columns symbol=<name>"
         raise WsbError(msg)
-    parts = []
-    for chunk in values.chunks:
-        encoded = chunk if pa.types.is_dictionary(chunk.type) else pc.dictionary_encode(chunk)
-        ids = np.array([symbol_id(str(s)) for s in encoded.dictionary.to_pylist()], dtype=np.int64)
-        parts.append(ids[encoded.indices.to_numpy()])
-    return np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
+    distinct, indices = _distinct(values)
+    ids = np.array([symbol_id(str(s)) for s in distinct.to_pylist()], dtype=np.int64)
+    return ids[indices]
+
+
+def _distinct(values: Any) -> tuple[Any, Any]:
+    """The distinct values of a column without nulls (Arrow) and each row's index into them (NumPy)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if pa.types.is_dictionary(values.type):
+        encoded = values.unify_dictionaries()
+    else:
+        encoded = pc.dictionary_encode(values)
+    if encoded.num_chunks == 0:
+        return pa.array([], pa.string()), np.empty(0, dtype=np.int64)
+    indices = [c.indices.to_numpy() for c in encoded.chunks]
+    return encoded.chunk(0).dictionary, np.concatenate(indices)
 
 
 def symbol_id(symbol: str) -> int:

@@ -241,7 +241,7 @@ def embed(posts: str | Path, mentions: str | Path, out: str | Path, *, backend: 
     """
     import dask.dataframe as dd
 
-    from wsb_gpu.encoder import PLUGIN_NAME, EncoderPlugin, EncoderSpec, resolve_model_source
+    from wsb_gpu.encoder import PLUGIN_NAME, EncoderPlugin, EncoderSpec, check_local_weights, resolve_model_source
     from wsb_gpu.progress import compute
 
     out = Path(out)
@@ -249,6 +249,8 @@ def embed(posts: str | Path, mentions: str | Path, out: str | Path, *, backend: 
     _check_input(posts, "posts", ("id", "text"), "wsb-gpu ingest")
     _check_input(mentions, "mentions", ("id",), "wsb-gpu mentions")
     source = resolve_model_source(model)
+    if Path(source).is_dir():  # refuse pickle-only folders here, before any worker starts
+        check_local_weights(source, bool(allow_pickle))
     spec = EncoderSpec(
         model=source, device=backend.torch_device, max_length=int(max_length), pooling=pooling,
         precision=precision, token_budget=int(token_budget), allow_pickle=bool(allow_pickle),

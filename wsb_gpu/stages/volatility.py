@@ -26,15 +26,25 @@ that would cross into the previous stock are masked by comparing ``permno[t-w+1]
 The arithmetic runs on NumPy or CuPy arrays taken from the pandas or cuDF frame; the
 places where the two libraries differ are the small helpers at the bottom of the module.
 
-The Dask wrapper
-----------------
-:func:`build_volatility` (1) parses the input into a staging Parquet copy
-(``permno, date, ret``), (2) range-partitions it on ``permno`` with ``set_index``, so each
-stock's history lives in exactly one partition and each output file covers a contiguous
-permno range (later stages read one stock cheaply), (3) per partition: sorts, drops
-identical duplicate (permno, date) rows (conflicting ones are an error), computes OHLCV
-returns if needed, runs the kernel and writes ``part.NNNNN.parquet`` sorted by permno,
-date, and (4) writes the manifest and renames the dataset into place.
+The stage
+---------
+:func:`build_volatility` is a two-phase, file-based sort (no Dask DataFrame shuffle):
+
+1. **Stage** (one task per input piece: a ~64 MiB byte range of a CSV, a group of Parquet
+   row groups, or a chunk of a compressed CSV's stream): read with pyarrow, parse
+   (:func:`wsb_gpu.sources.crsp.parse_table`), sort by (permno, date) and write the piece
+   as an Arrow IPC *run* in ``_staging``; return its distinct permnos and row counts.
+2. **Cut**: from those counts, :func:`partition_ranges` cuts the permnos into contiguous
+   ranges of ~``partition_rows`` rows (a stock is never split).
+3. **Compute** (one task per range): slice the range out of every run (memory-mapped,
+   binary search: the runs are sorted), merge-sort the slices (a stable sort of sorted runs),
+   drop identical duplicate (permno, date) rows (conflicting ones are an error), compute
+   OHLCV returns if needed, run :func:`panel_volatility` (NumPy, or CuPy on the GPU backend)
+   and write ``part.NNNNN.parquet`` sorted by permno, date.
+4. Write the manifest; the dataset is renamed into place.
+
+Memory is bounded by one piece (phase 1) or one partition (phase 3) per worker, never the
+whole panel.
 """
 
 from __future__ import annotations
@@ -270,7 +280,7 @@ def partition_ranges(permnos: Any, counts: Any, rows: int) -> list[tuple[int, in
 
     >>> import numpy as np
     >>> partition_ranges(np.array([3, 1, 2, 1]), np.array([5, 2, 4, 2]), rows=6)
-    [(1, 1), (2, 3)]
+    [(1, 2), (3, 3)]
     """
     import numpy as np
 
