@@ -22,9 +22,8 @@ import argparse
 import datetime as dt
 import importlib
 import inspect
-import math
-import os
 import shlex
+import shutil
 import sys
 import tempfile
 import time
@@ -223,8 +222,6 @@ def run_spark(stages: list[str], sizes: dict[str, int], backend: str, repeats: i
                 rows.append(error_row("train", spark_peer.IMPL, backend, size, f"{type(e).__name__}: {e}"))
         if peer.startup_s is not None:
             log(f"  Spark session start-up (not in any timing): {peer.startup_s:.1f} s")
-    import shutil
-
     shutil.rmtree(tmp, ignore_errors=True)
     return rows
 
