@@ -44,7 +44,6 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from wsb_gpu.backend import frame_module, is_gpu_frame
 from wsb_gpu.errors import WsbError
 
 FORMATS = ("crsp", "ohlcv")
