@@ -124,7 +124,7 @@ def test_report_tables_figures_and_provenance(tmp_path):
     # Against HAR per year: 2017 ridge MSE 0.00045 / 0.0005 - 1 = -10 %.
     assert _cells(md.split("## Against HAR")[1], "2017")[1] == "-10.00 %"
     # λ column of the ridge table.
-    assert re.search(r"\| 2018 \| 4,000 \| 1,000 \| 0\.00072 \| 0\.235 \| 1000 \|", md)
+    assert re.search(r"\| 2018 \| 4,000 \| 1,000 \| 0\.00072 \| 0\.235 \| 1,000 \|", md)
     # Verdict sentences.
     assert "**Ridge (HAR + text)** beats HAR significantly" in md
     assert "**XGBoost (HAR + text)** does not beat HAR" in md

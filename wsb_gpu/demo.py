@@ -214,11 +214,14 @@ def run_demo(
     return DemoResult(out=out, report=run.report, metrics=metrics, run=run, data=data)
 
 
+SHORT_LABEL = {"har": "HAR", "ridge": "Ridge", "xgboost": "XGBoost"}
+
+
 def metrics_table(metrics: Any, title: str = "Out-of-sample results (pooled over the test years)") -> Any:
     """A rich table of the pooled metrics with the change against HAR and the DM p-value."""
     from rich.table import Table
 
-    from wsb_gpu.report import MODEL_LABEL, _models, pct, pvalue, r2
+    from wsb_gpu.report import _models, pct, pvalue, r2
 
     table = Table(title=title, title_justify="left")
     for col in ("model", "test rows", "MSE", "R²", "MSE vs HAR", "ΔR² vs HAR", "DM p vs HAR"):
@@ -231,7 +234,7 @@ def metrics_table(metrics: Any, title: str = "Out-of-sample results (pooled over
         r = pooled.loc[model]
         vs = har is not None and model != "har"
         table.add_row(
-            MODEL_LABEL.get(model, model), f"{int(r['n_test']):,}", f"{r['mse']:.4g}", r2(r["r2"]),
+            SHORT_LABEL.get(model, model), f"{int(r['n_test']):,}", f"{r['mse']:.4g}", r2(r["r2"]),
             pct(r["mse"] / har["mse"] - 1) if vs else "—", r2(r["r2"] - har["r2"], sign=True) if vs else "—",
             pvalue(r.get("dm_pvalue")) if vs else "—",
         )

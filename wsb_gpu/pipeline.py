@@ -488,7 +488,7 @@ def summary_table(records: list[StageRecord], total_seconds: float) -> Any:
     style = {"ran": "green", "skipped": "dim", "failed": "bold red", "pending": "yellow"}
     for r in records:
         speed = f"{r.throughput:,.1f} {r.unit}" if r.throughput else "—"
-        status = {"skipped": "skipped (up to date)", "pending": "not run"}.get(r.status, r.status)
+        status = {"pending": "not run"}.get(r.status, r.status)
         seconds = f"{r.seconds:.1f}" if r.status in ("ran", "failed") else "—"
         table.add_row(r.stage, f"[{style[r.status]}]{status}[/]", _fmt_rows(r.rows_in),
                       _fmt_rows(r.rows_out), speed, seconds)

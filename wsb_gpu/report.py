@@ -73,6 +73,18 @@ def r2(value: Any, sign: bool = False) -> str:
     return f"{float(value):+.3f}" if sign else f"{float(value):.3f}"
 
 
+def lam(value: Any) -> str:
+    """A ridge penalty: whole numbers with separators, small ones with 3 digits.
+
+    >>> lam(10000.0), lam(316.2278), lam(0.01), lam(None)
+    ('10,000', '316', '0.01', '—')
+    """
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    v = float(value)
+    return f"{v:,.0f}" if v >= 1 else f"{v:.3g}"
+
+
 def pct(value: Any) -> str:
     """A relative change in percent with its sign.
 
@@ -512,7 +524,7 @@ def per_year_table(metrics: Any, model: str) -> str:
     rows = []
     for _, r in years.iterrows():
         rows.append([str(r["y"]), fmt(_int(r["n_train"])), fmt(_int(r["n_test"])), fmt(r["mse"]), r2(r["r2"])]
-                    + ([fmt(r["lambda"])] if with_lambda else []))
+                    + ([lam(r["lambda"])] if with_lambda else []))
     pooled = sub[sub["test_year"] == "all"]
     if len(pooled):
         r = pooled.iloc[0]

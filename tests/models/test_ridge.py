@@ -116,3 +116,16 @@ def test_gpu_engines_agree_with_cpu(backend):
     stats = ridge_cv_from_moments(table, blocks, lambdas, xp=xp)
     np.testing.assert_allclose(gpu.fit.coef, cpu.fit.coef, rtol=1e-6)
     np.testing.assert_allclose(stats.fit.coef, cpu.fit.coef, rtol=1e-8)
+
+
+def test_large_lambda_grid_uses_one_eigendecomposition_and_agrees():
+    # More lambdas than the Cholesky cut-off: the eigendecomposition path, same answer.
+    from wsb_gpu.models import ridge
+
+    X, y = _data()
+    lambdas = np.logspace(-2, 4, ridge._CHOLESKY_MAX_LAMBDAS + 3)
+    coef, _, _, _ = solve_ridge_path(Moments.from_array(np.column_stack([X, y])), lambdas)
+    Z = (X - X.mean(0)) / X.std(0)
+    for j in (0, lambdas.size // 2, lambdas.size - 1):
+        ref = Ridge(alpha=lambdas[j], solver="svd").fit(Z, y)
+        np.testing.assert_allclose(coef[:, j], ref.coef_ / X.std(0), rtol=1e-8)

@@ -21,9 +21,11 @@ Engines
     pass (:func:`partition_moments` per partition, merged by a tree reduction) and merged
     with Chan's parallel update, which never forms ``sum(x x') - n mean mean'`` and so
     avoids the cancellation of raw sums. Any window or fold is a sum of months; its ridge
-    solution for every lambda comes from one eigendecomposition
-    (:func:`solve_ridge_path`), and the squared error of any coefficients on any set of
-    months follows exactly from that set's moments (:func:`moments_sse`).
+    solutions for the lambda grid come from its standardised ``Z'Z`` alone
+    (:func:`solve_ridge_path`: one Cholesky factorisation per lambda for a small grid, one
+    eigendecomposition for all lambdas of a large one), and the squared error of any
+    coefficients on any set of months follows exactly from that set's moments
+    (:func:`moments_sse`).
 """
 
 from __future__ import annotations
@@ -39,6 +41,12 @@ from wsb_gpu.errors import WsbError
 
 # A column whose training deviation is below this (relative to its mean) counts as constant.
 _CONSTANT_TOL = 1e-10
+# Up to this many lambdas a ridge path is solved with one Cholesky factorisation per lambda,
+# above it with one eigendecomposition for all of them. At p = 772 a LAPACK Cholesky (p³/3
+# flops) takes ~0.02 s and a symmetric eigendecomposition with vectors ~0.3 s on the same
+# core (ratio ~13-15, measured), so Cholesky wins for the default grid of 5 and for the
+# single-lambda refit; the eigendecomposition only pays off for grids of more than ~12.
+_CHOLESKY_MAX_LAMBDAS = 10
 
 
 def lambda_grid(n_lambdas: int, lambda_min: float, lambda_max: float) -> np.ndarray:
@@ -94,12 +102,20 @@ class Moments:
     m2: np.ndarray
 
     @classmethod
-    def from_array(cls, values: Any) -> Moments:
-        """Moments of the rows of a 2-D NumPy or CuPy array (float64), returned on the host."""
+    def from_array(cls, values: Any, overwrite: bool = False) -> Moments:
+        """Moments of the rows of a 2-D NumPy or CuPy array (float64), returned on the host.
+
+        ``overwrite=True`` centres ``values`` in place instead of allocating a centred copy.
+        """
         n = int(values.shape[0])
         mean = values.mean(axis=0)
-        centred = values - mean
-        return cls(n, to_numpy(mean).astype(np.float64), to_numpy(centred.T @ centred).astype(np.float64))
+        if overwrite:
+            values -= mean
+            centred = values
+        else:
+            centred = values - mean
+        m2 = centred.T @ centred  # the A'A pattern: NumPy and CuPy call BLAS syrk (half a GEMM)
+        return cls(n, np.asarray(to_numpy(mean), dtype=np.float64), np.asarray(to_numpy(m2), dtype=np.float64))
 
     def __add__(self, other: Moments) -> Moments:
         if other.n == 0:
@@ -144,17 +160,19 @@ def sum_moments(items: Iterable[Moments]) -> Moments:
     total = int(n.sum())
     mean = (n @ means) / n.sum()
     d = means - mean
-    m2 = np.sum([m.m2 for m in parts], axis=0) + (d * n[:, None]).T @ d
+    m2 = (d * n[:, None]).T @ d
+    for m in parts:  # in place: stacking the (p+1)² matrices first would copy them all
+        m2 += m.m2
     return Moments(total, mean, m2)
 
 
 def merge_moment_dicts(*parts: Mapping[int, Moments]) -> dict[int, Moments]:
     """Merge ``{period: Moments}`` maps (the combine step of the tree reduction)."""
-    out: dict[int, Moments] = {}
+    groups: dict[int, list[Moments]] = {}
     for part in parts:
         for key, m in part.items():
-            out[key] = out[key] + m if key in out else m
-    return out
+            groups.setdefault(key, []).append(m)
+    return {key: sum_moments(ms) for key, ms in groups.items()}
 
 
 def frame_matrix(frame: Any, columns: Sequence[str]) -> Any:
@@ -186,12 +204,15 @@ def partition_moments(frame: Any, columns: Sequence[str], target: str, key: str 
     keys = frame[key].values
     xp = array_module(values)
     keys = xp.asarray(keys)
+    # One stable sort makes every month a contiguous block of rows: one centring and one
+    # syrk per month on a slice, no per-month gathers. ``values[order]`` is a fresh copy,
+    # so the blocks may be centred in place.
     order = xp.argsort(keys, kind="stable")
     keys = keys[order]
     values = values[order]
     uniq, starts = (to_numpy(a) for a in xp.unique(keys, return_index=True))
     bounds = [*starts.tolist(), len(frame)]
-    return {int(k): Moments.from_array(values[bounds[i]: bounds[i + 1]]) for i, k in enumerate(uniq)}
+    return {int(k): Moments.from_array(values[bounds[i]: bounds[i + 1]], overwrite=True) for i, k in enumerate(uniq)}
 
 
 # --- solving from moments --------------------------------------------------------------
@@ -223,7 +244,14 @@ def _standardised(m: Moments) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nd
 
 
 def solve_ridge_path(m: Moments, lambdas: Sequence[float], xp: Any = np) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Ridge solutions for every lambda from one eigendecomposition.
+    """Ridge solutions for every lambda from the moments of the training rows.
+
+    The standardised normal equations ``(Z'Z + lam I) w = Z'(y - ybar)`` are solved with one
+    Cholesky factorisation per lambda when the grid is small (at most
+    ``_CHOLESKY_MAX_LAMBDAS``, on the host with LAPACK), else with one eigendecomposition
+    ``Z'Z = V diag(w) V'`` for all lambdas at once (on ``xp``), which costs about as much
+    as 13 Cholesky factorisations. Should a factorisation fail (a lambda negligible
+    against ``Z'Z`` in float64), the eigendecomposition is used.
 
     Parameters
     ----------
@@ -232,7 +260,7 @@ def solve_ridge_path(m: Moments, lambdas: Sequence[float], xp: Any = np) -> tupl
     lambdas
         Penalties (scikit-learn's ``alpha``) on the standardised coefficients.
     xp
-        Array module for the decomposition (NumPy on the driver, CuPy on a GPU).
+        Array module for the eigendecomposition (NumPy on the driver, CuPy on a GPU).
 
     Returns
     -------
@@ -241,16 +269,56 @@ def solve_ridge_path(m: Moments, lambdas: Sequence[float], xp: Any = np) -> tupl
     intercept : (L,) array
     mean, scale : (p,) arrays
         The training scaler.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> v = rng.normal(size=(40, 4)); m = Moments.from_array(v)
+    >>> few = solve_ridge_path(m, [0.1, 10.0])[0]
+    >>> many = solve_ridge_path(m, np.r_[[0.1, 10.0], np.ones(_CHOLESKY_MAX_LAMBDAS)])[0]
+    >>> bool(np.allclose(few, many[:, :2], rtol=1e-12))
+    True
     """
+    from threadpoolctl import threadpool_limits  # a dependency of scikit-learn
+
     G, c, mean_x, scale = _standardised(m)
-    w, V = xp.linalg.eigh(xp.asarray(G))
-    w = xp.maximum(w, 0.0)  # G is PSD; clip round-off below zero
-    lam = xp.asarray(np.asarray(lambdas, dtype=np.float64))
-    q = V.T @ xp.asarray(c)
-    beta_z = V @ (q[:, None] / (w[:, None] + lam[None, :]))
-    coef = to_numpy(beta_z) / scale[:, None]
+    lam = np.asarray(lambdas, dtype=np.float64).reshape(-1)
+    # One BLAS thread: at p ~ 800 OpenBLAS's threaded potrf/syevd gain little, and on busy
+    # cores their spin-waiting threads make them several times slower (measured on 2 shared
+    # cores: Cholesky 0.15 s threaded vs 0.03 s single-threaded, eigh 0.95 s vs 0.23 s).
+    with threadpool_limits(1, user_api="blas"):
+        beta_z = _cholesky_path(G, c, lam) if lam.size <= _CHOLESKY_MAX_LAMBDAS else None
+        if beta_z is None:
+            beta_z = _eigen_path(G, c, lam, xp)
+    coef = beta_z / scale[:, None]
     intercept = m.y_mean - mean_x @ coef
     return coef, intercept, mean_x, scale
+
+
+def _cholesky_path(G: np.ndarray, c: np.ndarray, lam: np.ndarray) -> np.ndarray | None:
+    """``(G + lam_j I)^-1 c`` for each lambda, one LAPACK Cholesky each; None if one fails."""
+    from scipy.linalg import LinAlgError, cho_factor, cho_solve
+
+    out = np.empty((c.size, lam.size))
+    A = np.empty_like(G)
+    diag = np.diag(G)
+    for j, lj in enumerate(lam):
+        np.copyto(A, G)
+        np.fill_diagonal(A, diag + lj)
+        try:
+            factor = cho_factor(A, overwrite_a=True, check_finite=False)
+        except LinAlgError:
+            return None
+        out[:, j] = cho_solve(factor, c, check_finite=False)
+    return out
+
+
+def _eigen_path(G: np.ndarray, c: np.ndarray, lam: np.ndarray, xp: Any) -> np.ndarray:
+    """``(G + lam_j I)^-1 c`` for every lambda from one eigendecomposition of ``G``."""
+    w, V = xp.linalg.eigh(xp.asarray(G))
+    w = xp.maximum(w, 0.0)  # G is PSD; clip round-off below zero
+    q = V.T @ xp.asarray(c)
+    return to_numpy(V @ (q[:, None] / (w[:, None] + xp.asarray(lam)[None, :])))
 
 
 def solve_ols(m: Moments) -> LinearFit:
@@ -385,9 +453,13 @@ class StandardizedRidge:
         mean = X.mean(axis=0)
         mean_h = to_numpy(mean)
         scale_h = safe_scale(to_numpy(X.std(axis=0)), mean_h)
-        Z = (X - mean) / xp.asarray(scale_h)
+        Z = X - mean
+        Z /= xp.asarray(scale_h)
         backend = self.backend or Backend("cpu")
-        est = backend.ridge_estimator(float(self.alpha)).fit(Z, y)
+        est = backend.ridge_estimator(float(self.alpha))
+        if "copy_X" in est.get_params():
+            est.set_params(copy_X=False)  # Z is our own temporary: no need for the estimator to copy it
+        est = est.fit(Z, y)
         coef_z = np.asarray(to_numpy(est.coef_), dtype=np.float64).reshape(-1)
         self.mean_ = mean_h
         self.scale_ = scale_h
@@ -422,9 +494,10 @@ def ridge_cv_from_rows(
         held = np.isin(periods, block)
         tr = xp.asarray(np.flatnonzero(~held))
         va = xp.asarray(np.flatnonzero(held))
+        X_tr, y_tr, X_va, y_va = X[tr], y[tr], X[va], y[va]  # gathered once per fold, not per lambda
         for j, lam in enumerate(lambdas):
-            est = StandardizedRidge(alpha=lam, backend=backend).fit(X[tr], y[tr])
-            resid = y[va] - est.predict(X[va])
+            est = StandardizedRidge(alpha=lam, backend=backend).fit(X_tr, y_tr)
+            resid = y_va - est.predict(X_va)
             fold_mse[k, j] = float(to_numpy((resid * resid).mean()))
     best, cv = _choose(lambdas, fold_mse)
     est = StandardizedRidge(alpha=best, backend=backend).fit(X, y)
@@ -432,15 +505,23 @@ def ridge_cv_from_rows(
 
 
 def collect_moments(ddf: Any, columns: Sequence[str], target: str, *, key: str = "period",
-                    split_every: int = 8, progress: bool = False, label: str = "statistics") -> dict[int, Moments]:
+                    split_every: int = 4, progress: bool = False, label: str = "statistics") -> dict[int, Moments]:
     """One pass over a Dask frame: per-``key`` moments, mapped on the workers, tree-reduced.
 
     Each partition becomes ``{period: Moments}`` where it lives (:func:`partition_moments`);
     groups of ``split_every`` results are merged (:func:`merge_moment_dicts`) level by
     level until one remains, so only small matrices travel and no process ever holds
-    more than ``split_every`` partial results at once.
+    more than ``split_every`` partial results at once. (A partition that spans every
+    month yields ``months × (p+1)² × 8`` bytes, ~0.75 GB at the seed's width, hence the
+    small ``split_every``.)
+
+    The pass runs with one BLAS thread per task: the parallelism is over partitions (as
+    on ``distributed`` workers, whose nannies set ``OPENBLAS_NUM_THREADS=1``); threaded
+    BLAS inside each of the scheduler's threads oversubscribes the cores, which made the
+    per-month ``syrk`` 2-3 times slower in CPU time (measured on 2 cores).
     """
     from dask import delayed
+    from threadpoolctl import threadpool_limits  # a dependency of scikit-learn
 
     from wsb_gpu.progress import compute
 
@@ -450,5 +531,6 @@ def collect_moments(ddf: Any, columns: Sequence[str], target: str, *, key: str =
         return {}
     while len(level) > 1:
         level = [delayed(merge_moment_dicts)(*level[i: i + split_every]) for i in range(0, len(level), split_every)]
-    (result,) = compute(level[0], label=label, show=progress)
+    with threadpool_limits(1, user_api="blas"):
+        (result,) = compute(level[0], label=label, show=progress)
     return result

@@ -26,6 +26,7 @@ XGB_INSTALL = "pip install 'wsb_gpu[cpu]' (xgboost-cpu) or 'wsb_gpu[gpu]' (xgboo
 def _xgboost() -> Any:
     try:
         import xgboost
+        import xgboost.dask  # noqa: F401  (not loaded by `import xgboost`; used on multi-worker clusters)
     except ImportError as e:
         raise missing_package("xgboost", XGB_INSTALL, "the xgboost model") from e
     return xgboost

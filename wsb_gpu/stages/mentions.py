@@ -508,6 +508,7 @@ def extract_mentions(
 
     import dask
     import dask.dataframe as dd
+    import pyarrow as pa
 
     from wsb_gpu.progress import compute
     from wsb_gpu.sources.tickers import read_stocknames
@@ -528,7 +529,10 @@ def extract_mentions(
         mention_kernel, alive_d, tuple(sorted(stop)), impl, meta=empty_mentions(), enforce_metadata=False
     )
     with atomic_dataset(out) as tmp:
-        write = result.to_parquet(str(tmp), write_index=False, compute=False)
+        # Pin the string columns to `string` (dask infers `large_string` from Arrow-backed
+        # pandas strings), so that mentions and posts agree on the contract's types.
+        strings = {c: pa.string() for c in ("id", "kind", "ticker")}
+        write = result.to_parquet(str(tmp), write_index=False, compute=False, schema=strings)
         compute(write, label="mentions", show=progress)
         seconds = time.perf_counter() - t0
         rows_in = _count_rows(posts)
