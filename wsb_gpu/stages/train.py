@@ -179,11 +179,13 @@ def predict_partition(frame: Any, *, feature_cols: Sequence[str], target: str, m
     out["y"] = frame[target].astype("float64").values
     for model in models:
         yhat = xp.full(len(frame), np.nan)
-        idx = xp.asarray(np.asarray(columns[model]))
+        cols = [int(c) for c in columns[model]]
+        # The model's columns are taken once (not per year), and not at all when it uses them all.
+        Xm = X if cols == list(range(X.shape[1])) else X[:, xp.asarray(np.asarray(cols))]
         for year, fit in fits[model].items():
             rows = years == year
             if bool(rows.any()):
-                yhat[rows] = fit.predict_array(X[rows][:, idx])
+                yhat[rows] = fit.predict_array(Xm[rows])
         out[f"yhat_{model}"] = yhat
     return out
 
