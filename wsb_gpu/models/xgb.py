@@ -86,6 +86,7 @@ def fit_window(
     backend: Backend,
     client: Any = None,
     params: Mapping[str, Any],
+    n_rows: int | None = None,
 ) -> XGBFit:
     """Fit one window's booster.
 
@@ -98,8 +99,12 @@ def fit_window(
     train_years
         The window's training years in order; the last one is the validation year.
     params
-        The ``train.xgboost`` settings (``n_estimators``, ``early_stopping_rounds`` and the
-        booster parameters of :func:`booster_params`).
+        The ``train.xgboost`` settings (``n_estimators``, ``early_stopping_rounds``,
+        ``distributed_min_rows`` and the booster parameters of :func:`booster_params`).
+    n_rows
+        Training rows of the window, when the caller knows them: a window smaller than
+        ``distributed_min_rows`` is fitted in one process even on a multi-worker cluster,
+        because the collective's start-up costs more than collecting it.
     """
     xgb = _xgboost()
     years = list(train_years)
@@ -112,7 +117,8 @@ def fit_window(
     fit_part = ddf[ddf["year"].isin(fit_years)]
     valid_part = ddf[ddf["year"].isin(valid_years)] if valid_years else None
 
-    if _n_workers(client) > 1:
+    min_rows = int(params.get("distributed_min_rows", 0) or 0)
+    if _n_workers(client) > 1 and (n_rows is None or n_rows >= min_rows):
         # Data stay on the workers: xgboost.dask builds the quantile sketches where the
         # partitions live and trains with its collective (NCCL on GPUs).
         dtrain = xgb.dask.DaskQuantileDMatrix(client, fit_part[cols].astype("float32"), fit_part[target])

@@ -108,7 +108,7 @@ def assign_to_trading_days(sums: Any, calendar: Any, text_cols: Sequence[str]) -
     if not bool(hit.any()):
         return _empty_like(xdf, calendar, text_cols, vol_cols)[out_cols]
     kept = sums.reset_index(drop=True)[hit][["_posts", "n_mentions", *text_cols]].reset_index(drop=True)
-    kept["_row"] = safe[hit]
+    kept = kept.assign(_row=safe[hit])
     agg = kept.groupby("_row").sum().sort_index()
     rows = agg.index.values
     n_posts = agg["_posts"].values
@@ -123,11 +123,24 @@ def assign_to_trading_days(sums: Any, calendar: Any, text_cols: Sequence[str]) -
 
 def _empty_like(xdf: Any, calendar: Any, text_cols: Sequence[str], vol_cols: Sequence[str]) -> Any:
     frame = calendar.iloc[:0][["permno", "date", *vol_cols]].reset_index(drop=True)
-    frame["n_posts"] = np.zeros(0, dtype="int64")
-    frame["n_mentions"] = np.zeros(0, dtype="int64")
-    for c in text_cols:
-        frame[c] = np.zeros(0, dtype="float32")
-    return frame
+    counts = {"n_posts": np.zeros(0, dtype="int64"), "n_mentions": np.zeros(0, dtype="int64")}
+    text = {c: np.zeros(0, dtype="float32") for c in text_cols}
+    # One concat, not one insert per column: hundreds of embedding columns would fragment it.
+    return xdf.concat([frame, xdf.DataFrame({**counts, **text})], axis=1)
+
+
+def _as_float64(frame: Any, cols: Sequence[str]) -> Any:
+    """The ``id`` and the text columns as float64, in one block rather than one per column.
+
+    Hundreds of separately stored embedding columns make every later column insert (by
+    us or by dask's shuffle) slow and noisy, so the text columns are cast in one go.
+
+    >>> import pandas as pd
+    >>> _as_float64(pd.DataFrame({"id": ["a"], "e000": [1.0]}), ["e000"])["e000"].dtype
+    dtype('float64')
+    """
+    xdf = frame_module(frame)
+    return xdf.concat([frame[["id"]], frame[list(cols)].astype("float64")], axis=1)
 
 
 def _check_columns(ddf: Any, required: Sequence[str], what: str, path: Any) -> None:
@@ -171,7 +184,7 @@ def features_frame(mentions: Any, embeddings: Any, volatility: Any, *, backend: 
     nparts = max(m.npartitions, 1)
     per_post = m.groupby(["permno", "id"]).agg({"date": "min", "n_occ": "sum"}, split_out=nparts).reset_index()
     emb = e[["id", *tcols]]
-    emb = emb.assign(**{c: emb[c].astype("float64") for c in tcols})
+    emb = emb.map_partitions(_as_float64, tcols)
     joined = per_post.merge(emb, on="id", how="inner")
     joined = joined.assign(_posts=1).rename(columns={"n_occ": "n_mentions"})
     # Partial sums per (stock, post date): shrinks the wide rows before the stock shuffle.

@@ -319,8 +319,9 @@ def train(out: Any, *, features: Any = None, volatility: Any = None, backend: Ba
         train_months = months(tr_years, stats)
         blocks = folds.blocks(sorted(train_months)) if "ridge" in models else []
         if engine == "stats":
-            fits["har"][test_year] = HAR.from_moments(sum_moments(months(tr_years, har_stats)[p]
-                                                                   for p in sorted(train_months))).to_fit()
+            har_m = sum_moments(months(tr_years, har_stats)[p] for p in sorted(train_months))
+            fits["har"][test_year] = HAR.from_moments(har_m).to_fit()
+            n_window = int(har_m.n)
             if "ridge" in models:
                 cv = ridge_cv_from_moments(train_months, blocks, lambdas, xp=xp)
                 fits["ridge"][test_year] = cv.fit
@@ -336,6 +337,7 @@ def train(out: Any, *, features: Any = None, volatility: Any = None, backend: Ba
             part = S.ddf[S.ddf["year"].isin(list(tr_years))][[*cols, target, "period"]].compute()
             X = frame_matrix(part, cols)
             y = frame_matrix(part, [target])[:, 0]
+            n_window = len(y)
             hx = [cols.index(c) for c in har_cols]
             fits["har"][test_year] = HAR().fit(X[:, hx], y).to_fit()
             if "ridge" in models:
@@ -346,7 +348,8 @@ def train(out: Any, *, features: Any = None, volatility: Any = None, backend: Ba
         if "xgboost" in models:
             from wsb_gpu.models.xgb import fit_window
 
-            xfit = fit_window(S.ddf, feats, target, tr_years, backend=backend, client=client, params=xgboost)
+            xfit = fit_window(S.ddf, feats, target, tr_years, backend=backend, client=client, params=xgboost,
+                              n_rows=n_window)
             fits["xgboost"][test_year] = xfit
             xgb_info[test_year] = {"n_rounds": xfit.n_rounds}
     timings["fit"] = time.perf_counter() - t
