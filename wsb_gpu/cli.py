@@ -11,7 +11,6 @@ before the command name and after it.
 
 from __future__ import annotations
 
-import functools
 import sys
 from collections.abc import Callable
 from typing import Any

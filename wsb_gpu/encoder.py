@@ -29,7 +29,6 @@ import contextlib
 import gc
 import importlib.util
 import os
-import queue
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -40,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from wsb_gpu.errors import WsbError
+from wsb_gpu.prefetch import prefetch
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 POOLINGS = ("cls", "mean")
@@ -450,41 +450,7 @@ class Encoder:
 
     def _batches(self, texts: list[str]) -> Iterator[_Batch]:
         """Batches from a background thread that tokenizes ahead of the model."""
-        q: queue.Queue = queue.Queue(maxsize=4)
-        stop = threading.Event()
-        done = object()
-
-        def put(item: Any) -> bool:
-            while not stop.is_set():
-                try:
-                    q.put(item, timeout=0.1)
-                    return True
-                except queue.Full:
-                    continue
-            return False
-
-        def produce() -> None:
-            try:
-                for batch in self._tokenized_batches(texts):
-                    if not put(batch):
-                        return
-                put(done)
-            except BaseException as e:  # handed to the consumer, raised there
-                put(e)
-
-        thread = threading.Thread(target=produce, name="wsb-gpu-tokenizer", daemon=True)
-        thread.start()
-        try:
-            while True:
-                item = q.get()
-                if item is done:
-                    return
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
-        finally:
-            stop.set()
-            thread.join()
+        return prefetch(self._tokenized_batches(texts), depth=4, name="wsb-gpu-tokenizer")
 
     def _tokenized_batches(self, texts: list[str]) -> Iterator[_Batch]:
         """Tokenize in chunks of similar-length texts (longest first, so an out-of-memory

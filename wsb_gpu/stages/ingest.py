@@ -17,9 +17,7 @@ author, text, source``. The manifest holds per-file counts
 from __future__ import annotations
 
 import os
-import queue
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -28,6 +26,7 @@ from typing import Any
 from wsb_gpu.backend import Backend
 from wsb_gpu.errors import WsbError
 from wsb_gpu.lake import atomic_dataset, file_fingerprint, parquet_schema, write_manifest
+from wsb_gpu.prefetch import prefetch
 from wsb_gpu.sources.pushshift import (
     REASONS,
     BlockCounts,
@@ -104,7 +103,7 @@ def ingest(
         ]
         reporter = _Reporter(progress, {p.name: p.stat().st_size for p, _ in inputs})
         runner = BoundedRunner(client, window)
-        for res in runner.map(_ingest_block, _round_robin([_prefetch(s) for s in streams])):
+        for res in runner.map(_ingest_block, _round_robin([prefetch(s, name="wsb-ingest-reader") for s in streams])):
             name = res["source"]
             per_file[name].add(res["counts"])
             bytes_json[name] += res["bytes_json"]
@@ -279,50 +278,6 @@ class BoundedRunner:
         finally:
             for f in pending:
                 f.cancel()
-
-
-_DONE = object()
-
-
-def _prefetch(it: Iterator, depth: int = 1) -> Iterator:
-    """Run an iterator in a background thread, at most ``depth`` items ahead.
-
-    Decompression (zstandard releases the GIL) then overlaps with scheduling, and two dumps
-    decompress on two cores.
-
-    >>> list(_prefetch(iter(range(3))))
-    [0, 1, 2]
-    """
-    q: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def produce() -> None:
-        try:
-            for item in it:
-                while not stop.is_set():
-                    try:
-                        q.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            q.put(_DONE)
-        except BaseException as e:  # handed to the consumer
-            q.put(e)
-
-    t = threading.Thread(target=produce, daemon=True, name="wsb-ingest-reader")
-    t.start()
-    try:
-        while True:
-            item = q.get()
-            if item is _DONE:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
 
 
 def _round_robin(iterators: list[Iterator]) -> Iterator:

@@ -36,7 +36,7 @@ from wsb_gpu.backend import Backend, frame_module, to_numpy, to_pandas
 from wsb_gpu.errors import WsbError
 from wsb_gpu.lake import atomic_dataset, file_fingerprint, parquet_schema, read_manifest, write_manifest
 from wsb_gpu.models.har import HAR, HAR_COLUMNS
-from wsb_gpu.models.metrics import diebold_mariano, newey_west_lag
+from wsb_gpu.models.metrics import diebold_mariano
 from wsb_gpu.models.ridge import (
     LinearFit,
     Moments,
