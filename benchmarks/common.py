@@ -43,7 +43,7 @@ ROW_FIELDS = (
 )
 OURS = "wsb_gpu"
 
-# Goals of issue 9, as minimum speed-ups of ours over a peer (matched on a substring of
+# The project's goals, as minimum speed-ups of ours over a peer (matched on a substring of
 # the peer's name). Ridge CV has no measured peer at the seed's shape: its goal is an
 # absolute time, see SEED_REPORTED.
 GOALS: dict[tuple[str, str], float] = {
@@ -204,7 +204,7 @@ def scope(row: dict[str, Any]) -> str:
 
 
 def goal_for(stage: str, peer: str) -> float | None:
-    """The issue's minimum speed-up of ours over ``peer`` for ``stage``, if it sets one.
+    """The project's minimum speed-up of ours over ``peer`` for ``stage``, if it sets one.
 
     >>> goal_for("volatility", "pyspark"), goal_for("volatility", "pandas")
     (3.0, None)
@@ -225,7 +225,7 @@ def compute_ratios(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """Speed-ups of ours over each peer measured at the same stage and size.
 
     Every peer row is paired with every row of ours at that stage and size (a module may
-    time several variants: kernel only, whole stage, two engines). A goal of the issue is
+    time several variants: kernel only, whole stage, two engines). A goal is
     judged only where both sides measured the same scope (both whole stage, or both
     compute only). Peers that run on the CPU are compared with ours on whichever
     backend the run measured.

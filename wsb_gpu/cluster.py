@@ -14,6 +14,8 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
+from distributed.diagnostics.plugin import WorkerPlugin
+
 from wsb_gpu.config import Settings
 from wsb_gpu.errors import GPU_INSTALL, WsbError, missing_package
 
@@ -78,6 +80,29 @@ def _slurm_cluster(settings: Settings) -> Any:
     return slurm_cluster(settings)
 
 
+def _ignore_pandas_performance_warnings() -> None:
+    import warnings
+
+    import pandas as pd
+
+    warnings.filterwarnings("ignore", category=pd.errors.PerformanceWarning)
+
+
+class QuietPandasWarnings(WorkerPlugin):
+    """Worker plugin: silence pandas' ``PerformanceWarning`` on every worker.
+
+    Dask's shuffles and groupbys insert a column into each partition; with hundreds of
+    embedding columns pandas then warns that the frame "is highly fragmented". The warning
+    is about pandas' internal block layout, says nothing a user can act on, and floods
+    the console from every worker, so it is silenced where the work runs.
+    """
+
+    idempotent = True
+
+    def setup(self, worker: Any) -> None:
+        _ignore_pandas_performance_warnings()
+
+
 def dashboard_link(client: Any) -> str | None:
     """The dashboard URL of a client's scheduler, or None when it has none."""
     try:
@@ -106,6 +131,7 @@ def session(settings: Settings, *, quiet: bool = False) -> Iterator[Any | None]:
         cluster.close()
         raise
     try:
+        client.register_plugin(QuietPandasWarnings(), name="wsb-gpu-quiet-pandas")
         link = dashboard_link(client)
         if link and not quiet:
             print(f"Dask dashboard: {link}", file=sys.stderr)

@@ -28,7 +28,7 @@ from wsb_gpu.errors import WsbError
 # Demo size, chosen so that `make demo` (install + generate + pipeline) fits in 10 minutes on
 # 2 cores. Embedding every post that mentions a ticker dominates the run (MiniLM at length 64:
 # ~140 posts/s fp32, ~480 bf16 on 2 idle cores), and about 22 % of the synthetic records
-# mention a ticker, so the 200 posts/day over 8 years (~130k posts to embed, 5 min
+# mention a ticker, so 200 posts/day over 8 years (~130k posts to embed, 5 min
 # of embedding alone) does not fit; 80 posts/day (~50k posts) does. Tickers and years cost
 # little and give the models their test years. See docs/quickstart.md for measured times.
 DEMO_SIZE: dict[str, Any] = {
