@@ -43,7 +43,7 @@ slurm-down:
 
 test: $(DEVSTAMP)
 	bash tests/slurm_up.sh || { [ "$${CI:-}" != "true" ] && echo "Slurm could not be started: the slurm tests will be skipped"; }
-	$(PY) -m pytest -rA -v --durations=25 --doctest-modules wsb_gpu tests
+	$(PY) -m pytest -rA -v --durations=25 --doctest-modules wsb_gpu benchmarks/common.py benchmarks/scaling.py tests
 
 test-fast: $(DEVSTAMP)
 	$(PY) -m pytest -q -m "not slurm and not slow" tests

@@ -121,6 +121,36 @@ def error_row(stage: str, impl: str, backend: str, size: int, error: str) -> dic
     }
 
 
+def stage_parser(doc: str | None, *, size: int, size_help: str, repeats: int = 3) -> Any:
+    """The command line every ``benchmarks/<stage>.py`` program shares:
+    ``--backend --size --repeats`` (a module adds its own options to the parser).
+
+    >>> stage_parser("Demo.", size=10, size_help="rows").parse_args([]).size
+    10
+    """
+    import argparse
+
+    parser = argparse.ArgumentParser(description=(doc or "").strip().splitlines()[0] if doc else None)
+    parser.add_argument("--backend", choices=["cpu", "gpu"], default="cpu")
+    parser.add_argument("--size", type=int, default=size, help=size_help)
+    parser.add_argument("--repeats", type=int, default=repeats, help="timed runs (median, min-max)")
+    return parser
+
+
+def print_rows(rows: Iterable[dict[str, Any]]) -> bool:
+    """Print result rows as one aligned line each; True when at least one row has no error."""
+    any_ok = False
+    for r in rows:
+        head = f"{r['stage']:10} {r['impl']:18} {r['backend']:4} {r['size']:>12,}"
+        if r.get("error"):
+            print(f"{head}  error: {r['error']}")
+            continue
+        any_ok = True
+        print(f"{head}  median {r['median_s']:9.3f} s (min {r['min_s']:.3f}, max {r['max_s']:.3f})  "
+              f"{r['throughput']:>14,.1f} {r['unit']}  {r.get('note') or ''}")
+    return any_ok
+
+
 def normalise_row(row: dict[str, Any], **defaults: Any) -> dict[str, Any]:
     """Fill the harness fields a stage module left out, keep everything it gave."""
     out = {k: row.get(k, defaults.get(k)) for k in ROW_FIELDS}

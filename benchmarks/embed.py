@@ -23,7 +23,6 @@ Run: ``python -m benchmarks.embed --backend cpu --size 2000 --repeats 3``
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 from pathlib import Path
@@ -32,7 +31,7 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import error_row, make_row, time_call
+from benchmarks.common import error_row, make_row, print_rows, stage_parser, time_call
 
 STAGE = "embed"
 MAX_LENGTH = 64
@@ -156,25 +155,16 @@ def bench(backend: str, size: int, repeats: int = 3, warmup: int = 1, model: str
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backend", choices=["cpu", "gpu"], default="cpu")
-    parser.add_argument("--size", type=int, default=2000, help="texts to embed")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser = stage_parser(__doc__, size=2000, size_help="texts to embed")
     parser.add_argument("--model", default=None, help="minilm | bert-base | a folder [default: minilm on cpu, bert-base on gpu]")
     args = parser.parse_args(argv)
     rows = bench(args.backend, args.size, args.repeats, model=args.model)
-    for r in rows:
-        if r.get("error"):
-            print(f"{r['impl']:>10}: error: {r['error']}")
-            continue
-        print(f"{r['impl']:>10}: {r['throughput']:10,.1f} posts/s  median {r['median_s']:.2f} s "
-              f"(min {r['min_s']:.2f}, max {r['max_s']:.2f})  {r['note']}")
-    ok = [r for r in rows if not r.get("error")]
-    if len(ok) == 2:
-        print(f"speed-up of wsb_gpu over seed-loop: {ok[1]['median_s'] / ok[0]['median_s']:.2f}x "
+    ok = print_rows(rows)
+    good = [r for r in rows if not r.get("error")]
+    if len(good) == 2:
+        print(f"speed-up of wsb_gpu over seed-loop: {good[1]['median_s'] / good[0]['median_s']:.2f}x "
               f"(medians of {args.repeats} repeats)")
-    return 0
-
+    return 0 if ok else 1
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -18,7 +18,6 @@ Rows report records/s (``throughput``); the note gives MB/s of JSON (ingest) or 
 
 from __future__ import annotations
 
-import argparse
 import html
 import io
 import shutil
@@ -30,7 +29,7 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import make_row, synthetic_inputs, time_call  # noqa: E402
+from benchmarks.common import make_row, print_rows, stage_parser, synthetic_inputs, time_call  # noqa: E402
 
 DOLLAR = r"(?<![A-Za-z0-9_])\$([A-Z]{1,5})(?![A-Za-z0-9_])"
 BARE = r"(?<![A-Za-z0-9_$])([A-Z]{2,5})(?![A-Za-z0-9_])"
@@ -166,19 +165,12 @@ def bench(backend: str, size: int, repeats: int = 3, *, peers: bool = True,
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backend", choices=["cpu", "gpu"], default="cpu")
-    parser.add_argument("--size", type=int, default=1_000_000, help="records (submissions + comments)")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser = stage_parser(__doc__, size=1_000_000, size_help="records (submissions + comments)")
     parser.add_argument("--block-size", default="16MiB", help="ingest block size")
     parser.add_argument("--no-peers", action="store_true", help="skip the pandas peer")
     args = parser.parse_args(argv)
     rows = bench(args.backend, args.size, args.repeats, peers=not args.no_peers, block_size=args.block_size)
-    for r in rows:
-        print(f"{r['stage']:9s} {r['impl']:8s} {r['backend']}  median {r['median_s']:8.2f} s  "
-              f"{r['throughput']:>12,.0f} {r['unit']}  {r['note']}")
-    return 0
-
+    return 0 if print_rows(rows) else 1
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -21,7 +21,6 @@ Run: ``python -m benchmarks.train --backend cpu --size 1000000 --repeats 1``.
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import sys
@@ -33,7 +32,7 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import DATA_DIR, error_row, make_row, time_call
+from benchmarks.common import DATA_DIR, error_row, make_row, print_rows, stage_parser, time_call
 
 STAGE = "train"
 N_FEATURES = 772  # 4 HAR + 766 embedding dims + log_posts + log_mentions
@@ -109,16 +108,12 @@ def bench(backend: str, size: int, repeats: int = 3, engines: tuple[str, ...] = 
     return rows
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backend", choices=["cpu", "gpu"], default="cpu")
-    parser.add_argument("--size", type=int, default=1_000_000, help="stock-days (seed: ~1M)")
-    parser.add_argument("--repeats", type=int, default=1)
+def main(argv: list[str] | None = None) -> int:
+    parser = stage_parser(__doc__, size=1_000_000, size_help="stock-days (seed: ~1M)", repeats=1)
     parser.add_argument("--engines", default="stats,estimator", help="comma-separated: stats,estimator")
     args = parser.parse_args(argv)
-    for row in bench(args.backend, args.size, args.repeats, tuple(args.engines.split(","))):
-        print({k: row[k] for k in ("impl", "backend", "size", "median_s", "min_s", "max_s", "throughput", "error")})
-
+    rows = bench(args.backend, args.size, args.repeats, tuple(args.engines.split(",")))
+    return 0 if print_rows(rows) else 1
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

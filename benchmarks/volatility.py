@@ -29,7 +29,6 @@ Run: ``python -m benchmarks.volatility --backend cpu --size 25700000 --repeats 3
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import sys
@@ -40,7 +39,7 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import DATA_DIR, error_row, make_row, time_call
+from benchmarks.common import DATA_DIR, error_row, make_row, print_rows, stage_parser, time_call
 
 STAGE = "volatility"
 DAYS_PER_STOCK = 3671  # ~14.6 years of trading days: 7,000 stocks -> 25.7M rows
@@ -206,23 +205,14 @@ def spark_rows(size: int, repeats: int, cores: int, backend: str = "cpu") -> lis
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backend", choices=["cpu", "gpu"], default="cpu")
-    parser.add_argument("--size", type=int, default=25_700_000, help="stock-days in the synthetic panel")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser = stage_parser(__doc__, size=25_700_000, size_help="stock-days in the synthetic panel")
     parser.add_argument("--spark", action="store_true", help="also time the PySpark peer on the same input files")
     parser.add_argument("--spark-cores", type=int, default=2, help="local[N] for the PySpark peer")
     args = parser.parse_args(argv)
     rows = bench(args.backend, args.size, args.repeats)
     if args.spark:
         rows += spark_rows(args.size, args.repeats, args.spark_cores, args.backend)
-    print(f"{'impl':8} {'backend':7} {'median_s':>9} {'min_s':>8} {'max_s':>8} {'Mrows/s':>8}  note")
-    for r in rows:
-        if r.get("error"):
-            print(f"{r['impl']:8} {r['backend']:7} error: {r['error']}")
-            continue
-        print(f"{r['impl']:8} {r['backend']:7} {r['median_s']:9.2f} {r['min_s']:8.2f} {r['max_s']:8.2f} "
-              f"{r['throughput'] / 1e6:8.2f}  {r['note']}")
+    print_rows(rows)
     ok = [r for r in rows if not r.get("error")]
     base = next((r for r in ok if r["impl"] == "pandas"), None)
     if base:
