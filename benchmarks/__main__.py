@@ -147,14 +147,6 @@ def run_module(name: str, backend: str, size: int, repeats: int, warmup: int,
 
 def _ingest_inputs(size: int) -> dict[str, Any]:
     """The dumps that benchmarks/ingest.py measures at ``size``, for Spark to read too."""
-    try:
-        module = importlib.import_module("benchmarks.ingest")
-    except ImportError:
-        module = None
-    for attr in ("inputs", "make_inputs", "make_data", "dataset", "synthetic_inputs"):
-        fn = getattr(module, attr, None) if module is not None else None
-        if callable(fn):
-            return dict(fn(size))
     return common.synthetic_inputs(size)
 
 
@@ -310,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     t0 = time.perf_counter()
     info = common.machine_info()
-    print(f"machine: {info['cpu']}, {info['usable_cores']} usable cores, {info['ram_gib']} GiB; "
+    print(f"machine: {info['cpu_model']}, {info['usable_cores']} usable cores, {info['memory_gib']} GiB; "
           f"{info['gpu_status']}")
     rows, ratios = run(args)
     extra = ""
@@ -328,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_md:
         cmd = "python -m benchmarks " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
         title = (f"{dt.date.today().isoformat()} · {info['host']} · {args.backend} · "
-                 f"{info['usable_cores']} cores · {info['cpu']}")
+                 f"{info['usable_cores']} cores · {info['cpu_model']}")
         md = common.append_section(out_dir / "RESULTS.md", title=title, info=info, command=cmd,
                                    rows=[r for r in rows if not r.get("series")], ratios=ratios, extra=extra)
         print(f"appended a section to {md}")

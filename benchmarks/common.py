@@ -7,32 +7,33 @@ FinBERT loop ...). Ratios are always *speed-ups of ours over a peer measured in 
 run at the same size*: ``peer median seconds / our median seconds`` (equal to our
 throughput / the peer's throughput), so ``3.0`` means "ours is three times faster".
 
-Synthetic inputs come from :func:`wsb_gpu.synth.generate` when it exists; until then (and
-as a fallback) :func:`fallback_inputs` writes small files in the same formats.
+The machine a run is measured on is described by :mod:`wsb_gpu.sysinfo` (the same
+description as ``run.json`` and ``wsb-gpu info``), plus what only a benchmark section records:
+the date, Java (the Spark peer's runtime), the peers' library versions and whether the GPU
+backend runs here. Synthetic WSB + CRSP inputs come from :func:`wsb_gpu.synth.generate`,
+cached under ``benchmarks/data``; :func:`crsp_panel` and :func:`features_frame` make the
+smaller CRSP-daily and feature tables some checks need.
 """
 
 from __future__ import annotations
 
 import csv
 import datetime as dt
-import importlib
-import importlib.metadata
 import json
 import math
-import os
-import platform
 import re
-import shutil
 import socket
 import statistics
-import subprocess
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from wsb_gpu import sysinfo
+
 HERE = Path(__file__).resolve().parent
 DATA_DIR = HERE / "data"  # git-ignored cache of generated inputs
+SYNTH_SPAN = ("2012-01-01", "2019-12-31")  # the synthetic posts' dates (wsb_gpu.synth's defaults)
 RESULTS_DIR = HERE / "results"
 RESULTS_MD = HERE / "RESULTS.md"
 
@@ -289,102 +290,31 @@ def compute_ratios(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
 
 # --- machine description -----------------------------------------------------------------
 
-LIBRARIES = ("numpy", "pandas", "pyarrow", "polars", "dask", "distributed", "scikit-learn",
-             "xgboost", "torch", "transformers", "tokenizers", "zstandard", "pyspark",
-             "cudf-cu12", "cuml-cu12", "cupy-cuda12x", "dask-cuda")
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _ram_gib() -> float | None:
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                return round(int(line.split()[1]) / 2**20, 1)
-    except OSError:
-        pass
-    return None
-
-
-def usable_cores() -> int:
-    """Cores this process may run on (its CPU affinity), not the machine's total."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS
-        return os.cpu_count() or 1
-
-
-def gpu_description() -> tuple[list[str], str]:
-    """The GPUs seen here (``nvidia-smi`` first, torch second) and a one-line status.
-
-    Never imports RAPIDS; the status line says why no GPU figure can be recorded.
-    """
-    gpus: list[str] = []
-    if shutil.which("nvidia-smi"):
-        try:
-            out = subprocess.run(
-                ["nvidia-smi", "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader"],
-                capture_output=True, text=True, timeout=20)
-            gpus = [line.strip() for line in out.stdout.splitlines() if line.strip()]
-        except (OSError, subprocess.TimeoutExpired):
-            gpus = []
-    if not gpus:
-        try:
-            import torch
-
-            if torch.cuda.is_available():
-                gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
-        except Exception:
-            pass
-    from wsb_gpu.backend import gpu_status
-
-    usable, why = gpu_status()
-    if usable:
-        return gpus, "GPU backend usable: " + why
-    return gpus, "no GPU backend on this machine: " + why
-
-
-def _java_version() -> str:
-    java = shutil.which("java")
-    if java is None:
-        return "absent"
-    try:
-        out = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=20)
-        return (out.stderr or out.stdout).splitlines()[0].strip()
-    except (OSError, subprocess.TimeoutExpired, IndexError):
-        return "unknown"
+# The peers' libraries, reported beside the ones wsb_gpu.sysinfo.versions() always lists.
+PEER_LIBRARIES = ("polars", "pyspark")
 
 
 def machine_info() -> dict[str, Any]:
-    """Host, CPU model, cores, RAM, GPUs, Python/Java and library versions."""
-    versions = {}
-    for lib in LIBRARIES:
-        try:
-            versions[lib] = importlib.metadata.version(lib)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    gpus, gpu_line = gpu_description()
+    """:func:`wsb_gpu.sysinfo.machine` plus what a benchmark section records besides.
+
+    The keys of :func:`wsb_gpu.sysinfo.machine` (``host, os, machine, cpu_model, cpu_count,
+    usable_cores, memory_gib, gpus, gpu_driver`` ...) and ``date``, ``python``, ``java``
+    (the runtime the Spark peer would use), ``versions`` (:func:`wsb_gpu.sysinfo.versions`
+    with the peers' libraries, Python left out) and ``gpu_status`` (whether the GPU backend
+    runs here, and why not: the reason a section has no GPU figures).
+    """
+    from benchmarks.spark_peer import java_version
+    from wsb_gpu.backend import gpu_status
+
+    versions = sysinfo.versions(extra=PEER_LIBRARIES)
+    usable, why = gpu_status()
     return {
-        "host": socket.gethostname(),
+        **sysinfo.machine(),
         "date": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "os": f"{platform.system()} {platform.release()}",
-        "cpu": _cpu_model(),
-        "cores": os.cpu_count(),
-        "usable_cores": usable_cores(),
-        "ram_gib": _ram_gib(),
-        "gpus": gpus,
-        "gpu_status": gpu_line,
-        "python": platform.python_version(),
-        "java": _java_version(),
+        "python": versions.pop("python"),
+        "java": java_version(),
         "versions": versions,
+        "gpu_status": ("GPU backend usable: " if usable else "no GPU backend on this machine: ") + why,
     }
 
 
@@ -491,10 +421,12 @@ def machine_block(info: dict[str, Any]) -> str:
     """The machine description as Markdown bullet lines."""
     libs = ", ".join(f"{k} {v}" for k, v in sorted(info["versions"].items()))
     gpus = "; ".join(info["gpus"]) if info["gpus"] else "none"
+    if info["gpus"] and info.get("gpu_driver"):
+        gpus += f" (driver {info['gpu_driver']})"
     return "\n".join([
         f"- Host: `{info['host']}` ({info['os']}), Python {info['python']}, Java: {info['java']}",
-        f"- CPU: {info['cpu']}, {info['cores']} cores ({info['usable_cores']} usable by the benchmark)"
-        f", RAM {info['ram_gib']} GiB",
+        (f"- CPU: {info['cpu_model']}, {info['cpu_count']} cores ({info['usable_cores']} usable by the benchmark)"
+         f", RAM {info['memory_gib']} GiB"),
         f"- GPU: {gpus} — {info['gpu_status']}",
         f"- Libraries: {libs}",
     ])
@@ -555,181 +487,28 @@ def synthetic_inputs(size: int, *, seed: int = 0, folder: str | Path | None = No
                      tickers: int | None = None) -> dict[str, Path]:
     """Dumps, ticker table and CRSP daily with about ``size`` posts+comments, cached on disk.
 
-    Uses :func:`wsb_gpu.synth.generate` when the package has it, else
-    :func:`fallback_inputs`. Returns paths ``submissions, comments, stocknames, crsp``.
-    The files are reused by later calls with the same arguments (the cache key is the
-    folder name), so the generation cost is paid once per size.
+    Written by :func:`wsb_gpu.synth.generate` over :data:`SYNTH_SPAN` with
+    ``posts_per_day = size / days`` (so the record count is close to ``size``, not equal;
+    the stages' rows say how many were read) and ``tickers`` stocks (default 50). Returns
+    the paths ``submissions, comments, stocknames, crsp``. Later calls with the same
+    arguments reuse the files (the folder name is the cache key), so the generation cost is
+    paid once per size.
     """
-    folder = Path(folder) if folder else DATA_DIR / f"wsb-{size}-seed{seed}"
-    names = {"submissions": "wallstreetbets_submissions.zst", "comments": "wallstreetbets_comments.zst",
-             "stocknames": "stocknames.csv", "crsp": "crsp_daily.csv"}
-    paths = {k: folder / v for k, v in names.items()}
+    from wsb_gpu.synth import FILES, generate
+
+    name = f"wsb-{size}-seed{seed}" + (f"-tickers{tickers}" if tickers else "")
+    folder = Path(folder) if folder else DATA_DIR / name
+    paths = {k: folder / FILES[k] for k in ("submissions", "comments", "stocknames", "crsp")}
     done = folder / ".complete"
-    generator = _synth_generate()
-    if done.exists() and all(p.exists() for p in paths.values()):
-        made_by = json.loads(done.read_text() or "{}").get("generator")
-        # Files from the stand-in generator are replaced once the real one exists.
-        if not (made_by == "fallback" and generator is not None):
-            return paths
-        done.unlink()
-    folder.mkdir(parents=True, exist_ok=True)
-    if generator is not None:
-        generator(folder, size=size, seed=seed, tickers=tickers)
-    else:
-        fallback_inputs(folder, size=size, seed=seed, tickers=tickers or 50)
-    missing = [str(p) for p in paths.values() if not p.exists()]
-    if missing:
-        msg = f"the synthetic generator did not write {missing}"
-        raise RuntimeError(msg)
-    done.write_text(json.dumps({"size": size, "seed": seed, "generator": "synth" if generator else "fallback"}))
+    made_by = json.loads(done.read_text() or "{}").get("generator") if done.exists() else None
+    if made_by == "synth" and all(p.exists() for p in paths.values()):  # older stand-in files are made again
+        return paths
+    done.unlink(missing_ok=True)  # an interrupted generation must not look complete
+    start, end = (dt.date.fromisoformat(d) for d in SYNTH_SPAN)
+    generate(folder, seed=seed, tickers=tickers or 50, start=start, end=end,
+             posts_per_day=size / ((end - start).days + 1))
+    done.write_text(json.dumps({"size": size, "seed": seed, "tickers": tickers or 50, "generator": "synth"}))
     return paths
-
-
-def _synth_generate() -> Callable[..., Any] | None:
-    """An adapter to ``wsb_gpu.synth.generate`` taking (folder, size, seed, tickers), or None."""
-    try:
-        synth = importlib.import_module("wsb_gpu.synth")
-    except ImportError:
-        return None
-    generate = getattr(synth, "generate", None)
-    if generate is None:
-        return None
-
-    def run(folder: Path, *, size: int, seed: int, tickers: int | None) -> Any:
-        import inspect
-
-        params = inspect.signature(generate).parameters
-        kwargs: dict[str, Any] = {}
-        # About 2,000 trading days (8 years) of posts: posts_per_day sets the record count.
-        ntick = tickers or 50
-        if "seed" in params:
-            kwargs["seed"] = seed
-        if "tickers" in params:
-            kwargs["tickers"] = ntick
-        if "posts_per_day" in params:
-            kwargs["posts_per_day"] = size / 2922  # 2012-01-01 .. 2019-12-31
-        elif "records" in params:
-            kwargs["records"] = size
-        if "out" in params:
-            return generate(out=folder, **kwargs)
-        return generate(folder, **kwargs)
-
-    return run
-
-
-_WORDS = ("the moon calls puts squeeze tendies hold hodl buy sell dip earnings dividend guidance "
-          "rocket diamond hands paper short interest float options chain strike expiry gamma theta "
-          "bag holder loss porn gain yolo retard ape together strong market open close red green "
-          "fed rates inflation print money going to be is was on for and with this that my your "
-          "wife boyfriend account margin call broke rich week month year today tomorrow").split()
-_CAPS = ("ALL", "IT", "CEO", "DD", "YOLO", "FOR", "A", "I", "USA", "ATH", "IPO", "EPS")
-
-
-def fallback_inputs(folder: str | Path, *, size: int, seed: int = 0, tickers: int = 50,
-                    start: str = "2012-01-01", end: str = "2019-12-31") -> dict[str, Path]:
-    """Write minimal inputs in the real formats (a stand-in until ``wsb_gpu.synth`` exists).
-
-    ``size`` records split 30/70 between submissions and comments, stream-compressed
-    with a 2 GiB zstd window like the Pushshift dumps; ``created_utc`` a string in odd
-    years; a CRSP name history with one ticker change; CRSP daily returns on weekdays with
-    a few letter codes. No planted effect: it is for timing, not for modelling.
-    """
-    import numpy as np
-    import zstandard
-
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    letters = np.array(list("ABCDEFGHIJKLMNOPQRSTUVWXYZ"))
-    symbols: list[str] = ["GME", "TSLA", "AMC", "SPY", "AAPL", "PLTR", "BB", "NOK"]
-    while len(symbols) < tickers:
-        s = "".join(rng.choice(letters, size=int(rng.integers(2, 5))))
-        if s not in symbols and s not in _CAPS:
-            symbols.append(s)
-    symbols = symbols[:tickers]
-    t0 = int(dt.datetime.fromisoformat(start).replace(tzinfo=dt.timezone.utc).timestamp())
-    t1 = int(dt.datetime.fromisoformat(end).replace(tzinfo=dt.timezone.utc).timestamp()) + 86399
-
-    # stocknames: PERMNO 10001.. alive over the whole span; the first one changes ticker midway.
-    mid = dt.date.fromisoformat(start) + (dt.date.fromisoformat(end) - dt.date.fromisoformat(start)) / 2
-    names = ["PERMNO,TICKER,COMNAM,NAMEDT,NAMEENDT"]
-    for i, s in enumerate(symbols):
-        permno = 10001 + i
-        if i == 0:
-            names.append(f"{permno},{s}Q,OLD {s} CORP,{start},{mid - dt.timedelta(days=1)}")
-            names.append(f"{permno},{s},{s} CORP,{mid},{end}")
-        else:
-            names.append(f"{permno},{s},{s} CORP,{start},{end}")
-    (folder / "stocknames.csv").write_text("\n".join(names) + "\n")
-
-    # posts
-    n_sub = max(1, int(size * 0.3))
-    n_com = max(1, size - n_sub)
-    mention_forms = [f"${s}" for s in symbols] + symbols + [s.lower() for s in symbols] + list(_CAPS)
-
-    # Every word drawn at once (per-record RNG calls would dominate the generation time);
-    # about 4% of the words are replaced by a mention form, some texts end with a URL.
-    vocab = np.array(list(_WORDS) + mention_forms, dtype=object)
-    n_plain = len(_WORDS)
-
-    def texts(lengths: Any) -> list[str]:
-        total = int(lengths.sum())
-        idx = rng.integers(0, n_plain, size=total)
-        swap = rng.random(total) < 0.04
-        idx[swap] = n_plain + rng.integers(0, len(mention_forms), size=int(swap.sum()))
-        tokens = vocab[idx].tolist()
-        ends = np.cumsum(lengths).tolist()
-        url = rng.random(len(lengths)) < 0.05
-        out, a = [], 0
-        for i, b in enumerate(ends):
-            t = " ".join(tokens[a:b])
-            if url[i]:
-                t += " &amp; https://example.com/quote/" + symbols[i % len(symbols)] + "/ 🚀"
-            out.append(t)
-            a = b
-        return out
-
-    params = zstandard.ZstdCompressionParameters.from_level(3, window_log=31)
-
-    def write(path: Path, n: int, kind: str) -> None:
-        times = np.sort(rng.integers(t0, t1, size=n))
-        lengths = np.minimum(rng.lognormal(2.7 if kind == "c" else 3.2, 0.9, size=n).astype(int) + 1, 2000)
-        bodies = texts(lengths)
-        titles = texts(rng.integers(3, 12, size=n)) if kind == "s" else None
-        authors = rng.integers(0, 100000, size=n)
-        deleted = rng.random(n) < 0.05
-        edited = rng.random(n) < 0.1
-        cctx = zstandard.ZstdCompressor(compression_params=params)
-        with path.open("wb") as f, cctx.stream_writer(f, closefd=False) as w:
-            buf = []
-            for i in range(n):
-                t = int(times[i])
-                rec: dict[str, Any] = {
-                    "id": f"{kind}{i:x}", "created_utc": str(t) if (t // 31_557_600) % 2 else t,
-                    "author": "[deleted]" if deleted[i] else f"user{authors[i]}",
-                    "score": i % 500, "edited": t + 60 if edited[i] else False,
-                    "subreddit": "wallstreetbets", "subreddit_id": "t5_2th52", "gilded": 0,
-                    "stickied": False, "retrieved_on": t + 86400, "distinguished": None,
-                    "author_flair_text": None, "controversiality": 0, "permalink": f"/r/wallstreetbets/{i}",
-                }
-                if kind == "s":
-                    rec.update(title=titles[i], selftext=bodies[i], num_comments=i % 300,
-                               url="https://reddit.com", is_self=True)
-                else:
-                    rec.update(body=bodies[i], link_id=f"t3_{i:x}", parent_id=f"t1_{i + 1:x}")
-                buf.append(json.dumps(rec))
-                if len(buf) >= 10000:
-                    w.write(("\n".join(buf) + "\n").encode())
-                    buf = []
-            if buf:
-                w.write(("\n".join(buf) + "\n").encode())
-
-    write(folder / "wallstreetbets_submissions.zst", n_sub, "s")
-    write(folder / "wallstreetbets_comments.zst", n_com, "c")
-    crsp_panel(folder / "crsp_daily.csv", n_stocks=tickers, start=start, end=end, seed=seed, symbols=symbols)
-    return {"submissions": folder / "wallstreetbets_submissions.zst",
-            "comments": folder / "wallstreetbets_comments.zst",
-            "stocknames": folder / "stocknames.csv", "crsp": folder / "crsp_daily.csv"}
 
 
 def crsp_panel(path: str | Path, *, n_stocks: int | None = None, rows: int | None = None,

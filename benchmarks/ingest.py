@@ -4,7 +4,7 @@
   pyarrow.json on CPU / cudf.read_json on GPU, every line validated) versus the named peer
   ``pandas``: ``pd.read_json(lines=True, chunksize=...)`` over the same decompressed stream,
   building the same posts columns (no per-line validation: it would crash on a bad line).
-* ``mentions`` -- ``wsb_gpu.stages.mentions.extract_mentions`` (NumPy byte scanner on CPU,
+* ``mentions`` -- the ``mentions`` stage (NumPy byte scanner on CPU,
   cuDF string ops on GPU) versus ``pandas``: ``html.unescape`` + ``str.findall`` with the
   two lookaround regexes of the rules, explode, merge with the name history, date filter,
   count -- the same rows.
@@ -102,8 +102,8 @@ def bench(backend: str, size: int, repeats: int = 3, *, peers: bool = True,
     import pyarrow.dataset as ds
 
     from wsb_gpu.backend import resolve_backend
-    from wsb_gpu.stages.ingest import ingest
-    from wsb_gpu.stages.mentions import extract_mentions, load_stoplist
+    from wsb_gpu.stages import run_stage
+    from wsb_gpu.stages.mentions import load_stoplist
 
     be = resolve_backend(backend)
     paths = synthetic_inputs(size)
@@ -113,8 +113,8 @@ def bench(backend: str, size: int, repeats: int = 3, *, peers: bool = True,
         last: dict[str, Any] = {}
 
         def run_ingest() -> None:
-            last["ingest"] = ingest(paths["submissions"], paths["comments"], work / "posts",
-                                    backend=be, client=client, block_size=block_size)
+            last["ingest"] = run_stage("ingest", work / "posts", submissions=paths["submissions"],
+                                       comments=paths["comments"], backend=be, client=client, block_size=block_size)
 
         times = time_call(run_ingest, repeats=repeats)
         m = last["ingest"]
@@ -128,8 +128,8 @@ def bench(backend: str, size: int, repeats: int = 3, *, peers: bool = True,
         text_mb = pc.sum(pc.binary_length(ds.dataset(posts).to_table(columns=["text"]).column("text"))).as_py() / 1e6
 
         def run_mentions() -> None:
-            last["mentions"] = extract_mentions(posts, paths["stocknames"], work / "mentions",
-                                                backend=be, client=client)
+            last["mentions"] = run_stage("mentions", work / "mentions", posts=posts, tickers=paths["stocknames"],
+                                         backend=be, client=client)
 
         times = time_call(run_mentions, repeats=repeats)
         mm = last["mentions"]

@@ -21,7 +21,6 @@ Run: ``python -m benchmarks.train --backend cpu --size 1000000 --repeats 1``.
 
 from __future__ import annotations
 
-import os
 import shutil
 import sys
 import tempfile
@@ -33,6 +32,7 @@ if __package__ in (None, ""):  # run as a script
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import DATA_DIR, error_row, make_row, print_rows, stage_parser, time_call
+from wsb_gpu.sysinfo import usable_cores
 
 STAGE = "train"
 N_FEATURES = 772  # 4 HAR + 766 embedding dims + log_posts + log_mentions
@@ -79,7 +79,7 @@ def make_features(size: int, folder: Path, seed: int = 0, rows_per_file: int = 1
 def bench(backend: str, size: int, repeats: int = 3, engines: tuple[str, ...] = ("stats", "estimator")) -> list[dict]:
     """Time the ridge CV (har + ridge models, 9 windows x 3 folds x 5 lambdas) per engine."""
     from wsb_gpu.backend import resolve_backend
-    from wsb_gpu.stages.train import train
+    from wsb_gpu.stages import run_stage
 
     rows: list[dict] = []
     try:
@@ -91,13 +91,12 @@ def bench(backend: str, size: int, repeats: int = 3, engines: tuple[str, ...] = 
         out = Path(tempfile.mkdtemp(prefix="bench_train_"))
         try:
             def run() -> None:
-                train(out / "results", features=data, backend=be, client=None, models=["har", "ridge"],
-                      target="y_1", train_years=4, sample="posts", ridge={**RIDGE, "engine": engine},
-                      xgboost={}, progress=False)
+                run_stage("train", out / "results", features=data, backend=be, client=None, models=["har", "ridge"],
+                          target="y_1", train_years=4, sample="posts", ridge={**RIDGE, "engine": engine})
 
             times = time_call(run, repeats=repeats, warmup=0)
             rows.append(make_row(STAGE, f"wsb_gpu/{engine}", backend, size, times, unit="stock-days/s",
-                                 workers=os.cpu_count(),
+                                 workers=usable_cores(),
                                  note=f"ridge CV {N_FEATURES} features, 9 windows x 3 folds x 5 lambdas, "
                                       "threaded scheduler, end to end from Parquet"))
         except Exception as e:

@@ -12,7 +12,7 @@ returns missing), generated in memory:
 * ``pandas`` / groupby-rolling: the named baseline: ``groupby("permno").rolling(w,
   min_periods=w).sum()`` of the squared returns for w in 1, 5, 22, 63, ``sqrt``, and
   ``groupby().shift(-1)`` for the targets, on the whole panel (what a pandas user writes).
-* ``wsb_gpu`` / stage: :func:`~wsb_gpu.stages.volatility.build_volatility` from the
+* ``wsb_gpu`` / stage: the ``volatility`` stage (:func:`wsb_gpu.stages.run_stage`) from the
   panel's input file to the written dataset (read -> parse -> sorted runs -> per-range
   merge, kernel -> write), with the threaded scheduler (``client=None``), once from a
   Parquet file (``PERMNO: int64, date: date32, RET: float64``, what the harness also gives
@@ -29,7 +29,6 @@ Run: ``python -m benchmarks.volatility --backend cpu --size 25700000 --repeats 3
 
 from __future__ import annotations
 
-import os
 import shutil
 import sys
 import tempfile
@@ -40,6 +39,7 @@ if __package__ in (None, ""):  # run as a script
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import DATA_DIR, error_row, make_row, print_rows, stage_parser, time_call
+from wsb_gpu.sysinfo import usable_cores
 
 STAGE = "volatility"
 DAYS_PER_STOCK = 3671  # ~14.6 years of trading days: 7,000 stocks -> 25.7M rows
@@ -99,7 +99,7 @@ def run_kernel(parts: list, backend: str) -> None:
             volatility_kernel(p)
         return
     tasks = [dask.delayed(volatility_kernel)(p) for p in parts]
-    dask.compute(*tasks, scheduler="threads", num_workers=os.cpu_count())
+    dask.compute(*tasks, scheduler="threads", num_workers=usable_cores())
 
 
 def stage_inputs(size: int, panel: Any = None) -> dict[str, Path]:
@@ -147,10 +147,10 @@ def pandas_rolling(panel: Any) -> Any:
 def bench(backend: str, size: int, repeats: int = 3) -> list[dict]:
     """Rows for the kernel, the kernel on unsorted partitions, the pandas baseline, the stage."""
     from wsb_gpu.backend import resolve_backend
-    from wsb_gpu.stages.volatility import build_volatility
+    from wsb_gpu.stages import run_stage
 
     rows: list[dict] = []
-    workers = 1 if backend == "gpu" else os.cpu_count()
+    workers = 1 if backend == "gpu" else usable_cores()
     panel = make_panel(size)
     try:
         parts = partitions(panel)
@@ -177,7 +177,7 @@ def bench(backend: str, size: int, repeats: int = 3) -> list[dict]:
     for kind, path in inputs.items():
         tmp = Path(tempfile.mkdtemp(prefix="wsb-bench-vol-"))
         try:
-            times = time_call(lambda: build_volatility(path, tmp / "vol", backend=be),
+            times = time_call(lambda: run_stage("volatility", tmp / "vol", crsp=path, backend=be),
                               repeats=max(1, min(repeats, 2)), warmup=0)
             rows.append(make_row(STAGE, "wsb_gpu", backend, size, times, unit="rows/s", workers=workers,
                                  note=f"whole stage: {LABELS[kind]} in -> parse -> sorted runs -> kernel -> Parquet out"))

@@ -107,7 +107,7 @@ def test_csv_appends_and_reads_back(tmp_path):
 
 def test_machine_info_describes_the_machine():
     info = common.machine_info()
-    assert info["cpu"] and info["cores"] >= 1 and info["usable_cores"] >= 1
+    assert info["cpu_model"] and info["cpu_count"] >= 1 and info["usable_cores"] >= 1
     assert "pandas" in info["versions"] and info["python"]
     assert isinstance(info["gpus"], list) and info["gpu_status"]
 
@@ -207,10 +207,15 @@ def test_loglog_slope_and_scaling_sizes():
 SPARK_OK, SPARK_WHY = spark_peer.spark_status()
 
 
-def _reference_mentions(inputs, stoplist):
-    """Plain Python: json + re, line by line, the same token rule, the name history by date."""
+def _lines(dump):
     import zstandard
 
+    with open(dump, "rb") as fh:
+        return zstandard.ZstdDecompressor(max_window_size=2**31).stream_reader(fh).read().decode().splitlines()
+
+
+def _reference_mentions(inputs, stoplist):
+    """Plain Python: json + re, line by line, the same token rule, the name history by date."""
     names = []
     with open(inputs["stocknames"]) as f:
         for rec in csv.DictReader(f):
@@ -219,9 +224,7 @@ def _reference_mentions(inputs, stoplist):
     pattern = re.compile(spark_peer.TOKEN_PATTERN)
     out = Counter()
     for key in ("submissions", "comments"):
-        with open(inputs[key], "rb") as fh:
-            data = zstandard.ZstdDecompressor(max_window_size=2**31).stream_reader(fh).read().decode()
-        for line in data.splitlines():
+        for line in _lines(inputs[key]):
             rec = json.loads(line)
             text = (rec.get("title") or "") + "\n" + (rec.get("selftext") or "") if key == "submissions" else rec["body"]
             day = dt.datetime.fromtimestamp(int(rec["created_utc"]), dt.timezone.utc).date()
@@ -265,7 +268,8 @@ def _reference_vol(path):
 
 @pytest.mark.skipif(not SPARK_OK, reason=f"PySpark peer: {SPARK_WHY}")
 def test_spark_peer_does_the_same_work_on_tiny_data(tmp_path):
-    inputs = common.fallback_inputs(tmp_path / "in", size=600, tickers=12)
+    inputs = common.synthetic_inputs(600, folder=tmp_path / "in", tickers=12)
+    n_records = sum(len(_lines(inputs[key])) for key in ("submissions", "comments"))
     crsp = common.crsp_panel(tmp_path / "crsp.csv", n_stocks=2, rows=2 * 90)
     features = common.features_frame(400, n_embed=6, first_year=2012, last_year=2016)
     feat_path = spark_peer.write_features(features, tmp_path / "features")
@@ -280,7 +284,7 @@ def test_spark_peer_does_the_same_work_on_tiny_data(tmp_path):
         # mentions: the same rows as the plain-Python reference
         posts = str(tmp_path / "posts")
         spark_peer.spark_ingest(spark, str(inputs["submissions"]), str(inputs["comments"]), posts)
-        assert spark.read.parquet(posts).count() == 600
+        assert spark.read.parquet(posts).count() == n_records
         men = spark_peer.spark_mentions(spark, posts, str(inputs["stocknames"]), str(tmp_path / "men"), stoplist)
         got = {(r["id"], r["ticker"], r["permno"]): r["n_occ"] for r in spark.read.parquet(men).collect()}
         ref = _reference_mentions(inputs, set(stoplist))

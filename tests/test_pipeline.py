@@ -80,7 +80,7 @@ def _schema(folder: Path) -> dict[str, str]:
 
 
 def _stamps(lake: Path) -> dict[str, str]:
-    return {s.dataset: (lake / s.dataset / "_manifest.json").read_text() for s in pipeline.STAGES}
+    return {s.output: (lake / s.output / "_manifest.json").read_text() for s in pipeline.STAGES}
 
 
 def _metrics(lake: Path) -> pd.DataFrame:
@@ -106,11 +106,11 @@ def test_every_stage_output_manifest_and_report(full_run):
             if typ is not None:
                 assert schema[col] == typ, f"{dataset}.{col}: {schema[col]} != {typ}"
     for stage in pipeline.STAGES:
-        manifest = read_manifest(lake / stage.dataset)
+        manifest = read_manifest(lake / stage.output)
         assert manifest is not None, stage.name
         assert MANIFEST_KEYS <= set(manifest), f"{stage.name} manifest lacks {MANIFEST_KEYS - set(manifest)}"
         assert manifest["backend"] == "cpu"
-        assert (lake / stage.dataset / pipeline.PIPELINE_FILE).is_file()
+        assert (lake / stage.output / pipeline.PIPELINE_FILE).is_file()
 
     # Row counts agree across stages where the contracts say they must.
     posts = pd.read_parquet(lake / "posts", columns=["id"])
@@ -144,13 +144,12 @@ def test_second_run_does_no_work(full_run):
     lake = full_run["lake"]
     before = _stamps(lake)
     calls = []
-    original = dict(pipeline.RUNNERS)
+    original = pipeline.run_stage
     try:
-        for name, fn in original.items():
-            pipeline.RUNNERS[name] = lambda ctx, progress, _n=name, _f=fn: (calls.append(_n), _f(ctx, progress))[1]
+        pipeline.run_stage = lambda stage, *a, **kw: (calls.append(stage.name), original(stage, *a, **kw))[1]
         again = pipeline.run_pipeline(load_settings(full_run["config"]), progress=False)
     finally:
-        pipeline.RUNNERS.update(original)
+        pipeline.run_stage = original
     assert calls == [] and again.ran == [] and again.skipped == list(pipeline.STAGE_NAMES)
     assert _stamps(lake) == before
 
@@ -163,7 +162,7 @@ def test_interrupted_run_resumes_with_identical_results(full_run, tmp_path, monk
 
     lake = tmp_path / "lake"
     for stage in ("ingest", "mentions", "embed", "volatility", "features"):
-        folder = pipeline.BY_NAME[stage].dataset
+        folder = pipeline.BY_NAME[stage].output
         shutil.copytree(full_run["lake"] / folder, lake / folder)
     config = yaml.safe_load(full_run["config"].read_text())
     config["lake"] = str(lake)
@@ -177,7 +176,7 @@ def test_interrupted_run_resumes_with_identical_results(full_run, tmp_path, monk
     def crash(*args, **kwargs):
         raise MemoryError("worker killed (simulated)")
 
-    monkeypatch.setattr(train_module, "train", crash)
+    monkeypatch.setattr(train_module, "run", crash)
     with pytest.raises(WsbError, match=r"stage 'train' failed: MemoryError: worker killed"):
         pipeline.run_pipeline(settings, progress=False)
     assert not (lake / "results").exists() and not (lake / "report").exists()

@@ -27,32 +27,29 @@ def fake(tmp_path, monkeypatch):
     vol_started = threading.Event()
     state = {"fail": None, "wait_for_volatility": False}
 
-    def make(name):
-        def runner(ctx, progress):
-            calls.append(name)
-            if name == "volatility":
-                vol_started.set()
-            if name == "ingest" and state["wait_for_volatility"]:
-                # Proves volatility runs beside ingest: wait (bounded) until it has started.
-                if vol_started.wait(timeout=10):
-                    both_running.set()
-            if state["fail"] == name:
-                raise RuntimeError(f"boom in {name}")
-            out = ctx.path(name)
-            with atomic_dataset(out) as tmp:
-                if name == "report":
-                    (tmp / "report.md").write_text("# report\n")
-                if name == "train":
-                    pd.DataFrame({"model": ["har", "ridge", "har", "ridge"], "test_year": ["2019", "2019", "all", "all"],
-                                  "n_train": 10, "n_test": 5, "mse": [2.0, 1.0, 2.0, 1.0], "r2": [0.1, 0.2, 0.1, 0.2],
-                                  "dm_pvalue": [None, 0.01, None, 0.01]}).to_csv(tmp / "metrics.csv", index=False)
-                pd.DataFrame({"x": [1]}).to_parquet(tmp / "part.0.parquet")
-                return write_manifest(tmp, stage=name, inputs={}, params={}, rows_in=10, rows_out=5,
-                                      seconds=0.5, backend=ctx.backend.name, schema={"x": "int64"}, bytes_in=2_000_000)
-        return runner
+    def runner(stage, out, *, inputs, params, backend, client, progress):
+        name = stage.name
+        calls.append(name)
+        if name == "volatility":
+            vol_started.set()
+        if name == "ingest" and state["wait_for_volatility"]:
+            # Proves volatility runs beside ingest: wait (bounded) until it has started.
+            if vol_started.wait(timeout=10):
+                both_running.set()
+        if state["fail"] == name:
+            raise RuntimeError(f"boom in {name}")
+        with atomic_dataset(out) as tmp:
+            if name == "report":
+                (tmp / "report.md").write_text("# report\n")
+            if name == "train":
+                pd.DataFrame({"model": ["har", "ridge", "har", "ridge"], "test_year": ["2019", "2019", "all", "all"],
+                              "n_train": 10, "n_test": 5, "mse": [2.0, 1.0, 2.0, 1.0], "r2": [0.1, 0.2, 0.1, 0.2],
+                              "dm_pvalue": [None, 0.01, None, 0.01]}).to_csv(tmp / "metrics.csv", index=False)
+            pd.DataFrame({"x": [1]}).to_parquet(tmp / "part.0.parquet")
+            return write_manifest(tmp, stage=name, inputs={}, params={}, rows_in=10, rows_out=5,
+                                  seconds=0.5, backend=backend.name, schema={"x": "int64"}, bytes_in=2_000_000)
 
-    for name in pipeline.STAGE_NAMES:
-        monkeypatch.setitem(pipeline.RUNNERS, name, make(name))
+    monkeypatch.setattr(pipeline, "run_stage", runner)
     inputs = {}
     for key in ("submissions", "comments", "tickers", "crsp"):
         p = tmp_path / f"{key}.bin"
@@ -71,8 +68,8 @@ def test_full_run_then_nothing_to_do(fake):
     assert fake["both_running"].is_set(), "volatility did not run beside ingest"
     lake = fake["lake"]
     for stage in pipeline.STAGES:
-        assert read_manifest(lake / stage.dataset) is not None
-        assert (lake / stage.dataset / pipeline.PIPELINE_FILE).is_file()
+        assert read_manifest(lake / stage.output) is not None
+        assert (lake / stage.output / pipeline.PIPELINE_FILE).is_file()
     assert res.report == lake / "report" / "report.md" and res.report.is_file()
     run = json.loads((lake / "run.json").read_text())
     assert run["status"] == "ok" and [s["stage"] for s in run["stages"]] == list(pipeline.STAGE_NAMES)
@@ -119,7 +116,7 @@ def test_failed_stage_names_itself_keeps_earlier_outputs_and_resumes(fake):
     with pytest.raises(WsbError, match=r"stage 'train' failed: RuntimeError: boom in train .*intact.*resume"):
         pipeline.run_pipeline(fake["settings"], progress=False)
     lake = fake["lake"]
-    written = {st: read_manifest(lake / pipeline.BY_NAME[st].dataset)["written_at"]
+    written = {st: read_manifest(lake / pipeline.BY_NAME[st].output)["written_at"]
                for st in ("ingest", "mentions", "embed", "volatility", "features")}
     assert not (lake / "results").exists() and not (lake / "report").exists()
     run = json.loads((lake / "run.json").read_text())
@@ -131,7 +128,7 @@ def test_failed_stage_names_itself_keeps_earlier_outputs_and_resumes(fake):
     res = pipeline.run_pipeline(fake["settings"], progress=False)
     assert fake["calls"] == ["train", "report"] and res.ran == ["train", "report"]
     for st, stamp in written.items():
-        assert read_manifest(lake / pipeline.BY_NAME[st].dataset)["written_at"] == stamp
+        assert read_manifest(lake / pipeline.BY_NAME[st].output)["written_at"] == stamp
 
 
 def test_a_failure_beside_a_running_stage_lets_it_finish(fake):
@@ -148,6 +145,6 @@ def test_plan_errors_and_missing_inputs(fake):
         pipeline.plan(until_stage="trian")
     with pytest.raises(WsbError, match="--from embed is not needed for --until volatility"):
         pipeline.plan(from_stage="embed", until_stage="volatility")
-    ctx = pipeline.Context(fake["settings"].replace(**{"inputs.crsp": ""}), fake["lake"], None, None)
+    settings = fake["settings"].replace(**{"inputs.crsp": ""})
     with pytest.raises(WsbError, match=r"needs the input file 'inputs.crsp'.*--crsp PATH"):
-        ctx.input("crsp", "volatility")
+        pipeline.stage_inputs(settings, fake["lake"], pipeline.BY_NAME["volatility"])

@@ -11,7 +11,13 @@ import pytest
 from PIL import Image
 
 from wsb_gpu.errors import WsbError
-from wsb_gpu.report import FIGURES, write_report
+from wsb_gpu.report import FIGURES
+from wsb_gpu.stages import run_stage
+
+
+def write_report(results, out, lake=None):
+    run_stage("report", out, results=results, lake=lake)
+    return out / "report.md"
 
 YEARS = (2016, 2017, 2018)
 # (model, year) -> (mse, r2); pooled rows below. Values chosen so that the expected

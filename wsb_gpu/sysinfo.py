@@ -1,8 +1,19 @@
 """What is this machine, and does the configured cluster compute? (``wsb-gpu info``, ``cluster-check``).
 
-:func:`describe` reports library versions (read from package metadata, so nothing heavy is
-imported for it), the GPUs that nvidia-smi, PyTorch and CuPy see, how ``--backend`` resolves
-and why, and the cluster settings (for Slurm, the worker job script).
+This module is the one place that describes the machine; ``run.json``, ``wsb-gpu info`` and
+the benchmarks all take their description from it:
+
+* :func:`machine` -- host, OS, CPU model, cores, memory and GPUs, as a dict;
+* :func:`versions` -- Python and the libraries that shape the numbers, from package
+  metadata (nothing is imported for it);
+* :func:`usable_cores` -- the cores this process may run on, for sizing thread pools.
+
+None of them imports PyTorch or a GPU library: GPUs are listed by nvidia-smi, and by torch
+only when something else has already imported it.
+
+:func:`describe` reports all of that for ``wsb-gpu info``, plus whether PyTorch and CuPy see
+a GPU (there it does import them), how ``--backend`` resolves and why, and the cluster
+settings (for Slurm, the worker job script).
 
 :func:`check_cluster` starts the configured cluster, runs a probe on every worker
 (``client.run``) and one small computation pinned to each worker, and reports per worker:
@@ -13,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import importlib.metadata as md
+import importlib.util
 import os
 import platform
 import shutil
@@ -20,23 +32,21 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from wsb_gpu.config import Settings
 from wsb_gpu.errors import WsbError
 
-# (module, label): the libraries whose versions `info` reports; GPU ones may be absent.
-LIBRARIES = [
-    ("dask", "dask"), ("distributed", "distributed"), ("dask_jobqueue", "dask-jobqueue"),
-    ("pandas", "pandas"), ("pyarrow", "pyarrow"), ("numpy", "numpy"), ("sklearn", "scikit-learn"),
-    ("xgboost", "xgboost"), ("torch", "torch"), ("transformers", "transformers"),
-    ("zstandard", "zstandard"),
-]
-GPU_LIBRARIES = [
-    ("cudf", "cudf"), ("dask_cudf", "dask-cudf"), ("cuml", "cuml"), ("cupy", "cupy"),
-    ("rmm", "rmm"), ("dask_cuda", "dask-cuda"), ("pynvml", "pynvml"),
-]
+# Import names of the libraries that shape the numbers (the GPU ones last; any may be
+# absent). Each is reported under the distribution that installed it, looked up in the
+# package metadata, so the CPU build of XGBoost shows as ``xgboost-cpu`` and RAPIDS as
+# ``cudf-cu12`` without a list of every build's name.
+LIBRARIES = (
+    "wsb_gpu", "dask", "distributed", "dask_jobqueue", "pandas", "numpy", "pyarrow", "sklearn",
+    "xgboost", "torch", "transformers", "tokenizers", "zstandard", "matplotlib",
+    "cudf", "dask_cudf", "cuml", "cupy", "rmm", "dask_cuda",
+)
 CHECK_N = 1_000_000  # each worker sums 0 .. CHECK_N-1
 
 
@@ -54,7 +64,7 @@ def table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
 
 
 def format_bytes(n: float | None) -> str:
-    """Bytes in binary units, ``-`` for none.
+    """Bytes in binary units (:func:`dask.utils.format_bytes`), ``-`` for none.
 
     >>> format_bytes(3 * 2**30), format_bytes(None)
     ('3.00 GiB', '-')
@@ -66,56 +76,197 @@ def format_bytes(n: float | None) -> str:
     return fb(int(n))
 
 
-@functools.lru_cache(maxsize=1)
-def _distributions() -> dict[str, list[str]]:
-    return md.packages_distributions()  # scans site-packages: about a second, so once
+# --- the machine -----------------------------------------------------------------------------
 
 
-def module_version(module: str) -> str | None:
-    """Version of the distribution providing ``module`` without importing it; None if absent.
+def machine() -> dict[str, Any]:
+    """Describe this machine without importing PyTorch or a GPU library.
 
-    >>> module_version("yaml") is not None
-    True
-    >>> module_version("surely_not_installed_xyz") is None
+    Returns
+    -------
+    dict
+        ``host``, ``os`` (system and release), ``machine`` (architecture), ``cpu_model``,
+        ``cpu_count`` (logical CPUs of the machine), ``usable_cores`` (see
+        :func:`usable_cores`), ``memory_gib`` (physical memory, GiB, one decimal) and
+        ``memory_bytes`` (both None where unknown), ``gpus`` (one ``"name (memory)"`` per GPU
+        nvidia-smi lists; without nvidia-smi the device names torch reports if torch is
+        already imported; else empty) and ``gpu_driver`` (the NVIDIA driver version, or None).
+    """
+    smi = _nvidia_smi()
+    if smi:
+        gpus = [f"{name} ({memory})" for _, name, memory, _ in smi]
+        driver = smi[0][3]
+    else:
+        gpus, driver = _torch_gpus(), None
+    total = _memory_bytes()
+    return {
+        "host": socket.gethostname(),
+        "os": f"{platform.system()} {platform.release()}",
+        "machine": platform.machine(),
+        "cpu_model": _cpu_model(),
+        "cpu_count": os.cpu_count() or 1,
+        "usable_cores": usable_cores(),
+        "memory_gib": round(total / 2**30, 1) if total else None,
+        "memory_bytes": total,
+        "gpus": gpus,
+        "gpu_driver": driver,
+    }
+
+
+def usable_cores() -> int:
+    """CPU cores this process may use: its affinity mask, capped by a cgroup CPU quota.
+
+    This is :func:`dask.system.cpu_count`, called each time rather than read from
+    ``dask.system.CPU_COUNT``: that constant is fixed when dask is imported, so it misses an
+    affinity set later in the process, and ``os.sched_getaffinity`` alone misses the CPU
+    quota of a container or a Slurm cgroup (64 cores visible, 2 granted), where sizing a
+    thread pool to the affinity mask oversubscribes the cores.
+
+    >>> 1 <= usable_cores() <= os.cpu_count()
     True
     """
-    names = _distributions().get(module, [])
-    for name in names:
+    from dask.system import cpu_count
+
+    return cpu_count()
+
+
+def versions(extra: Iterable[str] = ()) -> dict[str, str]:
+    """Versions of Python and the libraries that shape the numbers, keyed by distribution name.
+
+    Read from the package metadata: nothing is imported. Absent libraries are left out.
+
+    Parameters
+    ----------
+    extra
+        More libraries to report beside :data:`LIBRARIES`, by import or distribution name
+        (e.g. the benchmarks' peers ``("polars", "pyspark")``).
+
+    Returns
+    -------
+    dict
+        ``python`` first, then ``{distribution: version}`` (e.g. ``dask``, ``scikit-learn``,
+        ``xgboost-cpu``, ``cudf-cu12``).
+
+    >>> v = versions(extra=["yaml"])
+    >>> v["python"] == platform.python_version(), "PyYAML" in v
+    (True, True)
+    """
+    out = {"python": platform.python_version()}
+    for name in (*LIBRARIES, *extra):
+        out.update(_installed(name))
+    return out
+
+
+def nvidia_smi_gpus() -> list[str] | None:
+    """``index: name (memory)`` of each GPU nvidia-smi lists; None without nvidia-smi."""
+    smi = _nvidia_smi()
+    return None if smi is None else [f"{index}: {name} ({memory})" for index, name, memory, _ in smi]
+
+
+@functools.lru_cache(maxsize=1)
+def _distributions() -> dict[str, list[str]]:
+    return md.packages_distributions()  # scans site-packages (up to a second cold), so once
+
+
+def _installed(name: str) -> dict[str, str]:
+    """``{distribution: version}`` of what provides ``name`` (an import or distribution name).
+
+    >>> list(_installed("yaml")), _installed("surely_not_installed_xyz")
+    (['PyYAML'], {})
+    """
+    out = {}
+    for dist in dict.fromkeys(_distributions().get(name) or [name]):  # an editable install lists itself twice
         try:
-            return md.version(name)
+            out[dist] = md.version(dist)
         except md.PackageNotFoundError:
             continue
-    return None
+    return out
 
 
 def _run(cmd: list[str], timeout: float = 20) -> str | None:
     if shutil.which(cmd[0]) is None:
         return None
     try:
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() if out.returncode == 0 else None
 
 
-def nvidia_smi_gpus() -> list[str] | None:
-    """``index: name (memory)`` of each GPU nvidia-smi lists; None without nvidia-smi."""
-    out = _run(["nvidia-smi", "--query-gpu=index,name,memory.total", "--format=csv,noheader"])
-    if out is None:
+@functools.lru_cache(maxsize=1)
+def _nvidia_smi() -> tuple[tuple[str, ...], ...] | None:
+    """``(index, name, memory, driver)`` per GPU; None without nvidia-smi (asked once per process)."""
+    out = _run(["nvidia-smi", "--query-gpu=index,name,memory.total,driver_version", "--format=csv,noheader"])
+    return None if out is None else _parse_nvidia_smi(out)
+
+
+def _parse_nvidia_smi(out: str) -> tuple[tuple[str, ...], ...]:
+    """Rows of ``nvidia-smi --query-gpu=index,name,memory.total,driver_version --format=csv,noheader``.
+
+    >>> _parse_nvidia_smi("0, NVIDIA H200, 143771 MiB, 570.124.06\\n\\n1, NVIDIA H200, 143771 MiB, 570.124.06")
+    (('0', 'NVIDIA H200', '143771 MiB', '570.124.06'), ('1', 'NVIDIA H200', '143771 MiB', '570.124.06'))
+    """
+    rows = (tuple(p.strip() for p in line.split(",")) for line in out.splitlines())
+    return tuple(r[:4] for r in rows if len(r) >= 4)
+
+
+def _torch_gpus() -> list[str]:
+    torch = sys.modules.get("torch")  # never import torch just to describe the machine
+    if torch is None:
+        return []
+    try:
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        return [torch.cuda.get_device_name(i) for i in range(n)]
+    except Exception:  # noqa: BLE001 - a broken CUDA setup must not break a description
+        return []
+
+
+def _cpu_model() -> str:
+    """The CPU's name (``/proc/cpuinfo``; ``sysctl`` on macOS), else the architecture."""
+    if sys.platform == "darwin":
+        name = _run(["sysctl", "-n", "machdep.cpu.brand_string"])
+        if name:
+            return name
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _memory_bytes() -> int | None:
+    try:
+        import psutil  # a dependency of distributed
+
+        return int(psutil.virtual_memory().total)
+    except (ImportError, OSError):  # no psutil, or a platform it cannot read
         return None
-    gpus = []
-    for line in out.splitlines():
-        parts = [p.strip() for p in line.split(",")]
-        if len(parts) >= 3:
-            gpus.append(f"{parts[0]}: {parts[1]} ({parts[2]})")
-    return gpus
+
+
+# --- wsb-gpu info ----------------------------------------------------------------------------
+
+
+def _version_lines() -> list[str]:
+    lines = [f"{'python':<13} {platform.python_version()} ({sys.executable})"]
+    for name in (*LIBRARIES, "pynvml"):
+        found = _installed(name) or {name.replace("_", "-"): "not installed"}
+        lines += [f"{dist:<13} {version}" for dist, version in found.items()]
+    return lines
 
 
 def _gpu_lines() -> list[str]:
     lines = []
-    smi = nvidia_smi_gpus()
-    lines.append("nvidia-smi   " + ("not found" if smi is None else (", ".join(smi) or "no GPU listed")))
-    if module_version("torch"):
+    smi = _nvidia_smi()
+    if smi is None:
+        lines.append("nvidia-smi   not found")
+    elif not smi:
+        lines.append("nvidia-smi   no GPU listed")
+    else:
+        lines.append(f"nvidia-smi   {', '.join(nvidia_smi_gpus() or [])} (driver {smi[0][3]})")
+    if importlib.util.find_spec("torch") is not None:
         try:
             import torch
 
@@ -125,17 +276,17 @@ def _gpu_lines() -> list[str]:
             else:
                 build = f"CUDA {torch.version.cuda} build" if torch.version.cuda else "CPU-only build"
                 lines.append(f"torch.cuda   not available ({build})")
-        except Exception as e:  # a broken torch must not break `info`
+        except Exception as e:  # noqa: BLE001 - a broken torch must not break `info`
             lines.append(f"torch.cuda   error: {type(e).__name__}: {e}")
     else:
         lines.append("torch.cuda   torch not installed")
-    if module_version("cupy"):
+    if importlib.util.find_spec("cupy") is not None:
         try:
             import cupy
 
             n = cupy.cuda.runtime.getDeviceCount() if cupy.cuda.is_available() else 0
             lines.append(f"cupy         {n} device(s)")
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - nor a broken CuPy
             lines.append(f"cupy         error: {type(e).__name__}: {e}")
     else:
         lines.append("cupy         not installed")
@@ -185,7 +336,7 @@ def _cluster_lines(settings: Settings) -> list[str]:
 
 
 def describe(settings: Settings) -> str:
-    """A human-readable report of versions, GPUs, backend resolution and cluster settings.
+    """A human-readable report of the machine, versions, GPUs, backend resolution and cluster settings.
 
     Parameters
     ----------
@@ -195,18 +346,15 @@ def describe(settings: Settings) -> str:
     from wsb_gpu import __version__
     from wsb_gpu.backend import resolve_backend
 
+    m = machine()
     out = [
-        f"wsb_gpu {__version__} on {socket.gethostname()} ({platform.platform()}, "
-        f"{os.cpu_count()} CPUs{_memory_text()})",
+        (f"wsb_gpu {__version__} on {m['host']} ({m['os']}, {m['machine']}): {m['cpu_model']}, "
+         f"{m['cpu_count']} CPUs ({m['usable_cores']} usable), {format_bytes(m['memory_bytes'])} RAM"),
         f"settings from: {', '.join(settings.sources)}",
         "",
         "Versions",
-        f"  {'python':<14}{platform.python_version()} ({sys.executable})",
     ]
-    for module, label in LIBRARIES:
-        out.append(f"  {label:<14}{module_version(module) or 'not installed'}")
-    for module, label in GPU_LIBRARIES:
-        out.append(f"  {label:<14}{module_version(module) or 'not installed'}")
+    out += ["  " + line for line in _version_lines()]
     out += ["", "GPUs"] + ["  " + line for line in _gpu_lines()]
     out += ["", "Backend"]
     try:
@@ -217,14 +365,6 @@ def describe(settings: Settings) -> str:
         out.append(f"  --backend {settings.backend} -> error: {e}")
     out += ["", "Cluster"] + ["  " + line for line in _cluster_lines(settings)]
     return "\n".join(out)
-
-
-def _memory_text() -> str:
-    try:
-        pages, size = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
-        return f", {format_bytes(pages * size)} RAM"
-    except (ValueError, OSError, AttributeError):
-        return ""
 
 
 # --- cluster-check ---------------------------------------------------------------------------
@@ -242,8 +382,8 @@ def worker_probe(dask_worker: Any = None) -> dict[str, Any]:
     if dask_worker is not None:
         info["threads"] = dask_worker.state.nthreads
         info["memory_limit"] = dask_worker.memory_manager.memory_limit
-    else:  # not on a worker: the threaded scheduler of this process
-        info["threads"] = os.cpu_count() or 1
+    else:  # not on a worker: dask's threaded scheduler, one thread per usable core
+        info["threads"] = usable_cores()
     info["devices"] = _visible_devices()
     return info
 

@@ -5,16 +5,8 @@ import pytest
 from sklearn.linear_model import Ridge
 
 from wsb_gpu.models.har import HAR
-from wsb_gpu.models.ridge import (
-    Moments,
-    StandardizedRidge,
-    merge_moment_dicts,
-    moments_sse,
-    partition_moments,
-    ridge_cv_from_moments,
-    ridge_cv_from_rows,
-    solve_ridge_path,
-)
+from wsb_gpu.models.moments import Moments, merge_moment_dicts, moments_sse, partition_moments
+from wsb_gpu.models.ridge import StandardizedRidge, ridge_cv_from_moments, ridge_cv_from_rows, solve_ridge_path
 from wsb_gpu.models.splits import BlockedTimeFolds
 
 

@@ -18,7 +18,7 @@ from wsb_gpu.backend import Backend  # noqa: E402
 from wsb_gpu.encoder import Encoder, release_encoder  # noqa: E402
 from wsb_gpu.errors import WsbError  # noqa: E402
 from wsb_gpu.lake import is_complete  # noqa: E402
-from wsb_gpu.stages.embed import embed  # noqa: E402
+from wsb_gpu.stages import run_stage  # noqa: E402
 from wsb_gpu.text import clean_text  # noqa: E402
 
 N_POSTS = 90
@@ -71,8 +71,8 @@ def params(model, **kw):
 
 
 def run(inputs, out, client=None, **kw):
-    return embed(inputs["posts"], inputs["mentions"], out, backend=Backend("cpu", "tests"),
-                 client=client, **params(inputs["model"], **kw))
+    return run_stage("embed", out, posts=inputs["posts"], mentions=inputs["mentions"], backend=Backend("cpu", "tests"),
+                     client=client, **params(inputs["model"], **kw))
 
 
 def read(out):
@@ -181,8 +181,8 @@ def test_other_settings_start_over_and_foreign_folder_refused(inputs, first_run,
     with pytest.raises(WsbError, match="not embeddings"):
         run(inputs, foreign)
     with pytest.raises(WsbError, match="column"):
-        embed(inputs["mentions"], inputs["mentions"], tmp_path / "x", backend=Backend("cpu"),
-              **params(inputs["model"]))
+        run_stage("embed", tmp_path / "x", posts=inputs["mentions"], mentions=inputs["mentions"],
+                  backend=Backend("cpu"), **params(inputs["model"]))
 
 
 def test_cli_embed(inputs, tmp_path):
@@ -233,8 +233,8 @@ def test_gpu_backend_matches_cpu(inputs, first_run, tmp_path):
 
     _, _, expected = first_run
     out = tmp_path / "gpu"
-    manifest = embed(inputs["posts"], inputs["mentions"], out, backend=resolve_backend("gpu"),
-                     **params(inputs["model"], precision="auto"))
+    manifest = run_stage("embed", out, posts=inputs["posts"], mentions=inputs["mentions"],
+                         backend=resolve_backend("gpu"), **params(inputs["model"], precision="auto"))
     assert manifest["device"].startswith("cuda")
     got = read(out)
     assert got["id"].tolist() == expected["id"].tolist()

@@ -9,7 +9,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from wsb_gpu.errors import WsbError
-from wsb_gpu.stages.features import build_features
+from wsb_gpu.stages import run_stage
+
+
+def build_features(mentions, embeddings, volatility, out, **kw):
+    return run_stage("features", out, mentions=mentions, embeddings=embeddings, volatility=volatility, **kw)
 
 D = dt.date
 

@@ -19,7 +19,13 @@ import zstandard
 
 from wsb_gpu.errors import WsbError
 from wsb_gpu.lake import read_manifest
-from wsb_gpu.stages.ingest import BoundedRunner, format_summary, ingest
+from wsb_gpu.stages import run_stage
+from wsb_gpu.stages import format_summary
+from wsb_gpu.stages.ingest import BoundedRunner
+
+
+def ingest(submissions, comments, out, **kw):
+    return run_stage("ingest", out, submissions=submissions, comments=comments, **kw)
 
 REASONS = ("blank", "bad_utf8", "bad_json", "bad_record")
 T0 = 1611014400  # 2021-01-19T00:00:00Z

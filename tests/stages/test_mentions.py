@@ -23,8 +23,8 @@ import zstandard
 from wsb_gpu.cli import main
 from wsb_gpu.errors import WsbError
 from wsb_gpu.sources.tickers import read_stocknames
-from wsb_gpu.stages.ingest import ingest
-from wsb_gpu.stages.mentions import alive_table, extract_mentions, load_stoplist, mention_kernel
+from wsb_gpu.stages import run_stage
+from wsb_gpu.stages.mentions import alive_table, load_stoplist, mention_kernel
 
 DOLLAR = re.compile(r"(?<![A-Za-z0-9_])\$([A-Z]{1,5})(?![A-Za-z0-9_])")
 BARE = re.compile(r"(?<![A-Za-z0-9_$])([A-Z]{2,5})(?![A-Za-z0-9_])")
@@ -206,8 +206,8 @@ def test_end_to_end_from_dumps(posts, names, tmp_path, backend):
                          "body": r.text}).encode() for i, r in enumerate(posts.itertuples())]
     lines.insert(5, b"{broken")
     dump = write_zst(tmp_path / "wallstreetbets_comments.zst", lines)
-    ingest(None, dump, tmp_path / "posts", backend=backend, block_size="4KiB")
-    m = extract_mentions(tmp_path / "posts", stock, tmp_path / "mentions", backend=backend)
+    run_stage("ingest", tmp_path / "posts", comments=dump, backend=backend, block_size="4KiB")
+    m = run_stage("mentions", tmp_path / "mentions", posts=tmp_path / "posts", tickers=stock, backend=backend)
     table = pq.read_table(tmp_path / "mentions")
     assert str(table.schema.field("date").type) == "date32[day]"
     got = as_rows(table.to_pandas())

@@ -10,7 +10,7 @@ import pytest
 
 from wsb_gpu.backend import Backend
 from wsb_gpu.errors import WsbError
-from wsb_gpu.stages.train import train
+from wsb_gpu.stages import run_stage
 
 HAR = ["vol_1", "vol_5", "vol_22", "vol_63"]
 RIDGE = {"engine": "stats", "n_lambdas": 5, "lambda_min": 0.01, "lambda_max": 1e4, "cv_folds": 3}
@@ -78,7 +78,7 @@ def run(tmp, name, backend=None, **kw):
             "ridge": RIDGE, "xgboost": XGB, "backend": backend or Backend("cpu")}
     args.update(kw)
     out = tmp / name
-    manifest = train(out, **args)
+    manifest = run_stage("train", out, **args)
     metrics = pd.read_csv(out / "metrics.csv", dtype={"test_year": str})
     return out, metrics, manifest
 

@@ -19,7 +19,12 @@ import pytest
 from wsb_gpu.backend import to_pandas
 from wsb_gpu.errors import WsbError
 from wsb_gpu.lake import read_manifest
-from wsb_gpu.stages.volatility import OUTPUT_COLUMNS, build_volatility, volatility_kernel, window_sums
+from wsb_gpu.stages import run_stage
+from wsb_gpu.stages.volatility import OUTPUT_COLUMNS, volatility_kernel, window_sums
+
+
+def build_volatility(crsp, out, **kw):
+    return run_stage("volatility", out, crsp=crsp, **kw)
 
 WINDOWS = (1, 5, 22, 63)
 HEADER = ["PERMNO", "date", "TICKER", "RET", "RETX", "DLRET"]

@@ -13,7 +13,8 @@ import numpy as np
 
 from wsb_gpu.backend import to_numpy
 from wsb_gpu.errors import WsbError
-from wsb_gpu.models.ridge import LinearFit, Moments, array_module, solve_ols
+from wsb_gpu.models.base import Model, Sample, Window
+from wsb_gpu.models.moments import LinearFit, Moments, array_module, moments_sse, solve_ols
 
 HAR_COLUMNS = ("vol_1", "vol_5", "vol_22", "vol_63")
 
@@ -70,3 +71,46 @@ class HAR:
 
     def to_fit(self) -> LinearFit:
         return LinearFit(self.coef_, self.intercept_, self.mean_, self.scale_, 0.0)
+
+
+class HARModel(Model):
+    """The benchmark: pooled OLS of the target on the four HAR terms, per window.
+
+    From the window's moments with the ``stats`` engine (exact, no pass over the rows), else
+    from its collected rows with :class:`HAR`.
+    """
+
+    name = "har"
+    label = "HAR"
+    short = "HAR"
+    color = "#4C72B0"
+
+    def columns(self, sample: Sample) -> list[str]:
+        return list(sample.har_columns)
+
+    def fit(self, window: Window) -> HARModel:
+        self._start(window)
+        if window.engine == "stats":
+            self.fit_ = HAR.from_moments(window.moments(self.columns_)).to_fit()
+        else:
+            X, y, _ = window.rows()
+            hx = [window.sample.feature_columns.index(c) for c in self.columns_]
+            self.fit_ = HAR().fit(X[:, hx], y).to_fit()
+        return self
+
+    def predict_array(self, X: Any) -> Any:
+        return self.fit_.predict_array(X)
+
+    def test_sse(self, window: Window) -> tuple[float, int] | None:
+        if window.engine != "stats":
+            return None
+        tm = window.test_moments(self.columns_)
+        return float(moments_sse(tm, self.fit_.coef, self.fit_.intercept)[0]), tm.n
+
+    @property
+    def linear(self) -> LinearFit:
+        return self.fit_
+
+    @property
+    def lam(self) -> float:
+        return float("nan")

@@ -16,16 +16,16 @@ Engines
     :class:`StandardizedRidge`: one fit of ``backend.ridge_estimator(alpha)`` (cuML on GPU,
     scikit-learn on CPU) per window, fold and lambda, on the rows themselves.
 ``stats``
-    :class:`Moments` holds, per month, the count, the means and the *centred*
-    cross-product matrix of ``[X, y]`` in float64. They are computed by the workers in one
-    pass (:func:`partition_moments` per partition, merged by a tree reduction) and merged
-    with Chan's parallel update, which never forms ``sum(x x') - n mean mean'`` and so
-    avoids the cancellation of raw sums. Any window or fold is a sum of months; its ridge
-    solutions for the lambda grid come from its standardised ``Z'Z`` alone
+    From the per-month :class:`~wsb_gpu.models.moments.Moments` of ``[X, y]`` (one pass
+    over the rows, :mod:`wsb_gpu.models.moments`): any window or fold is a sum of months;
+    its ridge solutions for the lambda grid come from its standardised ``Z'Z`` alone
     (:func:`solve_ridge_path`: one Cholesky factorisation per lambda for a small grid, one
     eigendecomposition for all lambdas of a large one), and the squared error of any
     coefficients on any set of months follows exactly from that set's moments
-    (:func:`moments_sse`).
+    (:func:`~wsb_gpu.models.moments.moments_sse`).
+
+:class:`RidgeModel` is the model family the training stage fits (the :class:`Model`
+contract of :mod:`wsb_gpu.models.base`).
 """
 
 from __future__ import annotations
@@ -35,12 +35,24 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from scipy.linalg import LinAlgError, cho_factor, cho_solve
+from threadpoolctl import threadpool_limits  # a dependency of scikit-learn
 
-from wsb_gpu.backend import Backend, is_gpu_frame, to_numpy
+from wsb_gpu.backend import Backend, to_numpy
+from wsb_gpu.config import TrainParams
 from wsb_gpu.errors import WsbError
+from wsb_gpu.models.base import Model, Window
+from wsb_gpu.models.moments import (
+    LinearFit,
+    Moments,
+    array_module,
+    moments_sse,
+    safe_scale,
+    standardised,
+    sum_moments,
+)
+from wsb_gpu.models.splits import BlockedTimeFolds
 
-# A column whose training deviation is below this (relative to its mean) counts as constant.
-_CONSTANT_TOL = 1e-10
 # Up to this many lambdas a ridge path is solved with one Cholesky factorisation per lambda,
 # above it with one eigendecomposition for all of them. At p = 772 a LAPACK Cholesky (p³/3
 # flops) takes ~0.02 s and a symmetric eigendecomposition with vectors ~0.3 s on the same
@@ -66,181 +78,7 @@ def lambda_grid(n_lambdas: int, lambda_min: float, lambda_max: float) -> np.ndar
     return np.logspace(np.log10(lambda_min), np.log10(lambda_max), int(n_lambdas))
 
 
-def safe_scale(scale: np.ndarray, mean: np.ndarray) -> np.ndarray:
-    """Replace the deviations of (numerically) constant columns by 1.
-
-    >>> safe_scale(np.array([2.0, 0.0, 1e-20]), np.array([0.0, 5.0, 1.0])).tolist()
-    [2.0, 1.0, 1.0]
-    """
-    scale = np.array(scale, dtype=np.float64, copy=True)
-    tiny = _CONSTANT_TOL * np.maximum(1.0, np.abs(mean))
-    scale[~(scale > tiny)] = 1.0
-    return scale
-
-
-# --- sufficient statistics -------------------------------------------------------------
-
-
-@dataclass
-class Moments:
-    """Count, means and centred cross-products of the columns ``[x_1 … x_p, y]``.
-
-    ``m2[i, j] = sum_r (v_ri - mean_i) (v_rj - mean_j)``. Adding two ``Moments`` gives the
-    moments of the union of their rows (Chan, Golub & LeVeque's pairwise update).
-
-    Examples
-    --------
-    >>> rng = np.random.default_rng(0)
-    >>> v = rng.normal(size=(10, 3))
-    >>> m = Moments.from_array(v[:4]) + Moments.from_array(v[4:])
-    >>> bool(np.allclose(m.m2, (v - v.mean(0)).T @ (v - v.mean(0))))
-    True
-    """
-
-    n: int
-    mean: np.ndarray
-    m2: np.ndarray
-
-    @classmethod
-    def from_array(cls, values: Any, overwrite: bool = False) -> Moments:
-        """Moments of the rows of a 2-D NumPy or CuPy array (float64), returned on the host.
-
-        ``overwrite=True`` centres ``values`` in place instead of allocating a centred copy.
-        """
-        n = int(values.shape[0])
-        mean = values.mean(axis=0)
-        if overwrite:
-            values -= mean
-            centred = values
-        else:
-            centred = values - mean
-        m2 = centred.T @ centred  # the A'A pattern: NumPy and CuPy call BLAS syrk (half a GEMM)
-        return cls(n, np.asarray(to_numpy(mean), dtype=np.float64), np.asarray(to_numpy(m2), dtype=np.float64))
-
-    def __add__(self, other: Moments) -> Moments:
-        if other.n == 0:
-            return self
-        if self.n == 0:
-            return other
-        n = self.n + other.n
-        delta = other.mean - self.mean
-        mean = self.mean + delta * (other.n / n)
-        m2 = self.m2 + other.m2 + np.outer(delta, delta) * (self.n * other.n / n)
-        return Moments(n, mean, m2)
-
-    def select(self, index: Sequence[int]) -> Moments:
-        """The moments of a subset of the columns (e.g. the HAR block plus ``y``)."""
-        ix = np.asarray(index)
-        return Moments(self.n, self.mean[ix], self.m2[np.ix_(ix, ix)])
-
-    @property
-    def sst(self) -> float:
-        """Sum of squares of ``y`` (the last column) around its own mean."""
-        return float(self.m2[-1, -1])
-
-    @property
-    def y_mean(self) -> float:
-        return float(self.mean[-1])
-
-
-def sum_moments(items: Iterable[Moments]) -> Moments:
-    """The moments of the union of several row sets, combined in one step.
-
-    ``mean = sum n_i mean_i / N`` and ``m2 = sum m2_i + sum n_i (mean_i - mean)(mean_i - mean)'``:
-    the two-pass group formula, as stable as pairwise updates and one matrix product.
-    """
-    parts = [m for m in items if m.n > 0]
-    if not parts:
-        msg = "no rows: cannot combine an empty set of statistics; check the sample and the years"
-        raise WsbError(msg)
-    if len(parts) == 1:
-        return parts[0]
-    n = np.array([m.n for m in parts], dtype=np.float64)
-    means = np.stack([m.mean for m in parts])
-    total = int(n.sum())
-    mean = (n @ means) / n.sum()
-    d = means - mean
-    m2 = (d * n[:, None]).T @ d
-    for m in parts:  # in place: stacking the (p+1)² matrices first would copy them all
-        m2 += m.m2
-    return Moments(total, mean, m2)
-
-
-def merge_moment_dicts(*parts: Mapping[int, Moments]) -> dict[int, Moments]:
-    """Merge ``{period: Moments}`` maps (the combine step of the tree reduction)."""
-    groups: dict[int, list[Moments]] = {}
-    for part in parts:
-        for key, m in part.items():
-            groups.setdefault(key, []).append(m)
-    return {key: sum_moments(ms) for key, ms in groups.items()}
-
-
-def frame_matrix(frame: Any, columns: Sequence[str]) -> Any:
-    """The columns of a pandas/cuDF frame as a float64 NumPy/CuPy matrix (NaN for nulls)."""
-    sub = frame[list(columns)]
-    if is_gpu_frame(frame):
-        return sub.to_cupy(dtype="float64", na_value=np.nan)
-    return sub.to_numpy(dtype="float64", na_value=np.nan)
-
-
-def array_module(values: Any) -> Any:
-    """NumPy or CuPy, whichever ``values`` belongs to."""
-    if type(values).__module__.split(".")[0] == "cupy":
-        import cupy
-
-        return cupy
-    return np
-
-
-def partition_moments(frame: Any, columns: Sequence[str], target: str, key: str = "period") -> dict[int, Moments]:
-    """The per-``key`` :class:`Moments` of ``[columns…, target]`` in one pandas/cuDF partition.
-
-    This is the map step of the ``stats`` engine; it runs on the worker that holds the
-    partition (on its GPU for cuDF partitions) and returns small host arrays.
-    """
-    if len(frame) == 0:
-        return {}
-    values = frame_matrix(frame, [*columns, target])
-    keys = frame[key].values
-    xp = array_module(values)
-    keys = xp.asarray(keys)
-    # One stable sort makes every month a contiguous block of rows: one centring and one
-    # syrk per month on a slice, no per-month gathers. ``values[order]`` is a fresh copy,
-    # so the blocks may be centred in place.
-    order = xp.argsort(keys, kind="stable")
-    keys = keys[order]
-    values = values[order]
-    uniq, starts = (to_numpy(a) for a in xp.unique(keys, return_index=True))
-    bounds = [*starts.tolist(), len(frame)]
-    return {int(k): Moments.from_array(values[bounds[i]: bounds[i + 1]], overwrite=True) for i, k in enumerate(uniq)}
-
-
 # --- solving from moments --------------------------------------------------------------
-
-
-@dataclass
-class LinearFit:
-    """A fitted linear predictor on the original scale, plus the scaler it was fitted with."""
-
-    coef: np.ndarray
-    intercept: float
-    mean: np.ndarray
-    scale: np.ndarray
-    lam: float = 0.0
-
-    def predict_array(self, X: Any) -> Any:
-        xp = array_module(X)
-        return X @ xp.asarray(self.coef) + self.intercept
-
-
-def _standardised(m: Moments) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """``(G, c, mean_x, scale)``: ``Z'Z`` and ``Z'(y - ybar)`` of the standardised features."""
-    p = m.mean.size - 1
-    mean_x = m.mean[:p]
-    scale = safe_scale(np.sqrt(np.maximum(np.diag(m.m2)[:p], 0.0) / m.n), mean_x)
-    G = m.m2[:p, :p] / np.outer(scale, scale)
-    c = m.m2[:p, p] / scale
-    return G, c, mean_x, scale
 
 
 def solve_ridge_path(m: Moments, lambdas: Sequence[float], xp: Any = np) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -279,9 +117,7 @@ def solve_ridge_path(m: Moments, lambdas: Sequence[float], xp: Any = np) -> tupl
     >>> bool(np.allclose(few, many[:, :2], rtol=1e-12))
     True
     """
-    from threadpoolctl import threadpool_limits  # a dependency of scikit-learn
-
-    G, c, mean_x, scale = _standardised(m)
+    G, c, mean_x, scale = standardised(m)
     lam = np.asarray(lambdas, dtype=np.float64).reshape(-1)
     # One BLAS thread: at p ~ 800 OpenBLAS's threaded potrf/syevd gain little, and on busy
     # cores their spin-waiting threads make them several times slower (measured on 2 shared
@@ -297,8 +133,6 @@ def solve_ridge_path(m: Moments, lambdas: Sequence[float], xp: Any = np) -> tupl
 
 def _cholesky_path(G: np.ndarray, c: np.ndarray, lam: np.ndarray) -> np.ndarray | None:
     """``(G + lam_j I)^-1 c`` for each lambda, one LAPACK Cholesky each; None if one fails."""
-    from scipy.linalg import LinAlgError, cho_factor, cho_solve
-
     out = np.empty((c.size, lam.size))
     A = np.empty_like(G)
     diag = np.diag(G)
@@ -319,37 +153,6 @@ def _eigen_path(G: np.ndarray, c: np.ndarray, lam: np.ndarray, xp: Any) -> np.nd
     w = xp.maximum(w, 0.0)  # G is PSD; clip round-off below zero
     q = V.T @ xp.asarray(c)
     return to_numpy(V @ (q[:, None] / (w[:, None] + xp.asarray(lam)[None, :])))
-
-
-def solve_ols(m: Moments) -> LinearFit:
-    """Least squares with an intercept from moments (solved on the standardised scale).
-
-    >>> rng = np.random.default_rng(1)
-    >>> X = rng.normal(size=(50, 2)); y = 1 + X @ [2.0, -1.0]
-    >>> fit = solve_ols(Moments.from_array(np.column_stack([X, y])))
-    >>> np.round(fit.coef, 8).tolist(), round(fit.intercept, 8)
-    ([2.0, -1.0], 1.0)
-    """
-    G, c, mean_x, scale = _standardised(m)
-    beta_z, *_ = np.linalg.lstsq(G, c, rcond=None)
-    coef = beta_z / scale
-    return LinearFit(coef, float(m.y_mean - mean_x @ coef), mean_x, scale, 0.0)
-
-
-def moments_sse(m: Moments, coef: np.ndarray, intercept: Any) -> np.ndarray:
-    """Exact ``sum (y - intercept - x'coef)^2`` over the rows summarised by ``m``.
-
-    Uses the centred form ``Syy - 2 b'Sxy + b'Sxx b + n (ybar - b0 - xbar'b)^2``; ``coef``
-    may be (p,) or (p, L) with ``intercept`` (L,), giving (L,) errors.
-    """
-    p = m.mean.size - 1
-    B = coef.reshape(p, -1)
-    b0 = np.asarray(intercept, dtype=np.float64).reshape(-1)
-    Sxx, Sxy = m.m2[:p, :p], m.m2[:p, p]
-    quad = np.einsum("il,il->l", B, Sxx @ B) - 2.0 * (Sxy @ B)
-    bias = m.y_mean - b0 - m.mean[:p] @ B
-    sse = m.sst + quad + m.n * bias**2
-    return np.maximum(sse, 0.0)
 
 
 @dataclass
@@ -504,33 +307,57 @@ def ridge_cv_from_rows(
     return CVResult(est.to_fit(), lambdas, cv, fold_mse)
 
 
-def collect_moments(ddf: Any, columns: Sequence[str], target: str, *, key: str = "period",
-                    split_every: int = 4, progress: bool = False, label: str = "statistics") -> dict[int, Moments]:
-    """One pass over a Dask frame: per-``key`` moments, mapped on the workers, tree-reduced.
 
-    Each partition becomes ``{period: Moments}`` where it lives (:func:`partition_moments`);
-    groups of ``split_every`` results are merged (:func:`merge_moment_dicts`) level by
-    level until one remains, so only small matrices travel and no process ever holds
-    more than ``split_every`` partial results at once. (A partition that spans every
-    month yields ``months × (p+1)² × 8`` bytes, ~0.75 GB at the seed's width, hence the
-    small ``split_every``.)
 
-    The pass runs with one BLAS thread per task: the parallelism is over partitions (as
-    on ``distributed`` workers, whose nannies set ``OPENBLAS_NUM_THREADS=1``); threaded
-    BLAS inside each of the scheduler's threads oversubscribes the cores, which made the
-    per-month ``syrk`` 2-3 times slower in CPU time (measured on 2 cores).
+class RidgeModel(Model):
+    """Ridge on HAR + text, λ chosen per window by blocked-in-time cross-validation.
+
+    The folds are contiguous blocks of the window's months (:class:`BlockedTimeFolds`), the
+    grid :func:`lambda_grid` of ``train.ridge``. With the ``stats`` engine every fold and λ
+    is solved from the window's monthly moments (:func:`ridge_cv_from_moments`); with the
+    ``estimator`` engine from the collected rows with scikit-learn / cuML
+    (:func:`ridge_cv_from_rows`). Both give the same λ and coefficients.
     """
-    from dask import delayed
-    from threadpoolctl import threadpool_limits  # a dependency of scikit-learn
 
-    from wsb_gpu.progress import compute
+    name = "ridge"
+    label = "Ridge (HAR + text)"
+    short = "Ridge"
+    color = "#DD8452"
 
-    cols = list(columns)
-    level = [delayed(partition_moments)(part, cols, target, key) for part in ddf.to_delayed()]
-    if not level:
-        return {}
-    while len(level) > 1:
-        level = [delayed(merge_moment_dicts)(*level[i: i + split_every]) for i in range(0, len(level), split_every)]
-    with threadpool_limits(1, user_api="blas"):
-        (result,) = compute(level[0], label=label, show=progress)
-    return result
+    def __init__(self, params: TrainParams) -> None:
+        super().__init__(params)
+        r = params.ridge
+        self.lambdas = lambda_grid(r.n_lambdas, r.lambda_min, r.lambda_max)
+        self.folds = BlockedTimeFolds(r.cv_folds)
+
+    def fit(self, window: Window) -> RidgeModel:
+        self._start(window)
+        if window.engine == "stats":
+            blocks = self.folds.blocks(sorted(window.months))
+            self.cv_ = ridge_cv_from_moments(window.months, blocks, self.lambdas, xp=window.xp)
+        else:
+            X, y, periods = window.rows()
+            self.cv_ = ridge_cv_from_rows(X, y, periods, self.folds.blocks(periods), self.lambdas,
+                                          backend=window.backend)
+        return self
+
+    def predict_array(self, X: Any) -> Any:
+        return self.cv_.fit.predict_array(X)
+
+    def test_sse(self, window: Window) -> tuple[float, int] | None:
+        if window.engine != "stats":
+            return None
+        tm = window.test_moments(self.columns_)
+        return float(moments_sse(tm, self.cv_.fit.coef, self.cv_.fit.intercept)[0]), tm.n
+
+    def info(self) -> dict[str, Any]:
+        c = self.cv_
+        return {"lambda": c.fit.lam, "cv_mse": c.cv_mse.tolist(), "fold_mse": c.fold_mse.tolist()}
+
+    @property
+    def linear(self) -> LinearFit:
+        return self.cv_.fit
+
+    @property
+    def lam(self) -> float:
+        return float(self.cv_.fit.lam)

@@ -13,12 +13,14 @@ with :func:`xgboost.train`. The device (``cuda``/``cpu``) comes from the backend
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from wsb_gpu.backend import Backend
+from wsb_gpu.config import XGBoostParams
 from wsb_gpu.errors import WsbError, missing_package
+from wsb_gpu.models.base import Model, Window
 
 XGB_INSTALL = "pip install 'wsb_gpu[cpu]' (xgboost-cpu) or 'wsb_gpu[gpu]' (xgboost with CUDA)"
 
@@ -85,7 +87,7 @@ def fit_window(
     *,
     backend: Backend,
     client: Any = None,
-    params: Mapping[str, Any],
+    params: XGBoostParams,
     n_rows: int | None = None,
 ) -> XGBFit:
     """Fit one window's booster.
@@ -109,15 +111,15 @@ def fit_window(
     xgb = _xgboost()
     years = list(train_years)
     fit_years, valid_years = (years[:-1], years[-1:]) if len(years) > 1 else (years, [])
-    bp = booster_params(backend, **params)
-    rounds = int(params["n_estimators"])
-    stop = int(params["early_stopping_rounds"]) if valid_years else None
+    bp = booster_params(backend, **params.to_dict())
+    rounds = int(params.n_estimators)
+    stop = int(params.early_stopping_rounds) if valid_years else None
     cols = list(features)
 
     fit_part = ddf[ddf["year"].isin(fit_years)]
     valid_part = ddf[ddf["year"].isin(valid_years)] if valid_years else None
 
-    min_rows = int(params.get("distributed_min_rows", 0) or 0)
+    min_rows = int(params.distributed_min_rows or 0)
     if _n_workers(client) > 1 and (n_rows is None or n_rows >= min_rows):
         # Data stay on the workers: xgboost.dask builds the quantile sketches where the
         # partitions live and trains with its collective (NCCL on GPUs).
@@ -150,3 +152,26 @@ def fit_window(
     best = getattr(booster, "best_iteration", None)
     n_rounds = int(best) + 1 if (evals and best is not None) else booster.num_boosted_rounds()
     return XGBFit(booster, n_rounds, int(n_fit), int(n_valid))
+
+
+class XGBoostModel(Model):
+    """Gradient-boosted trees on HAR + text, early-stopped on the window's last training year
+    (see the module docstring)."""
+
+    name = "xgboost"
+    label = "XGBoost (HAR + text)"
+    short = "XGBoost"
+    color = "#55A868"
+
+    def fit(self, window: Window) -> XGBoostModel:
+        self._start(window)
+        S = window.sample
+        self.fit_ = fit_window(S.ddf, self.columns_, S.target, window.train_years, backend=window.backend,
+                               client=window.client, params=self.params.xgboost, n_rows=window.n_train)
+        return self
+
+    def predict_array(self, X: Any) -> Any:
+        return self.fit_.predict_array(X)
+
+    def info(self) -> dict[str, Any]:
+        return {"n_rounds": self.fit_.n_rounds}

@@ -32,16 +32,35 @@ import json
 import math
 import os
 import re
-import sys
 import time
 import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import dask.dataframe as dd
 import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
+from wsb_gpu.backend import Backend
+from wsb_gpu.config import EmbedParams
+from wsb_gpu.datasets import count_rows, schema_of
+from wsb_gpu.encoder import (
+    PLUGIN_NAME,
+    EncoderPlugin,
+    EncoderSpec,
+    check_local_weights,
+    get_encoder,
+    resolve_model_source,
+)
 from wsb_gpu.errors import WsbError
-from wsb_gpu.lake import MANIFEST, Timer, file_fingerprint, parquet_schema, read_manifest, write_manifest
+from wsb_gpu.lake import MANIFEST, Timer, file_fingerprint, read_json, read_manifest, write_json
+from wsb_gpu.progress import compute, log
+from wsb_gpu.stages.base import StageResult
+from wsb_gpu.text import clean_text
 
 STATE = "_embed_state.json"
 STATE_VERSION = 1
@@ -91,8 +110,6 @@ def bucket_of(ids: Any, n: int) -> np.ndarray:
     >>> bucket_of(pd.Series(["abc", "def", "abc"]), 7).tolist() == bucket_of(pd.Series(["abc", "def", "abc"]), 7).tolist()
     True
     """
-    import pandas as pd
-
     values = pd.Series(np.asarray(ids, dtype=object)).astype(str)
     hashed = pd.util.hash_pandas_object(values, index=False).to_numpy()
     return (hashed % np.uint64(n)).astype(np.int64)
@@ -119,8 +136,6 @@ def prob_columns(labels: tuple[str, ...] | list[str]) -> list[str]:
 
 def embeddings_table(ids: list[str], result: Any) -> Any:
     """The Arrow table of one shard: ``id, e…, p_…, n_tokens``."""
-    import pyarrow as pa
-
     columns: dict[str, Any] = {"id": pa.array(ids, type=pa.string())}
     emb = np.asarray(result.embeddings, dtype=np.float32)
     for j, name in enumerate(embedding_columns(emb.shape[1])):
@@ -134,8 +149,6 @@ def embeddings_table(ids: list[str], result: Any) -> Any:
 
 def shard_rows(path: Path) -> int | None:
     """Rows of a finished shard, or None when the file is missing or not readable Parquet."""
-    import pyarrow.parquet as pq
-
     try:
         return int(pq.read_metadata(path).num_rows)
     except Exception:
@@ -164,11 +177,6 @@ def embed_partition(posts: Any, ids: Any, *, spec: Any, out: str, n_shards: int,
     -------
     A one-row pandas frame of statistics (columns :data:`STATS_META`).
     """
-    import pandas as pd
-
-    from wsb_gpu.encoder import get_encoder
-    from wsb_gpu.text import clean_text
-
     i = int(partition_info["number"]) if partition_info else 0
     path = Path(out) / shard_name(i, n_shards)
     rows = shard_rows(path) if path.exists() else None
@@ -195,8 +203,6 @@ def embed_partition(posts: Any, ids: Any, *, spec: Any, out: str, n_shards: int,
 
 def _write_atomic(table: Any, path: Path) -> None:
     """Write a Parquet file under a hidden temporary name, then rename it into place."""
-    import pyarrow.parquet as pq
-
     tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
     try:
         pq.write_table(table, tmp, compression="zstd")
@@ -209,135 +215,126 @@ def _write_atomic(table: Any, path: Path) -> None:
 # --- the stage --------------------------------------------------------------------------------
 
 
-def embed(posts: str | Path, mentions: str | Path, out: str | Path, *, backend: Any, client: Any = None,
-          model: str, max_length: int, pooling: str, precision: str, token_budget: int,
-          allow_pickle: bool, local_files_only: bool, partition_size: int,
-          progress: bool = False) -> dict:
+def run(
+    inputs: Mapping[str, Path | None],
+    out: Path,
+    *,
+    backend: Backend,
+    client: Any = None,
+    params: EmbedParams,
+    progress: bool = False,
+) -> StageResult:
     """Embed (and score the sentiment of) every post that has at least one mention.
 
     Parameters
     ----------
-    posts, mentions
-        Folders of the posts and mentions datasets (Parquet).
+    inputs
+        ``posts`` and ``mentions``: folders of the posts and mentions datasets.
     out
-        Folder of the embeddings dataset: one ``part-XXXXX-of-NNNNN.parquet`` per shard and
-        ``_manifest.json``, written last.
+        Folder of the embeddings dataset: one ``part-XXXXX-of-NNNNN.parquet`` per shard;
+        written in place (finished shards survive a crash), the manifest last.
     backend
-        :class:`wsb_gpu.backend.Backend`; picks the torch device (``cpu`` or ``cuda``).
+        Picks the torch device (``cpu`` or ``cuda``).
     client
         A distributed client: the model is loaded once per worker with
-        :class:`~wsb_gpu.encoder.EncoderPlugin`. None: dask's threaded scheduler (or the
-        active client) with one model per process.
-    model, max_length, pooling, precision, token_budget, allow_pickle, local_files_only
-        The encoder (see :class:`wsb_gpu.encoder.EncoderSpec` and docs/embeddings.md).
-    partition_size
-        Mentioned posts per shard.
-    progress
-        Show a progress bar.
+        :class:`~wsb_gpu.encoder.EncoderPlugin`. None: dask's threaded scheduler with one
+        model per process.
+    params
+        The encoder (see :class:`wsb_gpu.encoder.EncoderSpec` and docs/embeddings.md) and
+        ``partition_size``, the mentioned posts per shard.
 
     Returns
     -------
-    The manifest (also in ``out/_manifest.json``), with ``posts_per_s`` and ``tokens_per_s``.
+    The counts of the manifest, with ``posts_per_s`` and ``tokens_per_s`` of this run.
     """
-    import dask.dataframe as dd
-
-    from wsb_gpu.encoder import PLUGIN_NAME, EncoderPlugin, EncoderSpec, check_local_weights, resolve_model_source
-    from wsb_gpu.progress import compute
-
-    out = Path(out)
-    posts, mentions = Path(posts), Path(mentions)
-    _check_input(posts, "posts", ("id", "text"), "wsb-gpu ingest")
-    _check_input(mentions, "mentions", ("id",), "wsb-gpu mentions")
-    source = resolve_model_source(model)
+    posts, mentions = inputs["posts"], inputs["mentions"]
+    source = resolve_model_source(params.model)
     if Path(source).is_dir():  # refuse pickle-only folders here, before any worker starts
-        check_local_weights(source, bool(allow_pickle))
+        check_local_weights(source, params.allow_pickle)
     spec = EncoderSpec(
-        model=source, device=backend.torch_device, max_length=int(max_length), pooling=pooling,
-        precision=precision, token_budget=int(token_budget), allow_pickle=bool(allow_pickle),
-        local_files_only=bool(local_files_only),
+        model=source, device=backend.torch_device, max_length=params.max_length, pooling=params.pooling,
+        precision=params.precision, token_budget=params.token_budget, allow_pickle=params.allow_pickle,
+        local_files_only=params.local_files_only,
     )
-    params = {
-        "model": model, "model_source": source, "max_length": int(max_length), "pooling": pooling,
-        "precision": precision, "token_budget": int(token_budget), "allow_pickle": bool(allow_pickle),
-        "local_files_only": bool(local_files_only), "partition_size": int(partition_size),
-    }
-    inputs = {"posts": file_fingerprint(posts), "mentions": file_fingerprint(mentions)}
     # What the shards depend on; token_budget only changes batching, not the results.
-    key = {**{k: v for k, v in params.items() if k not in ("token_budget", "local_files_only", "allow_pickle")},
-           "device": backend.torch_device, "inputs": inputs}
+    key = {**{k: v for k, v in params.to_dict().items() if k not in ("token_budget", "local_files_only", "allow_pickle")},
+           "model_source": source, "device": backend.torch_device,
+           "inputs": {"posts": file_fingerprint(posts), "mentions": file_fingerprint(mentions)}}
 
-    with Timer() as total:
-        state = _prepare_out(out, key)
-        if state is not None:
-            n = int(state["n_shards"])
-            existing = read_manifest(out)
-            if existing is not None:
-                if all(shard_rows(out / shard_name(i, n)) is not None for i in range(n)):
-                    _log(f"embed: {out} is complete for these inputs and settings; nothing to do")
-                    return existing
-                (out / MANIFEST).unlink(missing_ok=True)  # a shard went missing: incomplete again
-        post_ids = dd.read_parquet(str(posts), columns=["id", "text"])
-        mention_ids = dd.read_parquet(str(mentions), columns=["id"])
-        if state is None:
-            # nunique_approx (HyperLogLog) is a deterministic function of the set of ids;
-            # it only sizes the shards, and the count is kept in the state file for reruns.
-            (n_mentioned,) = compute(mention_ids["id"].nunique_approx(), label="embed: count mentioned posts", show=progress)
-            state = {"version": STATE_VERSION, "key": key, "n_shards": n_shards_for(int(n_mentioned), partition_size)}
-            _write_json(out / STATE, state)
+    state = _prepare_out(out, key)
+    if state is not None:
         n = int(state["n_shards"])
-        todo = [i for i in range(n) if shard_rows(out / shard_name(i, n)) is None]
-        stats = None
-        registered = False
-        if todo:
-            divisions = tuple(range(n + 1))
+        existing = read_manifest(out)
+        if existing is not None:
+            if all(shard_rows(out / shard_name(i, n)) is not None for i in range(n)):
+                log(f"embed: {out} is complete for these inputs and settings; nothing to do")
+                return StageResult(rows_in=existing["rows_in"], unchanged=True)
+            (out / MANIFEST).unlink(missing_ok=True)  # a shard went missing: incomplete again
+    post_ids = dd.read_parquet(str(posts), columns=["id", "text"])
+    mention_ids = dd.read_parquet(str(mentions), columns=["id"])
+    if state is None:
+        # nunique_approx (HyperLogLog) is a deterministic function of the set of ids;
+        # it only sizes the shards, and the count is kept in the state file for reruns.
+        (n_mentioned,) = compute(mention_ids["id"].nunique_approx(), label="embed: count mentioned posts",
+                                 show=progress)
+        state = {"version": STATE_VERSION, "key": key, "n_shards": n_shards_for(int(n_mentioned), params.partition_size)}
+        write_json(out / STATE, state)
+    n = int(state["n_shards"])
+    todo = [i for i in range(n) if shard_rows(out / shard_name(i, n)) is None]
+    stats = None
+    seconds = 0.0
+    if todo:
+        divisions = tuple(range(n + 1))
 
-            def by_bucket(frame: Any) -> Any:
-                frame = frame.assign(bucket=frame["id"].map_partitions(bucket_of, n, meta=("id", "int64")))
-                # Drop rows of finished shards before the shuffle: a resumed run moves only
-                # the text it still needs.
-                if len(todo) < n:
-                    frame = frame[frame["bucket"].isin(todo)]
-                return frame.set_index("bucket", divisions=divisions, shuffle_method="tasks")
+        def by_bucket(frame: Any) -> Any:
+            frame = frame.assign(bucket=frame["id"].map_partitions(bucket_of, n, meta=("id", "int64")))
+            # Drop rows of finished shards before the shuffle: a resumed run moves only
+            # the text it still needs.
+            if len(todo) < n:
+                frame = frame[frame["bucket"].isin(todo)]
+            return frame.set_index("bucket", divisions=divisions, shuffle_method="tasks")
 
-            parts = dd.map_partitions(
-                embed_partition, by_bucket(post_ids), by_bucket(mention_ids),
-                spec=spec, out=str(out), n_shards=n, meta=STATS_META, align_dataframes=False,
-            )
-            if client is not None:
-                client.register_plugin(EncoderPlugin(spec), name=PLUGIN_NAME)
-                registered = True
-            try:
-                with Timer() as work:
-                    (stats,) = compute(parts, label=f"embed: {len(todo)} of {n} shards", show=progress)
-            finally:
-                if registered:
-                    try:
-                        client.unregister_worker_plugin(PLUGIN_NAME)
-                    except Exception as e:  # the model is freed when the workers go anyway
-                        _log(f"embed: could not unregister the encoder plugin ({e})")
-        missing = [i for i in range(n) if shard_rows(out / shard_name(i, n)) is None]
-        if missing:
-            msg = f"embed: shards {missing[:5]} of {n} were not written to {out}; rerun the same command to finish them"
-            raise WsbError(msg)
-        rows_out = sum(shard_rows(out / shard_name(i, n)) or 0 for i in range(n))
-        schema = parquet_schema(out)
-
-    manifest_fields = _summary(stats, work.seconds if stats is not None else 0.0)
-    return write_manifest(
-        out,
-        stage="embed",
-        inputs=inputs,
-        params=params,
-        rows_in=_count_rows(posts),
-        rows_out=rows_out,
-        seconds=round(total.seconds, 3),
-        backend=backend.name,
-        schema=schema,
-        n_shards=n,
-        dim=sum(1 for c in schema if re.fullmatch(r"e\d+", c)),
-        labels=[c[2:] for c in schema if c.startswith("p_")],
-        **manifest_fields,
+        parts = dd.map_partitions(
+            embed_partition, by_bucket(post_ids), by_bucket(mention_ids),
+            spec=spec, out=str(out), n_shards=n, meta=STATS_META, align_dataframes=False,
+        )
+        with _encoder_on_workers(client, spec), Timer() as work:
+            (stats,) = compute(parts, label=f"embed: {len(todo)} of {n} shards", show=progress)
+        seconds = work.seconds
+    missing = [i for i in range(n) if shard_rows(out / shard_name(i, n)) is None]
+    if missing:
+        msg = f"embed: shards {missing[:5]} of {n} were not written to {out}; rerun the same command to finish them"
+        raise WsbError(msg)
+    schema = schema_of(out)
+    return StageResult(
+        rows_in=count_rows(posts),
+        rows_out=sum(shard_rows(out / shard_name(i, n)) or 0 for i in range(n)),
+        fields={
+            "model_source": source,
+            "n_shards": n,
+            "dim": sum(1 for c in schema if re.fullmatch(r"e\d+", c)),
+            "labels": [c[2:] for c in schema if c.startswith("p_")],
+            **_summary(stats, seconds),
+        },
     )
+
+
+@contextmanager
+def _encoder_on_workers(client: Any, spec: Any) -> Iterator[None]:
+    """Load the encoder once per worker (:class:`EncoderPlugin`) for the duration of the block."""
+    if client is None:
+        yield
+        return
+    client.register_plugin(EncoderPlugin(spec), name=PLUGIN_NAME)
+    try:
+        yield
+    finally:
+        try:
+            client.unregister_worker_plugin(PLUGIN_NAME)
+        except Exception as e:  # the model is freed when the workers go anyway
+            log(f"embed: could not unregister the encoder plugin ({e})")
+
+
 
 
 def _summary(stats: Any, seconds: float) -> dict[str, Any]:
@@ -369,22 +366,6 @@ def _summary(stats: Any, seconds: float) -> dict[str, Any]:
     }
 
 
-def _check_input(folder: Path, what: str, columns: tuple[str, ...], producer: str) -> None:
-    if not folder.is_dir():
-        msg = f"{what} dataset '{folder}' is not a folder; pass the --out folder of `{producer}`"
-        raise WsbError(msg)
-    try:
-        schema = parquet_schema(folder)
-    except Exception as e:
-        msg = f"{what} dataset '{folder}' holds no readable Parquet files ({e}); pass the --out folder of `{producer}`"
-        raise WsbError(msg) from e
-    missing = [c for c in columns if c not in schema]
-    if missing:
-        msg = (f"column(s) {', '.join(missing)} not found in {what} dataset '{folder}' "
-               f"(columns: {', '.join(schema)}); pass the --out folder of `{producer}`")
-        raise WsbError(msg)
-
-
 def _prepare_out(out: Path, key: dict) -> dict | None:
     """Make ``out`` ready; return its state when it holds shards of this very ``key``.
 
@@ -393,7 +374,7 @@ def _prepare_out(out: Path, key: dict) -> dict | None:
     left by killed workers are removed.
     """
     out.mkdir(parents=True, exist_ok=True)
-    state = _read_json(out / STATE)
+    state = read_json(out / STATE)
     names = [p.name for p in out.iterdir()]
     ours = [n for n in names if _SHARD.match(n) or _TMP.match(n) or n in (STATE, MANIFEST, f".{MANIFEST}.tmp", f".{STATE}.tmp")]
     foreign = sorted(set(names) - set(ours))
@@ -411,7 +392,7 @@ def _prepare_out(out: Path, key: dict) -> dict | None:
                 (out / n).unlink(missing_ok=True)
         return state
     if state is not None or any(_SHARD.match(n) for n in names):
-        _log(f"embed: {out} holds shards of other inputs or settings; starting over")
+        log(f"embed: {out} holds shards of other inputs or settings; starting over")
     for n in names:
         if _SHARD.match(n) or n in (MANIFEST, STATE):
             (out / n).unlink(missing_ok=True)
@@ -422,25 +403,3 @@ def _same(a: Any, b: Any) -> bool:
     """Compare through JSON, as the state file stores it (tuples become lists)."""
     return json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True, default=str)
 
-
-def _read_json(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
-    os.replace(tmp, path)
-
-
-def _count_rows(folder: Path) -> int:
-    import pyarrow.dataset as ds
-
-    return int(ds.dataset(str(folder), format="parquet", exclude_invalid_files=True).count_rows())
-
-
-def _log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)

@@ -28,19 +28,20 @@ How it runs (one Dask graph, no driver loop)
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import dask.dataframe as dd
 import numpy as np
 
 from wsb_gpu.backend import Backend, frame_module, is_gpu_frame
+from wsb_gpu.config import EmptyParams
 from wsb_gpu.errors import WsbError
-from wsb_gpu.lake import Timer, atomic_dataset, file_fingerprint, parquet_schema, write_manifest
+from wsb_gpu.progress import compute
+from wsb_gpu.stages.base import StageResult
 
 _DAY_BITS = 17  # day numbers since 1970 stay below 2**17 until the year 2328
-VOL_REQUIRED = ("permno", "date", "vol_1", "vol_5", "vol_22", "vol_63")
-MENTION_REQUIRED = ("id", "permno", "date", "n_occ")
 
 
 def text_columns(columns: Sequence[str]) -> list[str]:
@@ -143,36 +144,16 @@ def _as_float64(frame: Any, cols: Sequence[str]) -> Any:
     return xdf.concat([frame[["id"]], frame[list(cols)].astype("float64")], axis=1)
 
 
-def _check_columns(ddf: Any, required: Sequence[str], what: str, path: Any) -> None:
-    missing = [c for c in required if c not in ddf.columns]
-    if missing:
-        msg = (
-            f"{what} dataset '{path}' lacks column(s) {', '.join(missing)} "
-            f"(columns: {', '.join(map(str, ddf.columns[:12]))}{' …' if len(ddf.columns) > 12 else ''}); "
-            f"pass the folder written by `wsb-gpu {what}`"
-        )
-        raise WsbError(msg)
-
-
-def _read(path: Any, backend: Backend, columns: Sequence[str] | None = None) -> Any:
-    import dask.dataframe as dd
-
-    p = Path(path)
-    if not p.exists():
-        msg = f"input dataset '{path}' does not exist; run the stage that writes it first or fix the path"
-        raise WsbError(msg)
-    ddf = dd.read_parquet(str(p), columns=list(columns) if columns is not None else None)
+def _read(path: Path, backend: Backend, columns: Sequence[str] | None = None) -> Any:
+    ddf = dd.read_parquet(str(path), columns=list(columns) if columns is not None else None)
     return ddf.to_backend(backend.dask_backend) if backend.is_gpu else ddf
 
 
 def features_frame(mentions: Any, embeddings: Any, volatility: Any, *, backend: Backend) -> tuple[Any, list[str]]:
     """The lazy Dask frame of stock-day features and its text column names."""
     m = _read(mentions, backend)
-    _check_columns(m, MENTION_REQUIRED, "mentions", mentions)
     e = _read(embeddings, backend)
-    _check_columns(e, ("id",), "embed", embeddings)
     v = _read(volatility, backend)
-    _check_columns(v, VOL_REQUIRED, "volatility", volatility)
     tcols = text_columns(list(e.columns))
     if not tcols:
         msg = f"embeddings dataset '{embeddings}' has no e000… or p_* columns; pass the folder written by `wsb-gpu embed`"
@@ -204,8 +185,6 @@ def features_frame(mentions: Any, embeddings: Any, volatility: Any, *, backend: 
     meta = _empty_like(frame_module(vol._meta), vol._meta, tcols, vol_cols)[
         ["permno", "date", "n_posts", "n_mentions", *tcols, *vol_cols]
     ]
-    import dask.dataframe as dd
-
     out = dd.map_partitions(
         assign_to_trading_days, sums_by_stock, vol_by_stock, tcols,
         meta=meta, align_dataframes=False, enforce_metadata=False,
@@ -213,52 +192,34 @@ def features_frame(mentions: Any, embeddings: Any, volatility: Any, *, backend: 
     return out, tcols
 
 
-def build_features(mentions: Any, embeddings: Any, volatility: Any, out: Any, *, backend: Backend,
-                   client: Any = None, progress: bool = False) -> dict:
-    """Write the stock-day features dataset (see the module docstring for the rules).
+def run(
+    inputs: Mapping[str, Path | None],
+    out: Path,
+    *,
+    backend: Backend,
+    client: Any = None,
+    params: EmptyParams,
+    progress: bool = False,
+) -> StageResult:
+    """Write the stock-day features (see the module docstring for the rules).
 
     Parameters
     ----------
-    mentions, embeddings, volatility
-        Folders written by the ``mentions``, ``embed`` and ``volatility`` stages.
+    inputs
+        ``mentions``, ``embeddings`` and ``volatility``: folders written by those stages.
     out
-        Destination folder (written atomically, with ``_manifest.json``).
+        The folder to write into.
     backend
         CPU (pandas) or GPU (cuDF) partitions.
     client
         Optional distributed client (collections compute on it automatically).
-    progress
-        Show a progress bar.
-
-    Returns
-    -------
-    The manifest written into ``out``.
     """
-    from wsb_gpu.progress import compute
-
-    inputs = {"mentions": file_fingerprint(mentions), "embeddings": file_fingerprint(embeddings),
-              "volatility": file_fingerprint(volatility)}
-    with Timer() as t, atomic_dataset(out) as tmp:
-        frame, tcols = features_frame(mentions, embeddings, volatility, backend=backend)
-        write = frame.to_parquet(str(tmp), write_index=False, compute=False)
-        n_mentions = _read(mentions, backend, columns=["id"]).shape[0]
-        _, rows_in = compute(write, n_mentions, label="features", show=progress)
-        t.__exit__()  # stop the clock before the manifest is written
-        return write_manifest(
-            tmp,
-            stage="features",
-            inputs=inputs,
-            params={"assignment": "first trading date of the permno on or after the post's UTC date"},
-            rows_in=int(rows_in),
-            rows_out=_count_rows(tmp),
-            text_columns=len(tcols),
-            seconds=round(t.seconds, 3),
-            backend=backend.name,
-            schema=parquet_schema(tmp),
-        )
-
-
-def _count_rows(folder: Any) -> int:
-    import pyarrow.dataset as ds
-
-    return int(ds.dataset(str(folder), format="parquet", exclude_invalid_files=True).count_rows())
+    frame, tcols = features_frame(inputs["mentions"], inputs["embeddings"], inputs["volatility"], backend=backend)
+    write = frame.to_parquet(str(out), write_index=False, compute=False)
+    n_mentions = _read(inputs["mentions"], backend, columns=["id"]).shape[0]
+    _, rows_in = compute(write, n_mentions, label="features", show=progress)
+    return StageResult(
+        rows_in=int(rows_in),
+        fields={"assignment": "first trading date of the permno on or after the post's UTC date",
+                "text_columns": len(tcols)},
+    )

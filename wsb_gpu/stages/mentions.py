@@ -30,19 +30,27 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import dask
+import dask.dataframe as dd
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from wsb_gpu.backend import Backend, frame_module, is_gpu_frame, to_pandas
+from wsb_gpu.config import MentionsImpl, MentionsParams, choices
+from wsb_gpu.datasets import count_rows, parquet_dataset
 from wsb_gpu.errors import WsbError
-from wsb_gpu.lake import atomic_dataset, file_fingerprint, parquet_schema, read_manifest, write_manifest
+from wsb_gpu.lake import read_manifest
+from wsb_gpu.progress import compute
+from wsb_gpu.sources.tickers import read_stocknames, to_days
+from wsb_gpu.stages.base import StageResult
 
-STAGE = "mentions"
 COLUMNS_IN = ("id", "kind", "created_utc", "text")
 COLUMNS_OUT = ("id", "kind", "created_utc", "date", "ticker", "permno", "n_occ")
 _TICKER = re.compile(r"^[A-Z]{1,5}$")
@@ -100,8 +108,6 @@ def alive_table(stocknames: pd.DataFrame) -> pd.DataFrame:
     >>> alive_table(t).to_dict("records")
     [{'ticker': 'GME', 'permno': 1, 'first_day': 18262, 'last_day': 18263}]
     """
-    from wsb_gpu.sources.tickers import to_days
-
     ok = stocknames["ticker"].astype(str).str.fullmatch(_TICKER.pattern[1:-1]).fillna(False).to_numpy(dtype=bool)
     t = stocknames[ok]
     out = pd.DataFrame({
@@ -128,9 +134,6 @@ def unescape_arrow(texts: Any) -> Any:
     >>> unescape_arrow(pa.array(["a &amp;lt; b", "x", "&#36;GME &copy", "AT&amp;T"])).to_pylist()
     ['a &lt; b', 'x', '$GME ©', 'AT&T']
     """
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
     if isinstance(texts, pa.ChunkedArray):
         texts = texts.combine_chunks()
     has = pc.match_substring(texts, "&").fill_null(False)
@@ -198,8 +201,6 @@ def scan_tokens(texts: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     >>> list(zip(row.tolist(), codes_to_tickers(key), dollar.tolist()))
     [(0, 'F', True), (0, 'GME', False), (0, 'AMC', True), (1, 'BB', False)]
     """
-    import pyarrow as pa
-
     if isinstance(texts, pa.ChunkedArray):
         texts = texts.combine_chunks()
     texts = texts.cast(pa.large_string()).fill_null("")
@@ -279,8 +280,6 @@ def codes_to_tickers(codes: np.ndarray) -> list[str]:
 
 
 def _kernel_scan(posts: pd.DataFrame, alive: pd.DataFrame, stoplist: frozenset[str]) -> pd.DataFrame:
-    import pyarrow as pa
-
     texts = pa.array(posts["text"], type=pa.large_string(), from_pandas=True).fill_null("")
     texts = unescape_arrow(texts)
     row, code, dollar = scan_tokens(texts)
@@ -329,8 +328,6 @@ def _kernel_scan(posts: pd.DataFrame, alive: pd.DataFrame, stoplist: frozenset[s
 
 
 def _assemble(posts: pd.DataFrame, rows: np.ndarray, ticker: Any, permno: Any, n_occ: Any, day: Any) -> pd.DataFrame:
-    import pyarrow as pa
-
     if not _PANDAS_TYPES:
         _PANDAS_TYPES.update(_pandas_types())
     take = pa.array(np.asarray(rows, dtype=np.int64))
@@ -347,8 +344,6 @@ def _assemble(posts: pd.DataFrame, rows: np.ndarray, ticker: Any, permno: Any, n
 
 
 def _pandas_types() -> dict:
-    import pyarrow as pa
-
     return {pa.string(): pd.StringDtype("pyarrow"), pa.date32(): pd.ArrowDtype(pa.date32())}
 
 
@@ -467,108 +462,57 @@ def mention_kernel(posts: Any, alive: pd.DataFrame, stoplist: Iterable[str] = ()
         return _kernel_scan(to_pandas(posts).reset_index(drop=True), alive, stop)
     if impl == "strings":
         return _kernel_strings(posts, alive, stop)
-    msg = f"unknown mentions impl {impl!r}; choose auto, scan or strings"
+    msg = f"unknown mentions impl {impl!r}; choose one of: {', '.join(choices(MentionsImpl))}"
     raise WsbError(msg)
 
 
-def extract_mentions(
-    posts: str | Path,
-    tickers: str | Path,
-    out: str | Path,
+def run(
+    inputs: Mapping[str, Path | None],
+    out: Path,
     *,
     backend: Backend,
     client: Any = None,
-    stoplist: str | Path | None = None,
+    params: MentionsParams,
     progress: bool = False,
-    impl: str = "auto",
-) -> dict:
-    """Write the mentions dataset of a posts dataset.
+) -> StageResult:
+    """Write the mentions of the ``posts`` dataset against the ``tickers`` name history.
 
     Parameters
     ----------
-    posts
-        The posts dataset folder (from ``ingest``).
-    tickers
-        CRSP name history (``PERMNO, TICKER, NAMEDT, NAMEENDT``), CSV or Parquet.
+    inputs
+        ``posts`` (the dataset folder from ``ingest``) and ``tickers`` (CRSP name history:
+        ``PERMNO, TICKER, NAMEDT, NAMEENDT``, CSV or Parquet).
     out
-        Destination folder, written atomically with ``_manifest.json``.
+        The folder to write into.
     backend
         ``gpu`` reads the posts as cuDF partitions and extracts with cuDF string ops.
-    stoplist
-        A stoplist file; None = the packaged default (``mentions.stoplist``).
-    impl
-        Token extractor (see :func:`mention_kernel`).
-
-    Returns
-    -------
-    dict
-        The manifest written into ``out/_manifest.json``.
+    params
+        ``stoplist`` (a file; None = the packaged default) and ``impl`` (the token
+        extractor, see :func:`mention_kernel`).
     """
-    import time
-
-    import dask
-    import dask.dataframe as dd
-    import pyarrow as pa
-
-    from wsb_gpu.progress import compute
-    from wsb_gpu.sources.tickers import read_stocknames
-
-    posts = Path(posts)
-    if not posts.is_dir():
-        msg = f"posts dataset '{posts}' does not exist; run `wsb-gpu ingest` first and pass its --out folder"
-        raise WsbError(msg)
-    t0 = time.perf_counter()
-    stop = load_stoplist(stoplist)
-    names = read_stocknames(tickers)
-    alive = alive_table(names)
+    posts, tickers = inputs["posts"], inputs["tickers"]
+    stop = load_stoplist(params.stoplist)
+    alive = alive_table(read_stocknames(tickers))
     ddf = dd.read_parquet(str(posts), columns=list(COLUMNS_IN))
     if backend.is_gpu:
         ddf = ddf.to_backend("cudf")
-    alive_d = dask.delayed(alive, pure=True)
     result = ddf.map_partitions(
-        mention_kernel, alive_d, tuple(sorted(stop)), impl, meta=empty_mentions(), enforce_metadata=False
+        mention_kernel, dask.delayed(alive, pure=True), tuple(sorted(stop)), params.impl,
+        meta=empty_mentions(), enforce_metadata=False,
     )
-    with atomic_dataset(out) as tmp:
-        # Pin the string columns to `string` (dask infers `large_string` from Arrow-backed
-        # pandas strings), so that mentions and posts agree on the contract's types.
-        strings = {c: pa.string() for c in ("id", "kind", "ticker")}
-        write = result.to_parquet(str(tmp), write_index=False, compute=False, schema=strings)
-        compute(write, label="mentions", show=progress)
-        seconds = time.perf_counter() - t0
-        rows_in = _count_rows(posts)
-        rows_out = _count_rows(tmp)
-        posts_manifest = read_manifest(posts) or {}
-        manifest = write_manifest(
-            tmp,
-            stage=STAGE,
-            inputs={"posts": file_fingerprint(posts), "tickers": file_fingerprint(tickers)},
-            params={
-                "stoplist": str(stoplist) if stoplist else "packaged",
-                "stoplist_size": len(stop),
-                "impl": impl,
-                "alive_names": len(alive),
-            },
-            rows_in=rows_in,
-            rows_out=rows_out,
-            mentions=_sum_occurrences(tmp),
-            text_bytes=posts_manifest.get("bytes_json"),
-            seconds=round(seconds, 3),
-            rows_per_s=round(rows_in / seconds, 1) if seconds > 0 else None,
-            backend=backend.name,
-            schema=parquet_schema(tmp),
-        )
-    return manifest
+    # Pin the string columns to `string` (dask infers `large_string` from Arrow-backed
+    # pandas strings), so that mentions and posts agree on the contract's types.
+    strings = {c: pa.string() for c in ("id", "kind", "ticker")}
+    write = result.to_parquet(str(out), write_index=False, compute=False, schema=strings)
+    compute(write, label="mentions", show=progress)
+    col = parquet_dataset(out).to_table(columns=["n_occ"]).column("n_occ")
+    return StageResult(
+        rows_in=count_rows(posts),
+        fields={
+            "stoplist_size": len(stop),
+            "alive_names": len(alive),
+            "mentions": int(pc.sum(col).as_py() or 0),
+            "text_bytes": (read_manifest(posts) or {}).get("bytes_json"),
+        },
+    )
 
-
-def _count_rows(folder: Path) -> int:
-    import pyarrow.dataset as ds
-
-    return int(ds.dataset(str(folder), format="parquet", exclude_invalid_files=True).count_rows())
-
-
-def _sum_occurrences(folder: Path) -> int:
-    import pyarrow.compute as pc
-    import pyarrow.dataset as ds
-
-    col = ds.dataset(str(folder), format="parquet").to_table(columns=["n_occ"]).column("n_occ")
-    return int(pc.sum(col).as_py() or 0)

@@ -26,51 +26,33 @@ import json
 import math
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import dask.dataframe as dd
 import numpy as np
+import pandas as pd
 
-from wsb_gpu.backend import Backend, frame_module, to_numpy, to_pandas
+from wsb_gpu.backend import Backend, frame_module, to_pandas
+from wsb_gpu.config import TrainParams
 from wsb_gpu.errors import WsbError
-from wsb_gpu.lake import atomic_dataset, file_fingerprint, parquet_schema, read_manifest, write_manifest
-from wsb_gpu.models.har import HAR, HAR_COLUMNS
+from wsb_gpu.lake import read_manifest
+from wsb_gpu.models import MODELS, ordered
+from wsb_gpu.models.base import Model, Sample, Window, in_years
+from wsb_gpu.models.har import HAR_COLUMNS
 from wsb_gpu.models.metrics import diebold_mariano
-from wsb_gpu.models.ridge import (
-    LinearFit,
-    Moments,
-    array_module,
-    collect_moments,
-    frame_matrix,
-    lambda_grid,
-    moments_sse,
-    ridge_cv_from_moments,
-    ridge_cv_from_rows,
-    sum_moments,
-)
-from wsb_gpu.models.splits import BlockedTimeFolds, RollingYearSplit, month_period, period_year
+from wsb_gpu.models.moments import Moments, array_module, collect_moments, frame_matrix
+from wsb_gpu.models.ridge import lambda_grid
+from wsb_gpu.models.splits import RollingYearSplit, month_period, period_year
+from wsb_gpu.progress import compute, log
+from wsb_gpu.stages.base import StageResult
 from wsb_gpu.stages.features import text_columns
 
-MODELS = ("har", "ridge", "xgboost")
 COUNT_FEATURES = ("log_posts", "log_mentions")
 METRIC_COLUMNS = ["model", "test_year", "n_train", "n_test", "mse", "r2", "r2_oos", "lambda", "dm_stat", "dm_pvalue"]
 DM_LAG_RULE = "floor(4 * (T / 100) ** (2 / 9)) (Newey and West, 1994), Bartlett kernel"
 DM_PVALUE = ("one-sided, standard normal: H1 = the model's loss is below HAR's (p = Phi(dm_stat)); "
              "the two-sided p-value is dm_pvalue_two_sided in metrics.json")
-
-
-@dataclass
-class Sample:
-    """The rows every model of a run is fitted and scored on (a lazy Dask frame)."""
-
-    ddf: Any
-    target: str
-    har_columns: list[str]
-    feature_columns: list[str]
-    source: str
-    sample: str
-    inputs: dict[str, Any] = field(default_factory=dict)
 
 
 # --- the sample ------------------------------------------------------------------------
@@ -105,12 +87,7 @@ def prepare_partition(frame: Any, *, target: str, text_cols: Sequence[str], samp
     return frame.assign(**new)
 
 
-def _read(path: Any, backend: Backend, what: str) -> Any:
-    import dask.dataframe as dd
-
-    if path is None or not Path(path).exists():
-        msg = f"{what} dataset '{path}' does not exist; run `wsb-gpu {what}` first or fix the path"
-        raise WsbError(msg)
+def _read(path: Path, backend: Backend) -> Any:
     ddf = dd.read_parquet(str(path))
     return ddf.to_backend(backend.dask_backend) if backend.is_gpu else ddf
 
@@ -120,19 +97,14 @@ def load_sample(*, features: Any, volatility: Any, sample: str, target: str, bac
     if features is None and volatility is None:
         msg = "train needs --features DIR (text) or --volatility DIR (HAR only); pass one of them"
         raise WsbError(msg)
-    inputs: dict[str, Any] = {}
     if features is None:
-        v = _read(volatility, backend, "volatility")
-        _require(v, [*HAR_COLUMNS, target, "permno", "date"], "volatility", volatility)
+        v = _read(volatility, backend)
         v = v[["permno", "date", *HAR_COLUMNS, target]]
         ddf = v.map_partitions(prepare_partition, target=target, text_cols=[], sample=None)
-        inputs["volatility"] = file_fingerprint(volatility)
-        return Sample(ddf, target, list(HAR_COLUMNS), list(HAR_COLUMNS), "volatility", "panel", inputs)
+        return Sample(ddf, target, list(HAR_COLUMNS), list(HAR_COLUMNS), "volatility", "panel")
 
-    f = _read(features, backend, "features")
-    _require(f, ["permno", "date", "n_posts", "n_mentions", *HAR_COLUMNS, target], "features", features)
+    f = _read(features, backend)
     tcols = text_columns(list(f.columns))
-    inputs["features"] = file_fingerprint(features)
     if sample == "all":
         if volatility is None:
             volatility = ((read_manifest(features) or {}).get("inputs", {}).get("volatility", {}) or {}).get("path")
@@ -140,30 +112,17 @@ def load_sample(*, features: Any, volatility: Any, sample: str, target: str, bac
             msg = (f"--sample all needs the volatility dataset to add the stock-days without posts; "
                    f"features '{features}' does not record it, so pass --volatility DIR")
             raise WsbError(msg)
-        v = _read(volatility, backend, "volatility")
-        _require(v, ["permno", "date", *HAR_COLUMNS, target], "volatility", volatility)
-        inputs["volatility"] = file_fingerprint(volatility)
+        v = _read(volatility, backend)
         text = f[["permno", "date", "n_posts", "n_mentions", *tcols]]
         base = v[["permno", "date", *HAR_COLUMNS, target]]
         joined = base.merge(text, on=["permno", "date"], how="left")
         extra = ["has_posts"]
-    elif sample == "posts":
+    else:
         joined = f[["permno", "date", "n_posts", "n_mentions", *tcols, *HAR_COLUMNS, target]]
         extra = []
-    else:
-        msg = f"unknown sample {sample!r}; choose posts or all"
-        raise WsbError(msg)
     ddf = joined.map_partitions(prepare_partition, target=target, text_cols=tcols, sample=sample)
     cols = [*HAR_COLUMNS, *tcols, *COUNT_FEATURES, *extra]
-    return Sample(ddf, target, list(HAR_COLUMNS), cols, "features", sample, inputs)
-
-
-def _require(ddf: Any, cols: Sequence[str], what: str, path: Any) -> None:
-    missing = [c for c in cols if c not in ddf.columns]
-    if missing:
-        msg = (f"{what} dataset '{path}' lacks column(s) {', '.join(missing)}; "
-               f"pass the folder written by `wsb-gpu {what}` (and a --target it contains)")
-        raise WsbError(msg)
+    return Sample(ddf, target, list(HAR_COLUMNS), cols, "features", sample)
 
 
 # --- prediction pass -------------------------------------------------------------------
@@ -205,8 +164,6 @@ def daily_partition(frame: Any, *, models: Sequence[str]) -> Any:
 
 def combine_daily(daily: Any, models: Sequence[str]) -> Any:
     """Merge per-partition daily rows into one row per date (stable combination)."""
-    import pandas as pd
-
     d = to_pandas(daily).copy()
     d["y_mean"] = d["y_sum"] / d["n"]
     g = d.groupby("date", sort=True)
@@ -227,194 +184,12 @@ def _group_sst(n: np.ndarray, mean: np.ndarray, m2: np.ndarray) -> tuple[int, fl
     return int(N), mu, float(m2.sum() + (n * (mean - mu) ** 2).sum())
 
 
-# --- the training loop -----------------------------------------------------------------
-
-
-def _models(models: Sequence[str] | str) -> list[str]:
-    asked = [m.strip() for m in (models.split(",") if isinstance(models, str) else models) if m.strip()]
-    bad = [m for m in asked if m not in MODELS]
-    if bad:
-        msg = f"unknown model(s) {', '.join(bad)}; choose from {', '.join(MODELS)} (comma-separated)"
-        raise WsbError(msg)
-    # HAR is the benchmark of the Diebold–Mariano test: always fitted, always first.
-    return ["har", *[m for m in MODELS[1:] if m in asked]]
-
-
-def train(out: Any, *, features: Any = None, volatility: Any = None, backend: Backend, client: Any = None,
-          models: Sequence[str] | str, target: str, train_years: int, sample: str, ridge: Mapping[str, Any],
-          xgboost: Mapping[str, Any], progress: bool = False) -> dict:
-    """Fit and evaluate every model in every rolling window; write the results folder.
-
-    Parameters
-    ----------
-    out
-        Results folder (written atomically).
-    features, volatility
-        The features dataset (text models) and/or the volatility dataset (HAR on the whole
-        panel when given alone; the stock-days without posts for ``sample="all"``).
-    backend
-        CPU or GPU; decides the frames, the ridge estimator and the XGBoost device.
-    client
-        Optional distributed client.
-    models
-        Subset of ``har, ridge, xgboost`` (HAR is always included: it is the DM benchmark).
-    target
-        ``y_1 | y_5 | y_22 | y_63``.
-    train_years
-        Years in each training window.
-    sample
-        ``posts`` (stock-days with posts) or ``all``; ignored without features.
-    ridge
-        ``engine`` (stats|estimator), ``n_lambdas``, ``lambda_min``, ``lambda_max``, ``cv_folds``.
-    xgboost
-        ``n_estimators``, ``early_stopping_rounds`` and the booster parameters.
-    progress
-        Show progress bars.
-
-    Returns
-    -------
-    The manifest written into ``out``.
-    """
-    t0 = time.perf_counter()
-    models = _models(models)
-    engine = ridge.get("engine", "stats")
-    if engine not in ("stats", "estimator"):
-        msg = f"unknown ridge engine {engine!r}; choose stats or estimator"
-        raise WsbError(msg)
-    lambdas = lambda_grid(int(ridge["n_lambdas"]), float(ridge["lambda_min"]), float(ridge["lambda_max"]))
-    folds = BlockedTimeFolds(int(ridge["cv_folds"]))
-    splitter = RollingYearSplit(int(train_years))
-    S = load_sample(features=features, volatility=volatility, sample=sample, target=target, backend=backend)
-    feats, har_cols = S.feature_columns, S.har_columns
-    timings: dict[str, float] = {}
-
-    # Pass 1: per-month statistics (all features for the stats engine, else the HAR block).
-    stat_cols = feats if engine == "stats" else har_cols
-    t = time.perf_counter()
-    stats = collect_moments(S.ddf, stat_cols, target, progress=progress, label="train: statistics")
-    timings["statistics"] = time.perf_counter() - t
-    if not stats:
-        msg = "the sample is empty after dropping rows with a missing target or HAR regressor; check the inputs"
-        raise WsbError(msg)
-    har_ix = [stat_cols.index(c) for c in har_cols] + [len(stat_cols)]
-    har_stats = {p: m.select(har_ix) for p, m in stats.items()}
-    years_present = sorted({int(period_year(p)) for p in stats})
-    windows = [(y, tr) for y, tr in splitter.windows(years_present)
-               if any(period_year(p) == y for p in stats) and any(period_year(p) in tr for p in stats)]
-    if not windows:
-        msg = (f"the sample covers the years {years_present[0]}–{years_present[-1]}: too few for "
-               f"--train-years {train_years} plus one test year; lower --train-years or add data")
-        raise WsbError(msg)
-
-    def months(years: Sequence[int], table: Mapping[int, Moments]) -> dict[int, Moments]:
-        return {p: m for p, m in table.items() if period_year(p) in years}
-
-    xp = backend.xp if backend.is_gpu else np
-    fits: dict[str, dict[int, Any]] = {m: {} for m in models}
-    cv_info: dict[str, dict[int, Any]] = {"ridge": {}}
-    xgb_info: dict[int, Any] = {}
-    stat_metrics: dict[tuple[str, int], tuple[float, float]] = {}  # (model, year) -> (sse, n)
-    t = time.perf_counter()
-    for test_year, tr_years in windows:
-        train_months = months(tr_years, stats)
-        blocks = folds.blocks(sorted(train_months)) if "ridge" in models else []
-        if engine == "stats":
-            har_m = sum_moments(months(tr_years, har_stats)[p] for p in sorted(train_months))
-            fits["har"][test_year] = HAR.from_moments(har_m).to_fit()
-            n_window = int(har_m.n)
-            if "ridge" in models:
-                cv = ridge_cv_from_moments(train_months, blocks, lambdas, xp=xp)
-                fits["ridge"][test_year] = cv.fit
-                cv_info["ridge"][test_year] = cv
-            test_m = sum_moments(months([test_year], stats)[p] for p in sorted(months([test_year], stats)))
-            for model in ("har", "ridge"):
-                if model in fits and test_year in fits[model]:
-                    fit = fits[model][test_year]
-                    tm = test_m.select(har_ix) if model == "har" else test_m
-                    stat_metrics[(model, test_year)] = (float(moments_sse(tm, fit.coef, fit.intercept)[0]), tm.n)
-        else:
-            cols = feats if "ridge" in models else har_cols
-            part = S.ddf[S.ddf["year"].isin(list(tr_years))][[*cols, target, "period"]].compute()
-            X = frame_matrix(part, cols)
-            y = frame_matrix(part, [target])[:, 0]
-            n_window = len(y)
-            hx = [cols.index(c) for c in har_cols]
-            fits["har"][test_year] = HAR().fit(X[:, hx], y).to_fit()
-            if "ridge" in models:
-                periods = np.asarray(to_numpy(part["period"].values), dtype=np.int64)
-                cv = ridge_cv_from_rows(X, y, periods, folds.blocks(periods), lambdas, backend=backend)
-                fits["ridge"][test_year] = cv.fit
-                cv_info["ridge"][test_year] = cv
-        if "xgboost" in models:
-            from wsb_gpu.models.xgb import fit_window
-
-            xfit = fit_window(S.ddf, feats, target, tr_years, backend=backend, client=client, params=xgboost,
-                              n_rows=n_window)
-            fits["xgboost"][test_year] = xfit
-            xgb_info[test_year] = {"n_rounds": xfit.n_rounds}
-    timings["fit"] = time.perf_counter() - t
-
-    # Pass 3: predictions of every model, written, plus per-day error sums.
-    columns = {"har": [feats.index(c) for c in har_cols], "ridge": list(range(len(feats))),
-               "xgboost": list(range(len(feats)))}
-    test_years = [y for y, _ in windows]
-    t = time.perf_counter()
-    with atomic_dataset(out) as tmp:
-        preds = S.ddf[S.ddf["year"].isin(test_years)].map_partitions(
-            predict_partition, feature_cols=feats, target=target, models=models, fits=fits, columns=columns,
-            meta=_pred_meta(S.ddf._meta, models),
-        )
-        write = preds.to_parquet(str(tmp / "predictions"), write_index=False, compute=False)
-        daily_parts = preds.map_partitions(daily_partition, models=models, meta=_daily_meta(S.ddf._meta, models))
-        from wsb_gpu.progress import compute
-
-        _, daily_raw = compute(write, daily_parts, label="train: predictions", show=progress)
-        timings["predict"] = time.perf_counter() - t
-        daily = combine_daily(daily_raw, models)
-
-        rows, coefs = _results(models, windows, fits, har_stats, stat_metrics, daily, engine, cv_info, har_cols, feats)
-        metrics = _frame(rows, METRIC_COLUMNS)
-        metrics.to_csv(tmp / "metrics.csv", index=False)
-        _frame(coefs, list(coefs[0].keys()) if coefs else ["model", "test_year"]).to_csv(
-            tmp / "coefficients.csv", index=False)
-        report = {
-            "target": target, "sample": S.sample, "source": S.source, "engine": engine,
-            "train_years": int(train_years), "models": models, "lambdas": lambdas.tolist(),
-            "cv_folds": int(ridge["cv_folds"]), "features": feats,
-            "dm": {"benchmark": "har", "loss": "squared error, averaged across stocks per trading day",
-                   "lag_rule": DM_LAG_RULE, "pvalue": DM_PVALUE},
-            "metrics": _jsonable(rows),
-            "cv": {str(y): {"lambda": c.fit.lam, "cv_mse": c.cv_mse.tolist(), "fold_mse": c.fold_mse.tolist()}
-                   for y, c in cv_info["ridge"].items()},
-            "xgboost": {str(y): v for y, v in xgb_info.items()},
-            "timings_s": {k: round(v, 3) for k, v in timings.items()},
-        }
-        (tmp / "metrics.json").write_text(json.dumps(report, indent=2, allow_nan=True) + "\n")
-        (tmp / "models.json").write_text(json.dumps(_fits_json(fits, feats, har_cols), allow_nan=True) + "\n")
-        return write_manifest(
-            tmp,
-            stage="train",
-            inputs=S.inputs,
-            params={"models": models, "target": target, "train_years": int(train_years), "sample": S.sample,
-                    "ridge": dict(ridge), "xgboost": dict(xgboost)},
-            rows_in=int(sum(m.n for m in har_stats.values())),
-            rows_out=int(daily["n"].sum()),
-            test_years=test_years,
-            seconds=round(time.perf_counter() - t0, 3),
-            timings_s={k: round(v, 3) for k, v in timings.items()},
-            backend=backend.name,
-            schema=parquet_schema(tmp / "predictions"),
-            outputs=["metrics.csv", "metrics.json", "coefficients.csv", "models.json", "predictions/"],
-        )
-
-
 def _pred_meta(meta: Any, models: Sequence[str]) -> Any:
-    xdf = frame_module(meta)
     out = meta[["permno", "date"]].iloc[:0].reset_index(drop=True)
     out["y"] = np.zeros(0, dtype="float64")
     for m in models:
         out[f"yhat_{m}"] = np.zeros(0, dtype="float64")
-    return out if xdf is not None else out
+    return out
 
 
 def _daily_meta(meta: Any, models: Sequence[str]) -> Any:
@@ -427,59 +202,194 @@ def _daily_meta(meta: Any, models: Sequence[str]) -> Any:
     return out
 
 
-def _results(models, windows, fits, har_stats, stat_metrics, daily, engine, cv_info, har_cols, feats):
-    """Metric rows (per model × year and pooled) and coefficient rows."""
+# --- the training loop -----------------------------------------------------------------
+
+
+def model_names(models: Sequence[str]) -> list[str]:
+    """The models to fit, in the registry's order; HAR, the benchmark of the Diebold–Mariano
+    test, always first.
+
+    >>> model_names(["xgboost", "ridge"])
+    ['har', 'ridge', 'xgboost']
+    """
+    return ordered(["har", *[m for m in models if m != "har"]])
+
+
+def plan_windows(sample: Sample, stats: Mapping[int, Moments], stat_columns: list[str], params: TrainParams, *,
+                 backend: Backend, client: Any) -> list[Window]:
+    """The rolling windows that have both training and test rows."""
+    years_present = sorted({int(period_year(p)) for p in stats})
+    windows = []
+    for test_year, train_years in RollingYearSplit(params.train_years).windows(years_present):
+        train, test = in_years(stats, train_years), in_years(stats, [test_year])
+        if train and test:
+            windows.append(Window(test_year, tuple(train_years), sample, train, test, stat_columns,
+                                  params.ridge.engine, backend, client))
+    if not windows:
+        msg = (f"the sample covers the years {years_present[0]}–{years_present[-1]}: too few for "
+               f"--train-years {params.train_years} plus one test year; lower --train-years or add data")
+        raise WsbError(msg)
+    return windows
+
+
+def run(
+    inputs: Mapping[str, Path | None],
+    out: Path,
+    *,
+    backend: Backend,
+    client: Any = None,
+    params: TrainParams,
+    progress: bool = False,
+) -> StageResult:
+    """Fit and evaluate every model in every rolling window; write the results folder.
+
+    Parameters
+    ----------
+    inputs
+        ``features`` (text models) and/or ``volatility`` (HAR on the whole panel when given
+        alone; the stock-days without posts for ``sample="all"``).
+    out
+        The results folder.
+    backend
+        CPU or GPU; decides the frames, the ridge estimator and the XGBoost device.
+    params
+        ``models`` (HAR is always included: it is the DM benchmark), ``target``,
+        ``train_years``, ``sample`` and the ``ridge`` and ``xgboost`` sections.
+    """
+    models = model_names(params.models) if inputs.get("features") is not None else ["har"]
+    if inputs.get("features") is None and params.models != ("har",):
+        log("train: no --features, so no text: fitting HAR on the volatility panel only")
+    target, engine = params.target, params.ridge.engine
+    S = load_sample(features=inputs.get("features"), volatility=inputs.get("volatility"), sample=params.sample,
+                    target=target, backend=backend)
+    timings: dict[str, float] = {}
+
+    # Pass 1: per-month statistics (all features for the stats engine, else the HAR block).
+    stat_cols = S.feature_columns if engine == "stats" else S.har_columns
+    t = time.perf_counter()
+    stats = collect_moments(S.ddf, stat_cols, target, progress=progress, label="train: statistics")
+    timings["statistics"] = time.perf_counter() - t
+    if not stats:
+        msg = "the sample is empty after dropping rows with a missing target or HAR regressor; check the inputs"
+        raise WsbError(msg)
+    windows = plan_windows(S, stats, stat_cols, params, backend=backend, client=client)
+
+    # Pass 2: every model in every window.
+    t = time.perf_counter()
+    fitted: dict[str, dict[int, Model]] = {name: {} for name in models}
+    for window in windows:
+        for name in models:
+            fitted[name][window.test_year] = MODELS[name](params).fit(window)
+    timings["fit"] = time.perf_counter() - t
+
+    # Pass 3: predictions of every model, written, plus per-day error sums.
+    test_years = [w.test_year for w in windows]
+    t = time.perf_counter()
+    feats = S.feature_columns
+    columns = {name: [feats.index(c) for c in next(iter(by_year.values())).columns_] for name, by_year in fitted.items()}
+    preds = S.ddf[S.ddf["year"].isin(test_years)].map_partitions(
+        predict_partition, feature_cols=feats, target=target, models=models, fits=fitted, columns=columns,
+        meta=_pred_meta(S.ddf._meta, models),
+    )
+    write = preds.to_parquet(str(out / "predictions"), write_index=False, compute=False)
+    daily_parts = preds.map_partitions(daily_partition, models=models, meta=_daily_meta(S.ddf._meta, models))
+    _, daily_raw = compute(write, daily_parts, label="train: predictions", show=progress)
+    timings["predict"] = time.perf_counter() - t
+    daily = combine_daily(daily_raw, models)
+
+    rows, coefs = evaluate(windows, fitted, daily, S)
+    pd.DataFrame(rows, columns=METRIC_COLUMNS).to_csv(out / "metrics.csv", index=False)
+    pd.DataFrame(coefs, columns=list(coefs[0]) if coefs else ["model", "test_year"]).to_csv(
+        out / "coefficients.csv", index=False)
+    report = {
+        "target": target, "sample": S.sample, "source": S.source, "engine": engine,
+        "train_years": int(params.train_years), "models": models,
+        "lambdas": lambda_grid(params.ridge.n_lambdas, params.ridge.lambda_min, params.ridge.lambda_max).tolist(),
+        "cv_folds": int(params.ridge.cv_folds), "features": feats,
+        "dm": {"benchmark": "har", "loss": "squared error, averaged across stocks per trading day",
+               "lag_rule": DM_LAG_RULE, "pvalue": DM_PVALUE},
+        "metrics": _jsonable(rows),
+        "cv": {str(y): m.info() for y, m in fitted.get("ridge", {}).items()},
+        "xgboost": {str(y): m.info() for y, m in fitted.get("xgboost", {}).items()},
+        "timings_s": {k: round(v, 3) for k, v in timings.items()},
+    }
+    (out / "metrics.json").write_text(json.dumps(report, indent=2, allow_nan=True) + "\n")
+    (out / "models.json").write_text(json.dumps(fits_json(fitted, S), allow_nan=True) + "\n")
+    return StageResult(
+        rows_in=sum(int(m.n) for m in stats.values()),
+        rows_out=int(daily["n"].sum()),
+        fields={
+            "models": models,
+            "test_years": test_years,
+            "timings_s": {k: round(v, 3) for k, v in timings.items()},
+            "outputs": ["metrics.csv", "metrics.json", "coefficients.csv", "models.json", "predictions/"],
+        },
+    )
+
+
+# --- evaluation -------------------------------------------------------------------------
+
+
+def evaluate(windows: Sequence[Window], fitted: Mapping[str, Mapping[int, Model]], daily: pd.DataFrame,
+             sample: Sample) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Metric rows (per model × test year, then pooled) and the HAR-term coefficient rows.
+
+    The squared error of a model in a year is exact from the moments where the model can
+    tell it (:meth:`Model.test_sse`), else summed from the prediction pass's daily rows,
+    which also give the Diebold–Mariano loss differentials against HAR.
+    """
+    models = list(fitted)
+    har_cols = sample.har_columns
     rows, coefs = [], []
-    day_d: dict[str, list[tuple[int, np.ndarray]]] = {m: [] for m in models}
-    pooled: dict[str, dict[str, float]] = {m: {"sse": 0.0, "sst": 0.0, "sst_oos": 0.0, "n": 0, "n_train": 0}
-                                           for m in models}
-    for test_year, tr_years in windows:
-        train_m = sum_moments(m for p, m in sorted(har_stats.items()) if period_year(p) in tr_years)
-        d = daily[daily["year"] == test_year]
+    day_d: dict[str, list[np.ndarray]] = {m: [] for m in models}
+    pooled = {m: {"sse": 0.0, "sst": 0.0, "sst_oos": 0.0, "n": 0, "n_train": 0} for m in models}
+    for window in windows:
+        year = window.test_year
+        train_m = window.moments(har_cols)
+        d = daily[daily["year"] == year]
         if len(d) == 0:
             continue
         n_test, mean_test, sst = _group_sst(d["n"].to_numpy(float), d["y_mean"].to_numpy(), d["y_m2"].to_numpy())
         sst_oos = sst + n_test * (mean_test - train_m.y_mean) ** 2
-        for model in models:
-            if (model, test_year) in stat_metrics:
-                sse, n = stat_metrics[(model, test_year)]
-            else:
-                sse, n = float(d[f"sse_{model}"].sum()), n_test
+        for name in models:
+            model = fitted[name][year]
+            exact = model.test_sse(window)
+            sse, n = exact if exact is not None else (float(d[f"sse_{name}"].sum()), n_test)
             dm_stat = dm_p = dm_p2 = float("nan")
             dm_lag = None
-            if model != "har":
-                series = ((d[f"sse_{model}"] - d["sse_har"]) / d["n"]).to_numpy()
+            if name != "har":
+                series = ((d[f"sse_{name}"] - d["sse_har"]) / d["n"]).to_numpy()
                 dm_stat, dm_p, dm_lag = diebold_mariano(series, alternative="less")
                 dm_p2 = diebold_mariano(series)[1]
-                day_d[model].append((test_year, series))
-            fit = fits[model][test_year]
-            lam = float(fit.lam) if model == "ridge" else float("nan")
-            rows.append({"model": model, "test_year": str(test_year), "n_train": int(train_m.n), "n_test": int(n),
+                day_d[name].append(series)
+            lam = model.lam
+            rows.append({"model": name, "test_year": str(year), "n_train": int(train_m.n), "n_test": int(n),
                          "mse": sse / n, "r2": 1.0 - sse / sst, "r2_oos": 1.0 - sse / sst_oos, "lambda": lam,
                          "dm_stat": dm_stat, "dm_pvalue": dm_p, "dm_pvalue_two_sided": dm_p2, "dm_lag": dm_lag,
                          "n_days": int(len(d))})
-            acc = pooled[model]
+            acc = pooled[name]
             acc["sse"] += sse
             acc["sst"] += sst
             acc["sst_oos"] += sst_oos
             acc["n"] += n
             acc["n_train"] += train_m.n
-            if isinstance(fit, LinearFit):
-                har_coef = fit.coef[[feats.index(c) for c in har_cols]] if model != "har" else fit.coef
-                coefs.append({"model": model, "test_year": test_year, "lambda": lam, "intercept": fit.intercept,
+            fit = model.linear
+            if fit is not None:
+                har_coef = fit.coef[[model.columns_.index(c) for c in har_cols]] if name != "har" else fit.coef
+                coefs.append({"model": name, "test_year": year, "lambda": lam, "intercept": fit.intercept,
                               **{c: float(v) for c, v in zip(har_cols, har_coef)}})
-    for model in models:
-        acc = pooled[model]
+    for name in models:
+        acc = pooled[name]
         if acc["n"] == 0:
             continue
         dm_stat = dm_p = dm_p2 = float("nan")
         dm_lag = None
-        n_days = sum(len(s) for _, s in day_d[model]) if model != "har" else None
-        if model != "har" and day_d[model]:
-            series = np.concatenate([s for _, s in day_d[model]])
+        n_days = sum(len(s) for s in day_d[name]) if name != "har" else None
+        if name != "har" and day_d[name]:
+            series = np.concatenate(day_d[name])
             dm_stat, dm_p, dm_lag = diebold_mariano(series, alternative="less")
             dm_p2 = diebold_mariano(series)[1]
-        rows.append({"model": model, "test_year": "all", "n_train": int(acc["n_train"]), "n_test": int(acc["n"]),
+        rows.append({"model": name, "test_year": "all", "n_train": int(acc["n_train"]), "n_test": int(acc["n"]),
                      "mse": acc["sse"] / acc["n"], "r2": 1.0 - acc["sse"] / acc["sst"],
                      "r2_oos": 1.0 - acc["sse"] / acc["sst_oos"], "lambda": float("nan"),
                      "dm_stat": dm_stat, "dm_pvalue": dm_p, "dm_pvalue_two_sided": dm_p2, "dm_lag": dm_lag,
@@ -487,25 +397,19 @@ def _results(models, windows, fits, har_stats, stat_metrics, daily, engine, cv_i
     return rows, coefs
 
 
-def _fits_json(fits: Mapping[str, Mapping[int, Any]], feats: Sequence[str], har_cols: Sequence[str]) -> dict:
-    """Every linear model's fitted state per test year: lambda, intercept, coefficients and scaler."""
+def fits_json(fitted: Mapping[str, Mapping[int, Model]], sample: Sample) -> dict[str, Any]:
+    """Every linear model's fitted state per test year: λ, intercept, coefficients and scaler."""
     out: dict[str, Any] = {}
-    for model, by_year in fits.items():
-        for year, fit in by_year.items():
-            if isinstance(fit, LinearFit):
-                cols = list(har_cols) if model == "har" else list(feats)
-                out.setdefault(model, {})[str(year)] = {
-                    "lambda": float(fit.lam), "intercept": float(fit.intercept), "columns": cols,
+    for name, by_year in fitted.items():
+        for year, model in by_year.items():
+            fit = model.linear
+            if fit is not None:
+                out.setdefault(name, {})[str(year)] = {
+                    "lambda": float(fit.lam), "intercept": float(fit.intercept), "columns": list(model.columns_),
                     "coef": np.asarray(fit.coef).tolist(), "mean": np.asarray(fit.mean).tolist(),
                     "scale": np.asarray(fit.scale).tolist(),
                 }
     return out
-
-
-def _frame(rows: list[dict], columns: list[str]) -> Any:
-    import pandas as pd
-
-    return pd.DataFrame(rows, columns=columns)
 
 
 def _jsonable(rows: list[dict]) -> list[dict]:
@@ -515,3 +419,4 @@ def _jsonable(rows: list[dict]) -> list[dict]:
         return v.item() if hasattr(v, "item") else v
 
     return [{k: clean(v) for k, v in r.items()} for r in rows]
+

@@ -49,16 +49,26 @@ whole panel.
 
 from __future__ import annotations
 
+import datetime as dt
+import importlib
 import os
 import shutil
-import time
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
 
+import dask
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
 from wsb_gpu.backend import Backend, frame_module, is_gpu_frame
+from wsb_gpu.config import VolatilityParams
 from wsb_gpu.errors import WsbError
+from wsb_gpu.progress import compute
+from wsb_gpu.sources import crsp as src
+from wsb_gpu.stages.base import StageResult
 
 WINDOWS = (1, 5, 22, 63)
 OUTPUT_COLUMNS = ["permno", "date", "ret"] + [f"vol_{w}" for w in WINDOWS] + [f"y_{w}" for w in WINDOWS]
@@ -249,12 +259,7 @@ def _stage_table(table: Any, *, index: int, folder: str, resolved: Mapping[str, 
     Returns the run's file, rows, and its distinct permnos with their row counts (from
     which the driver cuts the output partitions).
     """
-    import numpy as np
-    import pyarrow as pa
-
-    from wsb_gpu.sources.crsp import parse_table
-
-    columns = parse_table(table, resolved, format=format, source=source)
+    columns = src.parse_table(table, resolved, format=format, source=source)
     del table
     permno = columns["permno"]
     n = len(permno)
@@ -282,8 +287,6 @@ def partition_ranges(permnos: Any, counts: Any, rows: int) -> list[tuple[int, in
     >>> partition_ranges(np.array([3, 1, 2, 1]), np.array([5, 2, 4, 2]), rows=6)
     [(1, 2), (3, 3)]
     """
-    import numpy as np
-
     distinct, inverse = np.unique(permnos, return_inverse=True)
     total = np.bincount(inverse, weights=counts, minlength=len(distinct)).astype(np.int64)
     group = (np.cumsum(total) - total) // max(1, int(rows))
@@ -298,9 +301,6 @@ def partition_ranges(permnos: Any, counts: Any, rows: int) -> list[tuple[int, in
 def _read_range(runs: Sequence[str], first: int, last: int) -> Any:
     """The rows of permnos ``first..last`` from every staging run (memory-mapped, sliced by
     binary search: each run is sorted by permno), as one Arrow table of sorted runs."""
-    import numpy as np
-    import pyarrow as pa
-
     slices = []
     for run in runs:
         table = pa.ipc.open_file(pa.memory_map(run)).read_all()
@@ -411,10 +411,6 @@ def write_part(columns: Mapping[str, Any], path: str | Path) -> None:
     encoding and statistics only for ``permno``/``date``: on the float columns they cost
     more time than the writing itself and buy nothing.
     """
-    import numpy as np
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     arrays = {}
     for name, values in columns.items():
         values = values.get() if hasattr(values, "get") else values  # CuPy -> host
@@ -432,45 +428,31 @@ def write_part(columns: Mapping[str, Any], path: str | Path) -> None:
 # --- the stage ------------------------------------------------------------------------------------
 
 
-def build_volatility(
-    crsp: str | Path,
-    out: str | Path,
+def run(
+    inputs: Mapping[str, Path | None],
+    out: Path,
     *,
     backend: Backend,
     client: Any = None,
-    format: str = "crsp",
-    columns: Mapping[str, str] | None = None,
-    partition_rows: int | None = None,
+    params: VolatilityParams,
     progress: bool = False,
-) -> dict:
+) -> StageResult:
     """Build the volatility dataset from a CRSP daily or OHLCV file.
 
     Parameters
     ----------
-    crsp
-        CRSP daily file (CSV, ``.csv.gz``/``.zst``/``.bz2``/``.xz``, Parquet file or folder),
-        or a Yahoo-style OHLCV file with ``format="ohlcv"``.
+    inputs
+        ``crsp``: a CRSP daily file (CSV, ``.csv.gz``/``.zst``/``.bz2``/``.xz``, Parquet file
+        or folder), or a Yahoo-style OHLCV file with ``format="ohlcv"``.
     out
-        Dataset folder to write (replaced atomically).
+        The folder to write into (its workers must see it).
     backend
-        :class:`~wsb_gpu.backend.Backend`; the GPU backend sorts and computes each
-        partition with CuPy (parsing is pyarrow on the CPU on both backends).
-    client
-        Optional distributed client (collections compute on the active client anyway;
-        its workers must see ``out``'s folder).
-    format
-        ``crsp`` or ``ohlcv`` (see docs/inputs.md).
-    columns
-        ``{role: column}`` overrides, e.g. ``{"ret": "my_ret"}``.
-    partition_rows
-        Rows per output partition; None = 2 million on CPU, 20 million on GPU.
-    progress
-        Show progress bars on stderr.
-
-    Returns
-    -------
-    dict
-        The manifest written to ``out/_manifest.json``.
+        The GPU backend sorts and computes each partition with CuPy (parsing is pyarrow on
+        the CPU on both backends).
+    params
+        ``format`` (``crsp`` | ``ohlcv``, see docs/inputs.md), ``columns`` (``{role: column}``
+        overrides, e.g. ``{"ret": "my_ret"}``) and ``partition_rows`` (rows per output
+        partition; None = 2 million on CPU, 20 million on GPU).
 
     Raises
     ------
@@ -478,87 +460,69 @@ def build_volatility(
         On unrecognisable columns, unparseable PERMNOs/dates, conflicting duplicate
         (permno, date) rows, or an empty input.
     """
-    import dask
-    import numpy as np
-
-    from wsb_gpu.lake import atomic_dataset, file_fingerprint, parquet_schema, write_manifest
-    from wsb_gpu.progress import compute
-    from wsb_gpu.sources import crsp as src
-
-    path = Path(crsp)
-    if not path.exists():
-        msg = f"input file '{crsp}' does not exist; pass --crsp with a CRSP daily CSV/Parquet file"
-        raise WsbError(msg)
+    path = inputs["crsp"]
+    fmt, columns = params.format, dict(params.columns)
     source = path.name
     found, delimiter = src.input_columns(path)
-    resolved = src.resolve_columns(found, format=format, columns=columns, source=source)
+    resolved = src.resolve_columns(found, format=fmt, columns=columns, source=source)
     kind, compression = src.file_kind(path)
-    if partition_rows is None:
-        partition_rows = 20_000_000 if backend.is_gpu else 2_000_000
-    t0 = time.perf_counter()
-    with atomic_dataset(out) as tmp:
-        staging = tmp / "_staging"
-        staging.mkdir()
-        # 1. pieces of the input -> parsed, sorted runs (permno, date, ret, ret_source | close)
-        kw = {"folder": str(staging), "resolved": resolved, "format": format, "source": source}
-        if kind == "csv" and compression is not None:
-            reads = src.iter_csv_stream(path, found=found, resolved=resolved, delimiter=delimiter)
-            runs = [_stage_table(table, index=i, **kw) for i, table in enumerate(reads)]
+    partition_rows = params.partition_rows or (20_000_000 if backend.is_gpu else 2_000_000)
+    staging = out / "_staging"
+    staging.mkdir()
+    # 1. pieces of the input -> parsed, sorted runs (permno, date, ret, ret_source | close)
+    kw = {"folder": str(staging), "resolved": resolved, "format": fmt, "source": source}
+    if kind == "csv" and compression is not None:
+        reads = src.iter_csv_stream(path, found=found, resolved=resolved, delimiter=delimiter)
+        runs = [_stage_table(table, index=i, **kw) for i, table in enumerate(reads)]
+    else:
+        if kind == "csv":
+            pieces = [partial(src.read_csv_range, str(path), a, b, found=found, resolved=resolved,
+                              delimiter=delimiter) for a, b in src.csv_ranges(path)]
         else:
-            if kind == "csv":
-                pieces = [partial(src.read_csv_range, str(path), a, b, found=found, resolved=resolved,
-                                  delimiter=delimiter) for a, b in src.csv_ranges(path)]
-            else:
-                pieces = [partial(src.read_parquet_piece, f, groups, resolved=resolved)
-                          for f, groups in src.parquet_pieces(path)]
-            tasks = [dask.delayed(_stage_task)(read, index=i, **kw) for i, read in enumerate(pieces)]
-            runs = list(compute(*tasks, label="volatility: parse", show=progress))
-        rows_in = sum(r["rows"] for r in runs)
-        if rows_in == 0:
-            msg = f"{source} holds no data rows; pass a file with at least one row"
-            raise WsbError(msg)
-        # 2. permno ranges of ~partition_rows rows; each reads its slice of every run
-        ranges = partition_ranges(np.concatenate([r["permnos"] for r in runs]),
-                                  np.concatenate([r["counts"] for r in runs]), partition_rows)
-        files = [r["file"] for r in runs if r["file"]]
-        tasks = [
-            dask.delayed(_partition_task)(files, first, last, index=i, folder=str(tmp), format=format,
-                                          gpu=backend.is_gpu)
-            for i, (first, last) in enumerate(ranges)
-        ]
-        stats = list(compute(*tasks, label="volatility: compute", show=progress))
-        shutil.rmtree(staging)
-        conflicts = sum(s["conflicts"] for s in stats)
-        if conflicts:
-            example = next(s["conflict_example"] for s in stats if s["conflict_example"])
-            value = "close" if format == "ohlcv" else "return"
-            msg = (
-                f"{conflicts} duplicate (PERMNO, date) row(s) in {source} disagree on the {value}, "
-                f"e.g. {example}; remove the wrong rows (identical duplicates are dropped and reported)"
-            )
-            raise WsbError(msg)
-        manifest = write_manifest(
-            tmp,
-            stage="volatility",
-            inputs={"crsp": file_fingerprint(path)},
-            params={"format": format, "columns": dict(columns or {}), "partition_rows": int(partition_rows),
-                    "windows": list(WINDOWS)},
-            columns_used=dict(resolved),
-            rows_in=int(rows_in),
-            rows_out=sum(s["rows_out"] for s in stats),
-            duplicates_dropped=sum(s["duplicates"] for s in stats),
-            ret_missing=sum(s["ret_missing"] for s in stats),
-            ret_from={name: sum(s.get(f"ret_from_{name}", 0) for s in stats) for name in RETURN_SOURCES}
-            if format == "crsp" else {"adj_close": sum(s["rows_out"] for s in stats)},
-            permnos=sum(s["permnos"] for s in stats),
-            date_min=min(s["date_min"] for s in stats),
-            date_max=max(s["date_max"] for s in stats),
-            partitions=[{k: s[k] for k in ("file", "rows_out", "permno_min", "permno_max")} for s in stats],
-            seconds=round(time.perf_counter() - t0, 3),
-            backend=backend.name,
-            schema=parquet_schema(tmp),
+            pieces = [partial(src.read_parquet_piece, f, groups, resolved=resolved)
+                      for f, groups in src.parquet_pieces(path)]
+        tasks = [dask.delayed(_stage_task)(read, index=i, **kw) for i, read in enumerate(pieces)]
+        runs = list(compute(*tasks, label="volatility: parse", show=progress))
+    rows_in = sum(r["rows"] for r in runs)
+    if rows_in == 0:
+        msg = f"{source} holds no data rows; pass a file with at least one row"
+        raise WsbError(msg)
+    # 2. permno ranges of ~partition_rows rows; each reads its slice of every run
+    ranges = partition_ranges(np.concatenate([r["permnos"] for r in runs]),
+                              np.concatenate([r["counts"] for r in runs]), partition_rows)
+    files = [r["file"] for r in runs if r["file"]]
+    tasks = [
+        dask.delayed(_partition_task)(files, first, last, index=i, folder=str(out), format=fmt, gpu=backend.is_gpu)
+        for i, (first, last) in enumerate(ranges)
+    ]
+    stats = list(compute(*tasks, label="volatility: compute", show=progress))
+    shutil.rmtree(staging)
+    conflicts = sum(s["conflicts"] for s in stats)
+    if conflicts:
+        example = next(s["conflict_example"] for s in stats if s["conflict_example"])
+        value = "close" if fmt == "ohlcv" else "return"
+        msg = (
+            f"{conflicts} duplicate (PERMNO, date) row(s) in {source} disagree on the {value}, "
+            f"e.g. {example}; remove the wrong rows (identical duplicates are dropped and reported)"
         )
-    return manifest
+        raise WsbError(msg)
+    return StageResult(
+        rows_in=int(rows_in),
+        rows_out=sum(s["rows_out"] for s in stats),
+        fields={
+            "windows": list(WINDOWS),
+            "partition_rows": int(partition_rows),
+            "columns_used": dict(resolved),
+            "duplicates_dropped": sum(s["duplicates"] for s in stats),
+            "ret_missing": sum(s["ret_missing"] for s in stats),
+            "ret_from": {name: sum(s.get(f"ret_from_{name}", 0) for s in stats) for name in RETURN_SOURCES}
+            if fmt == "crsp" else {"adj_close": sum(s["rows_out"] for s in stats)},
+            "permnos": sum(s["permnos"] for s in stats),
+            "date_min": min(s["date_min"] for s in stats),
+            "date_max": max(s["date_max"] for s in stats),
+            "partitions": [{k: s[k] for k in ("file", "rows_out", "permno_min", "permno_max")} for s in stats],
+        },
+    )
 
 
 # --- where pandas and cuDF differ -------------------------------------------------------------------
@@ -566,15 +530,11 @@ def build_volatility(
 
 def _array_module(arr: Any) -> Any:
     """NumPy or CuPy, whichever ``arr`` belongs to."""
-    import importlib
-
     return importlib.import_module("cupy" if type(arr).__module__.split(".")[0] == "cupy" else "numpy")
 
 
 def _float_values(series: Any) -> Any:
     """float64 NumPy/CuPy values with NaN for missing (cuDF nulls included)."""
-    import numpy as np
-
     if is_gpu_frame(series):
         return series.astype("float64").to_cupy(na_value=np.nan)
     return series.to_numpy(dtype="float64", na_value=np.nan)
@@ -612,6 +572,4 @@ def _iso_day(day: int) -> str:
     >>> _iso_day(0), _iso_day(18262)
     ('1970-01-01', '2020-01-01')
     """
-    import datetime as dt
-
     return (dt.date(1970, 1, 1) + dt.timedelta(days=day)).isoformat()

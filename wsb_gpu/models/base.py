@@ -1,0 +1,194 @@
+"""The contract every model family follows, and the rolling window it is fitted on.
+
+A model is a small class with the scikit-learn shape: ``__init__`` stores its settings
+(from :class:`~wsb_gpu.config.TrainParams`), :meth:`Model.fit` learns from one
+:class:`Window` and returns ``self`` (learned state ends in ``_``), :meth:`Model.predict`
+scores a partition of the sample. The training stage is a loop over (window, model) and
+needs to know nothing else about a model; adding one is a new module plus a line in
+:data:`wsb_gpu.models.MODELS`.
+
+A :class:`Window` gives a model its training data in the form it wants: the per-month
+sufficient statistics of the ``stats`` engine (no pass over the rows), the window's rows
+collected once (the ``estimator`` engine; shared by every model of the window), or the lazy
+Dask frame itself (XGBoost, which can train where the partitions live).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+from wsb_gpu.backend import Backend, to_numpy
+from wsb_gpu.config import TrainParams
+from wsb_gpu.models.moments import LinearFit, Moments, frame_matrix, sum_moments
+from wsb_gpu.models.splits import period_year
+
+
+@dataclass
+class Sample:
+    """The rows every model of a run is fitted and scored on (a lazy Dask frame).
+
+    Attributes
+    ----------
+    ddf
+        Dask frame with the features, the target, ``year`` and ``period`` (month) columns.
+    target
+        The target column.
+    har_columns
+        The HAR regressors.
+    feature_columns
+        Every feature column (HAR first), in the order of the design matrix.
+    source, sample
+        Where the rows come from (``features`` / ``volatility``) and which rows
+        (``posts``, ``all``, ``panel``).
+    """
+
+    ddf: Any
+    target: str
+    har_columns: list[str]
+    feature_columns: list[str]
+    source: str
+    sample: str
+
+
+@dataclass
+class Window:
+    """One rolling window: test year, training years and the ways to read its data.
+
+    Attributes
+    ----------
+    test_year, train_years
+        The year forecast and the years the models learn from.
+    sample
+        The run's sample.
+    months
+        ``{month period: Moments}`` of the training months, over :attr:`stat_columns`
+        plus the target (all features with the ``stats`` engine, the HAR block otherwise).
+    test_months
+        The same for the test year's months.
+    stat_columns
+        The columns of those moments (without the target).
+    engine
+        ``stats`` (fit from the moments) or ``estimator`` (fit on the collected rows).
+    backend, client
+        Where to compute.
+    """
+
+    test_year: int
+    train_years: tuple[int, ...]
+    sample: Sample
+    months: Mapping[int, Moments]
+    test_months: Mapping[int, Moments]
+    stat_columns: list[str]
+    engine: str
+    backend: Backend
+    client: Any = None
+    _rows: Any = field(default=None, repr=False)
+
+    def moments(self, columns: Sequence[str]) -> Moments:
+        """The training window's moments of ``[columns…, target]``: each month's columns
+        selected, then summed in time order."""
+        ix = self._index(columns)
+        return sum_moments(self.months[p].select(ix) for p in sorted(self.months))
+
+    def test_moments(self, columns: Sequence[str]) -> Moments:
+        """The test year's moments of ``[columns…, target]`` (summed, then selected)."""
+        total = sum_moments(self.test_months[p] for p in sorted(self.test_months))
+        return total if list(columns) == self.stat_columns else total.select(self._index(columns))
+
+    def _index(self, columns: Sequence[str]) -> list[int]:
+        return [self.stat_columns.index(c) for c in columns] + [len(self.stat_columns)]
+
+    @property
+    def n_train(self) -> int:
+        """Training rows of the window (counted by the statistics pass)."""
+        return int(sum(m.n for m in self.months.values()))
+
+    @property
+    def xp(self) -> Any:
+        """The array module the driver solves with (CuPy on the GPU backend)."""
+        return self.backend.xp if self.backend.is_gpu else np
+
+    def rows(self) -> tuple[Any, Any, np.ndarray]:
+        """``(X, y, periods)`` of the training rows, every feature column; collected from the
+        workers once per window and shared by the models that fit on rows."""
+        if self._rows is None:
+            S = self.sample
+            cols = S.feature_columns
+            part = S.ddf[S.ddf["year"].isin(list(self.train_years))][[*cols, S.target, "period"]].compute()
+            X = frame_matrix(part, cols)
+            y = frame_matrix(part, [S.target])[:, 0]
+            periods = np.asarray(to_numpy(part["period"].values), dtype=np.int64)
+            self._rows = (X, y, periods)
+        return self._rows
+
+
+def in_years(table: Mapping[int, Moments], years: Sequence[int]) -> dict[int, Moments]:
+    """The months of ``table`` that fall in ``years``."""
+    return {p: m for p, m in table.items() if period_year(p) in years}
+
+
+class Model(ABC):
+    """Base class of the model families (see the module docstring).
+
+    Subclasses set the class attributes and implement :meth:`fit` and :meth:`predict_array`.
+
+    Attributes
+    ----------
+    name
+        The name in ``train.models``, ``metrics.csv`` and the ``yhat_<name>`` column.
+    label, short, color
+        How the report and the demo's table name and draw it.
+    """
+
+    name: ClassVar[str]
+    label: ClassVar[str]
+    short: ClassVar[str]
+    color: ClassVar[str]
+
+    def __init__(self, params: TrainParams) -> None:
+        self.params = params
+
+    def columns(self, sample: Sample) -> list[str]:
+        """The feature columns the model reads (default: every feature)."""
+        return list(sample.feature_columns)
+
+    def _start(self, window: Window) -> None:
+        """Record what every fit records: the columns and the window's years."""
+        self.columns_ = self.columns(window.sample)
+        self.test_year_ = window.test_year
+
+    @abstractmethod
+    def fit(self, window: Window) -> Model:
+        """Learn from the window's training years; return ``self``."""
+
+    @abstractmethod
+    def predict_array(self, X: Any) -> Any:
+        """Predictions for a float64 NumPy/CuPy matrix of :meth:`columns`."""
+
+    def predict(self, frame: Any) -> Any:
+        """Predictions for a pandas/cuDF partition holding :meth:`columns`."""
+        return self.predict_array(frame_matrix(frame, self.columns_))
+
+    def test_sse(self, window: Window) -> tuple[float, int] | None:
+        """The exact test-year squared error and row count, when the model can tell them
+        without predicting row by row (linear models on the ``stats`` engine); else None."""
+        return None
+
+    def info(self) -> dict[str, Any]:
+        """What the fit chose, for ``metrics.json`` (λ, CV errors, rounds …)."""
+        return {}
+
+    @property
+    def linear(self) -> LinearFit | None:
+        """The fitted linear predictor (coefficients, scaler, λ), for linear models."""
+        return None
+
+    @property
+    def lam(self) -> float:
+        """The penalty the fit chose (NaN for models without one)."""
+        return float("nan")

@@ -1,0 +1,242 @@
+"""Reading what the report shows: metrics, predictions, coefficients, the lake's datasets.
+
+Everything read is small (metrics) or streamed in record batches (volatility, mentions,
+predictions), so the report works at full scale on the driver.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow.dataset as ds
+
+from wsb_gpu.errors import WsbError
+from wsb_gpu.models import MODELS, ordered
+
+WINDOWS = ("vol_1", "vol_5", "vol_22", "vol_63")
+HAR_TERMS = WINDOWS
+METRIC_COLUMNS = ("model", "test_year", "n_train", "n_test", "mse", "r2")
+
+
+def read_metrics(results_dir: Path) -> Any:
+    """``metrics.csv`` as a pandas frame, ``test_year`` as a string (``all`` = pooled)."""
+    path = results_dir / "metrics.csv"
+    if not path.is_file():
+        msg = (
+            f"no metrics.csv in '{results_dir}'; pass --results the folder the train stage "
+            "wrote (e.g. wsb-run/results), or run `wsb-gpu train` first"
+        )
+        raise WsbError(msg)
+    metrics = pd.read_csv(path, dtype={"test_year": str})
+    missing = [c for c in METRIC_COLUMNS if c not in metrics.columns]
+    if missing:
+        msg = (
+            f"metrics.csv in '{results_dir}' lacks the columns {missing} "
+            f"(columns: {', '.join(metrics.columns)}); it must be written by `wsb-gpu train`"
+        )
+        raise WsbError(msg)
+    metrics["model"] = metrics["model"].astype(str)
+    metrics["test_year"] = metrics["test_year"].astype(str).str.replace(r"\.0$", "", regex=True)
+    return metrics
+
+
+def models_of(metrics: pd.DataFrame) -> list[str]:
+    """The models in ``metrics``, in the registry's order."""
+    return ordered(list(dict.fromkeys(metrics["model"])))
+
+
+def _parquet_batches(folder: Path, columns: list[str], required: Iterable[str] = ()) -> Iterable[Any]:
+    """pandas frames of the wanted columns, one record batch at a time (bounded memory);
+    nothing when a ``required`` column is absent."""
+    dataset = ds.dataset(str(folder), format="parquet", exclude_invalid_files=True)
+    names = set(dataset.schema.names)
+    cols = [c for c in columns if c in names]
+    if required and not set(required) <= names:
+        return
+    for batch in dataset.to_batches(columns=cols, batch_size=1 << 20):
+        yield batch.to_pandas()
+
+
+def has_parquet(folder: Path | None) -> bool:
+    return folder is not None and folder.is_dir() and any(folder.rglob("*.parquet"))
+
+
+def daily_mean_volatility(volatility: Path) -> Any:
+    """Mean of ``vol_1 … vol_63`` across stocks for each date, streamed."""
+    sums = None
+    for frame in _parquet_batches(volatility, ["date", *WINDOWS], required=["date"]):
+        frame["date"] = pd.to_datetime(frame["date"])
+        cols = [c for c in WINDOWS if c in frame.columns]
+        part = frame.groupby("date")[cols].agg(["sum", "count"])
+        sums = part if sums is None else sums.add(part, fill_value=0)
+    if sums is None or sums.empty:
+        return pd.DataFrame()
+    out = pd.DataFrame({c: sums[(c, "sum")] / sums[(c, "count")] for c in WINDOWS if (c, "sum") in sums})
+    return out.sort_index()
+
+
+def mentions_per_day(mentions: Path, top: int = 5) -> Any:
+    """Posts mentioning each of the ``top`` most mentioned tickers, per UTC day (streamed)."""
+    counts = None
+    for frame in _parquet_batches(mentions, ["date", "ticker"], required=["date", "ticker"]):
+        frame["date"] = pd.to_datetime(frame["date"])
+        part = frame.groupby(["ticker", "date"]).size()
+        counts = part if counts is None else counts.add(part, fill_value=0)
+    if counts is None or counts.empty:
+        return pd.DataFrame()
+    totals = counts.groupby(level="ticker").sum().sort_values(ascending=False)
+    keep = list(totals.index[:top])
+    wide = counts.loc[keep].unstack("ticker").fillna(0.0)
+    full = pd.date_range(wide.index.min(), wide.index.max(), freq="D")
+    return wide.reindex(full, fill_value=0.0)[keep]
+
+
+def read_predictions(results_dir: Path, max_rows: int = 300_000) -> Any:
+    """``predictions/`` as pandas (a fixed-seed sample of at most ``max_rows`` rows)."""
+    folder = results_dir / "predictions"
+    if not has_parquet(folder):
+        return pd.DataFrame()
+    frames = list(_parquet_batches(folder, ["permno", "date", "y", "test_year", "model", "yhat"] + [
+        f"yhat_{m}" for m in MODELS]))
+    if not frames:
+        return pd.DataFrame()
+    pred = pd.concat(frames, ignore_index=True)
+    if len(pred) > max_rows:
+        pred = pred.sample(max_rows, random_state=0)
+    return pred
+
+
+def read_ridge_details(results_dir: Path, metrics: Any, model: str = "ridge") -> tuple[Any, Any]:
+    """Chosen λ per test year and a model's coefficients of the HAR terms per test year.
+
+    λ comes from ``metrics.csv``; the coefficients from ``coefficients.csv`` as the train
+    stage writes it (wide: ``model, test_year, lambda, intercept, vol_1 … vol_63``; a long
+    layout ``model, test_year, term, coef`` is read too), else from ``metrics.json``.
+    Returns ``(lambdas, coefficients)``: a Series by year and a frame year × HAR term
+    (either may be empty).
+    """
+    per_year = metrics[(metrics["model"] == "ridge") & (metrics["test_year"] != "all")]
+    lambdas = pd.Series(dtype=float)
+    if "lambda" in per_year.columns and len(per_year):
+        lambdas = pd.Series(pd.to_numeric(per_year["lambda"], errors="coerce").to_numpy(),
+                            index=per_year["test_year"].astype(int).to_numpy()).dropna().sort_index()
+    coefs = pd.DataFrame()
+    csv = results_dir / "coefficients.csv"
+    if csv.is_file():
+        raw = pd.read_csv(csv)
+        if "model" in raw.columns:
+            raw = raw[raw["model"].astype(str) == model]
+        if "test_year" in raw.columns:
+            raw = raw[raw["test_year"].astype(str) != "all"]
+        term_col = next((c for c in ("term", "feature", "name") if c in raw.columns), None)
+        value_col = next((c for c in ("coef", "coefficient", "value", "beta") if c in raw.columns), None)
+        if term_col and value_col:
+            raw = raw[raw[term_col].isin(HAR_TERMS)]
+            coefs = raw.pivot_table(index="test_year", columns=term_col, values=value_col)
+        elif "test_year" in raw.columns and any(t in raw.columns for t in HAR_TERMS):
+            coefs = raw.set_index("test_year")[[t for t in HAR_TERMS if t in raw.columns]]
+    elif model == "ridge":
+        path = results_dir / "metrics.json"
+        try:
+            data = json.loads(path.read_text()) if path.is_file() else {}
+        except json.JSONDecodeError:
+            data = {}
+        found = _find_coefficients(data)
+        if found:
+            coefs = pd.DataFrame(found).T
+    if len(coefs):
+        coefs.index = coefs.index.astype(int)
+        coefs = coefs[[t for t in HAR_TERMS if t in coefs.columns]].sort_index()
+    return lambdas, coefs
+
+
+def lambda_grid_of(results_dir: Path) -> list[float] | None:
+    """The λ grid the train stage searched (``lambdas`` in metrics.json), if recorded."""
+    try:
+        grid = json.loads((results_dir / "metrics.json").read_text()).get("lambdas")
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return None
+    return [float(v) for v in grid] if isinstance(grid, list) and grid else None
+
+
+def _find_coefficients(data: Any) -> dict[int, dict[str, float]]:
+    """Ridge HAR coefficients per year from a metrics.json of any reasonable nesting."""
+    found: dict[int, dict[str, float]] = {}
+
+    def visit(node: Any, year: Any = None, model: Any = None) -> None:
+        if isinstance(node, Mapping):
+            year = node.get("test_year", year)
+            model = node.get("model", model)
+            for key in ("coefficients", "coef", "coefs"):
+                c = node.get(key)
+                if isinstance(c, Mapping) and model in (None, "ridge") and str(year).isdigit():
+                    terms = {t: float(c[t]) for t in HAR_TERMS if isinstance(c.get(t), (int, float))}
+                    if terms:
+                        found[int(year)] = terms
+            for k, v in node.items():
+                if str(k).isdigit() and len(str(k)) == 4:
+                    visit(v, k, model)
+                elif k in MODELS:
+                    visit(v, year, k)
+                else:
+                    visit(v, year, model)
+        elif isinstance(node, list):
+            for v in node:
+                visit(v, year, model)
+
+    visit(data)
+    return found
+
+
+def find_lake(results_dir: Path, lake: str | Path | None) -> Path | None:
+    if lake is not None:
+        return Path(lake)
+    parent = results_dir.resolve().parent
+    return parent if (parent / "run.json").is_file() or (parent / "volatility").is_dir() else None
+
+
+def read_run(lake: Path | None) -> dict[str, Any] | None:
+    """``run.json`` of a run directory, or None."""
+    if lake is None or not (lake / "run.json").is_file():
+        return None
+    try:
+        return json.loads((lake / "run.json").read_text())
+    except json.JSONDecodeError:
+        return None
+
+
+def versus_har(metrics: pd.DataFrame) -> pd.DataFrame:
+    """Each model's figures against HAR in the same test year (``all`` = pooled).
+
+    One row per (model, test year) that has a HAR row of the same year, HAR itself included
+    (with NaN changes): ``mse, r2, r2_oos, n_test, dm_stat, dm_pvalue`` of the model, and
+    ``mse_change = mse / mse_HAR - 1`` and ``d_r2 = r2 - r2_HAR``. The report's tables, its
+    verdict and the demo's summary all read these numbers from here.
+
+    >>> m = pd.DataFrame({"model": ["har", "ridge"], "test_year": ["all", "all"], "mse": [2.0, 1.0],
+    ...                   "r2": [0.1, 0.3], "n_test": [5, 5]})
+    >>> versus_har(m).loc[("ridge", "all"), ["mse_change", "d_r2"]].round(6).tolist()
+    [-0.5, 0.2]
+    """
+    har = metrics[metrics["model"] == "har"].set_index("test_year")
+    rows = []
+    for _, r in metrics.iterrows():
+        year = r["test_year"]
+        if year not in har.index:
+            continue
+        base = har.loc[year]
+        is_har = r["model"] == "har"
+        rows.append({
+            "model": r["model"], "test_year": year, "mse": r["mse"], "r2": r["r2"],
+            "r2_oos": r.get("r2_oos"), "n_test": r.get("n_test"),
+            "dm_stat": np.nan if is_har else r.get("dm_stat"), "dm_pvalue": np.nan if is_har else r.get("dm_pvalue"),
+            "mse_change": np.nan if is_har else r["mse"] / base["mse"] - 1,
+            "d_r2": np.nan if is_har else r["r2"] - base["r2"],
+        })
+    return pd.DataFrame(rows, columns=["model", "test_year", "mse", "r2", "r2_oos", "n_test", "dm_stat",
+                                       "dm_pvalue", "mse_change", "d_r2"]).set_index(["model", "test_year"])

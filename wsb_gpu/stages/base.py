@@ -1,0 +1,314 @@
+"""The shape every stage shares: a declared :class:`Stage` and the one runner that calls it.
+
+A stage is declared once, in its own module, as a :class:`Stage`: its name, its inputs
+(datasets of the lake and raw files), the dataset it writes (a contract of
+:mod:`wsb_gpu.datasets`), its section of the settings as a typed model, a one-line summary
+and its entry point, a function with one signature::
+
+    run(inputs: Mapping[str, Path | None], out: Path, *, backend: Backend, client: Client | None,
+        params: <the stage's Section>, progress: bool) -> StageResult
+
+:func:`run_stage` is the only caller of these entry points (the CLI, ``wsb-gpu run``, the
+benchmarks and the tests all go through it). It validates the parameters, checks every input
+against its contract before the stage starts, lets the stage write into a temporary folder
+(or, for a resumable stage, into its output folder), checks the output against its contract,
+writes the manifest and renames the folder into place. So a stage only does its work: no
+stage checks columns, fingerprints inputs or writes a manifest itself.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from wsb_gpu.backend import Backend
+from wsb_gpu.config import Section, validate_params
+from wsb_gpu.datasets import DATASETS, Dataset, check, count_rows
+from wsb_gpu.errors import WsbError
+from wsb_gpu.lake import MANIFEST, atomic_dataset, file_fingerprint, read_manifest, write_manifest
+
+InputKind = Literal["dataset", "file", "folder", "lake"]
+
+
+@dataclass(frozen=True)
+class Input:
+    """One input of a stage.
+
+    Attributes
+    ----------
+    name
+        Key in the stage's ``inputs`` mapping and its command-line option (``--posts``).
+        For a ``dataset`` input it is also the dataset's name in :data:`DATASETS`.
+    kind
+        ``dataset`` (a folder of the lake, checked against its contract), ``file`` (a raw
+        input: the key of ``settings.inputs``), ``folder`` (a folder the stage checks
+        itself) or ``lake`` (the run directory itself; it may not exist yet).
+    required
+        Whether the stage can run without it.
+    help
+        Text of the command-line option.
+    dir_ok
+        For ``file`` inputs: whether a folder is accepted too (a Parquet folder).
+    dataset
+        The dataset a ``folder`` input holds (it orders the stages; the stage checks the
+        folder itself). A ``dataset`` input's dataset is its name.
+    """
+
+    name: str
+    kind: InputKind = "dataset"
+    required: bool = True
+    help: str = ""
+    dir_ok: bool = False
+    dataset: str | None = None
+
+    @property
+    def contract(self) -> Dataset | None:
+        return DATASETS[self.name] if self.kind == "dataset" else None
+
+    @property
+    def reads(self) -> str | None:
+        """The lake dataset this input is (None for raw files and the lake itself)."""
+        return self.name if self.kind == "dataset" else self.dataset
+
+
+@dataclass
+class StageResult:
+    """What a stage's entry point returns: its own counts for the manifest.
+
+    ``rows_out`` defaults to the rows of the output dataset (counted by the runner).
+    ``unchanged`` says that a resumable stage found its output complete and did nothing:
+    its manifest stays as it is.
+    """
+
+    rows_in: int
+    rows_out: int | None = None
+    fields: dict[str, Any] = field(default_factory=dict)
+    unchanged: bool = False
+
+
+@dataclass(frozen=True)
+class Stage:
+    """The declaration of one stage (see the module docstring).
+
+    Attributes
+    ----------
+    name
+        Stage name, command name and, where it has one, its section of the settings.
+    inputs
+        What it reads.
+    output
+        Name of the dataset it writes (a key of :data:`DATASETS`, the folder in the lake).
+    params
+        Its section of the settings, a :class:`~wsb_gpu.config.Section` model.
+    entry
+        ``"module:function"`` of the entry point, imported when the stage runs (so that
+        declaring the stages imports no heavy library).
+    doc
+        Help text of the command: what it does, then an ``Example:`` block.
+    summary
+        The line the command prints from the manifest.
+    unit
+        Throughput unit of the run's summary table: ``MB/s``, ``posts/s`` or ``rows/s``.
+    resumable
+        Writes straight into its output folder (finished shards survive a crash) instead
+        of a temporary folder renamed into place.
+    lake_reads
+        Datasets it reads from its ``lake`` input (the report's figures), which order the
+        stages like inputs do.
+    default_out
+        Where the command writes when ``--out`` is not given (None: ``--out`` is required).
+    """
+
+    name: str
+    inputs: tuple[Input, ...]
+    output: str
+    params: type[Section]
+    entry: str
+    doc: str
+    summary: Callable[[Mapping[str, Any]], str]
+    unit: str = "rows/s"
+    resumable: bool = False
+    lake_reads: tuple[str, ...] = ()
+    default_out: Callable[[Mapping[str, Any]], Path] | None = None
+
+    @property
+    def contract(self) -> Dataset:
+        return DATASETS[self.output]
+
+    @property
+    def section(self) -> str | None:
+        """The settings section holding its parameters (None when it has none)."""
+        from wsb_gpu.config import Config
+
+        return self.name if self.name in Config.model_fields else None
+
+    def input(self, name: str) -> Input:
+        return next(i for i in self.inputs if i.name == name)
+
+    def entry_point(self) -> Callable[..., StageResult]:
+        module, function = self.entry.split(":")
+        return getattr(importlib.import_module(module), function)
+
+    def make_params(self, values: Section | Mapping[str, Any] | None = None) -> Section:
+        """The stage's typed parameters: a model as is, or defaults updated by a mapping."""
+        if isinstance(values, self.params):
+            return values
+        if isinstance(values, Section):
+            msg = f"stage '{self.name}' takes {self.params.__name__}, got {type(values).__name__}"
+            raise TypeError(msg)
+        return validate_params(self.params, dict(values or {}), self.section or self.name)
+
+
+# --- the runner ---------------------------------------------------------------------------------
+
+
+def resolve_inputs(stage: Stage, given: Mapping[str, str | Path | None]) -> dict[str, Path | None]:
+    """Check the inputs of ``stage`` exist (and fit their contracts); return them as paths.
+
+    Raises
+    ------
+    WsbError
+        For an unknown, missing or non-existent input, or one that breaks its contract.
+    """
+    unknown = sorted(set(given) - {i.name for i in stage.inputs})
+    if unknown:
+        msg = (f"stage '{stage.name}' has no input {', '.join(unknown)}; "
+               f"its inputs are {', '.join(i.name for i in stage.inputs)}")
+        raise WsbError(msg)
+    out: dict[str, Path | None] = {}
+    for spec in stage.inputs:
+        value = given.get(spec.name)
+        if value is None or value == "":
+            if spec.required:
+                what = (f"the {spec.name} dataset folder (from `wsb-gpu {spec.contract.producer}`)"
+                        if spec.contract else spec.help or spec.name)
+                msg = (f"stage '{stage.name}' needs --{spec.name.replace('_', '-')}: {what}; "
+                       f"pass it on the command line or set inputs.{spec.name} in the config"
+                       if spec.kind == "file" else
+                       f"stage '{stage.name}' needs --{spec.name.replace('_', '-')}: {what}")
+                raise WsbError(msg)
+            out[spec.name] = None
+            continue
+        path = Path(value)
+        if spec.contract is not None:
+            check(spec.contract, path, role="input")
+        elif spec.kind == "lake":
+            pass
+        elif not path.exists():
+            msg = f"input '{path}' (--{spec.name.replace('_', '-')}) does not exist; fix the path"
+            raise WsbError(msg)
+        elif spec.kind == "file" and path.is_dir() and not spec.dir_ok:
+            msg = f"input '{path}' (--{spec.name.replace('_', '-')}) is a folder; pass a file"
+            raise WsbError(msg)
+        elif spec.kind == "folder" and not path.is_dir():
+            msg = f"input '{path}' (--{spec.name.replace('_', '-')}) is not a folder; pass a folder"
+            raise WsbError(msg)
+        out[spec.name] = path
+    return out
+
+
+def run_stage(
+    stage: Stage | str,
+    out: str | Path,
+    *,
+    inputs: Mapping[str, str | Path | None] | None = None,
+    params: Section | Mapping[str, Any] | None = None,
+    backend: Backend | None = None,
+    client: Any = None,
+    progress: bool = False,
+    **kwargs: Any,
+) -> dict[str, Any]:
+    """Run one stage into ``out`` and return its manifest (also in ``out/_manifest.json``).
+
+    Parameters
+    ----------
+    stage
+        A :class:`Stage` or its name.
+    out
+        The output folder.
+    inputs
+        Input name -> path (see the stage's :attr:`Stage.inputs`).
+    params
+        The stage's parameters: its typed section, or a mapping of overrides of the
+        packaged defaults.
+    backend
+        CPU or GPU (default: CPU).
+    client
+        A distributed client, or None for dask's threaded scheduler in this process.
+    progress
+        Show progress on stderr.
+    **kwargs
+        Inputs and parameters by name, for calls from Python:
+        ``run_stage("features", out, mentions=…, embeddings=…, volatility=…)``.
+
+    Raises
+    ------
+    WsbError
+        Bad parameters or inputs (before any work), or the stage's own failures.
+    """
+    from wsb_gpu.stages import get_stage
+
+    stage = get_stage(stage) if isinstance(stage, str) else stage
+    names = {i.name for i in stage.inputs}
+    given = dict(inputs or {})
+    given.update({k: v for k, v in kwargs.items() if k in names})
+    overrides = {k: v for k, v in kwargs.items() if k not in names}
+    if overrides and isinstance(params, Section):
+        msg = f"pass the parameters of stage '{stage.name}' either as params= or as keywords, not both"
+        raise TypeError(msg)
+    typed = stage.make_params({**dict(params or {}), **overrides} if not isinstance(params, Section) else params)
+    paths = resolve_inputs(stage, given)
+    backend = backend or Backend("cpu", "default")
+    out = Path(out)
+    entry = stage.entry_point()
+    t0 = time.perf_counter()
+    # The lake as a whole is not fingerprinted: its datasets carry their own manifests.
+    fingerprints = {i.name: file_fingerprint(paths[i.name]) for i in stage.inputs
+                    if paths[i.name] is not None and i.kind != "lake"}
+    writer = _resumable(out) if stage.resumable else atomic_dataset(out)
+    with writer as folder:
+        result = entry(paths, folder, backend=backend, client=client, params=typed, progress=progress)
+        if result.unchanged:
+            manifest = read_manifest(folder)
+            if manifest is not None:
+                return manifest
+        schema = check(stage.contract, folder, role="output")
+        rows_out = result.rows_out
+        if rows_out is None:
+            data = folder / stage.contract.parquet if stage.contract.parquet else folder
+            rows_out = count_rows(data) if stage.contract.parquet is not None else 0
+        return write_manifest(
+            folder,
+            stage=stage.name,
+            inputs=fingerprints,
+            params=typed.to_dict(),
+            rows_in=int(result.rows_in),
+            rows_out=int(rows_out),
+            seconds=round(time.perf_counter() - t0, 3),
+            backend=backend.name,
+            schema=schema,
+            **result.fields,
+        )
+
+
+class _resumable:
+    """Context manager of a resumable stage's folder: the folder itself, created if needed.
+
+    The manifest, written last, is what marks the folder complete; the stage keeps or
+    removes what an earlier run left there.
+    """
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+
+    def __enter__(self) -> Path:
+        self.out.mkdir(parents=True, exist_ok=True)
+        return self.out
+
+    def __exit__(self, *exc: object) -> None:
+        if exc[0] is not None:
+            (self.out / MANIFEST).unlink(missing_ok=True)

@@ -1,0 +1,62 @@
+"""Stage ``report``: the results (and the lake they belong to) -> ``report.md`` + figures.
+
+The report reads the train stage's results and, when it is given the run directory, the
+volatility and mentions datasets and ``run.json`` for the figures and the provenance
+(:mod:`wsb_gpu.report.load`), draws the five figures (:mod:`wsb_gpu.report.figures`) and
+writes the Markdown (:mod:`wsb_gpu.report.markdown`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from wsb_gpu.backend import Backend
+from wsb_gpu.config import EmptyParams
+from wsb_gpu.report import figures as fig
+from wsb_gpu.report import load
+from wsb_gpu.report.markdown import render_markdown
+from wsb_gpu.stages.base import StageResult
+
+
+def run(
+    inputs: Mapping[str, Path | None],
+    out: Path,
+    *,
+    backend: Backend,
+    client: Any = None,
+    params: EmptyParams,
+    progress: bool = False,
+) -> StageResult:
+    """Write ``report.md`` and its figures into ``out``.
+
+    Parameters
+    ----------
+    inputs
+        ``results``: the train stage's output (``metrics.csv``, ``metrics.json``,
+        ``predictions/``); ``lake``: the run directory, for the volatility and mentions
+        figures and ``run.json`` (default: the parent of ``results`` when it looks like a
+        run directory; a folder that does not exist is allowed and gives no such figures).
+    """
+    results = inputs["results"]
+    metrics = load.read_metrics(results)
+    lake = load.find_lake(results, inputs.get("lake"))
+    run_record = load.read_run(lake)
+    vol_dir = lake / "volatility" if lake is not None else None
+    men_dir = lake / "mentions" if lake is not None else None
+    figures: dict[str, Path | None] = {}
+    figures["volatility"] = fig.plot_volatility(
+        load.daily_mean_volatility(vol_dir) if load.has_parquet(vol_dir) else None, out / fig.FIGURES["volatility"])
+    figures["r2"] = fig.plot_r2(metrics, out / fig.FIGURES["r2"])
+    figures["predicted"] = fig.plot_predicted(load.read_predictions(results), out / fig.FIGURES["predicted"])
+    lambdas, coefs = load.read_ridge_details(results, metrics)
+    _, har_coefs = load.read_ridge_details(results, metrics, model="har")
+    figures["ridge"] = fig.plot_ridge(lambdas, coefs, out / fig.FIGURES["ridge"], har_coefs,
+                                      load.lambda_grid_of(results))
+    figures["mentions"] = fig.plot_mentions(
+        load.mentions_per_day(men_dir) if load.has_parquet(men_dir) else None, out / fig.FIGURES["mentions"])
+    (out / "report.md").write_text(render_markdown(metrics, figures, run_record, results, coefs), encoding="utf-8")
+    made = sorted(p.name for p in figures.values() if p is not None)
+    return StageResult(rows_in=len(metrics), rows_out=len(made),
+                       fields={"lake": str(lake) if lake else None, "figures": made})
