@@ -12,11 +12,12 @@ TORCH_CPU ?= torch==2.13.0
 STAMP  := $(VENV)/.installed
 DEVSTAMP := $(VENV)/.installed-dev
 
-.PHONY: demo test test-fast bench install slurm-up slurm-down clean help
+.PHONY: demo test test-fast lint bench install slurm-up slurm-down clean help
 
 help:
 	@echo "make demo   - synthetic WSB + CRSP data -> full pipeline -> ./demo-run/report.md"
 	@echo "make test   - install, start a single-node Slurm, run the whole test suite"
+	@echo "make lint   - ruff check and ruff format --check (part of make test)"
 	@echo "make bench  - run the benchmarks (appends to benchmarks/RESULTS.md)"
 
 $(STAMP): pyproject.toml
@@ -41,7 +42,11 @@ slurm-up:
 slurm-down:
 	bash tests/slurm_down.sh
 
-test: $(DEVSTAMP)
+lint: $(DEVSTAMP)
+	$(VENV)/bin/ruff check wsb_gpu benchmarks tests
+	$(VENV)/bin/ruff format --check wsb_gpu benchmarks tests
+
+test: $(DEVSTAMP) lint
 	bash tests/slurm_up.sh || { [ "$${CI:-}" != "true" ] && echo "Slurm could not be started: the slurm tests will be skipped"; }
 	$(PY) -m pytest -rA -v --durations=25 --doctest-modules wsb_gpu benchmarks/common.py benchmarks/scaling.py tests
 

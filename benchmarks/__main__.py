@@ -38,12 +38,16 @@ from benchmarks import common
 from benchmarks.common import STAGES, error_row, normalise_row
 
 # Which module measures which stage (ingest.py measures both ingest and mentions).
-MODULES = {"ingest": "ingest", "mentions": "ingest", "embed": "embed", "volatility": "volatility",
-           "train": "train"}
+MODULES = {"ingest": "ingest", "mentions": "ingest", "embed": "embed", "volatility": "volatility", "train": "train"}
 # Default sizes: records (ingest, mentions), posts (embed), stock-days (volatility, train).
 # Volatility and train are the seed's shapes (25.7M CRSP rows; ~1M stock-days x 772).
-DEFAULT_SIZES = {"ingest": 1_000_000, "mentions": 1_000_000, "embed": 2_000,
-                 "volatility": 25_700_000, "train": 1_000_000}
+DEFAULT_SIZES = {
+    "ingest": 1_000_000,
+    "mentions": 1_000_000,
+    "embed": 2_000,
+    "volatility": 25_700_000,
+    "train": 1_000_000,
+}
 # MLlib's CrossValidator needs minutes per 10k stock-days at 772 features on 2 cores: at
 # the seed's 1M it would run for hours, so the Spark ridge peer (and ours beside it, for
 # the ratio) is measured at this size, and ours alone at the full size.
@@ -119,8 +123,9 @@ def call_bench(module: Any, backend: str, size: int, repeats: int, warmup: int) 
     return module.bench(backend, size, repeats, **kwargs)
 
 
-def run_module(name: str, backend: str, size: int, repeats: int, warmup: int,
-               wanted: set[str], log: Any = print) -> list[dict[str, Any]]:
+def run_module(
+    name: str, backend: str, size: int, repeats: int, warmup: int, wanted: set[str], log: Any = print
+) -> list[dict[str, Any]]:
     """Rows of ``benchmarks/<name>.py`` for the wanted stages; failures become error rows."""
     stages_of_module = sorted(s for s, m in MODULES.items() if m == name and s in wanted)
     try:
@@ -157,9 +162,13 @@ def _volatility_input(size: int, folder: Path) -> Path:
 
     volatility = importlib.import_module("benchmarks.volatility")
     panel = volatility.make_panel(size)
-    table = pa.table({"PERMNO": panel["permno"].to_numpy(),
-                      "date": pa.array(panel["date"].to_numpy()).cast(pa.date32()),
-                      "RET": panel["ret"].to_numpy()})
+    table = pa.table(
+        {
+            "PERMNO": panel["permno"].to_numpy(),
+            "date": pa.array(panel["date"].to_numpy()).cast(pa.date32()),
+            "RET": panel["ret"].to_numpy(),
+        }
+    )
     del panel
     path = folder / "crsp.parquet"
     pq.write_table(table, path, row_group_size=1 << 20)
@@ -172,8 +181,18 @@ def _train_input(size: int) -> Path:
     return Path(train.make_features(size, common.DATA_DIR / f"train_features_{size}"))
 
 
-def run_spark(stages: list[str], sizes: dict[str, int], backend: str, repeats: int, warmup: int, *,
-              memory: str, train_size: int, ndjson_variant: bool, log: Any = print) -> list[dict[str, Any]]:
+def run_spark(
+    stages: list[str],
+    sizes: dict[str, int],
+    backend: str,
+    repeats: int,
+    warmup: int,
+    *,
+    memory: str,
+    train_size: int,
+    ndjson_variant: bool,
+    log: Any = print,
+) -> list[dict[str, Any]]:
     """The seed's PySpark steps on the same data as ours, or rows saying why they were skipped."""
     from benchmarks import spark_peer
 
@@ -190,13 +209,17 @@ def run_spark(stages: list[str], sizes: dict[str, int], backend: str, repeats: i
         if "ingest" in stages or "mentions" in stages:
             size = sizes.get("ingest", sizes.get("mentions"))
             try:
-                got = peer.ingest_mentions(_ingest_inputs(size), size, repeats=repeats, warmup=warmup,
-                                           ndjson_variant=ndjson_variant)
+                got = peer.ingest_mentions(
+                    _ingest_inputs(size), size, repeats=repeats, warmup=warmup, ndjson_variant=ndjson_variant
+                )
                 rows += [r for r in got if r["stage"] in stages]
             except Exception as e:
                 traceback.print_exc()
-                rows += [error_row(s, spark_peer.IMPL, backend, size, f"{type(e).__name__}: {e}")
-                         for s in ("ingest", "mentions") if s in stages]
+                rows += [
+                    error_row(s, spark_peer.IMPL, backend, size, f"{type(e).__name__}: {e}")
+                    for s in ("ingest", "mentions")
+                    if s in stages
+                ]
         if "volatility" in stages:
             size = sizes["volatility"]
             try:
@@ -238,12 +261,23 @@ def run(args: argparse.Namespace, log: Any = print) -> tuple[list[dict[str, Any]
         rows += run_module(name, args.backend, size, repeats[stage], args.warmup, wanted, log)
     if "spark" in args.peers:
         log("[spark] the seed's PySpark steps on the same data ...")
-        rows += run_spark(stages, sizes, args.backend, args.spark_repeats or default_repeats(args.repeats), args.warmup,
-                          memory=args.spark_memory,
-                          train_size=args.spark_train_size, ndjson_variant=args.ndjson_variant, log=log)
+        rows += run_spark(
+            stages,
+            sizes,
+            args.backend,
+            args.spark_repeats or default_repeats(args.repeats),
+            args.warmup,
+            memory=args.spark_memory,
+            train_size=args.spark_train_size,
+            ndjson_variant=args.ndjson_variant,
+            log=log,
+        )
         # The ridge ratio needs ours at the size Spark could do.
-        if "train" in stages and sizes["train"] > args.spark_train_size and any(
-                r["impl"] == "pyspark" and r["stage"] == "train" and common.ok(r) for r in rows):
+        if (
+            "train" in stages
+            and sizes["train"] > args.spark_train_size
+            and any(r["impl"] == "pyspark" and r["stage"] == "train" and common.ok(r) for r in rows)
+        ):
             log(f"[train] ours again at the Spark peer's size {args.spark_train_size:,} ...")
             rows += run_module("train", args.backend, args.spark_train_size, repeats["train"], args.warmup, wanted, log)
     rows = [r for r in rows if r["stage"] in wanted or r["stage"] not in STAGES]
@@ -255,33 +289,60 @@ def run(args: argparse.Namespace, log: Any = print) -> tuple[list[dict[str, Any]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--backend", choices=["cpu", "gpu"], default="cpu")
-    p.add_argument("--stage", nargs="+", default=["all"], choices=[*STAGES, "all"],
-                   help="stages to measure (default: all)")
-    p.add_argument("--size", default=None,
-                   help="records/stock-days: one number for every stage, or stage=N,... "
-                        f"(defaults: {', '.join(f'{k}={v:,}' for k, v in DEFAULT_SIZES.items())})")
-    p.add_argument("--repeats", default="3,train=1",
-                   help="timed runs per measurement (median, min-max): N, or N,stage=M,... (e.g. 3,train=1)")
+    p.add_argument(
+        "--stage", nargs="+", default=["all"], choices=[*STAGES, "all"], help="stages to measure (default: all)"
+    )
+    p.add_argument(
+        "--size",
+        default=None,
+        help="records/stock-days: one number for every stage, or stage=N,... "
+        f"(defaults: {', '.join(f'{k}={v:,}' for k, v in DEFAULT_SIZES.items())})",
+    )
+    p.add_argument(
+        "--repeats",
+        default="3,train=1",
+        help="timed runs per measurement (median, min-max): N, or N,stage=M,... (e.g. 3,train=1)",
+    )
     p.add_argument("--warmup", type=int, default=1, help="untimed runs first (where the module takes it)")
-    p.add_argument("--peers", default="spark", help="extra peers run by the harness: spark or none "
-                                                   "(the pandas and seed-loop peers live in the stage modules)")
+    p.add_argument(
+        "--peers",
+        default="spark",
+        help="extra peers run by the harness: spark or none (the pandas and seed-loop peers live in the stage modules)",
+    )
     p.add_argument("--spark-memory", default="4g", help="Spark driver memory (local mode: all Spark gets)")
-    p.add_argument("--spark-repeats", type=int, default=None,
-                   help="timed runs of the Spark peer (default: --repeats); the MLlib ridge grid always runs once")
-    p.add_argument("--spark-train-size", type=int, default=SPARK_TRAIN_SIZE,
-                   help="largest stock-day count given to the MLlib ridge peer")
-    p.add_argument("--ndjson-variant", action="store_true",
-                   help="also time Spark on pre-decompressed NDJSON (its best case)")
+    p.add_argument(
+        "--spark-repeats",
+        type=int,
+        default=None,
+        help="timed runs of the Spark peer (default: --repeats); the MLlib ridge grid always runs once",
+    )
+    p.add_argument(
+        "--spark-train-size",
+        type=int,
+        default=SPARK_TRAIN_SIZE,
+        help="largest stock-day count given to the MLlib ridge peer",
+    )
+    p.add_argument(
+        "--ndjson-variant", action="store_true", help="also time Spark on pre-decompressed NDJSON (its best case)"
+    )
     p.add_argument("--scaling", action="store_true", help="also measure 3+ sizes per stage, draw scaling.png")
-    p.add_argument("--scaling-sizes", default=None,
-                   help="stage=a:b:c,... sizes for --scaling (default: see benchmarks/scaling.py)")
-    p.add_argument("--workers", default=None,
-                   help="also measure with these core counts, e.g. 1,2 (CPU; each in a pinned subprocess)")
-    p.add_argument("--workers-size", default=None,
-                   help="sizes for the --workers runs (same syntax as --size; default: --size)")
+    p.add_argument(
+        "--scaling-sizes", default=None, help="stage=a:b:c,... sizes for --scaling (default: see benchmarks/scaling.py)"
+    )
+    p.add_argument(
+        "--workers",
+        default=None,
+        help="also measure with these core counts, e.g. 1,2 (CPU; each in a pinned subprocess)",
+    )
+    p.add_argument(
+        "--workers-size", default=None, help="sizes for the --workers runs (same syntax as --size; default: --size)"
+    )
     p.add_argument("--out-dir", default=str(common.HERE), help="where RESULTS.md, results/ and scaling.png go")
     p.add_argument("--csv", default=None, help="CSV path (default: <out-dir>/results/<date>-<host>-<backend>.csv)")
     p.add_argument("--no-md", action="store_true", help="do not append to RESULTS.md")
@@ -297,13 +358,18 @@ def main(argv: list[str] | None = None) -> int:
 
         usable, why = gpu_status()
         if not usable:
-            print(f"error: --backend gpu asked for, but {why}; run on a machine with a CUDA GPU and "
-                  "RAPIDS (pip install 'wsb_gpu[gpu]'), or use --backend cpu", file=sys.stderr)
+            print(
+                f"error: --backend gpu asked for, but {why}; run on a machine with a CUDA GPU and "
+                "RAPIDS (pip install 'wsb_gpu[gpu]'), or use --backend cpu",
+                file=sys.stderr,
+            )
             return 2
     t0 = time.perf_counter()
     info = common.machine_info()
-    print(f"machine: {info['cpu_model']}, {info['usable_cores']} usable cores, {info['memory_gib']} GiB; "
-          f"{info['gpu_status']}")
+    print(
+        f"machine: {info['cpu_model']}, {info['usable_cores']} usable cores, {info['memory_gib']} GiB; "
+        f"{info['gpu_status']}"
+    )
     rows, ratios = run(args)
     extra = ""
     if args.scaling or args.workers:
@@ -319,10 +385,19 @@ def main(argv: list[str] | None = None) -> int:
     print(f"CSV: {csv_path}")
     if not args.no_md:
         cmd = "python -m benchmarks " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
-        title = (f"{dt.date.today().isoformat()} · {info['host']} · {args.backend} · "
-                 f"{info['usable_cores']} cores · {info['cpu_model']}")
-        md = common.append_section(out_dir / "RESULTS.md", title=title, info=info, command=cmd,
-                                   rows=[r for r in rows if not r.get("series")], ratios=ratios, extra=extra)
+        title = (
+            f"{dt.date.today().isoformat()} · {info['host']} · {args.backend} · "
+            f"{info['usable_cores']} cores · {info['cpu_model']}"
+        )
+        md = common.append_section(
+            out_dir / "RESULTS.md",
+            title=title,
+            info=info,
+            command=cmd,
+            rows=[r for r in rows if not r.get("series")],
+            ratios=ratios,
+            extra=extra,
+        )
         print(f"appended a section to {md}")
     print(f"total {time.perf_counter() - t0:.0f} s")
     return 0 if any(common.ok(r) for r in rows) else 1

@@ -39,8 +39,20 @@ RESULTS_MD = HERE / "RESULTS.md"
 
 STAGES = ("ingest", "mentions", "embed", "volatility", "train")
 ROW_FIELDS = (
-    "stage", "impl", "backend", "size", "unit", "median_s", "min_s", "max_s", "throughput",
-    "repeats", "workers", "note", "error", "series",
+    "stage",
+    "impl",
+    "backend",
+    "size",
+    "unit",
+    "median_s",
+    "min_s",
+    "max_s",
+    "throughput",
+    "repeats",
+    "workers",
+    "note",
+    "error",
+    "series",
 )
 OURS = "wsb_gpu"
 
@@ -59,7 +71,7 @@ SEED_TRAIN_SECONDS = 420.0
 # What the seed reports for its own runs (not measured here; shown for reference only).
 SEED_REPORTED = {
     "train": "ridge CV, 9 windows x 3 folds x 5 lambdas, ~1M stock-days x 772 features: "
-             "~7 min on a 32-core node (Spark MLlib CrossValidator)",
+    "~7 min on a 32-core node (Spark MLlib CrossValidator)",
     "embed": "FinBERT, ~21M posts: 1 h 47 min on 1 A100 (~3,300 posts/s)",
 }
 
@@ -67,8 +79,9 @@ SEED_REPORTED = {
 # --- timing ------------------------------------------------------------------------------
 
 
-def time_call(fn: Callable[[], Any], repeats: int = 3, warmup: int = 1,
-              setup: Callable[[], Any] | None = None) -> list[float]:
+def time_call(
+    fn: Callable[[], Any], repeats: int = 3, warmup: int = 1, setup: Callable[[], Any] | None = None
+) -> list[float]:
     """Wall-clock seconds of ``repeats`` calls of ``fn`` after ``warmup`` untimed calls.
 
     ``setup`` runs, untimed, before every call (e.g. to delete the previous output).
@@ -91,9 +104,18 @@ def time_call(fn: Callable[[], Any], repeats: int = 3, warmup: int = 1,
     return times
 
 
-def make_row(stage: str, impl: str, backend: str, size: int, times: Sequence[float], *,
-             unit: str = "records/s", items: float | None = None, note: str = "",
-             workers: int | None = None) -> dict[str, Any]:
+def make_row(
+    stage: str,
+    impl: str,
+    backend: str,
+    size: int,
+    times: Sequence[float],
+    *,
+    unit: str = "records/s",
+    items: float | None = None,
+    note: str = "",
+    workers: int | None = None,
+) -> dict[str, Any]:
     """A result row from repeated timings: median, min, max and throughput.
 
     ``items`` is what the throughput counts (records, MB ...); default ``size``.
@@ -105,19 +127,39 @@ def make_row(stage: str, impl: str, backend: str, size: int, times: Sequence[flo
     med = statistics.median(times)
     items = size if items is None else items
     return {
-        "stage": stage, "impl": impl, "backend": backend, "size": int(size), "unit": unit,
-        "median_s": med, "min_s": min(times), "max_s": max(times),
+        "stage": stage,
+        "impl": impl,
+        "backend": backend,
+        "size": int(size),
+        "unit": unit,
+        "median_s": med,
+        "min_s": min(times),
+        "max_s": max(times),
         "throughput": (items / med) if med > 0 else math.inf,
-        "repeats": len(times), "workers": workers, "note": note, "error": "", "series": "",
+        "repeats": len(times),
+        "workers": workers,
+        "note": note,
+        "error": "",
+        "series": "",
     }
 
 
 def error_row(stage: str, impl: str, backend: str, size: int, error: str) -> dict[str, Any]:
     """A row that records why a measurement could not be taken (no timing in it)."""
     return {
-        "stage": stage, "impl": impl, "backend": backend, "size": int(size), "unit": "",
-        "median_s": math.nan, "min_s": math.nan, "max_s": math.nan, "throughput": math.nan,
-        "repeats": 0, "workers": None, "note": "", "error": error.splitlines()[0][:300] if error else "failed",
+        "stage": stage,
+        "impl": impl,
+        "backend": backend,
+        "size": int(size),
+        "unit": "",
+        "median_s": math.nan,
+        "min_s": math.nan,
+        "max_s": math.nan,
+        "throughput": math.nan,
+        "repeats": 0,
+        "workers": None,
+        "note": "",
+        "error": error.splitlines()[0][:300] if error else "failed",
         "series": "",
     }
 
@@ -147,8 +189,10 @@ def print_rows(rows: Iterable[dict[str, Any]]) -> bool:
             print(f"{head}  error: {r['error']}")
             continue
         any_ok = True
-        print(f"{head}  median {r['median_s']:9.3f} s (min {r['min_s']:.3f}, max {r['max_s']:.3f})  "
-              f"{r['throughput']:>14,.1f} {r['unit']}  {r.get('note') or ''}")
+        print(
+            f"{head}  median {r['median_s']:9.3f} s (min {r['min_s']:.3f}, max {r['max_s']:.3f})  "
+            f"{r['throughput']:>14,.1f} {r['unit']}  {r.get('note') or ''}"
+        )
     return any_ok
 
 
@@ -201,13 +245,24 @@ def combine_ingest_mentions(rows: Iterable[dict[str, Any]]) -> list[dict[str, An
         if "ingest" in parts and "mentions" in parts:
             a, b = parts["ingest"], parts["mentions"]
             med = a["median_s"] + b["median_s"]
-            out.append({
-                "stage": "ingest+mentions", "impl": impl, "backend": backend, "size": size,
-                "unit": "records/s", "median_s": med, "min_s": a["min_s"] + b["min_s"],
-                "max_s": a["max_s"] + b["max_s"], "throughput": size / med if med > 0 else math.inf,
-                "repeats": min(a.get("repeats") or 0, b.get("repeats") or 0), "workers": a.get("workers"),
-                "note": "sum of the ingest and mentions medians", "error": "", "series": "",
-            })
+            out.append(
+                {
+                    "stage": "ingest+mentions",
+                    "impl": impl,
+                    "backend": backend,
+                    "size": size,
+                    "unit": "records/s",
+                    "median_s": med,
+                    "min_s": a["min_s"] + b["min_s"],
+                    "max_s": a["max_s"] + b["max_s"],
+                    "throughput": size / med if med > 0 else math.inf,
+                    "repeats": min(a.get("repeats") or 0, b.get("repeats") or 0),
+                    "workers": a.get("workers"),
+                    "note": "sum of the ingest and mentions medians",
+                    "error": "",
+                    "series": "",
+                }
+            )
     return out
 
 
@@ -277,14 +332,24 @@ def compute_ratios(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
             speedup = r["median_s"] / m["median_s"] if m["median_s"] > 0 else math.inf
             same = scope(m) == scope(r)
             goal = goal_for(r["stage"], r["impl"]) if same else None
-            out.append({
-                "stage": r["stage"], "backend": m["backend"], "size": r["size"],
-                "peer": _variant(r) if sum(x["impl"] == r["impl"] for x in rows if x["stage"] == r["stage"]
-                                           and x["size"] == r["size"]) > 1 else r["impl"],
-                "ours": _variant(m) if len(mine) > 1 else m["impl"],
-                "ours_s": m["median_s"], "peer_s": r["median_s"], "speedup": speedup,
-                "same_scope": same, "goal": goal, "met": None if goal is None else bool(speedup >= goal),
-            })
+            out.append(
+                {
+                    "stage": r["stage"],
+                    "backend": m["backend"],
+                    "size": r["size"],
+                    "peer": _variant(r)
+                    if sum(x["impl"] == r["impl"] for x in rows if x["stage"] == r["stage"] and x["size"] == r["size"])
+                    > 1
+                    else r["impl"],
+                    "ours": _variant(m) if len(mine) > 1 else m["impl"],
+                    "ours_s": m["median_s"],
+                    "peer_s": r["median_s"],
+                    "speedup": speedup,
+                    "same_scope": same,
+                    "goal": goal,
+                    "met": None if goal is None else bool(speedup >= goal),
+                }
+            )
     return out
 
 
@@ -345,8 +410,7 @@ def _fmt_n(x: float) -> str:
     return f"{x:,.0f}" if abs(x) >= 100 else f"{x:.3g}"
 
 
-def csv_path(backend: str, when: dt.date | None = None, host: str | None = None,
-             folder: Path = RESULTS_DIR) -> Path:
+def csv_path(backend: str, when: dt.date | None = None, host: str | None = None, folder: Path = RESULTS_DIR) -> Path:
     """``benchmarks/results/<date>-<host>-<backend>.csv``."""
     when = when or dt.date.today()
     host = (host or socket.gethostname()).split(".")[0]
@@ -375,29 +439,38 @@ def read_csv(path: str | Path) -> list[dict[str, Any]]:
 
 def results_table(rows: Sequence[dict[str, Any]]) -> str:
     """The measured rows as a Markdown table."""
-    lines = ["| stage | implementation | backend | size | median s | min–max s | throughput | note |",
-             "|---|---|---|---:|---:|---:|---:|---|"]
+    lines = [
+        "| stage | implementation | backend | size | median s | min–max s | throughput | note |",
+        "|---|---|---|---:|---:|---:|---:|---|",
+    ]
     for r in rows:
         if ok(r):
             lines.append(
                 f"| {r['stage']} | {r['impl']} | {r['backend']} | {r['size']:,} | {_fmt_s(r['median_s'])} "
                 f"| {_fmt_s(r['min_s'])}–{_fmt_s(r['max_s'])} | {_fmt_n(r['throughput'])} {r.get('unit') or ''} "
-                f"| {r.get('note') or ''} |")
+                f"| {r.get('note') or ''} |"
+            )
         else:
-            lines.append(f"| {r['stage']} | {r['impl']} | {r['backend']} | {r['size']:,} | – | – | – "
-                         f"| not measured: {r.get('error') or 'failed'} |")
+            lines.append(
+                f"| {r['stage']} | {r['impl']} | {r['backend']} | {r['size']:,} | – | – | – "
+                f"| not measured: {r.get('error') or 'failed'} |"
+            )
     return "\n".join(lines)
 
 
 def ratios_table(ratios: Sequence[dict[str, Any]]) -> str:
     """The speed-ups as a Markdown table."""
-    lines = ["| stage | size | ours | peer | ours s | peer s | speed-up (peer s / ours s) | goal | met |",
-             "|---|---:|---|---|---:|---:|---:|---:|---|"]
+    lines = [
+        "| stage | size | ours | peer | ours s | peer s | speed-up (peer s / ours s) | goal | met |",
+        "|---|---:|---|---|---:|---:|---:|---:|---|",
+    ]
     for q in ratios:
         goal = f"≥ {q['goal']:g}×" if q["goal"] else ""
         met = "" if q["met"] is None else ("yes" if q["met"] else "**no**")
-        lines.append(f"| {q['stage']} | {q['size']:,} | {q.get('ours', OURS)} | {q['peer']} | {_fmt_s(q['ours_s'])} | {_fmt_s(q['peer_s'])} "
-                     f"| {q['speedup']:.2f}× | {goal} | {met} |")
+        lines.append(
+            f"| {q['stage']} | {q['size']:,} | {q.get('ours', OURS)} | {q['peer']} | {_fmt_s(q['ours_s'])} | {_fmt_s(q['peer_s'])} "
+            f"| {q['speedup']:.2f}× | {goal} | {met} |"
+        )
     return "\n".join(lines)
 
 
@@ -411,9 +484,11 @@ def train_goal_lines(rows: Sequence[dict[str, Any]]) -> list[str]:
     out = []
     for r in rows:
         if r["stage"] == "train" and is_ours(r["impl"]) and ok(r) and r["size"] >= SEED_TRAIN_SHAPE:
-            out.append(f"- ridge CV at the seed's shape ({r['size']:,} stock-days), {r['impl']} on {r['backend']}: "
-                       f"{_fmt_s(r['median_s'])} s against the seed's ~{SEED_TRAIN_SECONDS:.0f} s on 32 cores "
-                       f"({SEED_TRAIN_SECONDS / r['median_s']:.1f}× less time)")
+            out.append(
+                f"- ridge CV at the seed's shape ({r['size']:,} stock-days), {r['impl']} on {r['backend']}: "
+                f"{_fmt_s(r['median_s'])} s against the seed's ~{SEED_TRAIN_SECONDS:.0f} s on 32 cores "
+                f"({SEED_TRAIN_SECONDS / r['median_s']:.1f}× less time)"
+            )
     return out
 
 
@@ -423,13 +498,17 @@ def machine_block(info: dict[str, Any]) -> str:
     gpus = "; ".join(info["gpus"]) if info["gpus"] else "none"
     if info["gpus"] and info.get("gpu_driver"):
         gpus += f" (driver {info['gpu_driver']})"
-    return "\n".join([
-        f"- Host: `{info['host']}` ({info['os']}), Python {info['python']}, Java: {info['java']}",
-        (f"- CPU: {info['cpu_model']}, {info['cpu_count']} cores ({info['usable_cores']} usable by the benchmark)"
-         f", RAM {info['memory_gib']} GiB"),
-        f"- GPU: {gpus} — {info['gpu_status']}",
-        f"- Libraries: {libs}",
-    ])
+    return "\n".join(
+        [
+            f"- Host: `{info['host']}` ({info['os']}), Python {info['python']}, Java: {info['java']}",
+            (
+                f"- CPU: {info['cpu_model']}, {info['cpu_count']} cores ({info['usable_cores']} usable by the benchmark)"
+                f", RAM {info['memory_gib']} GiB"
+            ),
+            f"- GPU: {gpus} — {info['gpu_status']}",
+            f"- Libraries: {libs}",
+        ]
+    )
 
 
 RESULTS_HEADER = """# Benchmark results
@@ -444,9 +523,16 @@ How to reproduce: see `docs/benchmarks.md` (or the command line in each section)
 """
 
 
-def append_section(md_path: str | Path, *, title: str, info: dict[str, Any], command: str,
-                   rows: Sequence[dict[str, Any]], ratios: Sequence[dict[str, Any]],
-                   extra: str = "") -> Path:
+def append_section(
+    md_path: str | Path,
+    *,
+    title: str,
+    info: dict[str, Any],
+    command: str,
+    rows: Sequence[dict[str, Any]],
+    ratios: Sequence[dict[str, Any]],
+    extra: str = "",
+) -> Path:
     """Append one dated section for this machine to ``RESULTS.md`` (creating it if needed).
 
     Never rewrites what is already there: the file is opened in append mode.
@@ -460,17 +546,20 @@ def append_section(md_path: str | Path, *, title: str, info: dict[str, Any], com
     parts.append(machine_block(info) + "\n")
     parts.append(f"Command: `{command}`\n")
     if not info["gpus"] or not info["gpu_status"].startswith("GPU backend usable"):
-        parts.append("**GPU: no GPU on this machine, so this section has no GPU figures** "
-                     f"({info['gpu_status']}). GPU numbers are recorded only from a run of "
-                     "`python -m benchmarks --backend gpu` on a machine that has one.\n")
+        parts.append(
+            "**GPU: no GPU on this machine, so this section has no GPU figures** "
+            f"({info['gpu_status']}). GPU numbers are recorded only from a run of "
+            "`python -m benchmarks --backend gpu` on a machine that has one.\n"
+        )
     parts.append("### Measurements\n\n" + results_table(rows) + "\n")
     if ratios:
         parts.append("### Speed-ups of wsb_gpu over the peers\n\n" + ratios_table(ratios) + "\n")
     goal = train_goal_lines(rows)
     if goal:
-        parts.append("Goal check against the seed's reported time (not a same-machine ratio):\n\n" + "\n".join(goal) + "\n")
-    refs = [f"- {stage}: {text}" for stage, text in SEED_REPORTED.items()
-            if any(r["stage"] == stage for r in rows)]
+        parts.append(
+            "Goal check against the seed's reported time (not a same-machine ratio):\n\n" + "\n".join(goal) + "\n"
+        )
+    refs = [f"- {stage}: {text}" for stage, text in SEED_REPORTED.items() if any(r["stage"] == stage for r in rows)]
     if refs:
         parts.append("Reported by the seed (other hardware, not measured here):\n\n" + "\n".join(refs) + "\n")
     if extra:
@@ -483,8 +572,9 @@ def append_section(md_path: str | Path, *, title: str, info: dict[str, Any], com
 # --- synthetic inputs ----------------------------------------------------------------------
 
 
-def synthetic_inputs(size: int, *, seed: int = 0, folder: str | Path | None = None,
-                     tickers: int | None = None) -> dict[str, Path]:
+def synthetic_inputs(
+    size: int, *, seed: int = 0, folder: str | Path | None = None, tickers: int | None = None
+) -> dict[str, Path]:
     """Dumps, ticker table and CRSP daily with about ``size`` posts+comments, cached on disk.
 
     Written by :func:`wsb_gpu.synth.generate` over :data:`SYNTH_SPAN` with
@@ -505,15 +595,23 @@ def synthetic_inputs(size: int, *, seed: int = 0, folder: str | Path | None = No
         return paths
     done.unlink(missing_ok=True)  # an interrupted generation must not look complete
     start, end = (dt.date.fromisoformat(d) for d in SYNTH_SPAN)
-    generate(folder, seed=seed, tickers=tickers or 50, start=start, end=end,
-             posts_per_day=size / ((end - start).days + 1))
+    generate(
+        folder, seed=seed, tickers=tickers or 50, start=start, end=end, posts_per_day=size / ((end - start).days + 1)
+    )
     done.write_text(json.dumps({"size": size, "seed": seed, "tickers": tickers or 50, "generator": "synth"}))
     return paths
 
 
-def crsp_panel(path: str | Path, *, n_stocks: int | None = None, rows: int | None = None,
-               start: str = "2012-01-01", end: str = "2019-12-31", seed: int = 0,
-               symbols: Sequence[str] | None = None) -> Path:
+def crsp_panel(
+    path: str | Path,
+    *,
+    n_stocks: int | None = None,
+    rows: int | None = None,
+    start: str = "2012-01-01",
+    end: str = "2019-12-31",
+    seed: int = 0,
+    symbols: Sequence[str] | None = None,
+) -> Path:
     """Write a CRSP-daily-like CSV (``PERMNO, date, TICKER, PRC, VOL, RET, RETX, DLRET``).
 
     Give ``n_stocks`` or ``rows`` (stock-days; the stock count is derived from the number
@@ -552,14 +650,21 @@ def crsp_panel(path: str | Path, *, n_stocks: int | None = None, rows: int | Non
     ret_s[last] = ""
     retx_s[last] = ""
     dlret[last] = "-0.300000"
-    tick = np.array(list(symbols) if symbols is not None and len(symbols) >= N
-                    else [f"S{i:05d}" for i in range(N)], dtype=object)[:N]
-    table = pa.table({
-        "PERMNO": permno, "date": date, "TICKER": np.tile(tick, T),
-        "PRC": np.round(20 * np.exp(np.cumsum(ret, axis=0)).reshape(-1), 4),
-        "VOL": rng.integers(1000, 10_000_000, size=r.size),
-        "RET": ret_s.astype(str), "RETX": retx_s.astype(str), "DLRET": dlret.astype(str),
-    })
+    tick = np.array(
+        list(symbols) if symbols is not None and len(symbols) >= N else [f"S{i:05d}" for i in range(N)], dtype=object
+    )[:N]
+    table = pa.table(
+        {
+            "PERMNO": permno,
+            "date": date,
+            "TICKER": np.tile(tick, T),
+            "PRC": np.round(20 * np.exp(np.cumsum(ret, axis=0)).reshape(-1), 4),
+            "VOL": rng.integers(1000, 10_000_000, size=r.size),
+            "RET": ret_s.astype(str),
+            "RETX": retx_s.astype(str),
+            "DLRET": dlret.astype(str),
+        }
+    )
     if rows is not None:
         table = table.slice(0, rows)
     path = Path(path)
@@ -568,8 +673,7 @@ def crsp_panel(path: str | Path, *, n_stocks: int | None = None, rows: int | Non
     return path
 
 
-def features_frame(rows: int, *, n_embed: int = 768, first_year: int = 2008, last_year: int = 2020,
-                   seed: int = 0):
+def features_frame(rows: int, *, n_embed: int = 768, first_year: int = 2008, last_year: int = 2020, seed: int = 0):
     """A stock-day feature frame at the seed's ridge shape: HAR terms + ``n_embed`` floats.
 
     ``permno, date, vol_1, vol_5, vol_22, vol_63, e000.., y_1``; rows spread evenly over

@@ -37,16 +37,128 @@ STAGE = "embed"
 MAX_LENGTH = 64
 SEED_BATCH = 32
 
-_WORDS = (
-    "the a to and i is it you that this of in for on my be just not with so but are have was "
-    "buy sell calls puts shares stock stocks market moon rocket tendies yolo apes hold holding "
-    "diamond hands paper bought sold price short squeeze earnings week today tomorrow going up "
-    "down red green bull bear bullish bearish gme amc tsla aapl spy qqq nvda pltr bb nok options "
-    "expire strike premium theta iv dd fomo fud hedge fund shorts retail robinhood margin call "
-    "loss porn gain wife boyfriend lambo moon tomorrow priced in literally guaranteed money printer "
-    "brrr fed powell rates inflation recession dip buying the dip all in position update 420 69 "
-    "billion million percent %"
-).split()
+_WORDS = [
+    "the",
+    "a",
+    "to",
+    "and",
+    "i",
+    "is",
+    "it",
+    "you",
+    "that",
+    "this",
+    "of",
+    "in",
+    "for",
+    "on",
+    "my",
+    "be",
+    "just",
+    "not",
+    "with",
+    "so",
+    "but",
+    "are",
+    "have",
+    "was",
+    "buy",
+    "sell",
+    "calls",
+    "puts",
+    "shares",
+    "stock",
+    "stocks",
+    "market",
+    "moon",
+    "rocket",
+    "tendies",
+    "yolo",
+    "apes",
+    "hold",
+    "holding",
+    "diamond",
+    "hands",
+    "paper",
+    "bought",
+    "sold",
+    "price",
+    "short",
+    "squeeze",
+    "earnings",
+    "week",
+    "today",
+    "tomorrow",
+    "going",
+    "up",
+    "down",
+    "red",
+    "green",
+    "bull",
+    "bear",
+    "bullish",
+    "bearish",
+    "gme",
+    "amc",
+    "tsla",
+    "aapl",
+    "spy",
+    "qqq",
+    "nvda",
+    "pltr",
+    "bb",
+    "nok",
+    "options",
+    "expire",
+    "strike",
+    "premium",
+    "theta",
+    "iv",
+    "dd",
+    "fomo",
+    "fud",
+    "hedge",
+    "fund",
+    "shorts",
+    "retail",
+    "robinhood",
+    "margin",
+    "call",
+    "loss",
+    "porn",
+    "gain",
+    "wife",
+    "boyfriend",
+    "lambo",
+    "moon",
+    "tomorrow",
+    "priced",
+    "in",
+    "literally",
+    "guaranteed",
+    "money",
+    "printer",
+    "brrr",
+    "fed",
+    "powell",
+    "rates",
+    "inflation",
+    "recession",
+    "dip",
+    "buying",
+    "the",
+    "dip",
+    "all",
+    "in",
+    "position",
+    "update",
+    "420",
+    "69",
+    "billion",
+    "million",
+    "percent",
+    "%",
+]
 
 
 def synthetic_texts(n: int, seed: int = 0) -> list[str]:
@@ -74,8 +186,11 @@ def model_folder(name: str, workdir: Path) -> str:
         from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
         torch.manual_seed(0)
-        config = BertConfig(num_labels=3, id2label={0: "positive", 1: "negative", 2: "neutral"},
-                            label2id={"positive": 0, "negative": 1, "neutral": 2})
+        config = BertConfig(
+            num_labels=3,
+            id2label={0: "positive", 1: "negative", 2: "neutral"},
+            label2id={"positive": 0, "negative": 1, "neutral": 2},
+        )
         BertForSequenceClassification(config).save_pretrained(folder, safe_serialization=True)
         AutoTokenizer.from_pretrained(minilm).save_pretrained(folder)
     return str(folder)
@@ -88,15 +203,21 @@ def seed_loop(model: Any, tokenizer: Any, texts: list[str], device: str) -> Any:
     out = []
     with torch.no_grad():
         for i in range(0, len(texts), SEED_BATCH):
-            enc = tokenizer(texts[i:i + SEED_BATCH], padding="max_length", truncation=True,
-                            max_length=MAX_LENGTH, return_tensors="pt").to(device)
+            enc = tokenizer(
+                texts[i : i + SEED_BATCH],
+                padding="max_length",
+                truncation=True,
+                max_length=MAX_LENGTH,
+                return_tensors="pt",
+            ).to(device)
             res = model(**enc, output_hidden_states=True)
             out.append(res.hidden_states[-1][:, 0].cpu())
     return torch.cat(out)
 
 
-def bench(backend: str, size: int, repeats: int = 3, warmup: int = 1, model: str | None = None,
-          workdir: str | None = None) -> list[dict[str, Any]]:
+def bench(
+    backend: str, size: int, repeats: int = 3, warmup: int = 1, model: str | None = None, workdir: str | None = None
+) -> list[dict[str, Any]]:
     """Rows for ``wsb_gpu`` and ``seed-loop`` on ``size`` texts (see the module docstring)."""
     import numpy as np
 
@@ -118,8 +239,7 @@ def bench(backend: str, size: int, repeats: int = 3, warmup: int = 1, model: str
     import torch
 
     torch.set_num_threads(threads)
-    ours = Encoder.load(EncoderSpec(path, device=device, max_length=MAX_LENGTH, precision="auto",
-                                    num_threads=threads))
+    ours = Encoder.load(EncoderSpec(path, device=device, max_length=MAX_LENGTH, precision="auto", num_threads=threads))
     result: dict[str, Any] = {}
 
     def run_ours() -> None:
@@ -130,8 +250,10 @@ def bench(backend: str, size: int, repeats: int = 3, warmup: int = 1, model: str
     times = time_call(run_ours, repeats=repeats, warmup=warmup)
     tokens = float(result["ours"].n_tokens.sum())
     padded = float(result["ours"].stats.get("padded_tokens", tokens))
-    note = (f"model={name} ({ours.dim}d{', head' if ours.labels else ''}), precision={ours.precision}, "
-            f"threads={threads}, mean tokens={tokens / size:.1f}, padding +{padded / tokens - 1:.0%}")
+    note = (
+        f"model={name} ({ours.dim}d{', head' if ours.labels else ''}), precision={ours.precision}, "
+        f"threads={threads}, mean tokens={tokens / size:.1f}, padding +{padded / tokens - 1:.0%}"
+    )
     rows.append(make_row(STAGE, "wsb_gpu", backend, size, times, unit="posts/s", note=note))
     ours_emb = result["ours"].embeddings
     ours.close()
@@ -144,27 +266,40 @@ def bench(backend: str, size: int, repeats: int = 3, warmup: int = 1, model: str
     tok = AutoTokenizer.from_pretrained(path)
     if warmup:
         seed_loop(net, tok, warm, device)
-    times = time_call(lambda: result.__setitem__("seed", seed_loop(net, tok, texts, device)),
-                      repeats=repeats, warmup=0)
+    times = time_call(lambda: result.__setitem__("seed", seed_loop(net, tok, texts, device)), repeats=repeats, warmup=0)
     seed_emb = result["seed"].numpy()
     cos = (ours_emb * seed_emb).sum(1) / np.linalg.norm(ours_emb, axis=1) / np.linalg.norm(seed_emb, axis=1)
-    rows.append(make_row(STAGE, "seed-loop", backend, size, times, unit="posts/s",
-                         note=f"model={name}, fp32, batch {SEED_BATCH}, padded to {MAX_LENGTH}; "
-                              f"cosine(ours, seed) min {cos.min():.5f}"))
+    rows.append(
+        make_row(
+            STAGE,
+            "seed-loop",
+            backend,
+            size,
+            times,
+            unit="posts/s",
+            note=f"model={name}, fp32, batch {SEED_BATCH}, padded to {MAX_LENGTH}; "
+            f"cosine(ours, seed) min {cos.min():.5f}",
+        )
+    )
     return rows
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = stage_parser(__doc__, size=2000, size_help="texts to embed")
-    parser.add_argument("--model", default=None, help="minilm | bert-base | a folder [default: minilm on cpu, bert-base on gpu]")
+    parser.add_argument(
+        "--model", default=None, help="minilm | bert-base | a folder [default: minilm on cpu, bert-base on gpu]"
+    )
     args = parser.parse_args(argv)
     rows = bench(args.backend, args.size, args.repeats, model=args.model)
     ok = print_rows(rows)
     good = [r for r in rows if not r.get("error")]
     if len(good) == 2:
-        print(f"speed-up of wsb_gpu over seed-loop: {good[1]['median_s'] / good[0]['median_s']:.2f}x "
-              f"(medians of {args.repeats} repeats)")
+        print(
+            f"speed-up of wsb_gpu over seed-loop: {good[1]['median_s'] / good[0]['median_s']:.2f}x "
+            f"(medians of {args.repeats} repeats)"
+        )
     return 0 if ok else 1
+
 
 if __name__ == "__main__":
     sys.exit(main())

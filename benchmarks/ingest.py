@@ -52,14 +52,24 @@ def pandas_ingest(submissions: Path, comments: Path, out: Path) -> int:
             for i, chunk in enumerate(pd.read_json(text, lines=True, chunksize=200_000, dtype=False)):
                 created = pd.to_numeric(chunk["created_utc"]).astype("int64")
                 if kind == "submission":
-                    body = chunk["title"].fillna("") + "\n" + chunk.get("selftext", pd.Series("", index=chunk.index)).fillna("")
+                    body = (
+                        chunk["title"].fillna("")
+                        + "\n"
+                        + chunk.get("selftext", pd.Series("", index=chunk.index)).fillna("")
+                    )
                 else:
                     body = chunk["body"].fillna("")
-                frame = pd.DataFrame({
-                    "id": chunk["id"].astype(str), "kind": kind, "created_utc": created,
-                    "date": pd.to_datetime(created, unit="s").dt.date,
-                    "author": chunk.get("author"), "text": body, "source": path.name,
-                })
+                frame = pd.DataFrame(
+                    {
+                        "id": chunk["id"].astype(str),
+                        "kind": kind,
+                        "created_utc": created,
+                        "date": pd.to_datetime(created, unit="s").dt.date,
+                        "author": chunk.get("author"),
+                        "text": body,
+                        "source": path.name,
+                    }
+                )
                 frame.to_parquet(out / f"{kind}-{i:05d}.parquet", index=False)
                 n += len(frame)
     return n
@@ -95,8 +105,9 @@ def pandas_mentions(posts: Path, tickers: Path, stop: frozenset[str], out: Path)
 # --- the benchmark --------------------------------------------------------------------------
 
 
-def bench(backend: str, size: int, repeats: int = 3, *, peers: bool = True,
-          block_size: str = "16MiB", client: Any = None) -> list[dict]:
+def bench(
+    backend: str, size: int, repeats: int = 3, *, peers: bool = True, block_size: str = "16MiB", client: Any = None
+) -> list[dict]:
     """Time ingest and mentions (ours and the pandas peer) on ``size`` synthetic records."""
     import pyarrow.compute as pc
     import pyarrow.dataset as ds
@@ -113,29 +124,55 @@ def bench(backend: str, size: int, repeats: int = 3, *, peers: bool = True,
         last: dict[str, Any] = {}
 
         def run_ingest() -> None:
-            last["ingest"] = run_stage("ingest", work / "posts", submissions=paths["submissions"],
-                                       comments=paths["comments"], backend=be, client=client, block_size=block_size)
+            last["ingest"] = run_stage(
+                "ingest",
+                work / "posts",
+                submissions=paths["submissions"],
+                comments=paths["comments"],
+                backend=be,
+                client=client,
+                block_size=block_size,
+            )
 
         times = time_call(run_ingest, repeats=repeats)
         m = last["ingest"]
         mb = m["bytes_json"] / 1e6
         records = m["rows_in"]
         med = sorted(times)[len(times) // 2]
-        rows.append(make_row("ingest", "wsb_gpu", backend, size, times, items=records,
-                             note=f"{mb / med:,.0f} MB/s of JSON ({mb:,.0f} MB); {m['rows_out']:,} rows out"))
+        rows.append(
+            make_row(
+                "ingest",
+                "wsb_gpu",
+                backend,
+                size,
+                times,
+                items=records,
+                note=f"{mb / med:,.0f} MB/s of JSON ({mb:,.0f} MB); {m['rows_out']:,} rows out",
+            )
+        )
 
         posts = work / "posts"
         text_mb = pc.sum(pc.binary_length(ds.dataset(posts).to_table(columns=["text"]).column("text"))).as_py() / 1e6
 
         def run_mentions() -> None:
-            last["mentions"] = run_stage("mentions", work / "mentions", posts=posts, tickers=paths["stocknames"],
-                                         backend=be, client=client)
+            last["mentions"] = run_stage(
+                "mentions", work / "mentions", posts=posts, tickers=paths["stocknames"], backend=be, client=client
+            )
 
         times = time_call(run_mentions, repeats=repeats)
         mm = last["mentions"]
         med = sorted(times)[len(times) // 2]
-        rows.append(make_row("mentions", "wsb_gpu", backend, size, times, items=mm["rows_in"],
-                             note=f"{text_mb / med:,.0f} MB/s of text ({text_mb:,.0f} MB); {mm['rows_out']:,} rows out"))
+        rows.append(
+            make_row(
+                "mentions",
+                "wsb_gpu",
+                backend,
+                size,
+                times,
+                items=mm["rows_in"],
+                note=f"{text_mb / med:,.0f} MB/s of text ({text_mb:,.0f} MB); {mm['rows_out']:,} rows out",
+            )
+        )
 
         if peers and backend == "cpu":
             out: dict[str, int] = {}
@@ -146,8 +183,17 @@ def bench(backend: str, size: int, repeats: int = 3, *, peers: bool = True,
 
             times = time_call(peer_ingest, repeats=repeats, warmup=0)
             med = sorted(times)[len(times) // 2]
-            rows.append(make_row("ingest", "pandas", backend, size, times, items=records,
-                                 note=f"{mb / med:,.0f} MB/s of JSON; {out['ingest']:,} rows out"))
+            rows.append(
+                make_row(
+                    "ingest",
+                    "pandas",
+                    backend,
+                    size,
+                    times,
+                    items=records,
+                    note=f"{mb / med:,.0f} MB/s of JSON; {out['ingest']:,} rows out",
+                )
+            )
             stop = load_stoplist()
 
             def peer_mentions() -> None:
@@ -157,8 +203,17 @@ def bench(backend: str, size: int, repeats: int = 3, *, peers: bool = True,
             times = time_call(peer_mentions, repeats=repeats, warmup=0)
             med = sorted(times)[len(times) // 2]
             same = "same rows" if out["mentions"] == mm["rows_out"] else f"ROWS DIFFER from ours ({mm['rows_out']:,})"
-            rows.append(make_row("mentions", "pandas", backend, size, times, items=mm["rows_in"],
-                                 note=f"{text_mb / med:,.0f} MB/s of text; {out['mentions']:,} rows out, {same}"))
+            rows.append(
+                make_row(
+                    "mentions",
+                    "pandas",
+                    backend,
+                    size,
+                    times,
+                    items=mm["rows_in"],
+                    note=f"{text_mb / med:,.0f} MB/s of text; {out['mentions']:,} rows out, {same}",
+                )
+            )
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return rows
@@ -171,6 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     rows = bench(args.backend, args.size, args.repeats, peers=not args.no_peers, block_size=args.block_size)
     return 0 if print_rows(rows) else 1
+
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -37,8 +37,16 @@ SCALING_SIZES: dict[str, tuple[int, ...]] = {
     "volatility": (1_000_000, 5_000_000, 25_700_000),
     "train": (100_000, 300_000, 1_000_000),
 }
-THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_MAX_THREADS",
-               "POLARS_MAX_THREADS", "RAYON_NUM_THREADS", "ARROW_NUM_THREADS", "DASK_NUM_WORKERS")
+THREAD_VARS = (
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "NUMEXPR_MAX_THREADS",
+    "POLARS_MAX_THREADS",
+    "RAYON_NUM_THREADS",
+    "ARROW_NUM_THREADS",
+    "DASK_NUM_WORKERS",
+)
 
 
 def parse_scaling_sizes(text: str | None, stages: list[str]) -> dict[str, tuple[int, ...]]:
@@ -56,7 +64,7 @@ def parse_scaling_sizes(text: str | None, stages: list[str]) -> dict[str, tuple[
         if key not in SCALING_SIZES:
             raise SystemExit(f"error: unknown stage {key!r} in --scaling-sizes {text!r}")
         parsed = tuple(int(float(v)) for v in values.split(":") if v.strip())
-        for k in ({key, "mentions"} if key == "ingest" else {key, "ingest"} if key == "mentions" else {key}):
+        for k in {key, "mentions"} if key == "ingest" else {key, "ingest"} if key == "mentions" else {key}:
             if k in sizes:
                 sizes[k] = parsed
     return sizes
@@ -94,7 +102,9 @@ def _label(row: dict[str, Any]) -> str:
 # --- measurements ----------------------------------------------------------------------------
 
 
-def size_series(args: Any, stages: list[str], main_rows: list[dict[str, Any]], log: Any = print) -> list[dict[str, Any]]:
+def size_series(
+    args: Any, stages: list[str], main_rows: list[dict[str, Any]], log: Any = print
+) -> list[dict[str, Any]]:
     """Every stage at every scaling size (sizes the main run measured are reused)."""
     from benchmarks.__main__ import MODULES, default_repeats, parse_repeats, run_module, run_spark
 
@@ -118,10 +128,17 @@ def size_series(args: Any, stages: list[str], main_rows: list[dict[str, Any]], l
             spark_fits = stage != "train" or size <= args.spark_train_size
             if "spark" in args.peers and spark_fits and stage in ("ingest", "mentions", "volatility", "train"):
                 spark_stages = [s for s in stages if MODULES[s] == MODULES[stage]]
-                got += run_spark(spark_stages, {s: size for s in spark_stages}, args.backend,
-                                 args.spark_repeats or default_repeats(args.repeats),
-                                 args.warmup, memory=args.spark_memory, train_size=args.spark_train_size,
-                                 ndjson_variant=False, log=log)
+                got += run_spark(
+                    spark_stages,
+                    dict.fromkeys(spark_stages, size),
+                    args.backend,
+                    args.spark_repeats or default_repeats(args.repeats),
+                    args.warmup,
+                    memory=args.spark_memory,
+                    train_size=args.spark_train_size,
+                    ndjson_variant=False,
+                    log=log,
+                )
             got += common.combine_ingest_mentions(got)
             rows += [{**r, "series": "size"} for r in got]
     return rows
@@ -144,19 +161,42 @@ def workers_series(args: Any, stages: list[str], counts: list[int], log: Any = p
             continue
         tmp = Path(tempfile.mkdtemp(prefix=f"wsb-bench-w{n}-"))
         csv = tmp / "rows.csv"
-        cmd = [sys.executable, "-m", "benchmarks", "--backend", args.backend, "--stage", *stages,
-               "--repeats", str(args.repeats), "--warmup", str(args.warmup), "--peers", args.peers,
-               "--spark-memory", args.spark_memory, "--spark-train-size", str(args.spark_train_size),
-               *(["--spark-repeats", str(args.spark_repeats)] if args.spark_repeats else []),
-               "--no-md", "--csv", str(csv), "--out-dir", str(tmp), "--workers-tag", str(n)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "benchmarks",
+            "--backend",
+            args.backend,
+            "--stage",
+            *stages,
+            "--repeats",
+            str(args.repeats),
+            "--warmup",
+            str(args.warmup),
+            "--peers",
+            args.peers,
+            "--spark-memory",
+            args.spark_memory,
+            "--spark-train-size",
+            str(args.spark_train_size),
+            *(["--spark-repeats", str(args.spark_repeats)] if args.spark_repeats else []),
+            "--no-md",
+            "--csv",
+            str(csv),
+            "--out-dir",
+            str(tmp),
+            "--workers-tag",
+            str(n),
+        ]
         size = getattr(args, "workers_size", None) or args.size
         if size:
             cmd += ["--size", str(size)]
         env = {**os.environ, **{v: str(n) for v in THREAD_VARS}}
         env["PYTHONPATH"] = os.pathsep.join([str(common.HERE.parent), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
         log(f"[workers] {n} core(s): {' '.join(cmd[2:])}")
-        proc = subprocess.run(cmd, env=env, cwd=str(common.HERE.parent),
-                              preexec_fn=_pin(available[:n]) if available else None)
+        proc = subprocess.run(
+            cmd, env=env, cwd=str(common.HERE.parent), preexec_fn=_pin(available[:n]) if available else None
+        )
         if csv.exists():
             rows += [{**r, "series": "workers", "workers": n} for r in common.read_csv(csv)]
         elif proc.returncode != 0:
@@ -216,8 +256,11 @@ def plot(rows: list[dict[str, Any]], path: str | Path) -> Path | None:
             ax.set_title(f"{stage}: 1 vs 2 cores")
             ax.set_ylabel("median seconds")
             ax.legend(fontsize=7)
-    fig.suptitle("wsb_gpu benchmarks: scaling (CPU)" if all(r["backend"] == "cpu" for r in size_rows + worker_rows)
-                 else "wsb_gpu benchmarks: scaling")
+    fig.suptitle(
+        "wsb_gpu benchmarks: scaling (CPU)"
+        if all(r["backend"] == "cpu" for r in size_rows + worker_rows)
+        else "wsb_gpu benchmarks: scaling"
+    )
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -240,15 +283,20 @@ def markdown(rows: list[dict[str, Any]], png: Path | None, md_dir: Path) -> str:
         for (stage, label), pts in sorted(groups.items()):
             pts.sort()
             slope = loglog_slope([p[0] for p in pts], [p[1] for p in pts])
-            out.append(f"| {stage} | {label} | {' / '.join(f'{s:,}' for s, _ in pts)} | "
-                       f"{' / '.join(common._fmt_s(t) for _, t in pts)} | {'' if slope is None else f'{slope:.2f}'} |")
+            out.append(
+                f"| {stage} | {label} | {' / '.join(f'{s:,}' for s, _ in pts)} | "
+                f"{' / '.join(common._fmt_s(t) for _, t in pts)} | {'' if slope is None else f'{slope:.2f}'} |"
+            )
         out.append("")
     worker_rows = [r for r in rows if r.get("series") == "workers" and common.ok(r)]
     if worker_rows:
         out.append("### Scaling with cores (each run pinned to the first n cores)\n")
         counts = sorted({int(r["workers"]) for r in worker_rows})
-        out.append("| stage | implementation | size | " + " | ".join(f"{c} core(s) s" for c in counts)
-                   + f" | speed-up {counts[0]}→{counts[-1]} |")
+        out.append(
+            "| stage | implementation | size | "
+            + " | ".join(f"{c} core(s) s" for c in counts)
+            + f" | speed-up {counts[0]}→{counts[-1]} |"
+        )
         out.append("|---|---|---:|" + "---:|" * (len(counts) + 1))
         groups2: dict[tuple[str, str, int], dict[int, float]] = {}
         for r in worker_rows:
@@ -256,8 +304,11 @@ def markdown(rows: list[dict[str, Any]], png: Path | None, md_dir: Path) -> str:
         for (stage, label, size), by in sorted(groups2.items()):
             lo, hi = by.get(counts[0]), by.get(counts[-1])
             sp = f"{lo / hi:.2f}×" if lo and hi else ""
-            out.append(f"| {stage} | {label} | {size:,} | " + " | ".join(common._fmt_s(by.get(c, math.nan)) for c in counts)
-                       + f" | {sp} |")
+            out.append(
+                f"| {stage} | {label} | {size:,} | "
+                + " | ".join(common._fmt_s(by.get(c, math.nan)) for c in counts)
+                + f" | {sp} |"
+            )
         out.append("")
     if png is not None:
         rel = os.path.relpath(png, md_dir)
@@ -265,8 +316,9 @@ def markdown(rows: list[dict[str, Any]], png: Path | None, md_dir: Path) -> str:
     return "\n".join(out)
 
 
-def run_scaling(args: Any, out_dir: Path, main_rows: list[dict[str, Any]] | None = None,
-                log: Any = print) -> tuple[list[dict[str, Any]], str]:
+def run_scaling(
+    args: Any, out_dir: Path, main_rows: list[dict[str, Any]] | None = None, log: Any = print
+) -> tuple[list[dict[str, Any]], str]:
     """Measure what ``--scaling`` / ``--workers`` ask for; returns (rows, Markdown for RESULTS.md)."""
     stages = list(common.STAGES) if "all" in args.stage else list(dict.fromkeys(args.stage))
     rows: list[dict[str, Any]] = []

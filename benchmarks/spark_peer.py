@@ -56,8 +56,32 @@ IMPL = "pyspark"
 # A symbol token as our mentions stage defines it, written with the Java lookarounds that
 # Spark's regex engine has: "$" + 1-5 capitals or 2-5 bare capitals, ASCII word edges.
 TOKEN_PATTERN = r"(?<![A-Za-z0-9_$])(\$?[A-Z]{1,5})(?![A-Za-z0-9_])"
-FALLBACK_STOPLIST = ("ALL", "IT", "CEO", "DD", "YOLO", "FOR", "USA", "ATH", "IPO", "EPS", "ARE", "ON",
-                    "AT", "BE", "GO", "SO", "OR", "ANY", "NOW", "BIG", "NEW", "ONE", "CAN", "OUT")
+FALLBACK_STOPLIST = (
+    "ALL",
+    "IT",
+    "CEO",
+    "DD",
+    "YOLO",
+    "FOR",
+    "USA",
+    "ATH",
+    "IPO",
+    "EPS",
+    "ARE",
+    "ON",
+    "AT",
+    "BE",
+    "GO",
+    "SO",
+    "OR",
+    "ANY",
+    "NOW",
+    "BIG",
+    "NEW",
+    "ONE",
+    "CAN",
+    "OUT",
+)
 
 
 def default_stoplist() -> tuple[str, ...]:
@@ -214,8 +238,9 @@ def _schemas():
     return sub, com
 
 
-def spark_ingest(spark: Any, submissions: str, comments: str, out: str, *, codec: str = "auto",
-                 ndjson: dict[str, str] | None = None) -> dict[str, Any]:
+def spark_ingest(
+    spark: Any, submissions: str, comments: str, out: str, *, codec: str = "auto", ndjson: dict[str, str] | None = None
+) -> dict[str, Any]:
     """Both dumps → the posts table as Parquet at ``out``; returns rows and the codec path."""
     from pyspark.sql import functions as F
 
@@ -231,22 +256,32 @@ def spark_ingest(spark: Any, submissions: str, comments: str, out: str, *, codec
         return lines.select(F.from_json("value", schema).alias("j")).select("j.*")
 
     created = F.col("created_utc").cast("double").cast("long")
-    sub = (parse(sub_lines, sub_schema)
-           .select("id", F.lit("submission").alias("kind"), created.alias("created_utc"), "author",
-                   F.concat_ws("\n", F.coalesce("title", F.lit("")), F.coalesce("selftext", F.lit(""))).alias("text"),
-                   F.lit(Path(submissions).name).alias("source")))
-    com = (parse(com_lines, com_schema)
-           .select("id", F.lit("comment").alias("kind"), created.alias("created_utc"), "author",
-                   F.coalesce("body", F.lit("")).alias("text"), F.lit(Path(comments).name).alias("source")))
-    posts = (sub.unionByName(com)
-             .where(F.col("id").isNotNull() & F.col("created_utc").isNotNull())
-             .withColumn("date", F.to_date(F.from_unixtime("created_utc"))))
+    sub = parse(sub_lines, sub_schema).select(
+        "id",
+        F.lit("submission").alias("kind"),
+        created.alias("created_utc"),
+        "author",
+        F.concat_ws("\n", F.coalesce("title", F.lit("")), F.coalesce("selftext", F.lit(""))).alias("text"),
+        F.lit(Path(submissions).name).alias("source"),
+    )
+    com = parse(com_lines, com_schema).select(
+        "id",
+        F.lit("comment").alias("kind"),
+        created.alias("created_utc"),
+        "author",
+        F.coalesce("body", F.lit("")).alias("text"),
+        F.lit(Path(comments).name).alias("source"),
+    )
+    posts = (
+        sub.unionByName(com)
+        .where(F.col("id").isNotNull() & F.col("created_utc").isNotNull())
+        .withColumn("date", F.to_date(F.from_unixtime("created_utc")))
+    )
     posts.write.mode("overwrite").parquet(out)
     return {"path": how}
 
 
-def spark_mentions(spark: Any, posts: str, stocknames: str, out: str,
-                   stoplist: Sequence[str] | None = None) -> int:
+def spark_mentions(spark: Any, posts: str, stocknames: str, out: str, stoplist: Sequence[str] | None = None) -> int:
     """Posts Parquet → mentions Parquet: extract, explode, broadcast join, lifespan filter."""
     from pyspark.sql import functions as F
 
@@ -254,21 +289,31 @@ def spark_mentions(spark: Any, posts: str, stocknames: str, out: str,
     names = spark.read.csv(stocknames, header=True)
     cols = {c.lower(): c for c in names.columns}
     names = names.select(
-        F.col(cols["ticker"]).alias("ticker"), F.col(cols["permno"]).cast("long").alias("permno"),
+        F.col(cols["ticker"]).alias("ticker"),
+        F.col(cols["permno"]).cast("long").alias("permno"),
         F.to_date(F.col(cols["namedt"]).cast("string"), "yyyy-MM-dd").alias("namedt"),
         F.to_date(F.col(cols["nameendt"]).cast("string"), "yyyy-MM-dd").alias("nameendt"),
     )
-    tokens = (spark.read.parquet(posts)
-              .select("id", "kind", "created_utc", "date",
-                      F.explode(F.regexp_extract_all("text", F.lit(TOKEN_PATTERN), 1)).alias("tok")))
+    tokens = spark.read.parquet(posts).select(
+        "id",
+        "kind",
+        "created_utc",
+        "date",
+        F.explode(F.regexp_extract_all("text", F.lit(TOKEN_PATTERN), 1)).alias("tok"),
+    )
     dollar = F.col("tok").startswith("$")
     sym = F.regexp_replace("tok", r"^\$", "")
-    tokens = (tokens.withColumn("dollar", dollar).withColumn("sym", sym)
-              .where(F.col("dollar") | ((F.length("sym") >= 2) & ~F.col("sym").isin(list(stoplist)))))
-    cond = ((tokens.sym == names.ticker) & (tokens.date >= names.namedt) & (tokens.date <= names.nameendt))
-    mentions = (tokens.join(F.broadcast(names), cond)
-                .groupBy("id", "kind", "created_utc", "date", "ticker", "permno")
-                .agg(F.count(F.lit(1)).cast("int").alias("n_occ")))
+    tokens = (
+        tokens.withColumn("dollar", dollar)
+        .withColumn("sym", sym)
+        .where(F.col("dollar") | ((F.length("sym") >= 2) & ~F.col("sym").isin(list(stoplist))))
+    )
+    cond = (tokens.sym == names.ticker) & (tokens.date >= names.namedt) & (tokens.date <= names.nameendt)
+    mentions = (
+        tokens.join(F.broadcast(names), cond)
+        .groupBy("id", "kind", "created_utc", "date", "ticker", "permno")
+        .agg(F.count(F.lit(1)).cast("int").alias("n_occ"))
+    )
     mentions.write.mode("overwrite").parquet(out)
     return out
 
@@ -291,10 +336,11 @@ def spark_volatility(spark: Any, crsp: str, out: str, windows: Sequence[int] = (
         v = F.col(c).cast("double")
         return F.when(~F.isnan(v) & (F.abs(v) < float("inf")), v)
 
-    df = (raw.select(F.col(cols["permno"]).cast("long").alias("permno"),
-                     F.to_date(F.col(cols["date"])).alias("date"),
-                     F.coalesce(num("ret"), num("retx"), num("dlret")).alias("ret"))
-          .repartition("permno"))
+    df = raw.select(
+        F.col(cols["permno"]).cast("long").alias("permno"),
+        F.to_date(F.col(cols["date"])).alias("date"),
+        F.coalesce(num("ret"), num("retx"), num("dlret")).alias("ret"),
+    ).repartition("permno")
     w = Window.partitionBy("permno").orderBy("date")
     r2 = F.col("ret") * F.col("ret")
     for k in windows:
@@ -308,9 +354,16 @@ def spark_volatility(spark: Any, crsp: str, out: str, windows: Sequence[int] = (
 # --- ridge CV ---------------------------------------------------------------------------------
 
 
-def spark_ridge_cv(spark: Any, features: str, *, target: str = "y_1", train_years: int = 4,
-                   lambdas: Sequence[float] = (0.01, 0.1, 10.0, 1000.0, 10000.0), folds: int = 3,
-                   parallelism: int | None = None) -> list[dict[str, Any]]:
+def spark_ridge_cv(
+    spark: Any,
+    features: str,
+    *,
+    target: str = "y_1",
+    train_years: int = 4,
+    lambdas: Sequence[float] = (0.01, 0.1, 10.0, 1000.0, 10000.0),
+    folds: int = 3,
+    parallelism: int | None = None,
+) -> list[dict[str, Any]]:
     """The seed's rolling ridge grid with MLlib ``CrossValidator``; per-year MSE and R²."""
     import numpy as np
     from pyspark.ml.evaluation import RegressionEvaluator
@@ -320,12 +373,16 @@ def spark_ridge_cv(spark: Any, features: str, *, target: str = "y_1", train_year
     from pyspark.sql import functions as F
 
     df = spark.read.parquet(features)
-    feats = [c for c in df.columns if c.startswith("vol_")] + sorted(c for c in df.columns if c[:1] == "e" and c[1:].isdigit())
-    data = (VectorAssembler(inputCols=feats, outputCol="features")
-            .transform(df.withColumn("year", F.year("date")))
-            .select("year", "features", F.col(target).alias("label"))
-            .where(F.col("label").isNotNull())
-            .cache())
+    feats = [c for c in df.columns if c.startswith("vol_")] + sorted(
+        c for c in df.columns if c[:1] == "e" and c[1:].isdigit()
+    )
+    data = (
+        VectorAssembler(inputCols=feats, outputCol="features")
+        .transform(df.withColumn("year", F.year("date")))
+        .select("year", "features", F.col(target).alias("label"))
+        .where(F.col("label").isNotNull())
+        .cache()
+    )
     years = sorted(r["year"] for r in data.select("year").distinct().collect())
     lr = LinearRegression(elasticNetParam=0.0, solver="normal", standardization=True)
     grid = ParamGridBuilder().addGrid(lr.regParam, list(lambdas)).build()
@@ -334,14 +391,26 @@ def spark_ridge_cv(spark: Any, features: str, *, target: str = "y_1", train_year
     for y in years[train_years:]:
         train = data.where((F.col("year") >= y - train_years) & (F.col("year") < y))
         test = data.where(F.col("year") == y)
-        cv = CrossValidator(estimator=lr, estimatorParamMaps=grid, evaluator=mse_eval, numFolds=folds,
-                            parallelism=parallelism or usable_cores(), seed=0)
+        cv = CrossValidator(
+            estimator=lr,
+            estimatorParamMaps=grid,
+            evaluator=mse_eval,
+            numFolds=folds,
+            parallelism=parallelism or usable_cores(),
+            seed=0,
+        )
         model = cv.fit(train)
         pred = model.transform(test)
         mse = mse_eval.evaluate(pred)
         r2 = RegressionEvaluator(metricName="r2").evaluate(pred)
-        out.append({"test_year": y, "mse": mse, "r2": r2,
-                    "lambda": float(np.asarray(lambdas)[int(np.argmin(model.avgMetrics))])})
+        out.append(
+            {
+                "test_year": y,
+                "mse": mse,
+                "r2": r2,
+                "lambda": float(np.asarray(lambdas)[int(np.argmin(model.avgMetrics))]),
+            }
+        )
     data.unpersist()
     return out
 
@@ -388,9 +457,17 @@ class SparkPeer:
         p = self._tmp / f"{name}-{time.perf_counter_ns()}"
         return str(p)
 
-    def ingest_mentions(self, inputs: dict[str, Any], size: int, *, repeats: int = 3, warmup: int = 1,
-                        backend: str = "cpu", ndjson_variant: bool = False,
-                        stoplist: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    def ingest_mentions(
+        self,
+        inputs: dict[str, Any],
+        size: int,
+        *,
+        repeats: int = 3,
+        warmup: int = 1,
+        backend: str = "cpu",
+        ndjson_variant: bool = False,
+        stoplist: Sequence[str] | None = None,
+    ) -> list[dict[str, Any]]:
         """Rows ``ingest`` and ``mentions`` for impl ``pyspark`` (and ``pyspark-ndjson``)."""
         spark = self.session()
         sub, com, names = str(inputs["submissions"]), str(inputs["comments"]), str(inputs["stocknames"])
@@ -418,16 +495,20 @@ class SparkPeer:
             # Row counts (not timed) show that Spark did the same work as ours.
             n_posts = spark.read.parquet(posts).count()
             n_men = spark.read.parquet(men_dirs[-1]).count()
-            how = {"jvm": "JVM zstd codec", "python": "zstd fallback: binaryFiles + Python zstandard",
-                   "ndjson": "spark.read.text on decompressed NDJSON, decompression not timed"}[info["path"]]
+            how = {
+                "jvm": "JVM zstd codec",
+                "python": "zstd fallback: binaryFiles + Python zstandard",
+                "ndjson": "spark.read.text on decompressed NDJSON, decompression not timed",
+            }[info["path"]]
             rows.append(make_row("ingest", impl, backend, size, t_ing, note=self._note(f"{how}; {n_posts:,} rows out")))
             rows.append(make_row("mentions", impl, backend, size, t_men, note=self._note(f"{n_men:,} rows out")))
             for d in posts_dirs + men_dirs:
                 shutil.rmtree(d, ignore_errors=True)
         return rows
 
-    def volatility(self, crsp: str | Path, size: int, *, repeats: int = 3, warmup: int = 1,
-                   backend: str = "cpu") -> list[dict[str, Any]]:
+    def volatility(
+        self, crsp: str | Path, size: int, *, repeats: int = 3, warmup: int = 1, backend: str = "cpu"
+    ) -> list[dict[str, Any]]:
         spark = self.session()
         outs: list[str] = []
 
@@ -441,18 +522,34 @@ class SparkPeer:
 
         times = time_call(run, repeats=repeats, warmup=warmup, setup=clean)
         clean()
-        return [make_row("volatility", IMPL, backend, size, times, unit="stock-days/s",
-                         note=self._note("Window.rowsBetween"))]
+        return [
+            make_row(
+                "volatility", IMPL, backend, size, times, unit="stock-days/s", note=self._note("Window.rowsBetween")
+            )
+        ]
 
-    def train(self, features: str | Path, size: int, *, repeats: int = 1, warmup: int = 0,
-              backend: str = "cpu") -> list[dict[str, Any]]:
+    def train(
+        self, features: str | Path, size: int, *, repeats: int = 1, warmup: int = 0, backend: str = "cpu"
+    ) -> list[dict[str, Any]]:
         spark = self.session()
         result: list[Any] = []
-        times = time_call(lambda: result.append(spark_ridge_cv(spark, str(features), parallelism=self.cores)),
-                          repeats=repeats, warmup=warmup)
+        times = time_call(
+            lambda: result.append(spark_ridge_cv(spark, str(features), parallelism=self.cores)),
+            repeats=repeats,
+            warmup=warmup,
+        )
         n_years = len(result[-1]) if result else 0
-        return [make_row("train", IMPL, backend, size, times, unit="stock-days/s",
-                         note=self._note(f"MLlib CrossValidator, {n_years} windows x 3 folds x 5 lambdas, 772 features"))]
+        return [
+            make_row(
+                "train",
+                IMPL,
+                backend,
+                size,
+                times,
+                unit="stock-days/s",
+                note=self._note(f"MLlib CrossValidator, {n_years} windows x 3 folds x 5 lambdas, 772 features"),
+            )
+        ]
 
 
 def _decompress_once(inputs: dict[str, Any], tmp: Path) -> dict[str, str]:

@@ -90,15 +90,35 @@ def bench(backend: str, size: int, repeats: int = 3, engines: tuple[str, ...] = 
     for engine in engines:
         out = Path(tempfile.mkdtemp(prefix="bench_train_"))
         try:
-            def run() -> None:
-                run_stage("train", out / "results", features=data, backend=be, client=None, models=["har", "ridge"],
-                          target="y_1", train_years=4, sample="posts", ridge={**RIDGE, "engine": engine})
+
+            def run(out: Path = out, engine: str = engine) -> None:
+                run_stage(
+                    "train",
+                    out / "results",
+                    features=data,
+                    backend=be,
+                    client=None,
+                    models=["har", "ridge"],
+                    target="y_1",
+                    train_years=4,
+                    sample="posts",
+                    ridge={**RIDGE, "engine": engine},
+                )
 
             times = time_call(run, repeats=repeats, warmup=0)
-            rows.append(make_row(STAGE, f"wsb_gpu/{engine}", backend, size, times, unit="stock-days/s",
-                                 workers=usable_cores(),
-                                 note=f"ridge CV {N_FEATURES} features, 9 windows x 3 folds x 5 lambdas, "
-                                      "threaded scheduler, end to end from Parquet"))
+            rows.append(
+                make_row(
+                    STAGE,
+                    f"wsb_gpu/{engine}",
+                    backend,
+                    size,
+                    times,
+                    unit="stock-days/s",
+                    workers=usable_cores(),
+                    note=f"ridge CV {N_FEATURES} features, 9 windows x 3 folds x 5 lambdas, "
+                    "threaded scheduler, end to end from Parquet",
+                )
+            )
         except Exception as e:
             traceback.print_exc()
             rows.append(error_row(STAGE, f"wsb_gpu/{engine}", backend, size, f"{type(e).__name__}: {e}"))
@@ -113,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     rows = bench(args.backend, args.size, args.repeats, tuple(args.engines.split(",")))
     return 0 if print_rows(rows) else 1
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -122,8 +122,11 @@ def stage_inputs(size: int, panel: Any = None) -> dict[str, Path]:
     pq.write_table(pa.table({"PERMNO": permno, "date": date, "RET": ret}), paths["parquet"], row_group_size=1 << 20)
     text = pc.fill_null(pc.cast(pc.round(ret, 6), pa.string()), "C")  # a CRSP letter code for missing
     tmp = paths["csv"].with_suffix(".tmp")
-    pacsv.write_csv(pa.table({"PERMNO": permno, "date": pc.cast(date, pa.string()), "RET": text}), tmp,
-                    write_options=pacsv.WriteOptions(quoting_style="none"))
+    pacsv.write_csv(
+        pa.table({"PERMNO": permno, "date": pc.cast(date, pa.string()), "RET": text}),
+        tmp,
+        write_options=pacsv.WriteOptions(quoting_style="none"),
+    )
     tmp.replace(paths["csv"])
     return paths
 
@@ -155,32 +158,75 @@ def bench(backend: str, size: int, repeats: int = 3) -> list[dict]:
     try:
         parts = partitions(panel)
         times = time_call(lambda: run_kernel(parts, backend), repeats=repeats)
-        rows.append(make_row(STAGE, "wsb_gpu", backend, size, times, unit="rows/s", workers=workers,
-                             note=f"kernel only, {len(parts)} partitions of whole stocks, rows in order"))
-        del parts
+        rows.append(
+            make_row(
+                STAGE,
+                "wsb_gpu",
+                backend,
+                size,
+                times,
+                unit="rows/s",
+                workers=workers,
+                note=f"kernel only, {len(parts)} partitions of whole stocks, rows in order",
+            )
+        )
+        parts = None  # free it before the next copy
         shuffled = partitions(panel, shuffle=True)
         times = time_call(lambda: run_kernel(shuffled, backend), repeats=repeats, warmup=0)
-        rows.append(make_row(STAGE, "wsb_gpu", backend, size, times, unit="rows/s", workers=workers,
-                             note="kernel only, rows shuffled inside each partition (sort included)"))
-        del shuffled
+        rows.append(
+            make_row(
+                STAGE,
+                "wsb_gpu",
+                backend,
+                size,
+                times,
+                unit="rows/s",
+                workers=workers,
+                note="kernel only, rows shuffled inside each partition (sort included)",
+            )
+        )
+        shuffled = None
     except Exception as e:  # pragma: no cover - recorded, not hidden
         rows.append(error_row(STAGE, "wsb_gpu", backend, size, f"{type(e).__name__}: {e}"))
     try:
         times = time_call(lambda: pandas_rolling(panel), repeats=repeats, warmup=0)
-        rows.append(make_row(STAGE, "pandas", "cpu", size, times, unit="rows/s", workers=1,
-                             note="groupby().rolling(w).sum() x4 + sqrt + groupby().shift(-1), whole panel"))
+        rows.append(
+            make_row(
+                STAGE,
+                "pandas",
+                "cpu",
+                size,
+                times,
+                unit="rows/s",
+                workers=1,
+                note="groupby().rolling(w).sum() x4 + sqrt + groupby().shift(-1), whole panel",
+            )
+        )
     except Exception as e:  # pragma: no cover
         rows.append(error_row(STAGE, "pandas", "cpu", size, f"{type(e).__name__}: {e}"))
     inputs = stage_inputs(size, panel)
-    del panel
+    panel = None
     be = resolve_backend(backend)
     for kind, path in inputs.items():
         tmp = Path(tempfile.mkdtemp(prefix="wsb-bench-vol-"))
         try:
-            times = time_call(lambda: run_stage("volatility", tmp / "vol", crsp=path, backend=be),
-                              repeats=max(1, min(repeats, 2)), warmup=0)
-            rows.append(make_row(STAGE, "wsb_gpu", backend, size, times, unit="rows/s", workers=workers,
-                                 note=f"whole stage: {LABELS[kind]} in -> parse -> sorted runs -> kernel -> Parquet out"))
+            times = time_call(
+                lambda: run_stage("volatility", tmp / "vol", crsp=path, backend=be),  # noqa: B023 (called at once)
+                repeats=max(1, min(repeats, 2)),
+                warmup=0,
+            )
+            rows.append(
+                make_row(
+                    STAGE,
+                    "wsb_gpu",
+                    backend,
+                    size,
+                    times,
+                    unit="rows/s",
+                    workers=workers,
+                    note=f"whole stage: {LABELS[kind]} in -> parse -> sorted runs -> kernel -> Parquet out",
+                )
+            )
         except Exception as e:  # pragma: no cover
             rows.append(error_row(STAGE, "wsb_gpu", backend, size, f"stage ({kind}): {type(e).__name__}: {e}"))
         finally:
@@ -218,9 +264,11 @@ def main(argv: list[str] | None = None) -> int:
     if base:
         for r in ok:
             if r["impl"] == "wsb_gpu":
-                print(f"speed-up over pandas groupby().rolling() ({r['note'].split(',')[0]}"
-                      f"{', shuffled' if 'shuffled' in r['note'] else ''}): "
-                      f"{base['median_s'] / r['median_s']:.1f}x")
+                print(
+                    f"speed-up over pandas groupby().rolling() ({r['note'].split(',')[0]}"
+                    f"{', shuffled' if 'shuffled' in r['note'] else ''}): "
+                    f"{base['median_s'] / r['median_s']:.1f}x"
+                )
     for label in LABELS.values():
         ours = next((r for r in ok if r["impl"] == "wsb_gpu" and f"stage: {label} in" in r["note"]), None)
         peer = next((r for r in ok if r["impl"] != "wsb_gpu" and r["note"].endswith(f"{label} in")), None)

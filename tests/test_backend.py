@@ -104,4 +104,6 @@ def test_is_gpu_frame_checks_the_module_without_importing_it():
 
 def test_missing_package_message():
     msg = str(missing_package("cuml", "pip install x", "the GPU ridge engine"))
-    assert msg == "the GPU ridge engine needs the package 'cuml', which is not installed; install it with: pip install x"
+    assert (
+        msg == "the GPU ridge engine needs the package 'cuml', which is not installed; install it with: pip install x"
+    )

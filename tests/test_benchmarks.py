@@ -28,9 +28,23 @@ from benchmarks.__main__ import main, parse_sizes  # noqa: E402
 
 
 def _row(stage, impl, size, median, **kw):
-    return {"stage": stage, "impl": impl, "backend": "cpu", "size": size, "unit": "records/s",
-            "median_s": median, "min_s": median, "max_s": median, "throughput": size / median,
-            "repeats": 1, "workers": None, "note": kw.pop("note", ""), "error": "", "series": "", **kw}
+    return {
+        "stage": stage,
+        "impl": impl,
+        "backend": "cpu",
+        "size": size,
+        "unit": "records/s",
+        "median_s": median,
+        "min_s": median,
+        "max_s": median,
+        "throughput": size / median,
+        "repeats": 1,
+        "workers": None,
+        "note": kw.pop("note", ""),
+        "error": "",
+        "series": "",
+        **kw,
+    }
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -60,7 +74,9 @@ def test_ratios_are_peer_seconds_over_ours_at_the_same_size():
     ]
     ratios = common.compute_ratios(rows)
     assert {(q["ours"], q["peer"]) for q in ratios} == {
-        ("wsb_gpu (whole stage: Parquet in)", "pyspark"), ("wsb_gpu (kernel only)", "pyspark")}
+        ("wsb_gpu (whole stage: Parquet in)", "pyspark"),
+        ("wsb_gpu (kernel only)", "pyspark"),
+    }
     whole = next(q for q in ratios if q["ours"].startswith("wsb_gpu (whole"))
     kernel = next(q for q in ratios if q["ours"].startswith("wsb_gpu (kernel"))
     assert whole["speedup"] == pytest.approx(3.5) and whole["goal"] == 3.0 and whole["met"] is True
@@ -76,9 +92,13 @@ def test_ratio_goal_not_met_is_reported():
 
 
 def test_ingest_and_mentions_combine_per_implementation():
-    rows = [_row("ingest", "wsb_gpu", 50, 1.0), _row("mentions", "wsb_gpu", 50, 0.25),
-            _row("ingest", "pyspark", 50, 4.0), _row("mentions", "pyspark", 50, 3.0),
-            _row("ingest", "pandas", 50, 2.0)]  # no mentions row: not combined
+    rows = [
+        _row("ingest", "wsb_gpu", 50, 1.0),
+        _row("mentions", "wsb_gpu", 50, 0.25),
+        _row("ingest", "pyspark", 50, 4.0),
+        _row("mentions", "pyspark", 50, 3.0),
+        _row("ingest", "pandas", 50, 2.0),
+    ]  # no mentions row: not combined
     combined = {r["impl"]: r for r in common.combine_ingest_mentions(rows)}
     assert set(combined) == {"wsb_gpu", "pyspark"}
     assert combined["wsb_gpu"]["median_s"] == pytest.approx(1.25)
@@ -88,7 +108,10 @@ def test_ingest_and_mentions_combine_per_implementation():
 def test_parse_sizes():
     assert parse_sizes(None, ["train"]) == {"train": 1_000_000}
     assert parse_sizes("ingest=2e3,train=500", ["ingest", "mentions", "train"]) == {
-        "ingest": 2000, "mentions": 2000, "train": 500}
+        "ingest": 2000,
+        "mentions": 2000,
+        "train": 500,
+    }
     with pytest.raises(SystemExit):
         parse_sizes("nosuch=3", ["train"])
 
@@ -116,8 +139,9 @@ def test_results_md_is_appended_never_rewritten(tmp_path):
     md = tmp_path / "RESULTS.md"
     info = common.machine_info()
     rows = [_row("volatility", "wsb_gpu", 10, 1.0), _row("volatility", "pyspark", 10, 5.0)]
-    common.append_section(md, title="first", info=info, command="python -m benchmarks", rows=rows,
-                          ratios=common.compute_ratios(rows))
+    common.append_section(
+        md, title="first", info=info, command="python -m benchmarks", rows=rows, ratios=common.compute_ratios(rows)
+    )
     first = md.read_text()
     common.append_section(md, title="second", info=info, command="python -m benchmarks", rows=rows, ratios=[])
     text = md.read_text()
@@ -153,15 +177,33 @@ def test_harness_runs_every_stage_and_writes_csv_and_section(tmp_path, monkeypat
 
     def quick_train_bench(backend, size, repeats=3):
         times = common.time_call(lambda: sum(range(1000)), repeats=repeats, warmup=0)
-        return [common.make_row("train", "wsb_gpu/stats", backend, size, times, unit="stock-days/s"),
-                common.make_row("train", "wsb_gpu/estimator", backend, size, [t * 2 for t in times],
-                                unit="stock-days/s")]
+        return [
+            common.make_row("train", "wsb_gpu/stats", backend, size, times, unit="stock-days/s"),
+            common.make_row("train", "wsb_gpu/estimator", backend, size, [t * 2 for t in times], unit="stock-days/s"),
+        ]
 
     monkeypatch.setattr(train_module, "bench", quick_train_bench)
     csv_path = tmp_path / "rows.csv"
-    rc = main(["--backend", "cpu", "--stage", "all", "--repeats", "1", "--warmup", "0", "--peers", "none",
-               "--size", "ingest=3000,embed=16,volatility=20000,train=3000",
-               "--out-dir", str(tmp_path), "--csv", str(csv_path)])
+    rc = main(
+        [
+            "--backend",
+            "cpu",
+            "--stage",
+            "all",
+            "--repeats",
+            "1",
+            "--warmup",
+            "0",
+            "--peers",
+            "none",
+            "--size",
+            "ingest=3000,embed=16,volatility=20000,train=3000",
+            "--out-dir",
+            str(tmp_path),
+            "--csv",
+            str(csv_path),
+        ]
+    )
     assert rc == 0
     rows = common.read_csv(csv_path)
     by_stage = {s: [r for r in rows if r["stage"] == s] for s in common.STAGES}
@@ -180,9 +222,31 @@ def test_harness_runs_every_stage_and_writes_csv_and_section(tmp_path, monkeypat
 def test_scaling_sizes_plot_and_cores(tmp_path):
     """Three sizes of one stage in process, then 1 core in a pinned subprocess; the PNG is drawn."""
     csv_path = tmp_path / "rows.csv"
-    rc = main(["--backend", "cpu", "--stage", "volatility", "--repeats", "1", "--warmup", "0", "--peers", "none",
-               "--size", "4000", "--scaling", "--scaling-sizes", "volatility=1000:2000:4000",
-               "--workers", "1", "--out-dir", str(tmp_path), "--csv", str(csv_path)])
+    rc = main(
+        [
+            "--backend",
+            "cpu",
+            "--stage",
+            "volatility",
+            "--repeats",
+            "1",
+            "--warmup",
+            "0",
+            "--peers",
+            "none",
+            "--size",
+            "4000",
+            "--scaling",
+            "--scaling-sizes",
+            "volatility=1000:2000:4000",
+            "--workers",
+            "1",
+            "--out-dir",
+            str(tmp_path),
+            "--csv",
+            str(csv_path),
+        ]
+    )
     assert rc == 0
     rows = common.read_csv(csv_path)
     sizes = {r["size"] for r in rows if r["series"] == "size" and r["impl"] == "pandas"}
@@ -219,14 +283,22 @@ def _reference_mentions(inputs, stoplist):
     names = []
     with open(inputs["stocknames"]) as f:
         for rec in csv.DictReader(f):
-            names.append((rec["TICKER"], int(rec["PERMNO"]), dt.date.fromisoformat(rec["NAMEDT"]),
-                          dt.date.fromisoformat(rec["NAMEENDT"])))
+            names.append(
+                (
+                    rec["TICKER"],
+                    int(rec["PERMNO"]),
+                    dt.date.fromisoformat(rec["NAMEDT"]),
+                    dt.date.fromisoformat(rec["NAMEENDT"]),
+                )
+            )
     pattern = re.compile(spark_peer.TOKEN_PATTERN)
     out = Counter()
     for key in ("submissions", "comments"):
         for line in _lines(inputs[key]):
             rec = json.loads(line)
-            text = (rec.get("title") or "") + "\n" + (rec.get("selftext") or "") if key == "submissions" else rec["body"]
+            text = (
+                (rec.get("title") or "") + "\n" + (rec.get("selftext") or "") if key == "submissions" else rec["body"]
+            )
             day = dt.datetime.fromtimestamp(int(rec["created_utc"]), dt.timezone.utc).date()
             for tok in pattern.findall(text):
                 sym = tok.lstrip("$")
@@ -260,7 +332,7 @@ def _reference_vol(path):
         for i, d in enumerate(g["date"]):
             vols = {}
             for w in (1, 5, 22, 63):
-                win = rets[i - w + 1: i + 1] if i + 1 >= w else []
+                win = rets[i - w + 1 : i + 1] if i + 1 >= w else []
                 vols[w] = math.sqrt(sum(x * x for x in win)) if win and all(math.isfinite(x) for x in win) else math.nan
             out[(int(permno), d)] = vols
     return out

@@ -16,10 +16,16 @@ from wsb_gpu.sysinfo import check_cluster, table
 
 
 def _local(**extra):
-    return load_settings(overrides={
-        "cluster.kind": "local", "cluster.n_workers": 2, "cluster.threads_per_worker": 1,
-        "cluster.memory_limit": "1GiB", "cluster.dashboard_address": ":0", **extra,
-    })
+    return load_settings(
+        overrides={
+            "cluster.kind": "local",
+            "cluster.n_workers": 2,
+            "cluster.threads_per_worker": 1,
+            "cluster.memory_limit": "1GiB",
+            "cluster.dashboard_address": ":0",
+            **extra,
+        }
+    )
 
 
 def test_none_is_the_threaded_scheduler():

@@ -13,10 +13,10 @@ torch = pytest.importorskip("torch")
 from fixtures.tiny_models import build_tiny_bert, minilm_path  # noqa: E402
 
 from wsb_gpu.encoder import (  # noqa: E402
+    _ENCODERS,
     Encoder,
     EncoderPlugin,
     EncoderSpec,
-    _ENCODERS,
     choose_num_threads,
     cpu_has_native_bf16,
     get_encoder,
@@ -31,9 +31,9 @@ TEXTS = [
     "",
     "sell everything, the market is red and bearish today",
     "yolo",
-    "diamond hands apes hold " * 40,            # longer than max_length: truncated
+    "diamond hands apes hold " * 40,  # longer than max_length: truncated
     "TSLA puts printing tendies, bought 10 shares at the price of 420.69",
-    "x" * 300,                                   # one unknown word
+    "x" * 300,  # one unknown word
     "short squeeze tomorrow?? dd inside",
     "  spaces   and\nnew lines\tand tabs ",
     "nvda aapl spy options expire friday",
@@ -89,7 +89,7 @@ def test_fp32_matches_naive_reference(models, pooling):
     ref_emb, ref_probs, ref_len = naive_reference(models["head"], TEXTS, 24, pooling)
     encoder = load(models["head"], precision="fp32", pooling=pooling)
     result = encoder.encode(TEXTS)
-    assert encoder.forward_calls > 3                   # it really batched
+    assert encoder.forward_calls > 3  # it really batched
     assert result.embeddings.dtype == np.float32 and result.embeddings.shape == ref_emb.shape
     assert rowwise_cosine(result.embeddings, ref_emb).min() >= 0.999
     np.testing.assert_allclose(result.embeddings, ref_emb, atol=1e-4, rtol=1e-4)
@@ -187,7 +187,7 @@ def test_plugin_loads_once_and_frees(models):
         asyncio.run(plugin.setup(FakeWorker()))
         encoder = _ENCODERS[spec]
         assert encoder.num_threads == 1
-        assert get_encoder(spec) is encoder          # the partition function finds it
+        assert get_encoder(spec) is encoder  # the partition function finds it
     finally:
         plugin.teardown(FakeWorker())
     assert spec not in _ENCODERS

@@ -30,11 +30,7 @@ def test_import_package_and_cli_loads_no_gpu_library():
 
 
 def test_help_loads_no_gpu_library():
-    loaded = _loaded_after(
-        "from wsb_gpu.cli import main\n"
-        "rc = main(['--help'])\n"
-        "assert rc == 0, rc"
-    )
+    loaded = _loaded_after("from wsb_gpu.cli import main\nrc = main(['--help'])\nassert rc == 0, rc")
     assert loaded == []
 
 

@@ -37,17 +37,47 @@ MANIFEST_KEYS = {"stage", "inputs", "params", "rows_in", "rows_out", "seconds", 
 
 # Dataset contracts (docs/outputs.md): column -> Arrow type (None = any type).
 CONTRACTS = {
-    "posts": {"id": "string", "kind": "string", "created_utc": "int64", "date": "date32[day]",
-              "author": "string", "text": "string", "source": "string"},
-    "mentions": {"id": "string", "kind": "string", "created_utc": "int64", "date": "date32[day]",
-                 "ticker": "string", "permno": "int64", "n_occ": "int32"},
+    "posts": {
+        "id": "string",
+        "kind": "string",
+        "created_utc": "int64",
+        "date": "date32[day]",
+        "author": "string",
+        "text": "string",
+        "source": "string",
+    },
+    "mentions": {
+        "id": "string",
+        "kind": "string",
+        "created_utc": "int64",
+        "date": "date32[day]",
+        "ticker": "string",
+        "permno": "int64",
+        "n_occ": "int32",
+    },
     "embeddings": {"id": "string", "e000": "float", "e383": "float", "n_tokens": "int32"},
-    "volatility": {"permno": "int64", "date": "date32[day]", "ret": "double",
-                   **{f"{p}_{w}": "double" for p in ("vol", "y") for w in (1, 5, 22, 63)}},
-    "features": {"permno": "int64", "date": "date32[day]", "n_posts": None, "n_mentions": None, "e000": None,
-                 **{f"{p}_{w}": "double" for p in ("vol", "y") for w in (1, 5, 22, 63)}},
-    "results/predictions": {"permno": "int64", "date": None, "y": "double", "yhat_har": "double",
-                            "yhat_ridge": "double", "yhat_xgboost": "double"},
+    "volatility": {
+        "permno": "int64",
+        "date": "date32[day]",
+        "ret": "double",
+        **{f"{p}_{w}": "double" for p in ("vol", "y") for w in (1, 5, 22, 63)},
+    },
+    "features": {
+        "permno": "int64",
+        "date": "date32[day]",
+        "n_posts": None,
+        "n_mentions": None,
+        "e000": None,
+        **{f"{p}_{w}": "double" for p in ("vol", "y") for w in (1, 5, 22, 63)},
+    },
+    "results/predictions": {
+        "permno": "int64",
+        "date": None,
+        "y": "double",
+        "yhat_har": "double",
+        "yhat_ridge": "double",
+        "yhat_xgboost": "double",
+    },
 }
 
 
@@ -108,7 +138,7 @@ def test_every_stage_output_manifest_and_report(full_run):
     for stage in pipeline.STAGES:
         manifest = read_manifest(lake / stage.output)
         assert manifest is not None, stage.name
-        assert MANIFEST_KEYS <= set(manifest), f"{stage.name} manifest lacks {MANIFEST_KEYS - set(manifest)}"
+        assert set(manifest) >= MANIFEST_KEYS, f"{stage.name} manifest lacks {MANIFEST_KEYS - set(manifest)}"
         assert manifest["backend"] == "cpu"
         assert (lake / stage.output / pipeline.PIPELINE_FILE).is_file()
 
@@ -129,8 +159,13 @@ def test_every_stage_output_manifest_and_report(full_run):
     assert result.report == report
     md = report.read_text()
     assert "## Pooled out-of-sample results" in md and "| **Overall** |" in md
-    for name in ("fig1_volatility.png", "fig2_r2_by_year.png", "fig3_predicted_vs_realized.png",
-                 "fig4_ridge_lambda_coefficients.png", "fig5_mentions_top_tickers.png"):
+    for name in (
+        "fig1_volatility.png",
+        "fig2_r2_by_year.png",
+        "fig3_predicted_vs_realized.png",
+        "fig4_ridge_lambda_coefficients.png",
+        "fig5_mentions_top_tickers.png",
+    ):
         assert (lake / "report" / name).stat().st_size > 10_000, name
 
     run = json.loads((lake / "run.json").read_text())
@@ -184,8 +219,14 @@ def test_interrupted_run_resumes_with_identical_results(full_run, tmp_path, monk
     run = json.loads((lake / "run.json").read_text())
     assert run["status"] == "failed"
     assert {s["stage"]: s["status"] for s in run["stages"]} == {
-        "ingest": "skipped", "mentions": "skipped", "embed": "skipped", "volatility": "skipped",
-        "features": "skipped", "train": "failed", "report": "pending"}
+        "ingest": "skipped",
+        "mentions": "skipped",
+        "embed": "skipped",
+        "volatility": "skipped",
+        "features": "skipped",
+        "train": "failed",
+        "report": "pending",
+    }
 
     # Rerun: only what is missing runs, and the results equal the uninterrupted run's.
     monkeypatch.undo()
@@ -209,8 +250,20 @@ def test_cli_run_with_from_and_until(full_run, data, tmp_path):
     assert main(["run", "--config", str(config), "--until", "volatility", "--no-progress"]) == 0
     assert read_manifest(tmp_path / "lake" / "volatility") is not None
     assert not (tmp_path / "lake" / "posts").exists()
-    rc = main(["run", "--config", str(config), "--until", "volatility", "--from", "volatility", "--no-progress",
-               "--cluster", "none"])
+    rc = main(
+        [
+            "run",
+            "--config",
+            str(config),
+            "--until",
+            "volatility",
+            "--from",
+            "volatility",
+            "--no-progress",
+            "--cluster",
+            "none",
+        ]
+    )
     assert rc == 0
     run = json.loads((tmp_path / "lake" / "run.json").read_text())
     assert run["plan"]["forced"] == ["volatility"] and run["stages"][0]["status"] == "ran"
@@ -221,8 +274,13 @@ def test_cli_run_with_from_and_until(full_run, data, tmp_path):
 
 def _jobqueue(tmp_path: Path) -> Path:
     profile = {
-        "name": f"wsb-pipe-{os.getpid()}", "cores": 1, "memory": "2GiB", "processes": 1, "walltime": "00:20:00",
-        "log-directory": str(tmp_path / "logs"), "local-directory": str(tmp_path / "scratch"),
+        "name": f"wsb-pipe-{os.getpid()}",
+        "cores": 1,
+        "memory": "2GiB",
+        "processes": 1,
+        "walltime": "00:20:00",
+        "log-directory": str(tmp_path / "logs"),
+        "local-directory": str(tmp_path / "scratch"),
         "shared-temp-directory": str(tmp_path / "tls"),
     }
     path = tmp_path / "jobqueue.yaml"
@@ -234,11 +292,18 @@ def _jobqueue(tmp_path: Path) -> Path:
 @pytest.mark.timeout(900)
 def test_slurm_run_gives_the_local_metrics(full_run, data, tmp_path):
     """``wsb-gpu run --cluster slurm``: two worker jobs, the same metrics as the local run."""
-    config = write_config(tmp_path / "run.yaml", tmp_path / "lake", data,
-                          slurm={"jobqueue_file": str(_jobqueue(tmp_path)), "jobs": 2, "wait_timeout": 300})
+    config = write_config(
+        tmp_path / "run.yaml",
+        tmp_path / "lake",
+        data,
+        slurm={"jobqueue_file": str(_jobqueue(tmp_path)), "jobs": 2, "wait_timeout": 300},
+    )
     proc = subprocess.run(
         [sys.executable, "-m", "wsb_gpu.cli", "run", "--config", str(config), "--cluster", "slurm", "--no-progress"],
-        capture_output=True, text=True, timeout=850, cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=850,
+        cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     run = json.loads((tmp_path / "lake" / "run.json").read_text())

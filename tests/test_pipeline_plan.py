@@ -32,22 +32,39 @@ def fake(tmp_path, monkeypatch):
         calls.append(name)
         if name == "volatility":
             vol_started.set()
-        if name == "ingest" and state["wait_for_volatility"]:
-            # Proves volatility runs beside ingest: wait (bounded) until it has started.
-            if vol_started.wait(timeout=10):
-                both_running.set()
+        # Proves volatility runs beside ingest: wait (bounded) until it has started.
+        if name == "ingest" and state["wait_for_volatility"] and vol_started.wait(timeout=10):
+            both_running.set()
         if state["fail"] == name:
             raise RuntimeError(f"boom in {name}")
         with atomic_dataset(out) as tmp:
             if name == "report":
                 (tmp / "report.md").write_text("# report\n")
             if name == "train":
-                pd.DataFrame({"model": ["har", "ridge", "har", "ridge"], "test_year": ["2019", "2019", "all", "all"],
-                              "n_train": 10, "n_test": 5, "mse": [2.0, 1.0, 2.0, 1.0], "r2": [0.1, 0.2, 0.1, 0.2],
-                              "dm_pvalue": [None, 0.01, None, 0.01]}).to_csv(tmp / "metrics.csv", index=False)
+                pd.DataFrame(
+                    {
+                        "model": ["har", "ridge", "har", "ridge"],
+                        "test_year": ["2019", "2019", "all", "all"],
+                        "n_train": 10,
+                        "n_test": 5,
+                        "mse": [2.0, 1.0, 2.0, 1.0],
+                        "r2": [0.1, 0.2, 0.1, 0.2],
+                        "dm_pvalue": [None, 0.01, None, 0.01],
+                    }
+                ).to_csv(tmp / "metrics.csv", index=False)
             pd.DataFrame({"x": [1]}).to_parquet(tmp / "part.0.parquet")
-            return write_manifest(tmp, stage=name, inputs={}, params={}, rows_in=10, rows_out=5,
-                                  seconds=0.5, backend=backend.name, schema={"x": "int64"}, bytes_in=2_000_000)
+            return write_manifest(
+                tmp,
+                stage=name,
+                inputs={},
+                params={},
+                rows_in=10,
+                rows_out=5,
+                seconds=0.5,
+                backend=backend.name,
+                schema={"x": "int64"},
+                bytes_in=2_000_000,
+            )
 
     monkeypatch.setattr(pipeline, "run_stage", runner)
     inputs = {}
@@ -55,10 +72,17 @@ def fake(tmp_path, monkeypatch):
         p = tmp_path / f"{key}.bin"
         p.write_text(key)
         inputs[f"inputs.{key}"] = str(p)
-    settings = load_settings(overrides={"backend": "cpu", "cluster.kind": "none", "lake": str(tmp_path / "lake"),
-                                        **inputs})
-    return {"calls": calls, "settings": settings, "lake": tmp_path / "lake", "state": state,
-            "both_running": both_running, "inputs": inputs}
+    settings = load_settings(
+        overrides={"backend": "cpu", "cluster.kind": "none", "lake": str(tmp_path / "lake"), **inputs}
+    )
+    return {
+        "calls": calls,
+        "settings": settings,
+        "lake": tmp_path / "lake",
+        "state": state,
+        "both_running": both_running,
+        "inputs": inputs,
+    }
 
 
 def test_full_run_then_nothing_to_do(fake):
@@ -116,8 +140,10 @@ def test_failed_stage_names_itself_keeps_earlier_outputs_and_resumes(fake):
     with pytest.raises(WsbError, match=r"stage 'train' failed: RuntimeError: boom in train .*intact.*resume"):
         pipeline.run_pipeline(fake["settings"], progress=False)
     lake = fake["lake"]
-    written = {st: read_manifest(lake / pipeline.BY_NAME[st].output)["written_at"]
-               for st in ("ingest", "mentions", "embed", "volatility", "features")}
+    written = {
+        st: read_manifest(lake / pipeline.BY_NAME[st].output)["written_at"]
+        for st in ("ingest", "mentions", "embed", "volatility", "features")
+    }
     assert not (lake / "results").exists() and not (lake / "report").exists()
     run = json.loads((lake / "run.json").read_text())
     assert run["status"] == "failed"

@@ -19,13 +19,20 @@ def write_report(results, out, lake=None):
     run_stage("report", out, results=results, lake=lake)
     return out / "report.md"
 
+
 YEARS = (2016, 2017, 2018)
 # (model, year) -> (mse, r2); pooled rows below. Values chosen so that the expected
 # relative changes are easy to write by hand.
 PER_YEAR = {
-    ("har", 2016): (0.000400, 0.100), ("ridge", 2016): (0.000360, 0.190), ("xgboost", 2016): (0.000420, 0.055),
-    ("har", 2017): (0.000500, 0.120), ("ridge", 2017): (0.000450, 0.208), ("xgboost", 2017): (0.000510, 0.102),
-    ("har", 2018): (0.000800, 0.150), ("ridge", 2018): (0.000720, 0.235), ("xgboost", 2018): (0.000790, 0.161),
+    ("har", 2016): (0.000400, 0.100),
+    ("ridge", 2016): (0.000360, 0.190),
+    ("xgboost", 2016): (0.000420, 0.055),
+    ("har", 2017): (0.000500, 0.120),
+    ("ridge", 2017): (0.000450, 0.208),
+    ("xgboost", 2017): (0.000510, 0.102),
+    ("har", 2018): (0.000800, 0.150),
+    ("ridge", 2018): (0.000720, 0.235),
+    ("xgboost", 2018): (0.000790, 0.161),
 }
 POOLED = {"har": (0.000600, 0.130), "ridge": (0.000540, 0.217), "xgboost": (0.000610, 0.115)}
 LAMBDAS = {2016: 10.0, 2017: 100.0, 2018: 1000.0}
@@ -37,30 +44,59 @@ def make_results(root):
     (results / "predictions").mkdir(parents=True)
     rows = []
     for (model, year), (mse, r2) in PER_YEAR.items():
-        rows.append({"model": model, "test_year": str(year), "n_train": 4000, "n_test": 1000, "mse": mse, "r2": r2,
-                     "r2_oos": r2 - 0.01, "lambda": LAMBDAS[year] if model == "ridge" else np.nan,
-                     "dm_stat": np.nan if model == "har" else (-3.1 if model == "ridge" else 0.4),
-                     "dm_pvalue": np.nan if model == "har" else (0.002 if model == "ridge" else 0.69)})
+        rows.append(
+            {
+                "model": model,
+                "test_year": str(year),
+                "n_train": 4000,
+                "n_test": 1000,
+                "mse": mse,
+                "r2": r2,
+                "r2_oos": r2 - 0.01,
+                "lambda": LAMBDAS[year] if model == "ridge" else np.nan,
+                "dm_stat": np.nan if model == "har" else (-3.1 if model == "ridge" else 0.4),
+                "dm_pvalue": np.nan if model == "har" else (0.002 if model == "ridge" else 0.69),
+            }
+        )
     for model, (mse, r2) in POOLED.items():
-        rows.append({"model": model, "test_year": "all", "n_train": np.nan, "n_test": 3000, "mse": mse, "r2": r2,
-                     "r2_oos": r2 - 0.01, "lambda": np.nan,
-                     "dm_stat": np.nan if model == "har" else (-4.2 if model == "ridge" else 0.3),
-                     "dm_pvalue": np.nan if model == "har" else (0.00001 if model == "ridge" else 0.76)})
+        rows.append(
+            {
+                "model": model,
+                "test_year": "all",
+                "n_train": np.nan,
+                "n_test": 3000,
+                "mse": mse,
+                "r2": r2,
+                "r2_oos": r2 - 0.01,
+                "lambda": np.nan,
+                "dm_stat": np.nan if model == "har" else (-4.2 if model == "ridge" else 0.3),
+                "dm_pvalue": np.nan if model == "har" else (0.00001 if model == "ridge" else 0.76),
+            }
+        )
     pd.DataFrame(rows).to_csv(results / "metrics.csv", index=False)
     (results / "metrics.json").write_text(json.dumps({"rows": rows}, default=float))
-    pd.DataFrame([
-        {"model": "ridge", "test_year": y, "term": t, "coef": c * (1 + 0.1 * i)}
-        for i, y in enumerate(YEARS)
-        for t, c in (("vol_1", 0.004), ("vol_5", 0.003), ("vol_22", 0.002), ("vol_63", 0.001), ("e000", 9.0))
-    ]).to_csv(results / "coefficients.csv", index=False)
+    pd.DataFrame(
+        [
+            {"model": "ridge", "test_year": y, "term": t, "coef": c * (1 + 0.1 * i)}
+            for i, y in enumerate(YEARS)
+            for t, c in (("vol_1", 0.004), ("vol_5", 0.003), ("vol_22", 0.002), ("vol_63", 0.001), ("e000", 9.0))
+        ]
+    ).to_csv(results / "coefficients.csv", index=False)
 
     rng = np.random.default_rng(0)
     n = 3000
     y = rng.gamma(4.0, 0.005, n)
     dates = pd.to_datetime("2016-01-04") + pd.to_timedelta(rng.integers(0, 1000, n), unit="D")
-    pd.DataFrame({"permno": rng.integers(10000, 10010, n).astype("int64"), "date": dates.date, "y": y,
-                  "yhat_har": y * 0.6 + 0.008, "yhat_ridge": y * 0.7 + 0.006 + rng.normal(0, 0.002, n),
-                  "yhat_xgboost": y * 0.5 + 0.01}).to_parquet(results / "predictions" / "part.0.parquet")
+    pd.DataFrame(
+        {
+            "permno": rng.integers(10000, 10010, n).astype("int64"),
+            "date": dates.date,
+            "y": y,
+            "yhat_har": y * 0.6 + 0.008,
+            "yhat_ridge": y * 0.7 + 0.006 + rng.normal(0, 0.002, n),
+            "yhat_xgboost": y * 0.5 + 0.01,
+        }
+    ).to_parquet(results / "predictions" / "part.0.parquet")
 
     vol = root / "volatility"
     vol.mkdir()
@@ -68,29 +104,55 @@ def make_results(root):
     frames = []
     for permno in (10001, 10002):
         base = 0.02 if permno == 10001 else 0.04
-        frames.append(pd.DataFrame({"permno": permno, "date": days.date, "ret": 0.0,
-                                    **{f"vol_{w}": base * np.sqrt(w) for w in (1, 5, 22, 63)},
-                                    **{f"y_{w}": base * np.sqrt(w) for w in (1, 5, 22, 63)}}))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "permno": permno,
+                    "date": days.date,
+                    "ret": 0.0,
+                    **{f"vol_{w}": base * np.sqrt(w) for w in (1, 5, 22, 63)},
+                    **{f"y_{w}": base * np.sqrt(w) for w in (1, 5, 22, 63)},
+                }
+            )
+        )
     pd.concat(frames).to_parquet(vol / "part.0.parquet", index=False)
 
     men = root / "mentions"
     men.mkdir()
     tickers = ["GME"] * 50 + ["TSLA"] * 30 + ["AMD"] * 10 + ["F"] * 5 + ["SPY"] * 3 + ["AAPL"] * 2
     mdates = pd.to_datetime("2018-01-01") + pd.to_timedelta(np.arange(len(tickers)) % 20, unit="D")
-    pd.DataFrame({"id": [f"p{i}" for i in range(len(tickers))], "kind": "comment", "created_utc": 0,
-                  "date": mdates.date, "ticker": tickers, "permno": 1, "n_occ": 1}).to_parquet(
-        men / "part.0.parquet", index=False)
+    pd.DataFrame(
+        {
+            "id": [f"p{i}" for i in range(len(tickers))],
+            "kind": "comment",
+            "created_utc": 0,
+            "date": mdates.date,
+            "ticker": tickers,
+            "permno": 1,
+            "n_occ": 1,
+        }
+    ).to_parquet(men / "part.0.parquet", index=False)
 
     run = {
-        "started_at": "2026-01-01T00:00:00+00:00", "lake": str(root),
+        "started_at": "2026-01-01T00:00:00+00:00",
+        "lake": str(root),
         "backend": {"name": "cpu", "reason": "asked for cpu"},
         "cluster": {"kind": "local", "workers": {"n_workers": 2, "threads": 2}},
         "hardware": {"cpu_model": "Test CPU", "cpu_count": 2, "memory_gib": 8.0},
         "config": {"train": {"target": "y_1"}, "backend": "cpu"},
         "config_sources": ["defaults.yaml"],
         "versions": {"python": "3.11", "dask": "2026.1"},
-        "stages": [{"stage": "ingest", "status": "ran", "rows_in": 100, "rows_out": 90, "throughput": 12.5,
-                    "unit": "MB/s", "manifest_seconds": 3.25}],
+        "stages": [
+            {
+                "stage": "ingest",
+                "status": "ran",
+                "rows_in": 100,
+                "rows_out": 90,
+                "throughput": 12.5,
+                "unit": "MB/s",
+                "manifest_seconds": 3.25,
+            }
+        ],
     }
     (root / "run.json").write_text(json.dumps(run))
     return results
@@ -145,13 +207,15 @@ def test_report_tables_figures_and_provenance(tmp_path):
 
     # Provenance from run.json.
     assert "Test CPU, 2 cores, 8.0 GiB" in md
-    assert "| ingest | ran | 100 | 90 | 12.5 MB/s | 3.2 |" in md or "| ingest | ran | 100 | 90 | 12.5 MB/s | 3.3 |" in md
+    assert (
+        "| ingest | ran | 100 | 90 | 12.5 MB/s | 3.2 |" in md or "| ingest | ran | 100 | 90 | 12.5 MB/s | 3.3 |" in md
+    )
     manifest = json.loads((tmp_path / "report" / "_manifest.json").read_text())
     assert manifest["stage"] == "report" and manifest["rows_out"] == 5
 
 
 def test_report_data_helpers_against_plain_references(tmp_path):
-    from wsb_gpu.report import daily_mean_volatility, mentions_per_day, read_ridge_details, read_metrics
+    from wsb_gpu.report import daily_mean_volatility, mentions_per_day, read_metrics, read_ridge_details
 
     results = make_results(tmp_path)
     daily = daily_mean_volatility(tmp_path / "volatility")

@@ -44,13 +44,15 @@ def _jobqueue(tmp_path: Path, walltime: str = "00:10:00", **extra) -> Path:
 
 
 def _settings(tmp_path: Path, jobqueue: Path | None = None, **overrides):
-    return load_settings(overrides={
-        "cluster.kind": "slurm",
-        "cluster.dashboard_address": ":0",
-        "cluster.slurm.jobqueue_file": str(jobqueue or _jobqueue(tmp_path)),
-        "cluster.slurm.wait_timeout": 120,
-        **overrides,
-    })
+    return load_settings(
+        overrides={
+            "cluster.kind": "slurm",
+            "cluster.dashboard_address": ":0",
+            "cluster.slurm.jobqueue_file": str(jobqueue or _jobqueue(tmp_path)),
+            "cluster.slurm.wait_timeout": 120,
+            **overrides,
+        }
+    )
 
 
 def _squeue(*args: str) -> list[str]:
@@ -104,8 +106,10 @@ def test_gpu_flag_without_gpu_profile_adds_gres_to_the_cpu_profile(tmp_path: Pat
 
 
 def test_cpu_job_script_without_tls_and_lifetime(tmp_path: Path):
-    s = _settings(tmp_path, **{"cluster.slurm.tls": False, "cluster.slurm.lifetime": False,
-                               "cluster.slurm.job_name": "wsb-worker-77"})
+    s = _settings(
+        tmp_path,
+        **{"cluster.slurm.tls": False, "cluster.slurm.lifetime": False, "cluster.slurm.job_name": "wsb-worker-77"},
+    )
     script = ws.render_job_script(s)
     assert "--gres" not in script
     assert "-m distributed.cli.dask_worker tcp://" in script
@@ -206,8 +210,9 @@ def test_installed_package_finds_its_default_without_a_checkout(tmp_path: Path):
         " 'script': ws.render_job_script(s)}))\n"
     )
     env = dict(os.environ, PYTHONPATH=str(site))
-    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
-                         timeout=100, check=False)
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=100, check=False
+    )
     assert out.returncode == 0, out.stderr
     got = json.loads(out.stdout.strip().splitlines()[-1])
     assert Path(got["file"]).parent == site / "wsb_gpu"
@@ -283,7 +288,10 @@ def test_temporary_tls_files_are_private_and_named_in_the_job_script(tmp_path: P
         assert all(f.stat().st_mode & 0o777 == 0o600 for f in folder.iterdir())
         worker = tls.security.get_tls_config_for_role("worker")
         assert {k: Path(v).name for k, v in worker.items() if k != "ciphers"} == {
-            "ca_file": "ca.pem", "cert": "worker-cert.pem", "key": "worker-key.pem"}
+            "ca_file": "ca.pem",
+            "cert": "worker-cert.pem",
+            "key": "worker-key.pem",
+        }
         scheduler = tls.security.get_tls_config_for_role("scheduler")
         assert "\n" in scheduler["cert"] and "\n" in scheduler["key"]  # the driver's stay in memory
         assert tls.security.require_encryption
@@ -302,8 +310,9 @@ def test_profile_defined_in_dask_config_keeps_its_keys(tmp_path: Path):
     # A site profile in ~/.config/dask: the packaged file's base profile must not overwrite it.
     site = {"cores": 16, "memory": "32GiB", "queue": "big"}
     with dask.config.set({"jobqueue.mysite": site}):
-        profile, source = ws.jobqueue_profile(load_settings(overrides={
-            "cluster.kind": "slurm", "cluster.slurm.profile": "mysite"}))
+        profile, source = ws.jobqueue_profile(
+            load_settings(overrides={"cluster.kind": "slurm", "cluster.slurm.profile": "mysite"})
+        )
     assert "profile 'mysite'" in source
     assert (profile["cores"], profile["memory"], profile["queue"]) == (16, "32GiB", "big")
     assert profile["walltime"] == "01:00:00"  # the rest from the base `slurm` profile of the file
@@ -312,8 +321,9 @@ def test_profile_defined_in_dask_config_keeps_its_keys(tmp_path: Path):
 def test_renamed_keys_follow_dask_jobqueue(tmp_path: Path):
     import warnings
 
-    path = _jobqueue(tmp_path, **{"env-extra": ["module load site-python"], "job-extra": ["--qos=low"],
-                                  "project": "acct7"})
+    path = _jobqueue(
+        tmp_path, **{"env-extra": ["module load site-python"], "job-extra": ["--qos=low"], "project": "acct7"}
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("error", FutureWarning)  # renamed here: dask-jobqueue has nothing to warn about
         script = ws.render_job_script(_settings(tmp_path, path))
@@ -343,7 +353,9 @@ def test_no_private_attributes_of_other_objects():
         private = [
             f"{module}:{node.lineno}: .{node.attr}"
             for node in ast.walk(tree)
-            if isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.endswith("__")
+            if isinstance(node, ast.Attribute)
+            and node.attr.startswith("_")
+            and not node.attr.endswith("__")
             and not (isinstance(node.value, ast.Name) and node.value.id == "self")
         ]
         assert private == []
@@ -436,8 +448,9 @@ def test_ended_worker_jobs_are_replaced(tmp_path: Path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(ws, "REPLACE_INTERVAL_S", 3.0)
     # The worker retires after 12 s +- 3 s (below the 1 min walltime); a new job must follow.
-    s = _settings(tmp_path, _jobqueue(tmp_path, walltime="00:01:00"),
-                  **{"cluster.slurm.jobs": 1, "cluster.slurm.lifetime": "12s"})
+    s = _settings(
+        tmp_path, _jobqueue(tmp_path, walltime="00:01:00"), **{"cluster.slurm.jobs": 1, "cluster.slurm.lifetime": "12s"}
+    )
     with dask.config.set({"distributed.deploy.lost-worker-timeout": "2s"}):
         cluster = ws.slurm_cluster(s)
         try:
@@ -469,8 +482,11 @@ def test_wait_for_workers_explains_queued_jobs(tmp_path: Path, monkeypatch):
 
     monkeypatch.chdir(tmp_path)
     # Jobs that cannot start for an hour: the wait must fail with the job ids and where to look.
-    s = _settings(tmp_path, _jobqueue(tmp_path, **{"job-extra-directives": ["--begin=now+1hour"]}),
-                  **{"cluster.slurm.wait_timeout": 5, "cluster.slurm.jobs": 1})
+    s = _settings(
+        tmp_path,
+        _jobqueue(tmp_path, **{"job-extra-directives": ["--begin=now+1hour"]}),
+        **{"cluster.slurm.wait_timeout": 5, "cluster.slurm.jobs": 1},
+    )
     cluster = ws.slurm_cluster(s)
     try:
         with Client(cluster) as client:
@@ -491,15 +507,35 @@ def test_wait_for_workers_explains_queued_jobs(tmp_path: Path, monkeypatch):
 @pytest.mark.timeout(300)
 def test_submit_script_runs_cluster_check_with_worker_jobs(tmp_path: Path):
     run_yaml = tmp_path / "run.yaml"
-    run_yaml.write_text(yaml.safe_dump({"cluster": {
-        "dashboard_address": ":0",
-        "slurm": {"jobqueue_file": str(_jobqueue(tmp_path)), "jobs": 2, "wait_timeout": 120},
-    }}), encoding="utf-8")
+    run_yaml.write_text(
+        yaml.safe_dump(
+            {
+                "cluster": {
+                    "dashboard_address": ":0",
+                    "slurm": {"jobqueue_file": str(_jobqueue(tmp_path)), "jobs": 2, "wait_timeout": 120},
+                }
+            }
+        ),
+        encoding="utf-8",
+    )
     env = dict(os.environ, WSB_GPU_VENV=str(Path(sys.executable).parent.parent))
     sub = subprocess.run(
-        ["sbatch", "--parsable", f"--output={tmp_path}/driver-%j.out", f"--chdir={tmp_path}",
-         "--cpus-per-task=1", "--mem=2G", str(REPO / "scripts" / "submit_slurm.sh"), "--config", str(run_yaml)],
-        capture_output=True, text=True, timeout=60, env=env, check=False,
+        [
+            "sbatch",
+            "--parsable",
+            f"--output={tmp_path}/driver-%j.out",
+            f"--chdir={tmp_path}",
+            "--cpus-per-task=1",
+            "--mem=2G",
+            str(REPO / "scripts" / "submit_slurm.sh"),
+            "--config",
+            str(run_yaml),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
     )
     assert sub.returncode == 0, sub.stderr
     driver = sub.stdout.strip().split(";")[0]
@@ -514,8 +550,9 @@ def test_submit_script_runs_cluster_check_with_worker_jobs(tmp_path: Path):
     else:
         subprocess.run(["scancel", driver], timeout=30, check=False)
         pytest.fail(f"driver job {driver} did not finish in time")
-    state = subprocess.run(["scontrol", "show", "job", driver], capture_output=True, text=True, timeout=30,
-                           check=False).stdout
+    state = subprocess.run(
+        ["scontrol", "show", "job", driver], capture_output=True, text=True, timeout=30, check=False
+    ).stdout
     output = (tmp_path / f"driver-{driver}.out").read_text(encoding="utf-8")
     assert "JobState=COMPLETED" in state and "ExitCode=0:0" in state, output
     assert "ok: 2 worker(s) computed the expected sum" in output, output

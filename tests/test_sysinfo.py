@@ -63,8 +63,10 @@ def test_usable_cores_is_between_one_and_the_cpu_count():
     assert 1 <= sysinfo.usable_cores() <= (os.cpu_count() or 1)
 
 
-@pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2,
-                    reason="needs CPU affinity and at least two usable cores")
+@pytest.mark.skipif(
+    not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2,
+    reason="needs CPU affinity and at least two usable cores",
+)
 def test_usable_cores_follows_an_affinity_set_after_dask_is_imported():
     # dask.system.CPU_COUNT is fixed at import; usable_cores must see the mask as it is now.
     code = (

@@ -16,9 +16,22 @@ import functools
 import importlib
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+import numpy as np
+import pandas as pd
 
 from wsb_gpu.errors import GPU_INSTALL, WsbError, missing_package
+
+if TYPE_CHECKING:
+    import cudf
+    import cupy
+
+Frame: TypeAlias = "pd.DataFrame | cudf.DataFrame"
+"""A partition: pandas on the CPU backend, cuDF on the GPU backend."""
+Column: TypeAlias = "pd.Series | cudf.Series"
+Array: TypeAlias = "np.ndarray | cupy.ndarray"
+"""NumPy on the CPU backend, CuPy on the GPU backend."""
 
 
 @dataclass(frozen=True)
@@ -164,7 +177,6 @@ def to_numpy(values: Any) -> Any:
     >>> to_numpy(np.arange(3)).tolist()
     [0, 1, 2]
     """
-    import numpy as np
 
     if type(values).__module__.split(".")[0] == "cupy":
         return values.get()

@@ -16,34 +16,58 @@ before the command name and after it.
 from __future__ import annotations
 
 import inspect
+import signal
 import sys
 import typing
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from pydantic.fields import FieldInfo
+from rich.console import Console
 
 from wsb_gpu.config import BackendName, ClusterKind, Settings, choices, load_settings
 from wsb_gpu.errors import WsbError
 from wsb_gpu.stages import STAGES, Input, Stage
+
+if TYPE_CHECKING:
+    from types import FrameType
 
 GLOBAL_KEYS = ("config", "backend", "cluster", "workers", "profile")
 
 
 def _global_params() -> list[click.Option]:
     return [
-        click.Option(["--config", "config"], type=click.Path(dir_okay=False), default=None,
-                     help="YAML settings file (same layout as defaults.yaml; see docs/configuration.md)."),
-        click.Option(["--backend"], type=click.Choice(choices(BackendName)), default=None,
-                     help="Compute backend [default: auto = gpu when CUDA and cuDF are usable]."),
-        click.Option(["--cluster"], type=click.Choice(choices(ClusterKind)), default=None,
-                     help="Dask cluster kind [default: local]."),
-        click.Option(["--workers"], type=click.IntRange(min=1), default=None,
-                     help="Workers (local: processes; slurm: worker jobs)."),
-        click.Option(["--profile"], type=click.Path(dir_okay=False), default=None,
-                     help="Write a Dask performance report (HTML) of the whole command here."),
+        click.Option(
+            ["--config", "config"],
+            type=click.Path(dir_okay=False),
+            default=None,
+            help="YAML settings file (same layout as defaults.yaml; see docs/configuration.md).",
+        ),
+        click.Option(
+            ["--backend"],
+            type=click.Choice(choices(BackendName)),
+            default=None,
+            help="Compute backend [default: auto = gpu when CUDA and cuDF are usable].",
+        ),
+        click.Option(
+            ["--cluster"],
+            type=click.Choice(choices(ClusterKind)),
+            default=None,
+            help="Dask cluster kind [default: local].",
+        ),
+        click.Option(
+            ["--workers"],
+            type=click.IntRange(min=1),
+            default=None,
+            help="Workers (local: processes; slurm: worker jobs).",
+        ),
+        click.Option(
+            ["--profile"],
+            type=click.Path(dir_okay=False),
+            default=None,
+            help="Write a Dask performance report (HTML) of the whole command here.",
+        ),
     ]
 
 
@@ -55,7 +79,7 @@ def global_options(f: Callable) -> Callable:
 
 def _global_values(ctx: click.Context, local: dict[str, Any]) -> dict[str, Any]:
     """Global option values: the command's own beat the group's."""
-    values = dict((ctx.find_root().obj or {}))
+    values = dict(ctx.find_root().obj or {})
     values.update({k: v for k, v in local.items() if v is not None})
     return values
 
@@ -119,8 +143,13 @@ def info(ctx: click.Context, **values: Any) -> None:
 
 
 @command("cluster-check")
-@click.option("--timeout", type=float, default=120.0, show_default=True,
-              help="Seconds to wait for the computation on the workers.")
+@click.option(
+    "--timeout",
+    type=float,
+    default=120.0,
+    show_default=True,
+    help="Seconds to wait for the computation on the workers.",
+)
 def cluster_check(ctx: click.Context, timeout: float, **values: Any) -> None:
     """Start the configured cluster, run a small computation on every worker, and report
     each worker's host, devices and memory.
@@ -140,25 +169,61 @@ STAGE_CHOICE = click.Choice([s.name for s in STAGES])
 
 
 @command("run")
-@click.option("--lake", type=click.Path(file_okay=False), default=None,
-              help="Run directory for every dataset, run.json and the report [default: setting `lake`].")
-@click.option("--submissions", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="wallstreetbets_submissions.zst (overrides inputs.submissions).")
-@click.option("--comments", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="wallstreetbets_comments.zst (overrides inputs.comments).")
-@click.option("--tickers", type=click.Path(exists=True), default=None,
-              help="CRSP name history, CSV or Parquet (overrides inputs.tickers).")
-@click.option("--crsp", type=click.Path(exists=True), default=None,
-              help="CRSP daily file, CSV or Parquet (overrides inputs.crsp).")
+@click.option(
+    "--lake",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Run directory for every dataset, run.json and the report [default: setting `lake`].",
+)
+@click.option(
+    "--submissions",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="wallstreetbets_submissions.zst (overrides inputs.submissions).",
+)
+@click.option(
+    "--comments",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="wallstreetbets_comments.zst (overrides inputs.comments).",
+)
+@click.option(
+    "--tickers",
+    type=click.Path(exists=True),
+    default=None,
+    help="CRSP name history, CSV or Parquet (overrides inputs.tickers).",
+)
+@click.option(
+    "--crsp",
+    type=click.Path(exists=True),
+    default=None,
+    help="CRSP daily file, CSV or Parquet (overrides inputs.crsp).",
+)
 @click.option("--force", is_flag=True, help="Rerun every stage, even those whose manifest matches.")
-@click.option("--from", "from_stage", type=STAGE_CHOICE, default=None,
-              help="Rerun this stage and every stage downstream of it.")
-@click.option("--until", "until_stage", type=STAGE_CHOICE, default=None,
-              help="Stop after this stage (runs only the stages it needs).")
+@click.option(
+    "--from", "from_stage", type=STAGE_CHOICE, default=None, help="Rerun this stage and every stage downstream of it."
+)
+@click.option(
+    "--until",
+    "until_stage",
+    type=STAGE_CHOICE,
+    default=None,
+    help="Stop after this stage (runs only the stages it needs).",
+)
 @click.option("--no-progress", is_flag=True, help="No progress bars (the summary table is still printed).")
-def run(ctx: click.Context, lake: str | None, submissions: str | None, comments: str | None,
-        tickers: str | None, crsp: str | None, force: bool, from_stage: str | None,
-        until_stage: str | None, no_progress: bool, **values: Any) -> None:
+def run(
+    ctx: click.Context,
+    lake: str | None,
+    submissions: str | None,
+    comments: str | None,
+    tickers: str | None,
+    crsp: str | None,
+    force: bool,
+    from_stage: str | None,
+    until_stage: str | None,
+    no_progress: bool,
+    **values: Any,
+) -> None:
     """Run the whole pipeline (ingest → mentions → embed, volatility, features → train →
     report) in one Dask client; stages whose outputs are up to date are skipped.
 
@@ -170,34 +235,64 @@ def run(ctx: click.Context, lake: str | None, submissions: str | None, comments:
     """
     from wsb_gpu.pipeline import run_pipeline
 
-    settings = build_settings(ctx, values, **{
-        "lake": lake, "inputs.submissions": submissions, "inputs.comments": comments,
-        "inputs.tickers": tickers, "inputs.crsp": crsp,
-    })
-    result = run_pipeline(settings, force=force, from_stage=from_stage, until_stage=until_stage,
-                          progress=not no_progress)
+    settings = build_settings(
+        ctx,
+        values,
+        **{
+            "lake": lake,
+            "inputs.submissions": submissions,
+            "inputs.comments": comments,
+            "inputs.tickers": tickers,
+            "inputs.crsp": crsp,
+        },
+    )
+    result = run_pipeline(
+        settings, force=force, from_stage=from_stage, until_stage=until_stage, progress=not no_progress
+    )
     if result.report is not None:
         click.echo(f"report: {result.report}")
     click.echo(f"run directory: {result.lake} (provenance in {result.lake / 'run.json'})")
 
 
 @command("demo")
-@click.option("--out", type=click.Path(file_okay=False), default=None,
-              help="Run directory [default: ./demo-run, or ./demo-run-placebo with --placebo].")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Run directory [default: ./demo-run, or ./demo-run-placebo with --placebo].",
+)
 @click.option("--placebo", is_flag=True, help="Generate the data with no effect: text must not help.")
 @click.option("--tickers", type=click.IntRange(min=10), default=None, help="Synthetic stocks [default: 50].")
-@click.option("--posts-per-day", type=click.IntRange(min=1), default=None,
-              help="Synthetic posts per day [default: the demo size, see docs/quickstart.md].")
+@click.option(
+    "--posts-per-day",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Synthetic posts per day [default: the demo size, see docs/quickstart.md].",
+)
 @click.option("--start", default=None, help="First date of the synthetic data [default: 2012-01-01].")
 @click.option("--end", default=None, help="Last date of the synthetic data [default: 2019-12-31].")
 @click.option("--seed", type=int, default=None, help="Generator seed [default: 7].")
-@click.option("--model", default=None,
-              help="Text model [default: the packaged all-MiniLM-L6-v2; FinBERT cannot be downloaded here].")
+@click.option(
+    "--model",
+    default=None,
+    help="Text model [default: the packaged all-MiniLM-L6-v2; FinBERT cannot be downloaded here].",
+)
 @click.option("--force", is_flag=True, help="Rerun every stage.")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
-def demo(ctx: click.Context, out: str | None, placebo: bool, tickers: int | None, posts_per_day: int | None,
-         start: str | None, end: str | None, seed: int | None, model: str | None, force: bool,
-         no_progress: bool, **values: Any) -> None:
+def demo(
+    ctx: click.Context,
+    out: str | None,
+    placebo: bool,
+    tickers: int | None,
+    posts_per_day: int | None,
+    start: str | None,
+    end: str | None,
+    seed: int | None,
+    model: str | None,
+    force: bool,
+    no_progress: bool,
+    **values: Any,
+) -> None:
     """Generate synthetic WSB + CRSP data with a planted text → volatility effect, run the
     whole pipeline on a LocalCluster with the CPU backend, and print the report's path
     and the metrics table.
@@ -207,20 +302,37 @@ def demo(ctx: click.Context, out: str | None, placebo: bool, tickers: int | None
       wsb-gpu demo                       # -> ./demo-run/report/report.md
       wsb-gpu demo --placebo             # no effect: ridge must not beat HAR
     """
-    from rich.console import Console
 
     from wsb_gpu.demo import DEMO_SIZE, FINBERT_NOTE, metrics_table, run_demo
 
     g = _global_values(ctx, {k: values.pop(k, None) for k in GLOBAL_KEYS})
     overrides = {"backend": g.get("backend"), "cluster.kind": g.get("cluster"), "profile": g.get("profile")}
     if g.get("config"):
-        raise WsbError("wsb-gpu demo writes its own run.yaml and takes no --config; "
-                       "use `wsb-gpu run --config FILE` for your own configuration")
-    size = {k: v for k, v in {"tickers": tickers, "posts_per_day": posts_per_day, "start": start,
-                              "end": end, "seed": seed}.items() if v is not None}
-    result = run_demo(out or ("demo-run-placebo" if placebo else "demo-run"), placebo=placebo,
-                      model=model, workers=g.get("workers"), overrides=overrides, force=force,
-                      progress=not no_progress, **{**DEMO_SIZE, **size})
+        raise WsbError(
+            "wsb-gpu demo writes its own run.yaml and takes no --config; "
+            "use `wsb-gpu run --config FILE` for your own configuration"
+        )
+    size = {
+        k: v
+        for k, v in {
+            "tickers": tickers,
+            "posts_per_day": posts_per_day,
+            "start": start,
+            "end": end,
+            "seed": seed,
+        }.items()
+        if v is not None
+    }
+    result = run_demo(
+        out or ("demo-run-placebo" if placebo else "demo-run"),
+        placebo=placebo,
+        model=model,
+        workers=g.get("workers"),
+        overrides=overrides,
+        force=force,
+        progress=not no_progress,
+        **{**DEMO_SIZE, **size},
+    )
     console = Console()
     if result.metrics is not None:
         console.print(metrics_table(result.metrics))
@@ -293,8 +405,9 @@ def _input_option(spec: Input) -> click.Option:
     producer = spec.contract.producer if spec.contract else None
     help_text = spec.help or f"The {spec.name} dataset folder (from `wsb-gpu {producer}`)."
     required = spec.required and spec.kind != "lake"
-    return click.Option([flag, spec.name], type=click.Path(file_okay=False), required=required, default=None,
-                        help=help_text)
+    return click.Option(
+        [flag, spec.name], type=click.Path(file_okay=False), required=required, default=None, help=help_text
+    )
 
 
 def _parse_pairs(items: tuple[str, ...], option: str) -> dict[str, str] | None:
@@ -343,39 +456,79 @@ def stage_command(stage: Stage) -> click.Command:
         if progress:
             log(f"[{stage.name}] → {out} ({backend.name})")
         with session(settings) as client:
-            manifest = run_stage(stage, out, inputs=inputs, params=settings.params(stage.section or stage.name),
-                                 backend=backend, client=client, progress=progress)
+            manifest = run_stage(
+                stage,
+                out,
+                inputs=inputs,
+                params=settings.params(stage.section or stage.name),
+                backend=backend,
+                client=client,
+                progress=progress,
+            )
         click.echo(f"{stage.summary(manifest)} -> {out}")
 
     params: list[click.Parameter] = [_input_option(i) for i in stage.inputs]
-    params.append(click.Option(["--out", "out"], type=click.Path(), required=stage.default_out is None, default=None,
-                               help=f"Output folder for the {stage.output} dataset"
-                                    + (" [default: beside the first input]." if stage.default_out else ".")))
+    params.append(
+        click.Option(
+            ["--out", "out"],
+            type=click.Path(),
+            required=stage.default_out is None,
+            default=None,
+            help=f"Output folder for the {stage.output} dataset"
+            + (" [default: beside the first input]." if stage.default_out else "."),
+        )
+    )
     params += [_field_option(option, field, default) for option, _, field, default in fields]
-    params.append(click.Option(["--progress/--no-progress", "progress"], default=True, show_default=True,
-                               help="Show progress (live bars on a terminal, start/end lines in a log)."))
+    params.append(
+        click.Option(
+            ["--progress/--no-progress", "progress"],
+            default=True,
+            show_default=True,
+            help="Show progress (live bars on a terminal, start/end lines in a log).",
+        )
+    )
     params += _global_params()
     return click.Command(stage.name, callback=callback, params=params, help=inspect.cleandoc(stage.doc))
 
 
 @command("synth")
-@click.option("--out", required=True, type=click.Path(file_okay=False),
-              help="Folder to write the dumps, CRSP files and truth.json into.")
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Folder to write the dumps, CRSP files and truth.json into.",
+)
 @click.option("--seed", type=click.IntRange(min=0), default=None, help="Random seed [default: 0].")
-@click.option("--tickers", type=click.IntRange(min=10), default=None,
-              help="Number of PERMNOs (>= 10) [default: 50].")
+@click.option("--tickers", type=click.IntRange(min=10), default=None, help="Number of PERMNOs (>= 10) [default: 50].")
 @click.option("--start", default=None, help="First calendar date, YYYY-MM-DD [default: 2012-01-01].")
 @click.option("--end", default=None, help="Last calendar date, YYYY-MM-DD [default: 2019-12-31].")
-@click.option("--posts-per-day", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Mean records (submissions + comments) per calendar day [default: 200].")
-@click.option("--effect", type=float, default=None,
-              help="Planted effect b (log-vol of day t+1 += b * hype of day t); 0 = placebo [default: 0.5].")
-@click.option("--malformed", type=click.FloatRange(min=0, max=0.5), default=None,
-              help="Rate of broken lines (blank, truncated JSON, invalid UTF-8) [default: 0].")
-@click.option("--processes", type=click.IntRange(min=1), default=None,
-              help="Worker processes [default: all cores for large runs].")
-def synth(ctx: click.Context, out: str, seed, tickers, start, end, posts_per_day, effect,
-          malformed, processes, **values: Any) -> None:
+@click.option(
+    "--posts-per-day",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Mean records (submissions + comments) per calendar day [default: 200].",
+)
+@click.option(
+    "--effect",
+    type=float,
+    default=None,
+    help="Planted effect b (log-vol of day t+1 += b * hype of day t); 0 = placebo [default: 0.5].",
+)
+@click.option(
+    "--malformed",
+    type=click.FloatRange(min=0, max=0.5),
+    default=None,
+    help="Rate of broken lines (blank, truncated JSON, invalid UTF-8) [default: 0].",
+)
+@click.option(
+    "--processes",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Worker processes [default: all cores for large runs].",
+)
+def synth(
+    ctx: click.Context, out: str, seed, tickers, start, end, posts_per_day, effect, malformed, processes, **values: Any
+) -> None:
     """Write synthetic WSB dumps + CRSP files with a planted text -> volatility effect.
 
     Writes wallstreetbets_submissions.zst, wallstreetbets_comments.zst (Pushshift-style,
@@ -389,9 +542,16 @@ def synth(ctx: click.Context, out: str, seed, tickers, start, end, posts_per_day
     """
     from wsb_gpu.synth import generate
 
-    overrides = {"synth.seed": seed, "synth.tickers": tickers, "synth.start": start,
-                 "synth.end": end, "synth.posts_per_day": posts_per_day, "synth.effect": effect,
-                 "synth.malformed": malformed, "synth.processes": processes}
+    overrides = {
+        "synth.seed": seed,
+        "synth.tickers": tickers,
+        "synth.start": start,
+        "synth.end": end,
+        "synth.posts_per_day": posts_per_day,
+        "synth.effect": effect,
+        "synth.malformed": malformed,
+        "synth.processes": processes,
+    }
     settings = build_settings(ctx, values, **overrides)
     s = generate(out, **settings.stage("synth"))
     click.echo(format_synth_summary(s))
@@ -413,17 +573,21 @@ def format_synth_summary(s: dict) -> str:
         extra = ""
         if key in s["records"]:
             m = s["malformed"][key]
-            extra = (f"  {s['records'][key]:,} records; malformed: {m['blank']} blank, "
-                     f"{m['truncated']} truncated, {m['bad_utf8']} bad UTF-8")
+            extra = (
+                f"  {s['records'][key]:,} records; malformed: {m['blank']} blank, "
+                f"{m['truncated']} truncated, {m['bad_utf8']} bad UTF-8"
+            )
         elif key == "crsp":
             extra = f"  {s['crsp_rows']:,} rows"
         elif key == "stocknames":
             extra = f"  {s['stocknames_rows']:,} rows"
         lines.append(f"  {f['path']}  {_human_bytes(f['bytes'])}{extra}")
-    lines.append(f"{sum(s['records'].values()):,} records ({s['uncompressed_bytes'] / 1e6:,.0f} MB of JSON) "
-                 f"in {s['dump_seconds']:.1f} s = {s['records_per_s']:,.0f} records/s "
-                 f"({s['uncompressed_mb_per_s']:.1f} MB/s) with {s['processes']} process(es); "
-                 f"total {s['seconds']:.1f} s")
+    lines.append(
+        f"{sum(s['records'].values()):,} records ({s['uncompressed_bytes'] / 1e6:,.0f} MB of JSON) "
+        f"in {s['dump_seconds']:.1f} s = {s['records_per_s']:,.0f} records/s "
+        f"({s['uncompressed_mb_per_s']:.1f} MB/s) with {s['processes']} process(es); "
+        f"total {s['seconds']:.1f} s"
+    )
     return "\n".join(lines)
 
 
@@ -458,15 +622,13 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _terminate(signum: int, frame: Any) -> None:
+def _terminate(signum: int, frame: FrameType | None) -> None:
     # SIGTERM (scancel, a time limit, a CI timeout) unwinds like Ctrl-C, so that `session`
     # closes the cluster and cancels Slurm worker jobs instead of leaving them running.
     raise SystemExit(128 + signum)
 
 
 def entry() -> None:
-    import signal
-
     signal.signal(signal.SIGTERM, _terminate)
     sys.exit(main())
 

@@ -11,13 +11,16 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
+import pandas as pd
+from distributed import Client, LocalCluster, performance_report
 from distributed.diagnostics.plugin import WorkerPlugin
 
 from wsb_gpu.config import Settings
-from wsb_gpu.errors import GPU_INSTALL, WsbError, missing_package
+from wsb_gpu.errors import GPU_INSTALL, missing_package
 
 
 def make_cluster(settings: Settings) -> Any | None:
@@ -39,8 +42,6 @@ def make_cluster(settings: Settings) -> Any | None:
 
 
 def _local_cluster(settings: Settings) -> Any:
-    from distributed import LocalCluster
-
     c = settings.cluster
     n_workers = c["n_workers"] or os.cpu_count() or 1
     return LocalCluster(
@@ -81,10 +82,6 @@ def _slurm_cluster(settings: Settings) -> Any:
 
 
 def _ignore_pandas_performance_warnings() -> None:
-    import warnings
-
-    import pandas as pd
-
     warnings.filterwarnings("ignore", category=pd.errors.PerformanceWarning)
 
 
@@ -103,7 +100,7 @@ class QuietPandasWarnings(WorkerPlugin):
         _ignore_pandas_performance_warnings()
 
 
-def dashboard_link(client: Any) -> str | None:
+def dashboard_link(client: Client | None) -> str | None:
     """The dashboard URL of a client's scheduler, or None when it has none."""
     try:
         return client.dashboard_link
@@ -123,7 +120,6 @@ def session(settings: Settings, *, quiet: bool = False) -> Iterator[Any | None]:
     if cluster is None:
         yield None
         return
-    from distributed import Client, performance_report
 
     try:
         client = Client(cluster)

@@ -27,6 +27,7 @@ from typing import Any, Literal
 
 import dask.config
 import yaml
+from dask.utils import parse_bytes
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from wsb_gpu.errors import WsbError
@@ -49,8 +50,6 @@ VolatilityFormat = Literal["crsp", "ohlcv"]
 Target = Literal["y_1", "y_5", "y_22", "y_63"]
 SampleName = Literal["posts", "all"]
 RidgeEngine = Literal["stats", "estimator"]
-ModelName = Literal["har", "ridge", "xgboost"]
-"""The models ``train.models`` may name (:data:`wsb_gpu.models.MODELS` implements each)."""
 
 
 def choices(literal: Any) -> tuple[str, ...]:
@@ -113,8 +112,6 @@ class Cluster(Section):
     @classmethod
     def _memory(cls, v: int | str) -> int | str:
         if isinstance(v, str) and v != "auto":
-            from dask.utils import parse_bytes
-
             try:
                 parse_bytes(v)
             except (ValueError, TypeError) as e:
@@ -152,9 +149,11 @@ class IngestParams(Section):
 class MentionsParams(Section):
     stoplist: str | None = Field(
         description="Symbols that never count bare, one per line, # comments [default: the packaged list].",
-        json_schema_extra={"path": "file"})
+        json_schema_extra={"path": "file"},
+    )
     impl: MentionsImpl = Field(
-        description="Token extractor: scan = NumPy byte scanner (CPU), strings = cuDF/pandas string ops.")
+        description="Token extractor: scan = NumPy byte scanner (CPU), strings = cuDF/pandas string ops."
+    )
 
 
 class EmbedParams(Section):
@@ -175,8 +174,10 @@ class VolatilityParams(Section):
 
 
 class RidgeParams(Section):
-    engine: RidgeEngine = Field(description="Ridge engine: stats = from sufficient statistics; estimator = "
-                                            "scikit-learn / cuML fits.", json_schema_extra={"cli": "--engine"})
+    engine: RidgeEngine = Field(
+        description="Ridge engine: stats = from sufficient statistics; estimator = scikit-learn / cuML fits.",
+        json_schema_extra={"cli": "--engine"},
+    )
     n_lambdas: int = Field(ge=1)
     lambda_min: float = Field(gt=0)
     lambda_max: float = Field(gt=0)
@@ -206,8 +207,10 @@ class TrainParams(Section):
     @field_validator("models", mode="before")
     @classmethod
     def _models(cls, v: Any) -> tuple[str, ...]:
+        from wsb_gpu.models import MODELS  # the model registry names what train can fit
+
         asked = [m.strip() for m in (v.split(",") if isinstance(v, str) else v) if str(m).strip()]
-        allowed = choices(ModelName)
+        allowed = list(MODELS)
         bad = [m for m in asked if m not in allowed]
         if bad:
             raise ValueError(f"unknown model(s) {', '.join(bad)}; choose from {', '.join(allowed)} (comma-separated)")
@@ -393,14 +396,19 @@ def _allowed(error: Mapping[str, Any], root: type[BaseModel]) -> str:
     if kind == "missing":
         return "the setting is missing (a packaged default was removed?)"
     msg = str(error["msg"])
-    return "it " + msg[len("Input "):] if msg.startswith("Input ") else msg
+    return "it " + msg[len("Input ") :] if msg.startswith("Input ") else msg
 
 
 _MEMBER = re.compile(r"^(int|str|float|bool|none|literal\[.*\]|function-\w+\[.*\]|union\[.*\])$")
 
 
-def validation_messages(e: ValidationError, origins: Mapping[str, str] | None = None, *,
-                        root: type[BaseModel] | None = None, prefix: str = "") -> list[str]:
+def validation_messages(
+    e: ValidationError,
+    origins: Mapping[str, str] | None = None,
+    *,
+    root: type[BaseModel] | None = None,
+    prefix: str = "",
+) -> list[str]:
     """One line per problem of a pydantic error: key, value, origin and what is allowed.
 
     A problem with a union type (``int | str``) is reported once, not once per member.
@@ -469,7 +477,9 @@ def read_config_file(path: str | Path) -> dict:
     if raw is None:
         return {}
     if not isinstance(raw, Mapping):
-        msg = f"config file '{path}' must hold a mapping of settings, got {type(raw).__name__}; see docs/configuration.md"
+        msg = (
+            f"config file '{path}' must hold a mapping of settings, got {type(raw).__name__}; see docs/configuration.md"
+        )
         raise WsbError(msg)
     return dict(raw["wsb_gpu"]) if isinstance(raw.get("wsb_gpu"), Mapping) else dict(raw)
 

@@ -70,21 +70,55 @@ class Dataset:
 DATASETS: dict[str, Dataset] = {
     d.name: d
     for d in (
-        Dataset("posts", "ingest", {"id": "string", "kind": "string", "created_utc": "int64", "date": "date32[day]",
-                                    "author": "string", "text": "string", "source": "string"}),
-        Dataset("mentions", "mentions", {"id": "string", "kind": "string", "created_utc": "int64",
-                                         "date": "date32[day]", "ticker": "string", "permno": "int64",
-                                         "n_occ": "int32"}),
-        Dataset("embeddings", "embed", {"id": "string", "n_tokens": "int32"},
-                {r"e\d+": "float", r"p_\w+": "float"}, min_matches=1),
-        Dataset("volatility", "volatility", {"permno": "int64", "date": "date32[day]", "ret": "double",
-                                             **VOL_COLUMNS}),
-        Dataset("features", "features", {"permno": "int64", "date": "date32[day]", "n_posts": "int64",
-                                         "n_mentions": "int64", **VOL_COLUMNS},
-                {r"e\d+": "float", r"p_\w+": "float"}),
-        Dataset("results", "train", {"permno": "int64", "date": None, "y": "double"},
-                {r"yhat_\w+": "double"}, min_matches=1,
-                files=("metrics.csv", "metrics.json", "coefficients.csv", "models.json"), parquet="predictions"),
+        Dataset(
+            "posts",
+            "ingest",
+            {
+                "id": "string",
+                "kind": "string",
+                "created_utc": "int64",
+                "date": "date32[day]",
+                "author": "string",
+                "text": "string",
+                "source": "string",
+            },
+        ),
+        Dataset(
+            "mentions",
+            "mentions",
+            {
+                "id": "string",
+                "kind": "string",
+                "created_utc": "int64",
+                "date": "date32[day]",
+                "ticker": "string",
+                "permno": "int64",
+                "n_occ": "int32",
+            },
+        ),
+        Dataset(
+            "embeddings",
+            "embed",
+            {"id": "string", "n_tokens": "int32"},
+            {r"e\d+": "float", r"p_\w+": "float"},
+            min_matches=1,
+        ),
+        Dataset("volatility", "volatility", {"permno": "int64", "date": "date32[day]", "ret": "double", **VOL_COLUMNS}),
+        Dataset(
+            "features",
+            "features",
+            {"permno": "int64", "date": "date32[day]", "n_posts": "int64", "n_mentions": "int64", **VOL_COLUMNS},
+            {r"e\d+": "float", r"p_\w+": "float"},
+        ),
+        Dataset(
+            "results",
+            "train",
+            {"permno": "int64", "date": None, "y": "double"},
+            {r"yhat_\w+": "double"},
+            min_matches=1,
+            files=("metrics.csv", "metrics.json", "coefficients.csv", "models.json"),
+            parquet="predictions",
+        ),
         Dataset("report", "report", files=("report.md",), parquet=None),
     )
 }
@@ -189,8 +223,11 @@ def check(contract: Dataset, folder: str | Path, *, role: str = "input") -> dict
         One line naming the folder, what is wrong and the fix.
     """
     folder = Path(folder)
-    fix = (f"pass the folder written by `wsb-gpu {contract.producer}`" if role == "input"
-           else f"the {contract.producer} stage broke its output contract ({contract.describe()})")
+    fix = (
+        f"pass the folder written by `wsb-gpu {contract.producer}`"
+        if role == "input"
+        else f"the {contract.producer} stage broke its output contract ({contract.describe()})"
+    )
     if not folder.is_dir():
         what = "is a file" if folder.exists() else "does not exist"
         msg = f"{contract.name} dataset '{folder}' {what}; {fix}"
@@ -200,8 +237,11 @@ def check(contract: Dataset, folder: str | Path, *, role: str = "input") -> dict
         msg = f"{contract.name} dataset '{folder}' lacks {', '.join(missing_files)}; {fix}"
         raise WsbError(msg)
     if contract.parquet is None:
-        return {p.name: p.suffix.lstrip(".") or "file" for p in sorted(folder.iterdir())
-                if p.is_file() and not p.name.startswith((".", "_"))}
+        return {
+            p.name: p.suffix.lstrip(".") or "file"
+            for p in sorted(folder.iterdir())
+            if p.is_file() and not p.name.startswith((".", "_"))
+        }
     data = folder / contract.parquet if contract.parquet else folder
     try:
         schema = schema_of(data)

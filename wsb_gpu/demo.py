@@ -107,14 +107,14 @@ def write_config(out: Path, inputs: Mapping[str, str], model: str, *, workers: i
     """Write ``out/run.yaml``: a commented configuration usable with ``wsb-gpu run``."""
     text = f"""\
 # Written by `wsb-gpu demo`. Rerun the same pipeline with:
-#   wsb-gpu run --config {out / 'run.yaml'}
+#   wsb-gpu run --config {out / "run.yaml"}
 backend: cpu                    # the demo runs on the CPU twin (pandas, scikit-learn, torch CPU)
 lake: {out}
 inputs:                         # synthetic data (wsb-gpu synth), in the real formats
-  submissions: {inputs['submissions']}
-  comments: {inputs['comments']}
-  tickers: {inputs['tickers']}
-  crsp: {inputs['crsp']}
+  submissions: {inputs["submissions"]}
+  comments: {inputs["comments"]}
+  tickers: {inputs["tickers"]}
+  crsp: {inputs["crsp"]}
 cluster:
   kind: local                   # distributed.LocalCluster on this machine
   n_workers: {workers}
@@ -183,17 +183,26 @@ def run_demo(
     console = console or Console(stderr=True)
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    params: dict[str, Any] = {"tickers": tickers, "posts_per_day": posts_per_day, "start": start, "end": end,
-                              "seed": seed}
+    params: dict[str, Any] = {
+        "tickers": tickers,
+        "posts_per_day": posts_per_day,
+        "start": start,
+        "end": end,
+        "seed": seed,
+    }
     if placebo:
         params["effect"] = 0.0
     elif effect is not None:
         params["effect"] = float(effect)
     console.print(f"[bold]wsb-gpu demo[/] → {out}")
-    console.print(f"  synthetic data: {tickers} tickers, {posts_per_day} posts/day, {start} … {end}, "
-                  f"{'PLACEBO (effect 0)' if placebo else 'planted effect ' + str(params.get('effect', 'default'))}")
+    console.print(
+        f"  synthetic data: {tickers} tickers, {posts_per_day} posts/day, {start} … {end}, "
+        f"{'PLACEBO (effect 0)' if placebo else 'planted effect ' + str(params.get('effect', 'default'))}"
+    )
     data = generate_data(out / "data", params)
-    console.print("  data " + ("reused (same parameters)" if data.get("reused") else "generated") + f" in {out / 'data'}")
+    console.print(
+        "  data " + ("reused (same parameters)" if data.get("reused") else "generated") + f" in {out / 'data'}"
+    )
     inputs = input_paths(out / "data")
     model = model or packaged_model_path()
     console.print(f"  [yellow]note:[/] {FINBERT_NOTE}")
@@ -220,8 +229,12 @@ def metrics_table(metrics: pd.DataFrame, title: str = "Out-of-sample results (po
         r = pooled.loc[model]
         c = vs.loc[(model, "all")] if (model, "all") in vs.index and model != "har" else None
         table.add_row(
-            short_label(model), f"{int(r['n_test']):,}", f"{r['mse']:.4g}", r2(r["r2"]),
-            pct(c["mse_change"]) if c is not None else "—", r2(c["d_r2"], sign=True) if c is not None else "—",
+            short_label(model),
+            f"{int(r['n_test']):,}",
+            f"{r['mse']:.4g}",
+            r2(r["r2"]),
+            pct(c["mse_change"]) if c is not None else "—",
+            r2(c["d_r2"], sign=True) if c is not None else "—",
             pvalue(r.get("dm_pvalue")) if c is not None else "—",
         )
     return table

@@ -25,10 +25,10 @@ only, so importing this module stays cheap.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import importlib.util
-import os
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -207,8 +207,9 @@ def round_up(n: int, multiple: int) -> int:
     return -(-int(n) // multiple) * multiple
 
 
-def cut_batches(lengths_desc: Sequence[int], token_budget: int, multiple: int = 1,
-                max_padding: float = 0.2, slack: int = 4) -> list[slice]:
+def cut_batches(
+    lengths_desc: Sequence[int], token_budget: int, multiple: int = 1, max_padding: float = 0.2, slack: int = 4
+) -> list[slice]:
     """Cut lengths sorted in descending order into batches of at most ``token_budget``
     padded tokens (rows x padded length of the batch's first, longest, row).
 
@@ -242,10 +243,10 @@ def cut_batches(lengths_desc: Sequence[int], token_budget: int, multiple: int = 
 
 @dataclass
 class _Batch:
-    index: np.ndarray          # positions in the caller's list
-    input_ids: Any             # torch.LongTensor [rows, padded]
-    attention_mask: Any        # torch.LongTensor [rows, padded]
-    lengths: np.ndarray        # tokens per row (with special tokens)
+    index: np.ndarray  # positions in the caller's list
+    input_ids: Any  # torch.LongTensor [rows, padded]
+    attention_mask: Any  # torch.LongTensor [rows, padded]
+    lengths: np.ndarray  # tokens per row (with special tokens)
 
 
 @dataclass
@@ -296,8 +297,17 @@ class Encoder:
     so Dask worker threads share one model safely (torch already uses the worker's cores).
     """
 
-    def __init__(self, model: Any, tokenizer: Any, spec: EncoderSpec, *, precision: str,
-                 device: str, labels: tuple[str, ...], num_threads: int) -> None:
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        spec: EncoderSpec,
+        *,
+        precision: str,
+        device: str,
+        labels: tuple[str, ...],
+        num_threads: int,
+    ) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.spec = spec
@@ -349,7 +359,7 @@ class Encoder:
         try:
             config = AutoConfig.from_pretrained(source, **common)
             tokenizer = AutoTokenizer.from_pretrained(source, use_fast=True, **common)
-            archs = [a for a in (getattr(config, "architectures", None) or [])]
+            archs = list(getattr(config, "architectures", None) or [])
             has_head = any(a.endswith("ForSequenceClassification") for a in archs)
             auto = AutoModelForSequenceClassification if has_head else AutoModel
             model = auto.from_pretrained(
@@ -366,7 +376,8 @@ class Encoder:
         except (OSError, ValueError) as e:
             hint = (
                 "check the name, or pass --local-files-only with a folder / cached copy when offline"
-                if not local else "the folder must hold config.json, tokenizer files and model.safetensors"
+                if not local
+                else "the folder must hold config.json, tokenizer files and model.safetensors"
             )
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             if "safetensors" in str(e).lower() and not spec.allow_pickle:
@@ -379,8 +390,9 @@ class Encoder:
         labels: tuple[str, ...] = ()
         if has_head:
             id2label = getattr(config, "id2label", None) or {}
-            labels = tuple(str(id2label.get(i, id2label.get(str(i), f"label_{i}"))).lower()
-                           for i in range(int(config.num_labels)))
+            labels = tuple(
+                str(id2label.get(i, id2label.get(str(i), f"label_{i}"))).lower() for i in range(int(config.num_labels))
+            )
         max_positions = getattr(config, "max_position_embeddings", None)
         if max_positions and int(spec.max_length) > int(max_positions):
             msg = f"max_length {spec.max_length} is longer than model '{spec.model}' accepts ({max_positions} positions); pass --max-length {max_positions} or less"
@@ -392,8 +404,7 @@ class Encoder:
             # autocast, at cosine 0.9999 to fp32; on CUDA autocast still runs softmax and
             # LayerNorm in fp32 (see _autocast).
             model.to(_torch_dtype(precision))
-        return cls(model, tokenizer, spec, precision=precision, device=device, labels=labels,
-                   num_threads=num_threads)
+        return cls(model, tokenizer, spec, precision=precision, device=device, labels=labels, num_threads=num_threads)
 
     # -- encoding --
 
@@ -433,10 +444,14 @@ class Encoder:
         return self._result(out, n_tokens, stats)
 
     def _result(self, out: np.ndarray, n_tokens: np.ndarray, stats: dict) -> EncodeResult:
-        probs = out[:, self.dim:] if self.labels else None
-        return EncodeResult(np.ascontiguousarray(out[:, :self.dim]),
-                            None if probs is None else np.ascontiguousarray(probs),
-                            self.labels, n_tokens, stats)
+        probs = out[:, self.dim :] if self.labels else None
+        return EncodeResult(
+            np.ascontiguousarray(out[:, : self.dim]),
+            None if probs is None else np.ascontiguousarray(probs),
+            self.labels,
+            n_tokens,
+            stats,
+        )
 
     def _batches(self, texts: list[str]) -> Iterator[_Batch]:
         """Batches from a background thread that tokenizes ahead of the model."""
@@ -450,7 +465,7 @@ class Encoder:
         pin = self.device.startswith("cuda")
         order = np.argsort(-np.fromiter((len(t) for t in texts), np.int64, len(texts)), kind="stable")
         for start in range(0, len(order), self.chunk_size):
-            chunk = order[start:start + self.chunk_size]
+            chunk = order[start : start + self.chunk_size]
             encodings = self._rust.encode_batch([texts[i] for i in chunk])
             lengths = np.fromiter((len(e.ids) for e in encodings), np.int64, len(encodings))
             by_len = np.argsort(-lengths, kind="stable")
@@ -461,8 +476,8 @@ class Encoder:
                 mask = np.zeros((len(rows), width), np.int64)
                 for r, j in enumerate(rows):
                     tok = encodings[j].ids
-                    ids[r, :len(tok)] = tok
-                    mask[r, :len(tok)] = 1
+                    ids[r, : len(tok)] = tok
+                    mask[r, : len(tok)] = 1
                 ids_t, mask_t = torch.from_numpy(ids), torch.from_numpy(mask)
                 if pin:
                     ids_t, mask_t = ids_t.pin_memory(), mask_t.pin_memory()
@@ -648,8 +663,6 @@ class EncoderPlugin(_worker_plugin_base()):  # type: ignore[misc]
         self.spec = spec
 
     async def setup(self, worker: Any) -> None:
-        import asyncio
-
         spec = self.spec
         if spec.num_threads is None:
             nthreads = getattr(getattr(worker, "state", None), "nthreads", None) or getattr(worker, "nthreads", 1)

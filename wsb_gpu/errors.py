@@ -15,10 +15,7 @@ def missing_package(package: str, install: str, purpose: str) -> WsbError:
     >>> str(missing_package("cudf", "pip install 'wsb_gpu[gpu]'", "the GPU backend"))
     "the GPU backend needs the package 'cudf', which is not installed; install it with: pip install 'wsb_gpu[gpu]'"
     """
-    return WsbError(
-        f"{purpose} needs the package '{package}', which is not installed; "
-        f"install it with: {install}"
-    )
+    return WsbError(f"{purpose} needs the package '{package}', which is not installed; install it with: {install}")
 
 
 GPU_INSTALL = "pip install 'wsb_gpu[gpu]' (or create the conda environment from environment.yml)"

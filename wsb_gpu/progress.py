@@ -17,6 +17,7 @@ from typing import Any
 
 import dask
 from dask.callbacks import Callback
+from distributed.diagnostics.progressbar import TextProgressBar
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -39,8 +40,15 @@ def log(message: str) -> None:
 
 def bar(**columns: Any) -> Progress:
     """A ``rich`` progress display on stderr: description, bar, done/total, elapsed."""
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), console=_CONSOLE, transient=True, **columns)
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=_CONSOLE,
+        transient=True,
+        **columns,
+    )
 
 
 @contextmanager
@@ -121,7 +129,6 @@ class _LocalBar(Callback):
 
 def _scheduler_bar(futures: Any, label: str) -> None:
     """Block until ``futures`` finish, drawing the scheduler's task counts with ``rich``."""
-    from distributed.diagnostics.progressbar import TextProgressBar
 
     with bar() as display:
         task = display.add_task(label or "compute", total=None)

@@ -53,13 +53,19 @@ import sys
 import tempfile
 import weakref
 from collections.abc import Mapping
+from importlib.resources import files
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
+import dask.config
 import yaml
+from dask.utils import parse_timedelta
 
 from wsb_gpu.config import Settings
 from wsb_gpu.errors import GPU_INSTALL, WsbError, missing_package
+
+if TYPE_CHECKING:
+    from distributed import Client
 
 #: wsb_gpu's default ``jobqueue.yaml`` (package data; the repository's top-level file links here).
 PACKAGED_JOBQUEUE = Path(__file__).with_name("jobqueue.yaml")
@@ -85,7 +91,6 @@ def _import_jobqueue() -> Any:
 @functools.lru_cache(maxsize=1)
 def _upstream_slurm_section() -> dict[str, Any]:
     """The ``slurm`` section of dask-jobqueue's own packaged ``jobqueue.yaml``: the keys its jobs read."""
-    from importlib.resources import files
 
     _import_jobqueue()
     text = (files("dask_jobqueue") / "jobqueue.yaml").read_text(encoding="utf-8")
@@ -173,7 +178,6 @@ def worker_lifetime(walltime_s: int | None, lifetime: Any = "auto") -> tuple[int
     if lifetime == "auto":
         margin = min(max(0.1 * walltime_s, 60.0), 600.0, walltime_s / 2)
         return int(walltime_s - margin), int(margin / 3)
-    from dask.utils import parse_timedelta
 
     try:
         seconds = int(parse_timedelta(lifetime, default="s"))
@@ -269,7 +273,6 @@ def jobqueue_profile(settings: Settings) -> tuple[dict[str, Any], str]:
         ``profile`` uses jobqueue.yaml's key spelling (``log-directory`` ...), deprecated keys
         already renamed.
     """
-    import dask.config
 
     _import_jobqueue()  # registers dask-jobqueue's defaults with dask.config
     slurm = settings.cluster["slurm"]
@@ -385,9 +388,8 @@ def register_job_config(job: Mapping[str, Any]) -> str:
     ``dask.config.refresh()``), and is named after its content, so that clusters with
     different settings in one process never share a section.
     """
-    import dask.config
 
-    section = copy.deepcopy(_upstream_slurm_section()) | {old: None for old in _renamed_keys()} | dict(job)
+    section = copy.deepcopy(_upstream_slurm_section()) | dict.fromkeys(_renamed_keys()) | dict(job)
     digest = hashlib.sha1(json.dumps(section, sort_keys=True, default=str).encode()).hexdigest()[:12]
     name = f"wsb-gpu-{digest}"
     if dask.config.get(f"jobqueue.{name}", default=None) is None:
@@ -483,7 +485,9 @@ class TemporaryTLS:
 
         paths = cls.paths(os.path.join(shared_temp_directory, cls.prefix + "XXXXXXXX"))
         return Security(
-            tls_ca_file=paths["ca_file"], tls_worker_cert=paths["cert"], tls_worker_key=paths["key"],
+            tls_ca_file=paths["ca_file"],
+            tls_worker_cert=paths["cert"],
+            tls_worker_key=paths["key"],
             require_encryption=True,
         )
 
@@ -604,7 +608,10 @@ def _job_states(job_ids: list[str]) -> str:
     try:
         out = subprocess.run(
             ["squeue", "-h", "-j", ",".join(job_ids), "-o", "%i %T %r"],
-            capture_output=True, text=True, timeout=30, check=False,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
         )
         lines = [" ".join(line.split()) for line in out.stdout.splitlines() if line.strip()]
     except (OSError, subprocess.SubprocessError):
@@ -612,7 +619,7 @@ def _job_states(job_ids: list[str]) -> str:
     return "; ".join(lines) if lines else "none of them is queued or running any more"
 
 
-def wait_for_workers(client: Any, settings: Settings, n: int = 1) -> None:
+def wait_for_workers(client: Client | None, settings: Settings, n: int = 1) -> None:
     """Wait up to ``cluster.slurm.wait_timeout`` seconds for ``n`` workers to join.
 
     Raises
@@ -631,8 +638,7 @@ def wait_for_workers(client: Any, settings: Settings, n: int = 1) -> None:
         except WsbError:
             log_dir = None
         where = (
-            f"the worker logs in {log_dir}" if log_dir
-            else "the worker job output (set log-directory in jobqueue.yaml)"
+            f"the worker logs in {log_dir}" if log_dir else "the worker job output (set log-directory in jobqueue.yaml)"
         )
         msg = (
             f"no Slurm worker joined within {timeout:g} s (jobs {', '.join(ids) or '-'}: {_job_states(ids)}); "

@@ -17,13 +17,20 @@ import subprocess
 import time
 from typing import Any
 
+import dask.config
+from dask.utils import parse_timedelta
+from distributed.core import Status
+
 
 def active_job_ids() -> set[str] | None:
     """Ids of this user's jobs that Slurm still lists as pending or running; None if squeue fails."""
     try:
         out = subprocess.run(
             ["squeue", "-h", "-o", "%i", "-u", getpass.getuser()],
-            capture_output=True, text=True, timeout=30, check=True,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
         )
     except (OSError, subprocess.SubprocessError):
         return None
@@ -55,9 +62,6 @@ class JobKeeper:
 
     def __init__(self, cluster: Any, interval_s: float, grace_s: float | None = None) -> None:
         if grace_s is None:
-            import dask.config
-            from dask.utils import parse_timedelta
-
             grace_s = parse_timedelta(dask.config.get("distributed.deploy.lost-worker-timeout")) + 1.0
         self.cluster = cluster
         self.interval_s = float(interval_s)
@@ -78,7 +82,6 @@ class JobKeeper:
 
     async def check(self) -> None:
         """One look: forget the jobs gone for longer than ``grace_s``, then resubmit."""
-        from distributed.core import Status
 
         cluster = self.cluster
         if cluster.status != Status.running:

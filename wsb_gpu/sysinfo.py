@@ -33,19 +33,44 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from dask.system import cpu_count
+from dask.utils import format_bytes as fb
+from distributed import wait
 
 from wsb_gpu.config import Settings
 from wsb_gpu.errors import WsbError
+
+if TYPE_CHECKING:
+    from distributed import Client
 
 # Import names of the libraries that shape the numbers (the GPU ones last; any may be
 # absent). Each is reported under the distribution that installed it, looked up in the
 # package metadata, so the CPU build of XGBoost shows as ``xgboost-cpu`` and RAPIDS as
 # ``cudf-cu12`` without a list of every build's name.
 LIBRARIES = (
-    "wsb_gpu", "dask", "distributed", "dask_jobqueue", "pandas", "numpy", "pyarrow", "sklearn",
-    "xgboost", "torch", "transformers", "tokenizers", "zstandard", "matplotlib",
-    "cudf", "dask_cudf", "cuml", "cupy", "rmm", "dask_cuda",
+    "wsb_gpu",
+    "dask",
+    "distributed",
+    "dask_jobqueue",
+    "pandas",
+    "numpy",
+    "pyarrow",
+    "sklearn",
+    "xgboost",
+    "torch",
+    "transformers",
+    "tokenizers",
+    "zstandard",
+    "matplotlib",
+    "cudf",
+    "dask_cudf",
+    "cuml",
+    "cupy",
+    "rmm",
+    "dask_cuda",
 )
 CHECK_N = 1_000_000  # each worker sums 0 .. CHECK_N-1
 
@@ -71,7 +96,6 @@ def format_bytes(n: float | None) -> str:
     """
     if not n:
         return "-"
-    from dask.utils import format_bytes as fb
 
     return fb(int(n))
 
@@ -125,7 +149,6 @@ def usable_cores() -> int:
     >>> 1 <= usable_cores() <= os.cpu_count()
     True
     """
-    from dask.system import cpu_count
 
     return cpu_count()
 
@@ -348,8 +371,10 @@ def describe(settings: Settings) -> str:
 
     m = machine()
     out = [
-        (f"wsb_gpu {__version__} on {m['host']} ({m['os']}, {m['machine']}): {m['cpu_model']}, "
-         f"{m['cpu_count']} CPUs ({m['usable_cores']} usable), {format_bytes(m['memory_bytes'])} RAM"),
+        (
+            f"wsb_gpu {__version__} on {m['host']} ({m['os']}, {m['machine']}): {m['cpu_model']}, "
+            f"{m['cpu_count']} CPUs ({m['usable_cores']} usable), {format_bytes(m['memory_bytes'])} RAM"
+        ),
         f"settings from: {', '.join(settings.sources)}",
         "",
         "Versions",
@@ -401,7 +426,6 @@ def _visible_devices() -> str:
 
 def worker_sum(n: int) -> tuple[int, str]:
     """Sum ``0 .. n-1`` with NumPy and say which worker did it (its address, or ``local``)."""
-    import numpy as np
 
     total = int(np.arange(n, dtype=np.int64).sum())
     try:
@@ -413,7 +437,7 @@ def worker_sum(n: int) -> tuple[int, str]:
     return total, where
 
 
-def _expected_workers(settings: Settings, client: Any) -> int:
+def _expected_workers(settings: Settings, client: Client | None) -> int:
     kind = settings.cluster["kind"]
     if kind == "slurm":
         from wsb_gpu.slurm import expected_workers
@@ -445,19 +469,36 @@ def check_cluster(settings: Settings, timeout: float = 120.0) -> str:
     from wsb_gpu.cluster import session
 
     expected_sum = CHECK_N * (CHECK_N - 1) // 2
-    headers = ["worker", "host", "pid", "slurm job", "threads", "memory limit", "devices", f"sum(0..{CHECK_N - 1})", "ok"]
+    headers = [
+        "worker",
+        "host",
+        "pid",
+        "slurm job",
+        "threads",
+        "memory limit",
+        "devices",
+        f"sum(0..{CHECK_N - 1})",
+        "ok",
+    ]
     kind = settings.cluster["kind"]
     start = time.perf_counter()
     with session(settings) as client:
         if client is None:
             info = worker_probe()
             total, _ = worker_sum(CHECK_N)
-            row = ["this process", info["host"], info["pid"], info["slurm_job"], info["threads"],
-                   "-", info["devices"], total, "yes" if total == expected_sum else "NO"]
+            row = [
+                "this process",
+                info["host"],
+                info["pid"],
+                info["slurm_job"],
+                info["threads"],
+                "-",
+                info["devices"],
+                total,
+                "yes" if total == expected_sum else "NO",
+            ]
             text = table([row], headers)
             return f"cluster: none (dask's threaded scheduler in this process)\n{text}\nok: computed in-process in {time.perf_counter() - start:.1f} s"
-
-        from distributed import wait
 
         expected = _expected_workers(settings, client)
         note = ""
@@ -491,9 +532,22 @@ def check_cluster(settings: Settings, timeout: float = 120.0) -> str:
                     failures.append(f"{addr}: got {total} computed on {ran_on}, expected {expected_sum} on {addr}")
             else:
                 total, ok = f"({fut.status})", False
-                failures.append(f"{addr}: computation {fut.status}: {fut.exception() if fut.status == 'error' else 'not finished in time'}")
-            rows.append([addr, info["host"], info["pid"], info["slurm_job"], info["threads"],
-                         format_bytes(info["memory_limit"]), info["devices"], total, "yes" if ok else "NO"])
+                failures.append(
+                    f"{addr}: computation {fut.status}: {fut.exception() if fut.status == 'error' else 'not finished in time'}"
+                )
+            rows.append(
+                [
+                    addr,
+                    info["host"],
+                    info["pid"],
+                    info["slurm_job"],
+                    info["threads"],
+                    format_bytes(info["memory_limit"]),
+                    info["devices"],
+                    total,
+                    "yes" if ok else "NO",
+                ]
+            )
         link = client.dashboard_link if settings.cluster["dashboard_address"] else None
         header = f"cluster: {kind}, scheduler {client.scheduler.address}" + (f", dashboard {link}" if link else "")
         text = table(rows, headers)

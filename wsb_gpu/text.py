@@ -11,9 +11,9 @@ import html
 import re
 
 _URL = re.compile(r"(?:https?://|www\.)\S+", re.IGNORECASE)
-_MD_LINK = re.compile(r"\[([^\]]*)\]\([^)]*\)")           # [text](target) -> text
+_MD_LINK = re.compile(r"\[([^\]]*)\]\([^)]*\)")  # [text](target) -> text
 _MD_IMAGE = re.compile(r"!\[([^\]]*)\]\([^)]*\)")
-_MD_EMPHASIS = re.compile(r"(\*{1,3}|_{2,3}|~~|`{1,3})")   # bold/italic/strike/code markers
+_MD_EMPHASIS = re.compile(r"(\*{1,3}|_{2,3}|~~|`{1,3})")  # bold/italic/strike/code markers
 _MD_LINE_PREFIX = re.compile(r"(?m)^\s{0,3}(?:#{1,6}\s+|>\s?|[-*+]\s+|\d+\.\s+)")
 _MD_RULE = re.compile(r"(?m)^\s*(?:[-*_]\s*){3,}$")
 _SPACES = re.compile(r"\s+")

@@ -21,7 +21,7 @@ def _data(n=600, p=6, seed=0, offset=50.0):
 def test_moments_merge_is_exact_and_stable():
     X, y = _data()
     V = np.column_stack([X, y])
-    parts = [Moments.from_array(V[i: i + 97]) for i in range(0, len(V), 97)]
+    parts = [Moments.from_array(V[i : i + 97]) for i in range(0, len(V), 97)]
     m = parts[0]
     for q in parts[1:]:
         m = m + q
@@ -35,7 +35,9 @@ def test_partition_moments_groups_by_key():
 
     X, y = _data(n=50, p=2)
     f = pd.DataFrame({"a": X[:, 0], "b": X[:, 1], "y": y, "period": np.arange(50) % 3})
-    got = merge_moment_dicts(partition_moments(f.iloc[:20], ["a", "b"], "y"), partition_moments(f.iloc[20:], ["a", "b"], "y"))
+    got = merge_moment_dicts(
+        partition_moments(f.iloc[:20], ["a", "b"], "y"), partition_moments(f.iloc[20:], ["a", "b"], "y")
+    )
     for k in range(3):
         V = f[f.period == k][["a", "b", "y"]].to_numpy()
         np.testing.assert_allclose(got[k].m2, (V - V.mean(0)).T @ (V - V.mean(0)), rtol=1e-10)

@@ -10,19 +10,38 @@ import pyarrow as pa
 import pytest
 
 from wsb_gpu.errors import WsbError
-from wsb_gpu.sources.crsp import (csv_ranges, file_kind, input_columns, parse_table, read_csv_range,
-                                 resolve_columns, symbol_id)
+from wsb_gpu.sources.crsp import (
+    csv_ranges,
+    file_kind,
+    input_columns,
+    parse_table,
+    read_csv_range,
+    resolve_columns,
+    symbol_id,
+)
 
 
 def test_resolve_columns_case_insensitive_and_aliases():
     assert resolve_columns(["permno", "DATE", "ret", "Retx", "DLRET", "TICKER", "PRC"]) == {
-        "permno": "permno", "date": "DATE", "ret": "ret", "retx": "Retx", "dlret": "DLRET"}
+        "permno": "permno",
+        "date": "DATE",
+        "ret": "ret",
+        "retx": "Retx",
+        "dlret": "DLRET",
+    }
     # CRSP 2.0 (CIZ) names
-    assert resolve_columns(["PERMNO", "DlyCalDt", "DlyRet"]) == {"permno": "PERMNO", "date": "DlyCalDt", "ret": "DlyRet"}
+    assert resolve_columns(["PERMNO", "DlyCalDt", "DlyRet"]) == {
+        "permno": "PERMNO",
+        "date": "DlyCalDt",
+        "ret": "DlyRet",
+    }
     # DLRET alone is enough to have a return
     assert resolve_columns(["PERMNO", "date", "DLRET"])["dlret"] == "DLRET"
     assert resolve_columns(["Date", "Symbol", "Adj Close", "Close"], format="ohlcv") == {
-        "symbol": "Symbol", "date": "Date", "close": "Adj Close"}
+        "symbol": "Symbol",
+        "date": "Date",
+        "close": "Adj Close",
+    }
 
 
 def test_resolve_columns_mapping_wins_and_is_checked():
@@ -37,10 +56,18 @@ def test_resolve_columns_mapping_wins_and_is_checked():
 @pytest.mark.parametrize(
     ("found", "fmt", "expect"),
     [
-        (["PERMNO", "DATE", "PRC"], "crsp", "no return column (RET, RETX or DLRET) in f.csv (columns: PERMNO, DATE, PRC); pass --columns ret=<name>"),
+        (
+            ["PERMNO", "DATE", "PRC"],
+            "crsp",
+            "no return column (RET, RETX or DLRET) in f.csv (columns: PERMNO, DATE, PRC); pass --columns ret=<name>",
+        ),
         (["DATE", "RET"], "crsp", "no PERMNO column in f.csv (columns: DATE, RET); pass --columns permno=<name>"),
         (["PERMNO", "RET"], "crsp", "no date column in f.csv (columns: PERMNO, RET); pass --columns date=<name>"),
-        (["Date", "Ticker", "Close"], "ohlcv", "if 'Close' is already split/dividend-adjusted, pass --columns close=Close"),
+        (
+            ["Date", "Ticker", "Close"],
+            "ohlcv",
+            "if 'Close' is already split/dividend-adjusted, pass --columns close=Close",
+        ),
         (["Date", "Ticker", "Adj Close"], "crsp", "this looks like an OHLCV file: pass --format ohlcv"),
     ],
 )
@@ -75,20 +102,23 @@ def days(iso: list[str]) -> list[int]:
 
 
 def test_parse_return_selection():
-    raw = pa.table({
-        "PERMNO": ["10001", "10001", "10001", "10001", "10001", "10001", "10001"],
-        "date": ["20200102", "2020-01-03", "20200106", "20200107", "20200108", "20200109", "20200110"],
-        "RET": ["0.01", "C", "", "0.02", "-99", "inf", " -0.5 "],
-        "RETX": ["0.009", "0.03", "", "", "B", "", ""],
-        "DLRET": ["", "", "-0.4", "-0.9", "", "", ""],
-    })
+    raw = pa.table(
+        {
+            "PERMNO": ["10001", "10001", "10001", "10001", "10001", "10001", "10001"],
+            "date": ["20200102", "2020-01-03", "20200106", "20200107", "20200108", "20200109", "20200110"],
+            "RET": ["0.01", "C", "", "0.02", "-99", "inf", " -0.5 "],
+            "RETX": ["0.009", "0.03", "", "", "B", "", ""],
+            "DLRET": ["", "", "-0.4", "-0.9", "", "", ""],
+        }
+    )
     resolved = {"permno": "PERMNO", "date": "date", "ret": "RET", "retx": "RETX", "dlret": "DLRET"}
     out = parse_table(raw, resolved)
     assert out["permno"].dtype == np.int64 and out["permno"].tolist() == [10001] * 7
-    assert out["date"].tolist() == days(["2020-01-02", "2020-01-03", "2020-01-06", "2020-01-07", "2020-01-08",
-                                         "2020-01-09", "2020-01-10"])
+    assert out["date"].tolist() == days(
+        ["2020-01-02", "2020-01-03", "2020-01-06", "2020-01-07", "2020-01-08", "2020-01-09", "2020-01-10"]
+    )
     got = out["ret"].tolist()
-    want = [0.01, 0.03, -0.4, 0.02, math.nan, math.nan, -0.5]   # RET wins over DLRET (row 4)
+    want = [0.01, 0.03, -0.4, 0.02, math.nan, math.nan, -0.5]  # RET wins over DLRET (row 4)
     assert all((math.isnan(g) and math.isnan(w)) or g == w for g, w in zip(got, want))
     assert out["ret_source"].tolist() == [0, 1, 2, 0, -1, -1, 0]
 
@@ -107,24 +137,30 @@ def test_parse_bad_values_name_the_value():
     resolved = {"permno": "PERMNO", "date": "date", "ret": "RET"}
     with pytest.raises(WsbError, match=r"'10001\.5'.*not an integer PERMNO"):
         parse_table(pa.table({"PERMNO": ["10001", "10001.5"], "date": ["20200102"] * 2, "RET": ["0"] * 2}), resolved)
-    assert parse_table(pa.table({"PERMNO": [" 10001", "10002.0"], "date": ["20200102"] * 2, "RET": ["0"] * 2}),
-                       resolved)["permno"].tolist() == [10001, 10002]
+    assert parse_table(
+        pa.table({"PERMNO": [" 10001", "10002.0"], "date": ["20200102"] * 2, "RET": ["0"] * 2}), resolved
+    )["permno"].tolist() == [10001, 10002]
     with pytest.raises(WsbError, match=r"'2020-13-01'.*not a date"):
         parse_table(pa.table({"PERMNO": ["1", "1"], "date": ["20200102", "2020-13-01"], "RET": ["0"] * 2}), resolved)
 
 
 def test_parse_ohlcv_ids():
-    raw = pa.table({"Date": ["2021-01-04", "2021-01-05", "2021-01-04"], "Ticker": ["GME", "GME", "amc"],
-                    "Adj Close": ["17.25", "0", "4.5"]})
+    raw = pa.table(
+        {
+            "Date": ["2021-01-04", "2021-01-05", "2021-01-04"],
+            "Ticker": ["GME", "GME", "amc"],
+            "Adj Close": ["17.25", "0", "4.5"],
+        }
+    )
     out = parse_table(raw, {"symbol": "Ticker", "date": "Date", "close": "Adj Close"}, format="ohlcv")
     assert out["permno"].tolist() == [symbol_id("GME"), symbol_id("GME"), symbol_id("AMC")]
-    assert out["close"][0] == 17.25 and math.isnan(out["close"][1])   # a zero price is missing
+    assert out["close"][0] == 17.25 and math.isnan(out["close"][1])  # a zero price is missing
 
 
 def test_csv_ranges_cover_every_line_once(tmp_path):
     lines = [f"{10000 + i % 7},2020{1 + i % 12:02d}{1 + i % 28:02d},0.{i:04d}" for i in range(500)]
     path = tmp_path / "c.csv"
-    path.write_text("PERMNO,date,RET\r\n" + "\r\n".join(lines))   # CRLF and no final newline
+    path.write_text("PERMNO,date,RET\r\n" + "\r\n".join(lines))  # CRLF and no final newline
     resolved = {"permno": "PERMNO", "date": "date", "ret": "RET"}
     for block in (1, 37, 1000, 10**6):
         ranges = csv_ranges(path, block)

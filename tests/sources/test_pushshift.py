@@ -22,7 +22,7 @@ def zst(path: Path, data: bytes, **kw) -> Path:
 
 def test_blocks_are_newline_aligned_and_lossless(tmp_path):
     rng = random.Random(0)
-    for trial in range(25):
+    for _trial in range(25):
         lines = [b"x" * rng.choice([0, 1, 7, 200, 5000]) for _ in range(rng.randint(0, 300))]
         data = b"\n".join(lines) + rng.choice([b"", b"\n", b"\r\n"])
         size = rng.choice([1024, 3000, 1 << 16])
@@ -92,8 +92,11 @@ def test_fast_path_agrees_with_line_by_line_on_random_lines(engine):
             try:
                 obj = json.loads(line.decode("utf-8"))
                 cu = obj.get("created_utc")
-                ok = isinstance(obj, dict) and isinstance(obj.get("id"), str) and (
-                    (type(cu) is int) or (isinstance(cu, str) and cu.isdigit() and cu.isascii()))
+                ok = (
+                    isinstance(obj, dict)
+                    and isinstance(obj.get("id"), str)
+                    and ((type(cu) is int) or (isinstance(cu, str) and cu.isdigit() and cu.isascii()))
+                )
             except (ValueError, UnicodeDecodeError):
                 ok = False
             if ok:

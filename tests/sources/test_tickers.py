@@ -25,13 +25,22 @@ def test_parquet_with_integer_dates(tmp_path):
     assert t.iloc[0]["ticker"] == "F" and str(t.iloc[0]["nameendt"].date()) == "2024-12-31"
 
 
-@pytest.mark.parametrize("text, match", [
-    ("permno,ticker,namedt\n1,GME,2020-01-01\n", r"NAMEENDT not found in names.csv \(columns: permno, ticker, namedt\)"),
-    ("permno,ticker,namedt,nameendt\n1,GME,01/02/2020,2020-01-03\n", r"NAMEDT value '01/02/2020' .* row 1.*YYYY-MM-DD or YYYYMMDD"),
-    ("permno,ticker,namedt,nameendt\n1,GME,2020-02-30,2020-03-01\n", r"NAMEDT value '2020-02-30'"),
-    ("permno,ticker,namedt,nameendt\nx1,GME,2020-01-01,2020-03-01\n", r"PERMNO 'x1'"),
-    ("permno,ticker,namedt,nameendt\n1,GME,,2020-03-01\n", r"NAMEDT is empty"),
-])
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        (
+            "permno,ticker,namedt\n1,GME,2020-01-01\n",
+            r"NAMEENDT not found in names.csv \(columns: permno, ticker, namedt\)",
+        ),
+        (
+            "permno,ticker,namedt,nameendt\n1,GME,01/02/2020,2020-01-03\n",
+            r"NAMEDT value '01/02/2020' .* row 1.*YYYY-MM-DD or YYYYMMDD",
+        ),
+        ("permno,ticker,namedt,nameendt\n1,GME,2020-02-30,2020-03-01\n", r"NAMEDT value '2020-02-30'"),
+        ("permno,ticker,namedt,nameendt\nx1,GME,2020-01-01,2020-03-01\n", r"PERMNO 'x1'"),
+        ("permno,ticker,namedt,nameendt\n1,GME,,2020-03-01\n", r"NAMEDT is empty"),
+    ],
+)
 def test_clear_errors(tmp_path, text, match):
     p = tmp_path / "names.csv"
     p.write_text(text)

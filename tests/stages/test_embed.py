@@ -33,46 +33,70 @@ def inputs(tmp_path_factory):
     ids = [f"t3_{i:05x}" if i % 4 == 0 else f"t1_{i:05x}" for i in range(N_POSTS)]
     texts = []
     for i in range(N_POSTS):
-        n_words = int(rng.choice([2, 5, 9, 40]))            # mostly short, a few long
+        n_words = int(rng.choice([2, 5, 9, 40]))  # mostly short, a few long
         words = " ".join(rng.choice(WORDS, size=n_words))
         texts.append(f"**{words}** see https://example.com/{i} &amp; $GME" if i % 5 == 0 else words)
     created = 1_609_459_200 + np.arange(N_POSTS, dtype="int64") * 3600
-    posts = pd.DataFrame({
-        "id": ids,
-        "kind": ["submission" if i.startswith("t3") else "comment" for i in ids],
-        "created_utc": created,
-        "date": pd.to_datetime(created, unit="s").date,
-        "author": [None if i % 7 == 0 else f"user{i % 11}" for i in range(N_POSTS)],
-        "text": texts,
-        "source": "wallstreetbets_comments.zst",
-    })
+    posts = pd.DataFrame(
+        {
+            "id": ids,
+            "kind": ["submission" if i.startswith("t3") else "comment" for i in ids],
+            "created_utc": created,
+            "date": pd.to_datetime(created, unit="s").date,
+            "author": [None if i % 7 == 0 else f"user{i % 11}" for i in range(N_POSTS)],
+            "text": texts,
+            "source": "wallstreetbets_comments.zst",
+        }
+    )
     (root / "posts").mkdir()
     for k in range(3):
-        part = posts.iloc[k * N_POSTS // 3:(k + 1) * N_POSTS // 3]
+        part = posts.iloc[k * N_POSTS // 3 : (k + 1) * N_POSTS // 3]
         part.to_parquet(root / "posts" / f"part.{k}.parquet", index=False)
     # Posts i % 3 == 0 have no mention; some posts mention two tickers (duplicate ids).
     mentioned = posts[np.arange(N_POSTS) % 3 != 0]
     mentions = mentioned[["id", "kind", "created_utc", "date"]].assign(
-        ticker="GME", permno=np.int64(10001), n_occ=np.int32(1))
+        ticker="GME", permno=np.int64(10001), n_occ=np.int32(1)
+    )
     twice = mentions.iloc[::4].assign(ticker="AMC", permno=np.int64(10002), n_occ=np.int32(2))
     mentions = pd.concat([mentions, twice]).sample(frac=1.0, random_state=1)
     (root / "mentions").mkdir()
     mentions.to_parquet(root / "mentions" / "part.0.parquet", index=False)
     model = build_tiny_bert(root / "model", head=True, seed=5)
     expected_ids = sorted(mentioned["id"])
-    return {"root": root, "posts": root / "posts", "mentions": root / "mentions", "model": model,
-            "texts": dict(zip(posts["id"], posts["text"])), "expected_ids": expected_ids}
+    return {
+        "root": root,
+        "posts": root / "posts",
+        "mentions": root / "mentions",
+        "model": model,
+        "texts": dict(zip(posts["id"], posts["text"])),
+        "expected_ids": expected_ids,
+    }
 
 
 def params(model, **kw):
-    return {"model": str(model), "max_length": MAX_LENGTH, "pooling": "cls", "precision": "fp32",
-            "token_budget": 128, "allow_pickle": False, "local_files_only": True,
-            "partition_size": 20, **kw}
+    return {
+        "model": str(model),
+        "max_length": MAX_LENGTH,
+        "pooling": "cls",
+        "precision": "fp32",
+        "token_budget": 128,
+        "allow_pickle": False,
+        "local_files_only": True,
+        "partition_size": 20,
+        **kw,
+    }
 
 
 def run(inputs, out, client=None, **kw):
-    return run_stage("embed", out, posts=inputs["posts"], mentions=inputs["mentions"], backend=Backend("cpu", "tests"),
-                     client=client, **params(inputs["model"], **kw))
+    return run_stage(
+        "embed",
+        out,
+        posts=inputs["posts"],
+        mentions=inputs["mentions"],
+        backend=Backend("cpu", "tests"),
+        client=client,
+        **params(inputs["model"], **kw),
+    )
 
 
 def read(out):
@@ -108,7 +132,7 @@ def naive(model, texts):
 
 def test_dataset_contract_and_values(inputs, first_run):
     out, manifest, df = first_run
-    assert df["id"].tolist() == inputs["expected_ids"]          # every mentioned post, once
+    assert df["id"].tolist() == inputs["expected_ids"]  # every mentioned post, once
     dim = 32
     emb_cols = [f"e{i:03d}" for i in range(dim)]
     assert list(pd.read_parquet(out).columns) == ["id", *emb_cols, "p_positive", "p_negative", "p_neutral", "n_tokens"]
@@ -151,7 +175,7 @@ def test_resume_redoes_only_lost_shards(inputs, first_run, tmp_path, monkeypatch
     run(inputs, out)
     shards = sorted(Path(out).glob("part-*.parquet"))
     before = shard_mtimes(out)
-    shards[1].unlink()                                           # a shard lost with its worker
+    shards[1].unlink()  # a shard lost with its worker
     (out / f".{shards[1].name}.tmp-deadbeef").write_bytes(b"half a parquet file")
     (out / "_manifest.json").unlink()
     calls = []
@@ -160,8 +184,10 @@ def test_resume_redoes_only_lost_shards(inputs, first_run, tmp_path, monkeypatch
     manifest = run(inputs, out)
     assert len(calls) == 1 and manifest["shards_written"] == 1
     after = shard_mtimes(out)
-    assert {k: v for k, v in after.items() if k != shards[1].name} == {k: v for k, v in before.items() if k != shards[1].name}
-    assert not list(out.glob(".part-*"))                         # the torn temp file is gone
+    assert {k: v for k, v in after.items() if k != shards[1].name} == {
+        k: v for k, v in before.items() if k != shards[1].name
+    }
+    assert not list(out.glob(".part-*"))  # the torn temp file is gone
     pd.testing.assert_frame_equal(read(out), df)
 
 
@@ -181,17 +207,41 @@ def test_other_settings_start_over_and_foreign_folder_refused(inputs, first_run,
     with pytest.raises(WsbError, match="not embeddings"):
         run(inputs, foreign)
     with pytest.raises(WsbError, match="column"):
-        run_stage("embed", tmp_path / "x", posts=inputs["mentions"], mentions=inputs["mentions"],
-                  backend=Backend("cpu"), **params(inputs["model"]))
+        run_stage(
+            "embed",
+            tmp_path / "x",
+            posts=inputs["mentions"],
+            mentions=inputs["mentions"],
+            backend=Backend("cpu"),
+            **params(inputs["model"]),
+        )
 
 
 def test_cli_embed(inputs, tmp_path):
     from wsb_gpu.cli import main
 
     out = tmp_path / "cli"
-    argv = ["--cluster", "none", "embed", "--posts", str(inputs["posts"]), "--mentions", str(inputs["mentions"]),
-            "--model", str(inputs["model"]), "--out", str(out), "--max-length", "16", "--precision", "fp32",
-            "--partition-size", "40", "--local-files-only", "--no-progress"]
+    argv = [
+        "--cluster",
+        "none",
+        "embed",
+        "--posts",
+        str(inputs["posts"]),
+        "--mentions",
+        str(inputs["mentions"]),
+        "--model",
+        str(inputs["model"]),
+        "--out",
+        str(out),
+        "--max-length",
+        "16",
+        "--precision",
+        "fp32",
+        "--partition-size",
+        "40",
+        "--local-files-only",
+        "--no-progress",
+    ]
     assert main(argv) == 0
     assert is_complete(out) and len(read(out)) == len(inputs["expected_ids"])
     bad = argv[:8] + [str(inputs["root"] / "missing-model")] + argv[9:]
@@ -210,9 +260,17 @@ def test_worker_killed_mid_run_gives_the_same_dataset(inputs, first_run, tmp_pat
     marker = tmp_path / "killed"
     cloudpickle.register_pickle_by_value(tiny_models)
     try:
-        with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
-                          memory_limit="2GiB", local_directory=str(tmp_path / "dask")) as cluster, \
-                Client(cluster) as client:
+        with (
+            LocalCluster(
+                n_workers=2,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=":0",
+                memory_limit="2GiB",
+                local_directory=str(tmp_path / "dask"),
+            ) as cluster,
+            Client(cluster) as client,
+        ):
             client.register_plugin(tiny_models.KillOnceDuringEmbed(str(marker), str(out)))
             manifest = run(inputs, out, client=client, partition_size=10)
     finally:
@@ -233,8 +291,14 @@ def test_gpu_backend_matches_cpu(inputs, first_run, tmp_path):
 
     _, _, expected = first_run
     out = tmp_path / "gpu"
-    manifest = run_stage("embed", out, posts=inputs["posts"], mentions=inputs["mentions"],
-                         backend=resolve_backend("gpu"), **params(inputs["model"], precision="auto"))
+    manifest = run_stage(
+        "embed",
+        out,
+        posts=inputs["posts"],
+        mentions=inputs["mentions"],
+        backend=resolve_backend("gpu"),
+        **params(inputs["model"], precision="auto"),
+    )
     assert manifest["device"].startswith("cuda")
     got = read(out)
     assert got["id"].tolist() == expected["id"].tolist()

@@ -15,6 +15,7 @@ from wsb_gpu.stages import run_stage
 def build_features(mentions, embeddings, volatility, out, **kw):
     return run_stage("features", out, mentions=mentions, embeddings=embeddings, volatility=volatility, **kw)
 
+
 D = dt.date
 
 
@@ -39,7 +40,7 @@ def inputs(tmp_path):
     vol = vol.sample(frac=1, random_state=1)  # rows in any order
     mentions = pd.DataFrame(
         [  # id, date, ticker, permno, n_occ
-            ("a", D(2021, 1, 9), "X", 10, 1),   # Saturday -> Monday 11th
+            ("a", D(2021, 1, 9), "X", 10, 1),  # Saturday -> Monday 11th
             ("a", D(2021, 1, 9), "XX", 10, 2),  # same post, second ticker of the same stock: counts once
             ("b", D(2021, 1, 10), "X", 10, 1),  # Sunday -> Monday 11th
             ("c", D(2021, 1, 11), "Y", 20, 3),  # stock 20 does not trade on the 11th -> 12th
@@ -47,7 +48,7 @@ def inputs(tmp_path):
             ("d", D(2021, 1, 11), "X", 10, 1),  # trading day itself
             ("e", D(2021, 1, 30), "X", 10, 1),  # after the last trading day: dropped
             ("f", D(2021, 1, 6), "Z", 30, 2),
-            ("g", D(2021, 1, 6), "Z", 30, 1),   # no embedding: dropped
+            ("g", D(2021, 1, 6), "Z", 30, 1),  # no embedding: dropped
         ],
         columns=["id", "date", "ticker", "permno", "n_occ"],
     )
@@ -87,8 +88,13 @@ def _reference(vol, mentions, emb):
         out.setdefault((permno, nxt[0]), []).append((pid, n))
     rows = []
     for (permno, day), posts in out.items():
-        vec = np.mean([e.loc[p, ["e000", "e001", "e002", "p_negative", "p_neutral", "p_positive"]].to_numpy(float)
-                       for p, _ in posts], axis=0)
+        vec = np.mean(
+            [
+                e.loc[p, ["e000", "e001", "e002", "p_negative", "p_neutral", "p_positive"]].to_numpy(float)
+                for p, _ in posts
+            ],
+            axis=0,
+        )
         rows.append((permno, day, len(posts), sum(n for _, n in posts), *vec))
     cols = ["permno", "date", "n_posts", "n_mentions", "e000", "e001", "e002", "p_negative", "p_neutral", "p_positive"]
     return pd.DataFrame(rows, columns=cols).sort_values(["permno", "date"]).reset_index(drop=True)
@@ -98,7 +104,8 @@ def _check(out_dir, vol, mentions, emb):
     got = pd.read_parquet(out_dir).sort_values(["permno", "date"]).reset_index(drop=True)
     ref = _reference(vol, mentions, emb)
     assert list(got[["permno", "date"]].itertuples(index=False, name=None)) == list(
-        ref[["permno", "date"]].itertuples(index=False, name=None))
+        ref[["permno", "date"]].itertuples(index=False, name=None)
+    )
     assert got["n_posts"].tolist() == ref["n_posts"].tolist()
     assert got["n_mentions"].tolist() == ref["n_mentions"].tolist()
     for c in ["e000", "e001", "e002", "p_negative", "p_neutral", "p_positive"]:
@@ -129,8 +136,10 @@ def test_features_on_a_distributed_cluster(inputs):
     from wsb_gpu.backend import Backend
 
     root, vol, mentions, emb = inputs
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster, \
-            Client(cluster) as client:
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster,
+        Client(cluster) as client,
+    ):
         build_features(root / "men", root / "emb", root / "vol", root / "f2", backend=Backend("cpu"), client=client)
     _check(root / "f2", vol, mentions, emb)
 

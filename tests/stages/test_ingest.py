@@ -19,13 +19,13 @@ import zstandard
 
 from wsb_gpu.errors import WsbError
 from wsb_gpu.lake import read_manifest
-from wsb_gpu.stages import run_stage
-from wsb_gpu.stages import format_summary
+from wsb_gpu.stages import format_summary, run_stage
 from wsb_gpu.stages.ingest import BoundedRunner
 
 
 def ingest(submissions, comments, out, **kw):
     return run_stage("ingest", out, submissions=submissions, comments=comments, **kw)
+
 
 REASONS = ("blank", "bad_utf8", "bad_json", "bad_record")
 T0 = 1611014400  # 2021-01-19T00:00:00Z
@@ -96,7 +96,10 @@ def submission_lines() -> list[bytes]:
 @pytest.fixture
 def dumps(tmp_path: Path) -> tuple[Path, Path]:
     subs = write_zst(tmp_path / "wallstreetbets_submissions.zst", b"\n".join(submission_lines()) + b"\n")
-    coms = write_zst(tmp_path / "wallstreetbets_comments.zst", b"\r\n".join(comment_lines()[:3]) + b"\n" + b"\n".join(comment_lines()[3:]))
+    coms = write_zst(
+        tmp_path / "wallstreetbets_comments.zst",
+        b"\r\n".join(comment_lines()[:3]) + b"\n" + b"\n".join(comment_lines()[3:]),
+    )
     return subs, coms
 
 
@@ -129,7 +132,9 @@ def reference(path: Path, kind: str) -> tuple[set, dict]:
             counts["bad_json"] += 1
             continue
         rid, cu = obj.get("id"), obj.get("created_utc")
-        ok_cu = (isinstance(cu, int) and not isinstance(cu, bool)) or (isinstance(cu, str) and re.fullmatch(r"[0-9]+", cu))
+        ok_cu = (isinstance(cu, int) and not isinstance(cu, bool)) or (
+            isinstance(cu, str) and re.fullmatch(r"[0-9]+", cu)
+        )
         if not isinstance(rid, str) or not ok_cu or not -(2**63) <= int(cu) < 2**63:
             counts["bad_record"] += 1
             continue
@@ -151,7 +156,12 @@ def reference(path: Path, kind: str) -> tuple[set, dict]:
         date = (dt.datetime(1970, 1, 1) + dt.timedelta(seconds=created)).date()
         rows.add((rid, kind, created, date, author, text, path.name))
     valid = len(rows)
-    return rows, {"lines": len(lines), "valid": valid, "malformed": {r: counts[r] for r in REASONS}, "surrogates_replaced": surrogates}
+    return rows, {
+        "lines": len(lines),
+        "valid": valid,
+        "malformed": {r: counts[r] for r in REASONS},
+        "surrogates_replaced": surrogates,
+    }
 
 
 def read_rows(out: Path) -> set:
@@ -188,8 +198,8 @@ def test_traps_are_counted_as_documented(dumps, tmp_path, cpu):
     assert f["malformed"] == {"blank": 2, "bad_utf8": 1, "bad_json": 5, "bad_record": 6}
     assert f["surrogates_replaced"] == 2
     rows = {r[0]: r for r in read_rows(tmp_path / "posts")}
-    assert rows["c2"][2] == T0 + 30                          # string created_utc
-    assert rows["c1"][3] == dt.date(2021, 1, 18)             # 23:59:30Z stays on its UTC day
+    assert rows["c2"][2] == T0 + 30  # string created_utc
+    assert rows["c1"][3] == dt.date(2021, 1, 18)  # 23:59:30Z stays on its UTC day
     assert rows["c2"][3] == dt.date(2021, 1, 19)
     assert rows["c6"][5] == "lone \ufffd surrogate" and rows["c6"][4] == "x\ufffdy"
     assert rows["c7"][5] == "pair 🚀 ok"
@@ -205,10 +215,26 @@ def test_output_schema_and_manifest(dumps, tmp_path, cpu):
     m = ingest(subs, coms, tmp_path / "posts", backend=cpu)
     schema = pq.read_schema(next((tmp_path / "posts").glob("part.*.parquet")))
     assert [(f.name, str(f.type)) for f in schema] == [
-        ("id", "string"), ("kind", "string"), ("created_utc", "int64"), ("date", "date32[day]"),
-        ("author", "string"), ("text", "string"), ("source", "string"),
+        ("id", "string"),
+        ("kind", "string"),
+        ("created_utc", "int64"),
+        ("date", "date32[day]"),
+        ("author", "string"),
+        ("text", "string"),
+        ("source", "string"),
     ]
-    for key in ("stage", "inputs", "params", "rows_in", "rows_out", "seconds", "backend", "schema", "bytes_in", "bytes_out"):
+    for key in (
+        "stage",
+        "inputs",
+        "params",
+        "rows_in",
+        "rows_out",
+        "seconds",
+        "backend",
+        "schema",
+        "bytes_in",
+        "bytes_out",
+    ):
         assert key in m
     assert m["stage"] == "ingest" and m["bytes_json"] > m["bytes_in"] > 0
     assert "wallstreetbets_comments.zst:" in format_summary(m)
@@ -263,8 +289,12 @@ def test_out_of_core_on_a_cluster_with_small_workers(tmp_path, cpu):
     line = j(id="x", created_utc=T0, body="GME to the moon " * 40, author="a")
     data = b"\n".join(line.replace(b'"x"', f'"x{i}"'.encode()) for i in range(40_000)) + b"\n"
     dump = write_zst(tmp_path / "wallstreetbets_comments.zst", data)
-    with LocalCluster(n_workers=2, threads_per_worker=1, memory_limit="600MiB", processes=True,
-                      dashboard_address=None) as cluster, Client(cluster) as client:
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, memory_limit="600MiB", processes=True, dashboard_address=None
+        ) as cluster,
+        Client(cluster) as client,
+    ):
         m = ingest(None, dump, tmp_path / "posts", backend=cpu, client=client, block_size="256KiB", window=4)
     assert m["rows_out"] == 40_000 and m["files"][dump.name]["blocks"] > 50
     assert m["max_in_flight"] <= 4

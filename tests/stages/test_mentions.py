@@ -61,8 +61,13 @@ TEXTS = [
     "https://finance.yahoo.com/quote/TSLA/ and [TSLA](http://x.com/TSLA)",
     # HTML entities are unescaped once
     "AT&amp;T &amp;GME &lt;GME&gt; &#36;AMC &amp;#36;NOK &amp;lt;BB &copyGME",
-    "DUP and $DUP", "LATE $LATE", "BRK.B BRK", "_GME GME_ 1GME GME1 a$GM x$$GM",
-    "", "no tickers here", "nbsp\u00a0GME\u00a0 zero-width\u200bTSLA\u200b",
+    "DUP and $DUP",
+    "LATE $LATE",
+    "BRK.B BRK",
+    "_GME GME_ 1GME GME1 a$GM x$$GM",
+    "",
+    "no tickers here",
+    "nbsp\u00a0GME\u00a0 zero-width\u200bTSLA\u200b",
     "GME" * 3 + " " + "GME " * 50,
 ]
 
@@ -74,7 +79,7 @@ def reference(posts: pd.DataFrame, names: pd.DataFrame, stop: frozenset[str]) ->
         d = dt.datetime.fromtimestamp(p.created_utc, tz=dt.timezone.utc).date()
         text = html.unescape(p.text)
 
-        def alive(sym):
+        def alive(sym, d=d):
             return sorted({perm for t, perm, a, b in periods if t == sym and a <= d <= b})
 
         counts = Counter()
@@ -112,13 +117,25 @@ def posts() -> pd.DataFrame:
     times = [DAY - 30, DAY + 30, DAY + 86400 * 600]  # 23:59:30Z, 00:00:30Z, 2022-09-11
     for i, text in enumerate(TEXTS):
         for k, t in enumerate(times):
-            rows.append({"id": f"p{i}_{k}", "kind": "comment" if k % 2 else "submission", "created_utc": t, "text": text})
+            rows.append(
+                {"id": f"p{i}_{k}", "kind": "comment" if k % 2 else "submission", "created_utc": t, "text": text}
+            )
     # reused symbol on both sides of midnight UTC, and the ticker change FB -> META
     rows += [
         {"id": "abc_before", "kind": "comment", "created_utc": DAY - 30, "text": "ABC $ABC"},
         {"id": "abc_after", "kind": "comment", "created_utc": DAY + 30, "text": "ABC"},
-        {"id": "fb_old", "kind": "comment", "created_utc": 1654646400 + 3600, "text": "FB META $FB $META"},   # 2022-06-08
-        {"id": "fb_new", "kind": "comment", "created_utc": 1654732800 + 3600, "text": "FB META $FB $META"},   # 2022-06-09
+        {
+            "id": "fb_old",
+            "kind": "comment",
+            "created_utc": 1654646400 + 3600,
+            "text": "FB META $FB $META",
+        },  # 2022-06-08
+        {
+            "id": "fb_new",
+            "kind": "comment",
+            "created_utc": 1654732800 + 3600,
+            "text": "FB META $FB $META",
+        },  # 2022-06-09
         {"id": "long", "kind": "comment", "created_utc": DAY, "text": ("x " * 150_000) + "GME"},
     ]
     return pd.DataFrame(rows)
@@ -143,25 +160,25 @@ def test_each_rule_explicitly(posts, names, cpu):
     for pid, _, _, _, sym, perm, n in got:
         by_post.setdefault(pid, {})[(sym, perm)] = n
     edges = by_post["p0_0"]
-    assert edges == {("GME", 1): 5}                        # 🚀 . 's ( / count; lower/mixed/2/_/s/full-width do not
+    assert edges == {("GME", 1): 5}  # 🚀 . 's ( / count; lower/mixed/2/_/s/full-width do not
     second = by_post["p1_0"]
-    assert second[("F", 40)] == 1                          # $F counts, bare F never
-    assert second[("ALL", 30)] == 1                        # stoplisted: only $ALL counts
+    assert second[("F", 40)] == 1  # $F counts, bare F never
+    assert second[("ALL", 30)] == 1  # stoplisted: only $ALL counts
     assert second[("YOLO", 150)] == 1
-    assert second[("GME", 1)] == 1 and ("TSLA", 60) not in second   # $GME$TSLA: second $ follows a word char
-    assert ("NOK", 70) not in second and second[("AMC", 50)] == 1   # x$NOK no; $$AMC yes
-    assert by_post["p3_0"] == {("TSLA", 60): 3}            # URLs are not stripped
+    assert second[("GME", 1)] == 1 and ("TSLA", 60) not in second  # $GME$TSLA: second $ follows a word char
+    assert ("NOK", 70) not in second and second[("AMC", 50)] == 1  # x$NOK no; $$AMC yes
+    assert by_post["p3_0"] == {("TSLA", 60): 3}  # URLs are not stripped
     html_post = by_post["p4_0"]
     assert html_post[("GME", 1)] == 3 and html_post[("AMC", 50)] == 1 and html_post[("BB", 80)] == 1
     # AT&T: bare T is a single letter, AT is stoplisted; &amp;#36;NOK unescapes once to
     # "&#36;NOK", where NOK is a bare token after ';'
     assert ("T", 130) not in html_post and ("AT", 140) not in html_post and html_post[("NOK", 70)] == 1
-    assert by_post["p5_0"] == {("DUP", 100): 2, ("DUP", 101): 2}    # two PERMNOs alive: two rows
+    assert by_post["p5_0"] == {("DUP", 100): 2, ("DUP", 101): 2}  # two PERMNOs alive: two rows
     assert "p6_0" not in by_post and "p7_0" not in by_post  # not yet alive; BRK.B never a token
     assert by_post["abc_before"] == {("ABC", 10): 2} and by_post["abc_after"] == {("ABC", 11): 1}
     assert by_post["fb_old"] == {("FB", 20): 2} and by_post["fb_new"] == {("META", 20): 2}
     assert by_post["long"] == {("GME", 1): 1}
-    assert by_post["p8_0"] == {("GM", 120): 1}              # x$$GM: the second $ is preceded by $
+    assert by_post["p8_0"] == {("GM", 120): 1}  # x$$GM: the second $ is preceded by $
 
 
 def test_custom_stoplist(posts, names, tmp_path):
@@ -181,10 +198,14 @@ def test_random_texts_both_impls_agree_with_reference(names, cpu):
     rng = np.random.default_rng(0)
     alphabet = list("GMEABCDFTSL$ _x1.'\n&;amp🚀Ｇ") + ["&amp;", "$$", "GME", "AMC", "TSLA"]
     texts = ["".join(rng.choice(alphabet, size=rng.integers(0, 40))) for _ in range(3000)]
-    posts = pd.DataFrame({
-        "id": [f"r{i}" for i in range(len(texts))], "kind": "comment",
-        "created_utc": rng.integers(DAY - 86400 * 5, DAY + 86400 * 5, size=len(texts)), "text": texts,
-    })
+    posts = pd.DataFrame(
+        {
+            "id": [f"r{i}" for i in range(len(texts))],
+            "kind": "comment",
+            "created_utc": rng.integers(DAY - 86400 * 5, DAY + 86400 * 5, size=len(texts)),
+            "text": texts,
+        }
+    )
     stop = frozenset({"AMC"})
     expected = reference(posts, names, stop)
     for impl in ("scan", "strings"):
@@ -202,8 +223,12 @@ def test_end_to_end_from_dumps(posts, names, tmp_path, backend):
     """ingest -> mentions on files, through the dataset contract, against the reference."""
     stock = tmp_path / "stocknames.csv"
     stock.write_text(STOCKNAMES)
-    lines = [json.dumps({"id": r.id, "created_utc": str(r.created_utc) if i % 3 == 0 else int(r.created_utc),
-                         "body": r.text}).encode() for i, r in enumerate(posts.itertuples())]
+    lines = [
+        json.dumps(
+            {"id": r.id, "created_utc": str(r.created_utc) if i % 3 == 0 else int(r.created_utc), "body": r.text}
+        ).encode()
+        for i, r in enumerate(posts.itertuples())
+    ]
     lines.insert(5, b"{broken")
     dump = write_zst(tmp_path / "wallstreetbets_comments.zst", lines)
     run_stage("ingest", tmp_path / "posts", comments=dump, backend=backend, block_size="4KiB")
@@ -220,15 +245,69 @@ def test_end_to_end_from_dumps(posts, names, tmp_path, backend):
 def test_cli_commands(tmp_path, posts):
     stock = tmp_path / "stocknames.csv"
     stock.write_text(STOCKNAMES)
-    dump = write_zst(tmp_path / "wallstreetbets_comments.zst",
-                     [json.dumps({"id": r.id, "created_utc": int(r.created_utc), "body": r.text}).encode()
-                      for r in posts.itertuples()] + [b""])
-    assert main(["--backend", "cpu", "--cluster", "none", "ingest", "--comments", str(dump),
-                 "--out", str(tmp_path / "posts"), "--no-progress"]) == 0
-    assert main(["--backend", "cpu", "--cluster", "none", "mentions", "--posts", str(tmp_path / "posts"),
-                 "--tickers", str(stock), "--out", str(tmp_path / "mentions"), "--no-progress"]) == 0
+    dump = write_zst(
+        tmp_path / "wallstreetbets_comments.zst",
+        [
+            json.dumps({"id": r.id, "created_utc": int(r.created_utc), "body": r.text}).encode()
+            for r in posts.itertuples()
+        ]
+        + [b""],
+    )
+    assert (
+        main(
+            [
+                "--backend",
+                "cpu",
+                "--cluster",
+                "none",
+                "ingest",
+                "--comments",
+                str(dump),
+                "--out",
+                str(tmp_path / "posts"),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "--backend",
+                "cpu",
+                "--cluster",
+                "none",
+                "mentions",
+                "--posts",
+                str(tmp_path / "posts"),
+                "--tickers",
+                str(stock),
+                "--out",
+                str(tmp_path / "mentions"),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert pq.read_table(tmp_path / "mentions").num_rows > 0
     bad = tmp_path / "bad.csv"
     bad.write_text("permno,ticker,start\n1,GME,2020-01-01\n")
-    assert main(["--backend", "cpu", "--cluster", "none", "mentions", "--posts", str(tmp_path / "posts"),
-                 "--tickers", str(bad), "--out", str(tmp_path / "m2"), "--no-progress"]) == 2
+    assert (
+        main(
+            [
+                "--backend",
+                "cpu",
+                "--cluster",
+                "none",
+                "mentions",
+                "--posts",
+                str(tmp_path / "posts"),
+                "--tickers",
+                str(bad),
+                "--out",
+                str(tmp_path / "m2"),
+                "--no-progress",
+            ]
+        )
+        == 2
+    )

@@ -14,8 +14,16 @@ from wsb_gpu.stages import run_stage
 
 HAR = ["vol_1", "vol_5", "vol_22", "vol_63"]
 RIDGE = {"engine": "stats", "n_lambdas": 5, "lambda_min": 0.01, "lambda_max": 1e4, "cv_folds": 3}
-XGB = {"n_estimators": 15, "max_depth": 3, "learning_rate": 0.3, "subsample": 1.0, "colsample_bytree": 1.0,
-       "min_child_weight": 1.0, "early_stopping_rounds": 5, "seed": 0}
+XGB = {
+    "n_estimators": 15,
+    "max_depth": 3,
+    "learning_rate": 0.3,
+    "subsample": 1.0,
+    "colsample_bytree": 1.0,
+    "min_child_weight": 1.0,
+    "early_stopping_rounds": 5,
+    "seed": 0,
+}
 
 
 def make_panel(n_stocks=20, first_year=2014, last_year=2019, dim=5, gamma=0.15, seed=0, post_prob=0.5):
@@ -74,8 +82,15 @@ def volatility_of(panel):
 
 
 def run(tmp, name, backend=None, **kw):
-    args = {"models": ["har", "ridge"], "target": "y_1", "train_years": 3, "sample": "posts",
-            "ridge": RIDGE, "xgboost": XGB, "backend": backend or Backend("cpu")}
+    args = {
+        "models": ["har", "ridge"],
+        "target": "y_1",
+        "train_years": 3,
+        "sample": "posts",
+        "ridge": RIDGE,
+        "xgboost": XGB,
+        "backend": backend or Backend("cpu"),
+    }
     args.update(kw)
     out = tmp / name
     manifest = run_stage("train", out, **args)
@@ -151,7 +166,7 @@ def test_engines_agree_and_stats_metrics_equal_residuals(tmp_path, feats_dir):
     # The stats engine's exact test metrics equal those recomputed from the saved predictions.
     p = pd.read_parquet(a / "predictions")
     p["year"] = pd.to_datetime(p["date"]).dt.year.astype(str)
-    for (y, g) in p.groupby("year"):
+    for y, g in p.groupby("year"):
         e = g["y"] - g["yhat_ridge"]
         row = ma[(ma.model == "ridge") & (ma.test_year == y)].iloc[0]
         assert abs(row["mse"] - np.mean(e * e)) <= 1e-10 * row["mse"]
@@ -176,8 +191,11 @@ def test_no_look_ahead_and_row_order_free(tmp_path, panel):
         assert fa[model][str(test_year)]["lambda"] == fb[model][str(test_year)]["lambda"]
     # Shuffled rows, different files, same data: identical results.
     c, mc, _ = run(tmp_path, "c", features=write(base.sample(frac=1, random_state=5), tmp_path / "f_c", nfiles=5))
-    np.testing.assert_allclose(ma[["mse", "r2", "r2_oos", "dm_stat"]].to_numpy(float),
-                               mc[["mse", "r2", "r2_oos", "dm_stat"]].to_numpy(float), rtol=1e-10)
+    np.testing.assert_allclose(
+        ma[["mse", "r2", "r2_oos", "dm_stat"]].to_numpy(float),
+        mc[["mse", "r2", "r2_oos", "dm_stat"]].to_numpy(float),
+        rtol=1e-10,
+    )
     assert ma["lambda"].equals(mc["lambda"])
 
 
@@ -197,8 +215,9 @@ def test_planted_effect_is_found_and_placebo_is_not(tmp_path, panel):
 def test_xgboost_and_sample_all(tmp_path, panel):
     fdir = write(features_of(panel), tmp_path / "f")
     vdir = write(volatility_of(panel), tmp_path / "v")
-    out, metrics, manifest = run(tmp_path, "x", features=fdir, volatility=vdir, sample="all",
-                                 models=["har", "ridge", "xgboost"])
+    out, metrics, manifest = run(
+        tmp_path, "x", features=fdir, volatility=vdir, sample="all", models=["har", "ridge", "xgboost"]
+    )
     n_all = volatility_of(panel).dropna(subset=["y_1", *HAR])
     n_all = n_all[pd.to_datetime(n_all["date"]).dt.year >= 2017]
     assert manifest["rows_out"] == len(n_all)
@@ -226,8 +245,14 @@ def test_clear_errors(tmp_path, feats_dir):
 def test_gpu_matches_cpu(tmp_path, feats_dir, backend):
     cpu_out, cpu, _ = run(tmp_path, "cpu", features=feats_dir, models=["har", "ridge", "xgboost"])
     for engine in ("stats", "estimator"):
-        _, gpu, _ = run(tmp_path, f"gpu_{engine}", features=feats_dir, backend=backend,
-                        models=["har", "ridge", "xgboost"], ridge={**RIDGE, "engine": engine})
+        _, gpu, _ = run(
+            tmp_path,
+            f"gpu_{engine}",
+            features=feats_dir,
+            backend=backend,
+            models=["har", "ridge", "xgboost"],
+            ridge={**RIDGE, "engine": engine},
+        )
         lin = gpu.model != "xgboost"
         np.testing.assert_allclose(gpu.loc[lin, "mse"], cpu.loc[lin, "mse"], rtol=1e-6)
         assert gpu.loc[lin, "lambda"].equals(cpu.loc[lin, "lambda"])

@@ -26,6 +26,7 @@ from wsb_gpu.stages.volatility import OUTPUT_COLUMNS, volatility_kernel, window_
 def build_volatility(crsp, out, **kw):
     return run_stage("volatility", out, crsp=crsp, **kw)
 
+
 WINDOWS = (1, 5, 22, 63)
 HEADER = ["PERMNO", "date", "TICKER", "RET", "RETX", "DLRET"]
 
@@ -100,20 +101,20 @@ def make_rows(seed: int = 3) -> list[dict]:
     lengths = {10001: 90, 10002: 70, 10003: 30, 10004: 3, 10005: 64}  # 10003/10004: shorter than 63 rows
     for permno, n in lengths.items():
         start = rng.randrange(0, 90 - n + 1)
-        for i, day in enumerate(days[start : start + n]):
+        for _i, day in enumerate(days[start : start + n]):
             r = f"{rng.gauss(0, 0.03):.6f}"
             rows.append({"PERMNO": str(permno), "date": day, "TICKER": "X", "RET": r, "RETX": r, "DLRET": ""})
     stock = [r for r in rows if r["PERMNO"] == "10001"]
-    stock[10]["RET"], stock[10]["RETX"] = "C", "C"          # letter codes: missing mid-series
-    stock[40].update(RET="", RETX="", DLRET="")               # fully missing mid-series
-    stock[41].update(RET="B", RETX="0.0125")                  # RETX fallback
-    stock[-1].update(RET="", RETX="", DLRET="-0.35")          # DLRET-only last row
-    stock[60].update(RET="0.02", DLRET="-0.5")                # both: RET wins, never compounded
-    stock[61].update(RET="-99", RETX="-99")                   # CRSP numeric missing code
+    stock[10]["RET"], stock[10]["RETX"] = "C", "C"  # letter codes: missing mid-series
+    stock[40].update(RET="", RETX="", DLRET="")  # fully missing mid-series
+    stock[41].update(RET="B", RETX="0.0125")  # RETX fallback
+    stock[-1].update(RET="", RETX="", DLRET="-0.35")  # DLRET-only last row
+    stock[60].update(RET="0.02", DLRET="-0.5")  # both: RET wins, never compounded
+    stock[61].update(RET="-99", RETX="-99")  # CRSP numeric missing code
     other = [r for r in rows if r["PERMNO"] == "10002"]
-    other[5].update(RET="A", RETX="A", DLRET="S")             # letter codes everywhere
-    other[20].update(RET="1e-2", RETX="1e-2")                 # exponent notation
-    rng.shuffle(rows)                                          # WRDS exports are often date-major
+    other[5].update(RET="A", RETX="A", DLRET="S")  # letter codes everywhere
+    other[20].update(RET="1e-2", RETX="1e-2")  # exponent notation
+    rng.shuffle(rows)  # WRDS exports are often date-major
     return rows
 
 
@@ -145,12 +146,16 @@ def read_output(folder) -> pd.DataFrame:
 def test_kernel_matches_reference(backend):
     rows = make_rows()
     want = reference_panel(rows)
-    frame = pd.DataFrame({
-        "permno": [int(r["PERMNO"]) for r in rows],
-        "date": pd.to_datetime([r["date"] for r in rows], format="%Y%m%d"),
-        "ret": [next((v for v in (parse_return(r[c]) for c in ("RET", "RETX", "DLRET")) if v is not None), np.nan)
-                for r in rows],
-    })
+    frame = pd.DataFrame(
+        {
+            "permno": [int(r["PERMNO"]) for r in rows],
+            "date": pd.to_datetime([r["date"] for r in rows], format="%Y%m%d"),
+            "ret": [
+                next((v for v in (parse_return(r[c]) for c in ("RET", "RETX", "DLRET")) if v is not None), np.nan)
+                for r in rows
+            ],
+        }
+    )
     got = to_pandas(volatility_kernel(backend.from_pandas(frame)))
     assert_same_panel(got, want)
 
@@ -162,7 +167,7 @@ def test_kernel_floating_point_error_on_long_series(backend):
     n = 20_000
     scale = 10.0 ** rng.uniform(-6, 0, n)
     ret = rng.standard_normal(n) * scale
-    ret[n // 2 : n // 2 + 100] = 1e-8           # a calm spell after a long history of large moves
+    ret[n // 2 : n // 2 + 100] = 1e-8  # a calm spell after a long history of large moves
     frame = pd.DataFrame({"permno": 7, "date": pd.date_range("1950-01-01", periods=n), "ret": ret})
     got = to_pandas(volatility_kernel(backend.from_pandas(frame)))
     sq = ret * ret
@@ -187,8 +192,13 @@ def test_window_sums_propagate_missing_and_mask_the_head():
 
 
 def test_kernel_empty_and_single_row(backend):
-    empty = pd.DataFrame({"permno": pd.Series([], dtype="int64"), "date": pd.Series([], dtype="datetime64[s]"),
-                          "ret": pd.Series([], dtype="float64")})
+    empty = pd.DataFrame(
+        {
+            "permno": pd.Series([], dtype="int64"),
+            "date": pd.Series([], dtype="datetime64[s]"),
+            "ret": pd.Series([], dtype="float64"),
+        }
+    )
     got = to_pandas(volatility_kernel(backend.from_pandas(empty)))
     assert list(got.columns) == OUTPUT_COLUMNS and len(got) == 0
     one = pd.DataFrame({"permno": [5], "date": pd.to_datetime(["2020-01-02"]), "ret": [-0.02]})
@@ -205,7 +215,7 @@ def test_stage_matches_reference(backend, tmp_path, name):
     rows = make_rows()
     path = tmp_path / name
     if name.endswith(".parquet"):
-        pd.DataFrame(rows).to_parquet(path)   # all columns as strings, as a WRDS->Parquet export might be
+        pd.DataFrame(rows).to_parquet(path)  # all columns as strings, as a WRDS->Parquet export might be
     else:
         write_csv(rows, path, dash_dates=name.endswith(".gz"))
     out = tmp_path / "vol"
@@ -291,9 +301,17 @@ def test_ohlcv_matches_reference(backend, tmp_path):
     for sym, n in (("GME", 80), ("AMC", 70), ("BB", 10)):
         close = 10 * np.exp(np.cumsum(rng.normal(0, 0.05, n)))
         for d, c in zip(days[:n], close):
-            recs.append({"Date": d.strftime("%Y-%m-%d"), "Ticker": sym, "Open": c, "Close": c * 1.1,
-                         "Adj Close": f"{c:.6f}", "Volume": 100})
-    recs[30]["Adj Close"] = "null"                        # missing price: two missing returns
+            recs.append(
+                {
+                    "Date": d.strftime("%Y-%m-%d"),
+                    "Ticker": sym,
+                    "Open": c,
+                    "Close": c * 1.1,
+                    "Adj Close": f"{c:.6f}",
+                    "Volume": 100,
+                }
+            )
+    recs[30]["Adj Close"] = "null"  # missing price: two missing returns
     frame = pd.DataFrame(recs).sample(frac=1, random_state=2)
     path = tmp_path / "prices.csv"
     frame.to_csv(path, index=False)
@@ -337,8 +355,10 @@ def test_unrecognisable_columns_fail_in_one_line(tmp_path, cpu, header, expect):
 def test_columns_mapping(tmp_path, cpu):
     rows = make_rows()
     path = tmp_path / "ciz.csv"
-    renamed = [{"PERMNO": r["PERMNO"], "DlyCalDt": r["date"], "MyRet": r["RET"], "MyRetx": r["RETX"],
-                "DLRET": r["DLRET"]} for r in rows]
+    renamed = [
+        {"PERMNO": r["PERMNO"], "DlyCalDt": r["date"], "MyRet": r["RET"], "MyRetx": r["RETX"], "DLRET": r["DLRET"]}
+        for r in rows
+    ]
     pd.DataFrame(renamed).to_csv(path, index=False)
     build_volatility(path, tmp_path / "vol", backend=cpu, columns={"ret": "myret", "retx": "MYRETX"})
     want = reference_panel(rows)
@@ -361,8 +381,18 @@ def test_cli_volatility(tmp_path):
     rows = make_rows()
     path = tmp_path / "crsp.csv"
     write_csv(rows, path)
-    argv = ["--backend", "cpu", "--cluster", "none", "volatility", "--crsp", str(path),
-            "--out", str(tmp_path / "vol"), "--no-progress"]
+    argv = [
+        "--backend",
+        "cpu",
+        "--cluster",
+        "none",
+        "volatility",
+        "--crsp",
+        str(path),
+        "--out",
+        str(tmp_path / "vol"),
+        "--no-progress",
+    ]
     assert main(argv) == 0
     assert_same_panel(read_output(tmp_path / "vol"), reference_panel(rows))
     path.write_text("PERMNO,DATE,PRC\n1,20200102,3\n")

@@ -21,8 +21,7 @@ from wsb_gpu.synth import generate
 
 # A small run crossing the era boundaries: 2015 (\\u escapes, float `edited`, old schema),
 # 2016 (raw UTF-8, string created_utc), 2017 (new schema, string created_utc).
-SMALL = dict(seed=7, tickers=12, start="2015-10-01", end="2017-03-31", posts_per_day=60,
-             effect=0.5, malformed=0.005)
+SMALL = dict(seed=7, tickers=12, start="2015-10-01", end="2017-03-31", posts_per_day=60, effect=0.5, malformed=0.005)
 STRING_YEARS = {2016, 2017}
 
 
@@ -59,8 +58,15 @@ def run(tmp_path_factory):
     truth = json.loads((out / "truth.json").read_text())
     subs = _lines(out / "wallstreetbets_submissions.zst")
     coms = _lines(out / "wallstreetbets_comments.zst")
-    return {"out": out, "summary": summary, "truth": truth, "sub_lines": subs, "com_lines": coms,
-            "subs": _classify(subs), "coms": _classify(coms)}
+    return {
+        "out": out,
+        "summary": summary,
+        "truth": truth,
+        "sub_lines": subs,
+        "com_lines": coms,
+        "subs": _classify(subs),
+        "coms": _classify(coms),
+    }
 
 
 def _sha(lines: list[bytes]) -> str:
@@ -107,8 +113,20 @@ def test_record_fields_and_types_by_era(run):
     subs, _ = run["subs"]
     coms, _ = run["coms"]
     for r in subs[:50]:
-        assert {"id", "created_utc", "author", "title", "selftext", "subreddit", "subreddit_id", "score",
-                "num_comments", "url", "is_self", "edited"} <= set(r)
+        assert {
+            "id",
+            "created_utc",
+            "author",
+            "title",
+            "selftext",
+            "subreddit",
+            "subreddit_id",
+            "score",
+            "num_comments",
+            "url",
+            "is_self",
+            "edited",
+        } <= set(r)
         assert len(set(r) - {"id", "created_utc", "author", "title", "selftext"}) >= 15
     for r in coms:
         assert {"id", "created_utc", "author", "body", "link_id", "parent_id", "score", "edited"} <= set(r)
@@ -147,7 +165,7 @@ def test_quirk_shares_match_truth(run):
         if not line.strip().startswith(b"{") or not line.endswith(b"}"):
             continue
         try:
-            r = json.loads(line.decode("utf-8"))   # strict: json.loads(bytes) passes surrogates
+            r = json.loads(line.decode("utf-8"))  # strict: json.loads(bytes) passes surrogates
         except (UnicodeDecodeError, json.JSONDecodeError):
             continue
         year = dt.datetime.fromtimestamp(int(r["created_utc"]), dt.timezone.utc).year
@@ -168,7 +186,7 @@ def test_texts_mention_tickers_the_wsb_way(run):
     coms, _ = run["coms"]
     body = "\n".join(r["body"] for r in coms)
     assert "$GME" in body and " TSLA" in body
-    assert "gme" in body or "tsla" in body              # lower case: not a mention
+    assert "gme" in body or "tsla" in body  # lower case: not a mention
     assert any(s + e in body for s in ("GME", "TSLA", "AMC") for e in ("🚀", "💎"))
     assert "ALL IN" in body and "IT'S HAPPENING" in body and "DD" in body and "YOLO" in body
     # most records mention no stock
@@ -201,7 +219,7 @@ def _read_csv(path: Path) -> list[dict]:
 
 def test_stocknames_changes_reuses_common_words(run):
     rows = _read_csv(run["out"] / "stocknames.csv")
-    assert list(rows[0]) [:3] == ["PERMNO", "NAMEDT", "NAMEENDT"] and "TICKER" in rows[0] and "COMNAM" in rows[0]
+    assert list(rows[0])[:3] == ["PERMNO", "NAMEDT", "NAMEENDT"] and "TICKER" in rows[0] and "COMNAM" in rows[0]
     by_permno: dict = {}
     by_ticker: dict = {}
     for r in rows:
@@ -254,12 +272,13 @@ def test_crsp_daily_calendar_codes_and_delisting(run):
     per = {}
     for r in rows:
         per.setdefault(r["PERMNO"], []).append(r["date"])
-    for p, ds in per.items():
+    for _p, ds in per.items():
         i, j = dates.index(ds[0]), dates.index(ds[-1])
-        assert ds == dates[i:j + 1]
-    assert any(num(r["RET"]) is not None and num(r["RETX"]) is not None and num(r["RET"]) != num(r["RETX"])
-               for r in rows)                                   # dividend days
-    assert any((num(r["PRC"]) or 0) < 0 for r in rows)           # bid/ask average
+        assert ds == dates[i : j + 1]
+    assert any(
+        num(r["RET"]) is not None and num(r["RETX"]) is not None and num(r["RET"]) != num(r["RETX"]) for r in rows
+    )  # dividend days
+    assert any((num(r["PRC"]) or 0) < 0 for r in rows)  # bid/ask average
 
 
 def test_latent_effect_timing(run):
@@ -301,8 +320,12 @@ def test_placebo_hype_never_enters_volatility():
     # (returns are clipped to [-0.95, 5]: compare where neither world hit the clip)
     free = (np.abs(placebo["ret"]) < 0.95) & (np.abs(planted["ret"]) < 0.95)
     assert free.mean() > 0.999
-    np.testing.assert_allclose((placebo["ret"] / np.exp(placebo["log_sigma"]))[free],
-                               (planted["ret"] / np.exp(planted["log_sigma"]))[free], rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(
+        (placebo["ret"] / np.exp(placebo["log_sigma"]))[free],
+        (planted["ret"] / np.exp(planted["log_sigma"]))[free],
+        rtol=1e-9,
+        atol=1e-12,
+    )
 
 
 def test_placebo_files_are_the_planted_files_minus_the_effect(tmp_path):
@@ -310,8 +333,9 @@ def test_placebo_files_are_the_planted_files_minus_the_effect(tmp_path):
     generate(tmp_path / "p", effect=0.0, **kw)
     generate(tmp_path / "e", effect=0.5, **kw)
     # the texts are the same (hype drives them in both worlds) ...
-    assert _sha(_lines(tmp_path / "p" / "wallstreetbets_comments.zst")) == \
-        _sha(_lines(tmp_path / "e" / "wallstreetbets_comments.zst"))
+    assert _sha(_lines(tmp_path / "p" / "wallstreetbets_comments.zst")) == _sha(
+        _lines(tmp_path / "e" / "wallstreetbets_comments.zst")
+    )
     # ... but only the planted world's volatility moves with it
     assert (tmp_path / "p" / "crsp_daily.csv").read_bytes() != (tmp_path / "e" / "crsp_daily.csv").read_bytes()
     truth = json.loads((tmp_path / "p" / "truth.json").read_text())
@@ -335,8 +359,25 @@ def test_cli_help_and_summary(tmp_path, capsys):
     assert main(["synth", "--help"]) == 0
     help_text = capsys.readouterr().out
     assert "Example:" in help_text and "wsb-gpu synth --out" in help_text
-    rc = main(["synth", "--out", str(tmp_path / "d"), "--tickers", "10", "--start", "2016-01-01",
-               "--end", "2016-02-29", "--posts-per-day", "20", "--malformed", "0.01", "--seed", "2"])
+    rc = main(
+        [
+            "synth",
+            "--out",
+            str(tmp_path / "d"),
+            "--tickers",
+            "10",
+            "--start",
+            "2016-01-01",
+            "--end",
+            "2016-02-29",
+            "--posts-per-day",
+            "20",
+            "--malformed",
+            "0.01",
+            "--seed",
+            "2",
+        ]
+    )
     out = capsys.readouterr().out
     assert rc == 0
     assert "wallstreetbets_comments.zst" in out and "records" in out and "malformed" in out

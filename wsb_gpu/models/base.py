@@ -18,7 +18,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -26,6 +26,12 @@ from wsb_gpu.backend import Backend, to_numpy
 from wsb_gpu.config import TrainParams
 from wsb_gpu.models.moments import LinearFit, Moments, frame_matrix, sum_moments
 from wsb_gpu.models.splits import period_year
+
+if TYPE_CHECKING:
+    import dask.dataframe as dd
+    from distributed import Client
+
+    from wsb_gpu.backend import Array, Frame
 
 
 @dataclass
@@ -47,7 +53,7 @@ class Sample:
         (``posts``, ``all``, ``panel``).
     """
 
-    ddf: Any
+    ddf: dd.DataFrame
     target: str
     har_columns: list[str]
     feature_columns: list[str]
@@ -86,7 +92,7 @@ class Window:
     stat_columns: list[str]
     engine: str
     backend: Backend
-    client: Any = None
+    client: Client | None = None
     _rows: Any = field(default=None, repr=False)
 
     def moments(self, columns: Sequence[str]) -> Moments:
@@ -167,10 +173,10 @@ class Model(ABC):
         """Learn from the window's training years; return ``self``."""
 
     @abstractmethod
-    def predict_array(self, X: Any) -> Any:
+    def predict_array(self, X: Array) -> Any:
         """Predictions for a float64 NumPy/CuPy matrix of :meth:`columns`."""
 
-    def predict(self, frame: Any) -> Any:
+    def predict(self, frame: Frame) -> Any:
         """Predictions for a pandas/cuDF partition holding :meth:`columns`."""
         return self.predict_array(frame_matrix(frame, self.columns_))
 

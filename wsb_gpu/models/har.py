@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -15,6 +15,9 @@ from wsb_gpu.backend import to_numpy
 from wsb_gpu.errors import WsbError
 from wsb_gpu.models.base import Model, Sample, Window
 from wsb_gpu.models.moments import LinearFit, Moments, array_module, moments_sse, solve_ols
+
+if TYPE_CHECKING:
+    from wsb_gpu.backend import Array
 
 HAR_COLUMNS = ("vol_1", "vol_5", "vol_22", "vol_63")
 
@@ -40,7 +43,7 @@ class HAR:
     def set_params(self, **params: Any) -> HAR:
         return self
 
-    def fit(self, X: Any, y: Any) -> HAR:
+    def fit(self, X: Array, y: Any) -> HAR:
         if X.ndim != 2 or X.shape[0] != y.shape[0] or X.shape[0] <= X.shape[1]:
             msg = f"HAR.fit needs more rows than columns, got X {X.shape} and y {y.shape}; use more training years"
             raise WsbError(msg)
@@ -54,7 +57,7 @@ class HAR:
         self.scale_ = np.ones_like(self.coef_)
         return self
 
-    def predict(self, X: Any) -> Any:
+    def predict(self, X: Array) -> Any:
         xp = array_module(X)
         return X @ xp.asarray(self.coef_) + self.intercept_
 
@@ -98,7 +101,7 @@ class HARModel(Model):
             self.fit_ = HAR().fit(X[:, hx], y).to_fit()
         return self
 
-    def predict_array(self, X: Any) -> Any:
+    def predict_array(self, X: Array) -> Any:
         return self.fit_.predict_array(X)
 
     def test_sse(self, window: Window) -> tuple[float, int] | None:

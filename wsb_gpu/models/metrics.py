@@ -17,12 +17,15 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+if TYPE_CHECKING:
+    from wsb_gpu.backend import Array
 
-def mse(y: Any, yhat: Any) -> float:
+
+def mse(y: Array, yhat: Any) -> float:
     """Mean squared error.
 
     >>> mse(np.array([1.0, 2.0]), np.array([1.0, 4.0]))
@@ -32,7 +35,7 @@ def mse(y: Any, yhat: Any) -> float:
     return float(np.mean(e * e))
 
 
-def r2(y: Any, yhat: Any, center: float | None = None) -> float:
+def r2(y: Array, yhat: Any, center: float | None = None) -> float:
     """``1 - SSE / SST``; SST around ``center`` (default: the mean of ``y``).
 
     >>> r2(np.array([1.0, 2.0, 3.0]), np.array([1.0, 2.0, 3.0]))
@@ -46,7 +49,7 @@ def r2(y: Any, yhat: Any, center: float | None = None) -> float:
     return float(1.0 - (e @ e) / ((y - c) @ (y - c)))
 
 
-def r2_oos(y: Any, yhat: Any, train_mean: float) -> float:
+def r2_oos(y: Array, yhat: Any, train_mean: float) -> float:
     """Out-of-sample R² against the training mean as the naive forecast."""
     return r2(y, yhat, center=train_mean)
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from dask import delayed
@@ -23,6 +23,11 @@ from threadpoolctl import threadpool_limits  # a dependency of scikit-learn
 from wsb_gpu.backend import is_gpu_frame, to_numpy
 from wsb_gpu.errors import WsbError
 from wsb_gpu.progress import compute
+
+if TYPE_CHECKING:
+    import dask.dataframe as dd
+
+    from wsb_gpu.backend import Array, Frame
 
 # A column whose training deviation is below this (relative to its mean) counts as constant.
 _CONSTANT_TOL = 1e-10
@@ -61,7 +66,7 @@ class Moments:
     m2: np.ndarray
 
     @classmethod
-    def from_array(cls, values: Any, overwrite: bool = False) -> Moments:
+    def from_array(cls, values: Array, overwrite: bool = False) -> Moments:
         """Moments of the rows of a 2-D NumPy or CuPy array (float64), returned on the host.
 
         ``overwrite=True`` centres ``values`` in place instead of allocating a centred copy.
@@ -134,7 +139,7 @@ def merge_moment_dicts(*parts: Mapping[int, Moments]) -> dict[int, Moments]:
     return {key: sum_moments(ms) for key, ms in groups.items()}
 
 
-def frame_matrix(frame: Any, columns: Sequence[str]) -> Any:
+def frame_matrix(frame: Frame, columns: Sequence[str]) -> Any:
     """The columns of a pandas/cuDF frame as a float64 NumPy/CuPy matrix (NaN for nulls)."""
     sub = frame[list(columns)]
     if is_gpu_frame(frame):
@@ -142,7 +147,7 @@ def frame_matrix(frame: Any, columns: Sequence[str]) -> Any:
     return sub.to_numpy(dtype="float64", na_value=np.nan)
 
 
-def array_module(values: Any) -> Any:
+def array_module(values: Array) -> Any:
     """NumPy or CuPy, whichever ``values`` belongs to."""
     if type(values).__module__.split(".")[0] == "cupy":
         import cupy
@@ -151,7 +156,7 @@ def array_module(values: Any) -> Any:
     return np
 
 
-def partition_moments(frame: Any, columns: Sequence[str], target: str, key: str = "period") -> dict[int, Moments]:
+def partition_moments(frame: Frame, columns: Sequence[str], target: str, key: str = "period") -> dict[int, Moments]:
     """The per-``key`` :class:`Moments` of ``[columns…, target]`` in one pandas/cuDF partition.
 
     This is the map step of the ``stats`` engine; it runs on the worker that holds the
@@ -171,7 +176,7 @@ def partition_moments(frame: Any, columns: Sequence[str], target: str, key: str 
     values = values[order]
     uniq, starts = (to_numpy(a) for a in xp.unique(keys, return_index=True))
     bounds = [*starts.tolist(), len(frame)]
-    return {int(k): Moments.from_array(values[bounds[i]: bounds[i + 1]], overwrite=True) for i, k in enumerate(uniq)}
+    return {int(k): Moments.from_array(values[bounds[i] : bounds[i + 1]], overwrite=True) for i, k in enumerate(uniq)}
 
 
 @dataclass
@@ -184,7 +189,7 @@ class LinearFit:
     scale: np.ndarray
     lam: float = 0.0
 
-    def predict_array(self, X: Any) -> Any:
+    def predict_array(self, X: Array) -> Any:
         xp = array_module(X)
         return X @ xp.asarray(self.coef) + self.intercept
 
@@ -230,8 +235,16 @@ def moments_sse(m: Moments, coef: np.ndarray, intercept: Any) -> np.ndarray:
     return np.maximum(sse, 0.0)
 
 
-def collect_moments(ddf: Any, columns: Sequence[str], target: str, *, key: str = "period",
-                    split_every: int = 4, progress: bool = False, label: str = "statistics") -> dict[int, Moments]:
+def collect_moments(
+    ddf: dd.DataFrame,
+    columns: Sequence[str],
+    target: str,
+    *,
+    key: str = "period",
+    split_every: int = 4,
+    progress: bool = False,
+    label: str = "statistics",
+) -> dict[int, Moments]:
     """One pass over a Dask frame: per-``key`` moments, mapped on the workers, tree-reduced.
 
     Each partition becomes ``{period: Moments}`` where it lives (:func:`partition_moments`);
@@ -251,7 +264,7 @@ def collect_moments(ddf: Any, columns: Sequence[str], target: str, *, key: str =
     if not level:
         return {}
     while len(level) > 1:
-        level = [delayed(merge_moment_dicts)(*level[i: i + split_every]) for i in range(0, len(level), split_every)]
+        level = [delayed(merge_moment_dicts)(*level[i : i + split_every]) for i in range(0, len(level), split_every)]
     with threadpool_limits(1, user_api="blas"):
         (result,) = compute(level[0], label=label, show=progress)
     return result

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy.linalg import LinAlgError, cho_factor, cho_solve
@@ -52,6 +52,9 @@ from wsb_gpu.models.moments import (
     sum_moments,
 )
 from wsb_gpu.models.splits import BlockedTimeFolds
+
+if TYPE_CHECKING:
+    from wsb_gpu.backend import Array
 
 # Up to this many lambdas a ridge path is solved with one Cholesky factorisation per lambda,
 # above it with one eigendecomposition for all of them. At p = 772 a LAPACK Cholesky (p³/3
@@ -81,7 +84,9 @@ def lambda_grid(n_lambdas: int, lambda_min: float, lambda_max: float) -> np.ndar
 # --- solving from moments --------------------------------------------------------------
 
 
-def solve_ridge_path(m: Moments, lambdas: Sequence[float], xp: Any = np) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def solve_ridge_path(
+    m: Moments, lambdas: Sequence[float], xp: Any = np
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Ridge solutions for every lambda from the moments of the training rows.
 
     The standardised normal equations ``(Z'Z + lam I) w = Z'(y - ybar)`` are solved with one
@@ -248,7 +253,7 @@ class StandardizedRidge:
             setattr(self, k, v)
         return self
 
-    def fit(self, X: Any, y: Any) -> StandardizedRidge:
+    def fit(self, X: Array, y: Any) -> StandardizedRidge:
         xp = array_module(X)
         if X.ndim != 2 or X.shape[0] != y.shape[0] or X.shape[0] == 0:
             msg = f"StandardizedRidge.fit needs X of shape (n, p) and y of shape (n,), got {X.shape} and {y.shape}"
@@ -270,7 +275,7 @@ class StandardizedRidge:
         self.intercept_ = float(np.asarray(to_numpy(est.intercept_)).reshape(-1)[0]) - float(mean_h @ self.coef_)
         return self
 
-    def predict(self, X: Any) -> Any:
+    def predict(self, X: Array) -> Any:
         xp = array_module(X)
         return X @ xp.asarray(self.coef_) + self.intercept_
 
@@ -279,8 +284,8 @@ class StandardizedRidge:
 
 
 def ridge_cv_from_rows(
-    X: Any,
-    y: Any,
+    X: Array,
+    y: Array,
     periods: np.ndarray,
     blocks: Sequence[np.ndarray],
     lambdas: Sequence[float],
@@ -305,8 +310,6 @@ def ridge_cv_from_rows(
     best, cv = _choose(lambdas, fold_mse)
     est = StandardizedRidge(alpha=best, backend=backend).fit(X, y)
     return CVResult(est.to_fit(), lambdas, cv, fold_mse)
-
-
 
 
 class RidgeModel(Model):
@@ -337,11 +340,12 @@ class RidgeModel(Model):
             self.cv_ = ridge_cv_from_moments(window.months, blocks, self.lambdas, xp=window.xp)
         else:
             X, y, periods = window.rows()
-            self.cv_ = ridge_cv_from_rows(X, y, periods, self.folds.blocks(periods), self.lambdas,
-                                          backend=window.backend)
+            self.cv_ = ridge_cv_from_rows(
+                X, y, periods, self.folds.blocks(periods), self.lambdas, backend=window.backend
+            )
         return self
 
-    def predict_array(self, X: Any) -> Any:
+    def predict_array(self, X: Array) -> Any:
         return self.cv_.fit.predict_array(X)
 
     def test_sse(self, window: Window) -> tuple[float, int] | None:

@@ -140,7 +140,7 @@ class BlockedTimeFolds:
                 "lower train.ridge.cv_folds or use more training years"
             )
             raise WsbError(msg)
-        return [b for b in np.array_split(present, k)]
+        return list(np.array_split(present, k))
 
     def get_n_splits(self, X: Any = None, y: Any = None, groups: Any = None) -> int:
         return int(self.n_splits)

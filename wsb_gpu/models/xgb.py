@@ -15,12 +15,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from wsb_gpu.backend import Backend
 from wsb_gpu.config import XGBoostParams
 from wsb_gpu.errors import WsbError, missing_package
 from wsb_gpu.models.base import Model, Window
+
+if TYPE_CHECKING:
+    import dask.dataframe as dd
+    from distributed import Client
+
+    from wsb_gpu.backend import Array
 
 XGB_INSTALL = "pip install 'wsb_gpu[cpu]' (xgboost-cpu) or 'wsb_gpu[gpu]' (xgboost with CUDA)"
 
@@ -34,8 +40,17 @@ def _xgboost() -> Any:
     return xgboost
 
 
-def booster_params(backend: Backend, *, max_depth: int, learning_rate: float, subsample: float,
-                   colsample_bytree: float, min_child_weight: float, seed: int, **_: Any) -> dict[str, Any]:
+def booster_params(
+    backend: Backend,
+    *,
+    max_depth: int,
+    learning_rate: float,
+    subsample: float,
+    colsample_bytree: float,
+    min_child_weight: float,
+    seed: int,
+    **_: Any,
+) -> dict[str, Any]:
     """XGBoost training parameters from the ``train.xgboost`` settings.
 
     >>> booster_params(Backend("cpu"), max_depth=3, learning_rate=0.1, subsample=1.0,
@@ -65,12 +80,12 @@ class XGBFit:
     n_fit: int
     n_valid: int
 
-    def predict_array(self, X: Any) -> Any:
+    def predict_array(self, X: Array) -> Any:
         """Predictions for a NumPy/CuPy float matrix (on the booster's device)."""
         return self.booster.inplace_predict(X, iteration_range=(0, self.n_rounds))
 
 
-def _n_workers(client: Any) -> int:
+def _n_workers(client: Client | None) -> int:
     if client is None:
         return 0
     try:
@@ -80,13 +95,13 @@ def _n_workers(client: Any) -> int:
 
 
 def fit_window(
-    ddf: Any,
+    ddf: dd.DataFrame,
     features: Sequence[str],
     target: str,
     train_years: Sequence[int],
     *,
     backend: Backend,
-    client: Any = None,
+    client: Client | None = None,
     params: XGBoostParams,
     n_rows: int | None = None,
 ) -> XGBFit:
@@ -126,10 +141,13 @@ def fit_window(
         dtrain = xgb.dask.DaskQuantileDMatrix(client, fit_part[cols].astype("float32"), fit_part[target])
         evals = []
         if valid_part is not None:
-            dvalid = xgb.dask.DaskQuantileDMatrix(client, valid_part[cols].astype("float32"), valid_part[target], ref=dtrain)
+            dvalid = xgb.dask.DaskQuantileDMatrix(
+                client, valid_part[cols].astype("float32"), valid_part[target], ref=dtrain
+            )
             evals = [(dvalid, "valid")]
-        out = xgb.dask.train(client, bp, dtrain, num_boost_round=rounds, evals=evals,
-                             early_stopping_rounds=stop, verbose_eval=False)
+        out = xgb.dask.train(
+            client, bp, dtrain, num_boost_round=rounds, evals=evals, early_stopping_rounds=stop, verbose_eval=False
+        )
         booster = out["booster"]
         n_fit = n_valid = -1  # not counted here: the caller has the counts from its statistics
     else:
@@ -146,8 +164,14 @@ def fit_window(
             if n_valid:
                 dvalid = xgb.QuantileDMatrix(vframe[cols].astype("float32"), label=vframe[target], ref=dtrain)
                 evals = [(dvalid, "valid")]
-        booster = xgb.train(bp, dtrain, num_boost_round=rounds, evals=evals,
-                            early_stopping_rounds=stop if evals else None, verbose_eval=False)
+        booster = xgb.train(
+            bp,
+            dtrain,
+            num_boost_round=rounds,
+            evals=evals,
+            early_stopping_rounds=stop if evals else None,
+            verbose_eval=False,
+        )
         n_fit = len(frame)
     best = getattr(booster, "best_iteration", None)
     n_rounds = int(best) + 1 if (evals and best is not None) else booster.num_boosted_rounds()
@@ -166,11 +190,19 @@ class XGBoostModel(Model):
     def fit(self, window: Window) -> XGBoostModel:
         self._start(window)
         S = window.sample
-        self.fit_ = fit_window(S.ddf, self.columns_, S.target, window.train_years, backend=window.backend,
-                               client=window.client, params=self.params.xgboost, n_rows=window.n_train)
+        self.fit_ = fit_window(
+            S.ddf,
+            self.columns_,
+            S.target,
+            window.train_years,
+            backend=window.backend,
+            client=window.client,
+            params=self.params.xgboost,
+            n_rows=window.n_train,
+        )
         return self
 
-    def predict_array(self, X: Any) -> Any:
+    def predict_array(self, X: Array) -> Any:
         return self.fit_.predict_array(X)
 
     def info(self) -> dict[str, Any]:

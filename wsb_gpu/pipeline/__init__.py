@@ -31,7 +31,7 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
@@ -46,8 +46,22 @@ from wsb_gpu.pipeline.rerun import PIPELINE_FILE
 from wsb_gpu.pipeline.summary import StageRecord, summary_table
 from wsb_gpu.stages import BY_NAME, STAGE_NAMES, STAGES, Stage, run_stage, upstream
 
-__all__ = ["BY_NAME", "PIPELINE_FILE", "RUN_FILE", "STAGES", "STAGE_NAMES", "RunResult", "ancestors",
-           "descendants", "plan", "run_pipeline", "stage_inputs"]
+if TYPE_CHECKING:
+    from distributed import Client
+
+__all__ = [
+    "BY_NAME",
+    "PIPELINE_FILE",
+    "RUN_FILE",
+    "STAGES",
+    "STAGE_NAMES",
+    "RunResult",
+    "ancestors",
+    "descendants",
+    "plan",
+    "run_pipeline",
+    "stage_inputs",
+]
 
 
 # --- the graph ------------------------------------------------------------------------------
@@ -144,12 +158,16 @@ def stage_inputs(settings: Settings, lake: Path, stage: Stage) -> dict[str, Path
                 if not spec.required:
                     out[spec.name] = None
                     continue
-                msg = (f"stage '{stage.name}' needs the input file 'inputs.{spec.name}', which is not set; "
-                       f"set it in the config (inputs: {{{spec.name}: PATH}}) or pass --{spec.name} PATH")
+                msg = (
+                    f"stage '{stage.name}' needs the input file 'inputs.{spec.name}', which is not set; "
+                    f"set it in the config (inputs: {{{spec.name}: PATH}}) or pass --{spec.name} PATH"
+                )
                 raise WsbError(msg)
             if not Path(value).exists():
-                msg = (f"input file inputs.{spec.name} = '{value}' does not exist; "
-                       f"fix the path in the config or pass --{spec.name} PATH")
+                msg = (
+                    f"input file inputs.{spec.name} = '{value}' does not exist; "
+                    f"fix the path in the config or pass --{spec.name} PATH"
+                )
                 raise WsbError(msg)
             out[spec.name] = Path(value)
         else:
@@ -190,7 +208,7 @@ class _Run:
     settings: Settings
     lake: Path
     backend: Backend
-    client: Any
+    client: Client | None
     forced: set[str]
     console: Console
     records: dict[str, StageRecord]
@@ -202,8 +220,13 @@ class _Run:
         record = self.records[name]
         folder = self.lake / stage.output
         params = self.settings.params(stage.section or stage.name)
-        material = rerun.key_material(name, params.to_dict(), self.backend.name, _raw_inputs(self.settings, stage),
-                                      {up: self.lake / BY_NAME[up].output for up in upstream(stage)})
+        material = rerun.key_material(
+            name,
+            params.to_dict(),
+            self.backend.name,
+            _raw_inputs(self.settings, stage),
+            {up: self.lake / BY_NAME[up].output for up in upstream(stage)},
+        )
         key = rerun.digest(material)
         if name not in self.forced and rerun.is_up_to_date(folder, key):
             record.status = "skipped"
@@ -213,8 +236,15 @@ class _Run:
         self.console.print(f"  [bold cyan]▶ {name}[/] → {folder}")
         t = time.perf_counter()
         try:
-            manifest = run_stage(stage, folder, inputs=self.inputs[name], params=params, backend=self.backend,
-                                 client=self.client, progress=progress)
+            manifest = run_stage(
+                stage,
+                folder,
+                inputs=self.inputs[name],
+                params=params,
+                backend=self.backend,
+                client=self.client,
+                progress=progress,
+            )
         except BaseException as e:
             record.status = "failed"
             record.seconds = time.perf_counter() - t
@@ -223,8 +253,10 @@ class _Run:
         record.seconds = time.perf_counter() - t
         record.status = "ran"
         if not (folder / MANIFEST).is_file():
-            msg = (f"stage '{name}' returned without writing {folder / MANIFEST}; "
-                   "its output is incomplete (a bug in the stage: it must write its manifest last)")
+            msg = (
+                f"stage '{name}' returned without writing {folder / MANIFEST}; "
+                "its output is incomplete (a bug in the stage: it must write its manifest last)"
+            )
             raise WsbError(msg)
         record.fill(read_manifest(folder) or manifest)
         rerun.write_record(folder, key, material)
@@ -278,20 +310,35 @@ def run_pipeline(
     inputs = {name: stage_inputs(settings, lake, BY_NAME[name]) for name in selected}
     backend = resolve_backend(settings.backend)
     records = {name: StageRecord(name) for name in selected}
-    provenance = Provenance(lake, settings, backend, {
-        "selected": selected, "forced": sorted(forced), "force": force, "from_stage": from_stage,
-        "until_stage": until_stage})
+    provenance = Provenance(
+        lake,
+        settings,
+        backend,
+        {
+            "selected": selected,
+            "forced": sorted(forced),
+            "force": force,
+            "from_stage": from_stage,
+            "until_stage": until_stage,
+        },
+    )
     lake.mkdir(parents=True, exist_ok=True)
-    console.print(f"[bold]wsb-gpu run[/] → {lake}  (backend {backend.name}: {backend.reason}; "
-                  f"cluster {settings.cluster['kind']})")
+    console.print(
+        f"[bold]wsb-gpu run[/] → {lake}  (backend {backend.name}: {backend.reason}; cluster {settings.cluster['kind']})"
+    )
 
     failure: list[tuple[str, BaseException]] = []
     with session(settings) as client:
         provenance.cluster(client, dashboard_link(client) if client is not None else None)
         run = _Run(settings, lake, backend, client, forced, console, records, inputs)
         provenance.save("running", records.values())
-        failure = _schedule(run, selected, concurrent=concurrent, progress=progress,
-                            on_change=lambda: provenance.save("running", records.values()))
+        failure = _schedule(
+            run,
+            selected,
+            concurrent=concurrent,
+            progress=progress,
+            on_change=lambda: provenance.save("running", records.values()),
+        )
         provenance.cluster(client)
 
     total = provenance.seconds
@@ -315,8 +362,9 @@ def run_pipeline(
     return result
 
 
-def _schedule(run: _Run, selected: list[str], *, concurrent: bool, progress: bool,
-              on_change: Any) -> list[tuple[str, BaseException]]:
+def _schedule(
+    run: _Run, selected: list[str], *, concurrent: bool, progress: bool, on_change: Any
+) -> list[tuple[str, BaseException]]:
     """Run the selected stages in dependency order, at most two at a time; return failures.
 
     After a failure no new stage starts; the stages already running finish.

@@ -14,13 +14,16 @@ import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from wsb_gpu.backend import Backend
 from wsb_gpu.config import Settings
 from wsb_gpu.lake import write_json
 from wsb_gpu.pipeline.summary import StageRecord
 from wsb_gpu.sysinfo import machine, versions
+
+if TYPE_CHECKING:
+    from distributed import Client
 
 RUN_FILE = "run.json"
 
@@ -29,7 +32,7 @@ def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def workers(client: Any | None) -> dict[str, Any] | None:
+def workers(client: Client | None) -> dict[str, Any] | None:
     """Workers, threads and hosts of a client's cluster (None without one)."""
     if client is None:
         return None
@@ -72,7 +75,7 @@ class Provenance:
     def seconds(self) -> float:
         return time.perf_counter() - self._t0
 
-    def cluster(self, client: Any | None, dashboard: str | None = None) -> None:
+    def cluster(self, client: Client | None, dashboard: str | None = None) -> None:
         """Record the cluster's dashboard and workers (kept when the cluster is gone)."""
         found = workers(client)
         if dashboard is not None:

@@ -23,8 +23,9 @@ from wsb_gpu.lake import MANIFEST, file_fingerprint, read_json, read_manifest, w
 PIPELINE_FILE = "_pipeline.json"
 
 
-def key_material(stage: str, params: Mapping[str, Any], backend: str, inputs: Mapping[str, str | None],
-                 upstream: Mapping[str, Path]) -> dict[str, Any]:
+def key_material(
+    stage: str, params: Mapping[str, Any], backend: str, inputs: Mapping[str, str | None], upstream: Mapping[str, Path]
+) -> dict[str, Any]:
     """What a stage's output depends on: parameters, backend, raw inputs, upstream run ids.
 
     Upstream datasets are identified by the id the pipeline gave the run that wrote them (a
@@ -71,5 +72,7 @@ def is_up_to_date(folder: Path, key: str) -> bool:
 
 def write_record(folder: Path, key: str, material: Mapping[str, Any]) -> None:
     """Record that the pipeline wrote ``folder`` under ``key``, with a new run id."""
-    write_json(folder / PIPELINE_FILE, {"key": key, "run_id": uuid.uuid4().hex,
-                                        "manifest_sha256": _manifest_digest(folder), **material})
+    write_json(
+        folder / PIPELINE_FILE,
+        {"key": key, "run_id": uuid.uuid4().hex, "manifest_sha256": _manifest_digest(folder), **material},
+    )

@@ -16,8 +16,8 @@ class StageRecord:
     """One stage in one run (a row of the summary table and of ``run.json``)."""
 
     stage: str
-    status: str = "pending"          # ran | skipped | failed | interrupted | pending (not reached)
-    seconds: float = 0.0             # wall time in this run (0 when skipped)
+    status: str = "pending"  # ran | skipped | failed | interrupted | pending (not reached)
+    seconds: float = 0.0  # wall time in this run (0 when skipped)
     rows_in: int | float | None = None
     rows_out: int | float | None = None
     throughput: float | None = None  # from the manifest: the stage's own speed
@@ -82,15 +82,21 @@ def _fmt_rows(v: Any) -> str:
 def summary_table(records: list[StageRecord], total_seconds: float) -> Table:
     """A rich table: stage, status, rows in/out, throughput, seconds."""
     table = Table(title=f"wsb-gpu run: {total_seconds:.1f} s", title_justify="left")
-    for name, justify in (("stage", "left"), ("status", "left"), ("rows in", "right"), ("rows out", "right"),
-                          ("throughput", "right"), ("seconds", "right")):
+    for name, justify in (
+        ("stage", "left"),
+        ("status", "left"),
+        ("rows in", "right"),
+        ("rows out", "right"),
+        ("throughput", "right"),
+        ("seconds", "right"),
+    ):
         table.add_column(name, justify=justify)
-    style = {"ran": "green", "skipped": "dim", "failed": "bold red", "interrupted": "bold yellow",
-             "pending": "yellow"}
+    style = {"ran": "green", "skipped": "dim", "failed": "bold red", "interrupted": "bold yellow", "pending": "yellow"}
     for r in records:
         speed = f"{r.throughput:,.1f} {r.unit}" if r.throughput else "—"
         status = {"pending": "not run"}.get(r.status, r.status)
         seconds = f"{r.seconds:.1f}" if r.status in ("ran", "failed", "interrupted") else "—"
-        table.add_row(r.stage, f"[{style[r.status]}]{status}[/]", _fmt_rows(r.rows_in), _fmt_rows(r.rows_out),
-                      speed, seconds)
+        table.add_row(
+            r.stage, f"[{style[r.status]}]{status}[/]", _fmt_rows(r.rows_in), _fmt_rows(r.rows_out), speed, seconds
+        )
     return table

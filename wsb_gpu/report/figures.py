@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from wsb_gpu.models import MODELS, color
 from wsb_gpu.models import label as model_label
@@ -31,8 +32,16 @@ def _pyplot() -> Any:
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 
-    plt.rcParams.update({"figure.dpi": 110, "axes.grid": True, "grid.alpha": 0.3,
-                         "axes.spines.top": False, "axes.spines.right": False, "font.size": 10})
+    plt.rcParams.update(
+        {
+            "figure.dpi": 110,
+            "axes.grid": True,
+            "grid.alpha": 0.3,
+            "axes.spines.top": False,
+            "axes.spines.right": False,
+            "font.size": 10,
+        }
+    )
     return plt
 
 
@@ -52,8 +61,13 @@ def plot_volatility(daily: Any, path: Path) -> Path | None:
     fig, ax = plt.subplots(figsize=(10, 5))
     for col in WINDOWS:
         if col in daily.columns:
-            ax.plot(daily.index, daily[col], lw=0.9 if col == "vol_1" else 1.4,
-                    alpha=0.75 if col == "vol_1" else 1.0, label=WINDOW_LABEL[col])
+            ax.plot(
+                daily.index,
+                daily[col],
+                lw=0.9 if col == "vol_1" else 1.4,
+                alpha=0.75 if col == "vol_1" else 1.0,
+                label=WINDOW_LABEL[col],
+            )
     ax.set_title("Daily average realized volatility across stocks, by window")
     ax.set_xlabel("trading date")
     ax.set_ylabel("realized volatility  √Σ r²  (mean over stocks)")
@@ -61,7 +75,7 @@ def plot_volatility(daily: Any, path: Path) -> Path | None:
     return _save(fig, path)
 
 
-def plot_r2(metrics: Any, path: Path) -> Path | None:
+def plot_r2(metrics: pd.DataFrame, path: Path) -> Path | None:
     per_year = metrics[metrics["test_year"] != "all"]
     if per_year.empty:
         return None
@@ -78,8 +92,7 @@ def plot_r2(metrics: Any, path: Path) -> Path | None:
         label = model_label(model)
         if len(pooled):
             label += f"  (pooled R² {float(pooled.iloc[0]):.3f})"
-        ax.bar(x + (i - (len(models) - 1) / 2) * width, vals.to_numpy(), width,
-               label=label, color=color(model))
+        ax.bar(x + (i - (len(models) - 1) / 2) * width, vals.to_numpy(), width, label=label, color=color(model))
     ax.axhline(0, color="black", lw=0.8)
     ax.set_xticks(x, [str(y) for y in years])
     ax.set_title("Out-of-sample R² per test year (SST around the test-year mean)")
@@ -114,29 +127,41 @@ def plot_predicted(pred: Any, path: Path) -> Path | None:
     # tail at once. Limits: the 0.5 % and 99.5 % quantiles of everything plotted.
     values = np.concatenate([np.concatenate([y, yh]) for y, yh in series.values()])
     values = values[np.isfinite(values) & (values > 0)]
-    lo, hi = (np.quantile(values, [0.005, 0.995]) if values.size else (1e-3, 1.0))
+    lo, hi = np.quantile(values, [0.005, 0.995]) if values.size else (1e-3, 1.0)
     for ax, (model, (y, yhat)) in zip(axes[0], series.items()):
         ok = np.isfinite(y) & np.isfinite(yhat) & (y > 0) & (yhat > 0)
         hidden = int((np.isfinite(yhat) & (yhat <= 0)).sum())
         y, yhat = y[ok], yhat[ok]
-        ax.hexbin(yhat, y, gridsize=40, bins="log", cmap="viridis", mincnt=1, xscale="log", yscale="log",
-                  extent=(np.log10(lo), np.log10(hi), np.log10(lo), np.log10(hi)))
+        ax.hexbin(
+            yhat,
+            y,
+            gridsize=40,
+            bins="log",
+            cmap="viridis",
+            mincnt=1,
+            xscale="log",
+            yscale="log",
+            extent=(np.log10(lo), np.log10(hi), np.log10(lo), np.log10(hi)),
+        )
         ax.plot([lo, hi], [lo, hi], color="red", lw=1.2, ls="--")
         corr = float(np.corrcoef(np.log(y), np.log(yhat))[0, 1]) if y.size > 2 else float("nan")
         note = f" ({hidden:,} with ŷ ≤ 0 not shown)" if hidden else ""
-        ax.set_title(f"{model_label(model)}\nn = {y.size:,}{note}, corr(log ŷ, log y) = {corr:.2f}",
-                     fontsize=9 if hidden else 10)
+        ax.set_title(
+            f"{model_label(model)}\nn = {y.size:,}{note}, corr(log ŷ, log y) = {corr:.2f}", fontsize=9 if hidden else 10
+        )
         ax.set_xlabel("predicted next-day volatility ŷ")
         ax.set_xlim(lo, hi)
         ax.set_ylim(lo, hi)
     axes[0][0].set_ylabel("realized next-day volatility y")
-    fig.suptitle("Predicted vs realized next-day volatility on the test rows "
-                 "(log axes; colour = log count; dashed: y = ŷ)")
+    fig.suptitle(
+        "Predicted vs realized next-day volatility on the test rows (log axes; colour = log count; dashed: y = ŷ)"
+    )
     return _save(fig, path)
 
 
-def plot_ridge(lambdas: Any, coefs: Any, path: Path, har_coefs: Any = None,
-               grid: list[float] | None = None) -> Path | None:
+def plot_ridge(
+    lambdas: Any, coefs: Any, path: Path, har_coefs: Any = None, grid: list[float] | None = None
+) -> Path | None:
     if (lambdas is None or lambdas.empty) and (coefs is None or coefs.empty):
         return None
     plt = _pyplot()
@@ -160,15 +185,30 @@ def plot_ridge(lambdas: Any, coefs: Any, path: Path, har_coefs: Any = None,
         ax = axes[0][i]
         colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
         for k, term in enumerate(coefs.columns):
-            ax.plot(coefs.index, coefs[term], marker="o", color=colors[k % len(colors)],
-                    label=f"ridge: {WINDOW_LABEL.get(term, term)}")
+            ax.plot(
+                coefs.index,
+                coefs[term],
+                marker="o",
+                color=colors[k % len(colors)],
+                label=f"ridge: {WINDOW_LABEL.get(term, term)}",
+            )
             if har_coefs is not None and term in getattr(har_coefs, "columns", ()):
-                ax.plot(har_coefs.index, har_coefs[term], ls="--", marker="x", color=colors[k % len(colors)],
-                        alpha=0.7, label=f"HAR: {WINDOW_LABEL.get(term, term)}")
+                ax.plot(
+                    har_coefs.index,
+                    har_coefs[term],
+                    ls="--",
+                    marker="x",
+                    color=colors[k % len(colors)],
+                    alpha=0.7,
+                    label=f"HAR: {WINDOW_LABEL.get(term, term)}",
+                )
         ax.axhline(0, color="black", lw=0.8)
         ax.set_xticks(list(coefs.index))
-        ax.set_title("HAR-term coefficients (solid: ridge, dashed: HAR)"
-                     if har_coefs is not None and not har_coefs.empty else "Ridge coefficients of the HAR terms")
+        ax.set_title(
+            "HAR-term coefficients (solid: ridge, dashed: HAR)"
+            if har_coefs is not None and not har_coefs.empty
+            else "Ridge coefficients of the HAR terms"
+        )
         ax.set_xlabel("test year")
         ax.set_ylabel("coefficient (per unit of the regressor)")
         ax.legend(frameon=False, fontsize=8, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.16))
@@ -182,15 +222,23 @@ def plot_mentions(per_day: Any, path: Path) -> Path | None:
     tickers = list(per_day.columns)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     # One panel per ticker (shared axes): five noisy daily series on one axis are unreadable.
-    fig, axes = plt.subplots(len(tickers), 1, figsize=(10, 1.5 + 1.35 * len(tickers)), sharex=True, sharey=True,
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        len(tickers), 1, figsize=(10, 1.5 + 1.35 * len(tickers)), sharex=True, sharey=True, squeeze=False
+    )
     smooth = per_day.rolling(30, min_periods=1).mean()
     for k, (ax, ticker) in enumerate(zip(axes[:, 0], tickers)):
         # fill_between draws one polygon; bar() would draw thousands of rectangles (slow).
         ax.fill_between(per_day.index, per_day[ticker].to_numpy(), step="mid", color="0.8", lw=0, label="per day")
         ax.plot(smooth.index, smooth[ticker], color=colors[k % len(colors)], lw=1.6, label="30-day mean")
-        ax.text(0.005, 0.92, f"{ticker}: {int(per_day[ticker].sum()):,} posts", transform=ax.transAxes,
-                va="top", fontsize=9, fontweight="bold")
+        ax.text(
+            0.005,
+            0.92,
+            f"{ticker}: {int(per_day[ticker].sum()):,} posts",
+            transform=ax.transAxes,
+            va="top",
+            fontsize=9,
+            fontweight="bold",
+        )
         ax.set_ylabel("posts")
     axes[0, 0].legend(loc="upper right", frameon=False, fontsize=8, ncol=2)
     axes[-1, 0].set_xlabel("UTC date of the post")

@@ -101,8 +101,9 @@ def read_predictions(results_dir: Path, max_rows: int = 300_000) -> Any:
     folder = results_dir / "predictions"
     if not has_parquet(folder):
         return pd.DataFrame()
-    frames = list(_parquet_batches(folder, ["permno", "date", "y", "test_year", "model", "yhat"] + [
-        f"yhat_{m}" for m in MODELS]))
+    frames = list(
+        _parquet_batches(folder, ["permno", "date", "y", "test_year", "model", "yhat"] + [f"yhat_{m}" for m in MODELS])
+    )
     if not frames:
         return pd.DataFrame()
     pred = pd.concat(frames, ignore_index=True)
@@ -111,7 +112,7 @@ def read_predictions(results_dir: Path, max_rows: int = 300_000) -> Any:
     return pred
 
 
-def read_ridge_details(results_dir: Path, metrics: Any, model: str = "ridge") -> tuple[Any, Any]:
+def read_ridge_details(results_dir: Path, metrics: pd.DataFrame, model: str = "ridge") -> tuple[Any, Any]:
     """Chosen λ per test year and a model's coefficients of the HAR terms per test year.
 
     λ comes from ``metrics.csv``; the coefficients from ``coefficients.csv`` as the train
@@ -123,8 +124,14 @@ def read_ridge_details(results_dir: Path, metrics: Any, model: str = "ridge") ->
     per_year = metrics[(metrics["model"] == "ridge") & (metrics["test_year"] != "all")]
     lambdas = pd.Series(dtype=float)
     if "lambda" in per_year.columns and len(per_year):
-        lambdas = pd.Series(pd.to_numeric(per_year["lambda"], errors="coerce").to_numpy(),
-                            index=per_year["test_year"].astype(int).to_numpy()).dropna().sort_index()
+        lambdas = (
+            pd.Series(
+                pd.to_numeric(per_year["lambda"], errors="coerce").to_numpy(),
+                index=per_year["test_year"].astype(int).to_numpy(),
+            )
+            .dropna()
+            .sort_index()
+        )
     coefs = pd.DataFrame()
     csv = results_dir / "coefficients.csv"
     if csv.is_file():
@@ -231,12 +238,21 @@ def versus_har(metrics: pd.DataFrame) -> pd.DataFrame:
             continue
         base = har.loc[year]
         is_har = r["model"] == "har"
-        rows.append({
-            "model": r["model"], "test_year": year, "mse": r["mse"], "r2": r["r2"],
-            "r2_oos": r.get("r2_oos"), "n_test": r.get("n_test"),
-            "dm_stat": np.nan if is_har else r.get("dm_stat"), "dm_pvalue": np.nan if is_har else r.get("dm_pvalue"),
-            "mse_change": np.nan if is_har else r["mse"] / base["mse"] - 1,
-            "d_r2": np.nan if is_har else r["r2"] - base["r2"],
-        })
-    return pd.DataFrame(rows, columns=["model", "test_year", "mse", "r2", "r2_oos", "n_test", "dm_stat",
-                                       "dm_pvalue", "mse_change", "d_r2"]).set_index(["model", "test_year"])
+        rows.append(
+            {
+                "model": r["model"],
+                "test_year": year,
+                "mse": r["mse"],
+                "r2": r["r2"],
+                "r2_oos": r.get("r2_oos"),
+                "n_test": r.get("n_test"),
+                "dm_stat": np.nan if is_har else r.get("dm_stat"),
+                "dm_pvalue": np.nan if is_har else r.get("dm_pvalue"),
+                "mse_change": np.nan if is_har else r["mse"] / base["mse"] - 1,
+                "d_r2": np.nan if is_har else r["r2"] - base["r2"],
+            }
+        )
+    return pd.DataFrame(
+        rows,
+        columns=["model", "test_year", "mse", "r2", "r2_oos", "n_test", "dm_stat", "dm_pvalue", "mse_change", "d_r2"],
+    ).set_index(["model", "test_year"])

@@ -106,14 +106,22 @@ def pooled_table(metrics: pd.DataFrame) -> str:
             continue
         r = pooled.loc[model]
         c = vs.loc[(model, "all")] if (model, "all") in vs.index and model != "har" else None
-        rows.append([
-            f"**{model_label(model)}**", fmt(_int(r.get("n_test"))), fmt(r["mse"]), r2(r["r2"]),
-            r2(r.get("r2_oos")), pct(None if c is None else c["mse_change"]),
-            r2(None if c is None else c["d_r2"], sign=True),
-            fmt(r.get("dm_stat")) if model != "har" else "—", pvalue(r.get("dm_pvalue")) if model != "har" else "—",
-        ])
+        rows.append(
+            [
+                f"**{model_label(model)}**",
+                fmt(_int(r.get("n_test"))),
+                fmt(r["mse"]),
+                r2(r["r2"]),
+                r2(r.get("r2_oos")),
+                pct(None if c is None else c["mse_change"]),
+                r2(None if c is None else c["d_r2"], sign=True),
+                fmt(r.get("dm_stat")) if model != "har" else "—",
+                pvalue(r.get("dm_pvalue")) if model != "har" else "—",
+            ]
+        )
     return markdown_table(
-        ["model", "test rows", "MSE", "R²", "R² (OOS)", "MSE vs HAR", "ΔR² vs HAR", "DM stat", "DM p-value"], rows)
+        ["model", "test rows", "MSE", "R²", "R² (OOS)", "MSE vs HAR", "ΔR² vs HAR", "DM stat", "DM p-value"], rows
+    )
 
 
 def _int(v: Any) -> Any:
@@ -123,20 +131,24 @@ def _int(v: Any) -> Any:
         return None
 
 
-def per_year_table(metrics: Any, model: str) -> str:
+def per_year_table(metrics: pd.DataFrame, model: str) -> str:
     sub = metrics[metrics["model"] == model]
     years = sub[sub["test_year"] != "all"].assign(y=lambda d: d["test_year"].astype(int)).sort_values("y")
     with_lambda = model == "ridge" and "lambda" in sub.columns
     header = ["Test Year", "train rows", "test rows", "MSE", "R²"] + (["λ"] if with_lambda else [])
     rows = []
     for _, r in years.iterrows():
-        rows.append([str(r["y"]), fmt(_int(r["n_train"])), fmt(_int(r["n_test"])), fmt(r["mse"]), r2(r["r2"])]
-                    + ([lam(r["lambda"])] if with_lambda else []))
+        rows.append(
+            [str(r["y"]), fmt(_int(r["n_train"])), fmt(_int(r["n_test"])), fmt(r["mse"]), r2(r["r2"])]
+            + ([lam(r["lambda"])] if with_lambda else [])
+        )
     pooled = sub[sub["test_year"] == "all"]
     if len(pooled):
         r = pooled.iloc[0]
-        rows.append(["**Overall**", "", f"**{fmt(_int(r['n_test']))}**", f"**{fmt(r['mse'])}**",
-                     f"**{r2(r['r2'])}**"] + ([""] if with_lambda else []))
+        rows.append(
+            ["**Overall**", "", f"**{fmt(_int(r['n_test']))}**", f"**{fmt(r['mse'])}**", f"**{r2(r['r2'])}**"]
+            + ([""] if with_lambda else [])
+        )
     return markdown_table(header, rows, "c" + "r" * (len(header) - 1))
 
 
@@ -178,9 +190,15 @@ def verdict(metrics: pd.DataFrame) -> str:
         better = c["mse"] < har["mse"]
         significant = p is not None and not (isinstance(p, float) and math.isnan(p)) and float(p) < 0.05
         word = ("beats" if better else "does not beat") + " HAR"
-        sig = ("significantly (Diebold–Mariano p " + pvalue(p) + ")") if significant else \
-              ("but not significantly (Diebold–Mariano p " + pvalue(p) + ")" if better else
-               "(Diebold–Mariano p " + pvalue(p) + ")")
+        sig = (
+            ("significantly (Diebold–Mariano p " + pvalue(p) + ")")
+            if significant
+            else (
+                "but not significantly (Diebold–Mariano p " + pvalue(p) + ")"
+                if better
+                else "(Diebold–Mariano p " + pvalue(p) + ")"
+            )
+        )
         lines.append(
             f"- **{model_label(model)}** {word} {sig}: pooled MSE {fmt(c['mse'])} vs "
             f"{fmt(har['mse'])} ({pct(c['mse_change'])}), R² {r2(c['r2'])} vs {r2(har['r2'])}."
@@ -196,39 +214,70 @@ def provenance_section(run: Mapping[str, Any] | None) -> str:
     cluster = run.get("cluster") or {}
     hw = run.get("hardware") or {}
     workers = cluster.get("workers") or {}
-    out.append(markdown_table(["", ""], [
-        ["run started", str(run.get("started_at"))],
-        ["run directory", f"`{run.get('lake')}`"],
-        ["backend", f"{backend.get('name')} ({backend.get('reason')})"],
-        ["cluster", f"{cluster.get('kind')}, {workers.get('n_workers', '?')} workers, "
-                    f"{workers.get('threads', '?')} threads"],
-        ["machine", f"{hw.get('cpu_model', '?')}, {hw.get('cpu_count', '?')} cores, "
-                    f"{hw.get('memory_gib', '?')} GiB" + (f", GPUs: {', '.join(hw['gpus'])}" if hw.get("gpus") else ", no GPU")],
-        ["config sources", ", ".join(run.get("config_sources") or [])],
-    ], "ll"))
+    out.append(
+        markdown_table(
+            ["", ""],
+            [
+                ["run started", str(run.get("started_at"))],
+                ["run directory", f"`{run.get('lake')}`"],
+                ["backend", f"{backend.get('name')} ({backend.get('reason')})"],
+                [
+                    "cluster",
+                    f"{cluster.get('kind')}, {workers.get('n_workers', '?')} workers, "
+                    f"{workers.get('threads', '?')} threads",
+                ],
+                [
+                    "machine",
+                    f"{hw.get('cpu_model', '?')}, {hw.get('cpu_count', '?')} cores, "
+                    f"{hw.get('memory_gib', '?')} GiB"
+                    + (f", GPUs: {', '.join(hw['gpus'])}" if hw.get("gpus") else ", no GPU"),
+                ],
+                ["config sources", ", ".join(run.get("config_sources") or [])],
+            ],
+            "ll",
+        )
+    )
     stages = run.get("stages") or []
     if stages:
         rows = []
         for s in stages:
             speed = f"{s['throughput']:,.1f} {s.get('unit', '')}" if s.get("throughput") else "—"
             own = s.get("manifest_seconds")
-            rows.append([s["stage"], s["status"], fmt(_int(s.get("rows_in"))), fmt(_int(s.get("rows_out"))),
-                         speed, f"{own:.1f}" if isinstance(own, (int, float)) else "—"])
-        out.append("\n**Stage timings** (seconds as recorded in each dataset's manifest; "
-                   "`skipped` = reused from an earlier run):\n")
+            rows.append(
+                [
+                    s["stage"],
+                    s["status"],
+                    fmt(_int(s.get("rows_in"))),
+                    fmt(_int(s.get("rows_out"))),
+                    speed,
+                    f"{own:.1f}" if isinstance(own, (int, float)) else "—",
+                ]
+            )
+        out.append(
+            "\n**Stage timings** (seconds as recorded in each dataset's manifest; "
+            "`skipped` = reused from an earlier run):\n"
+        )
         out.append(markdown_table(["stage", "this run", "rows in", "rows out", "throughput", "seconds"], rows))
     vers = run.get("versions") or {}
     if vers:
         out.append("\n**Versions**: " + ", ".join(f"{k} {v}" for k, v in vers.items()))
     config = run.get("config")
     if config:
-        out.append("\n<details><summary>Configuration of the run</summary>\n\n```yaml\n"
-                   + yaml.safe_dump(config, sort_keys=False).rstrip() + "\n```\n</details>")
+        out.append(
+            "\n<details><summary>Configuration of the run</summary>\n\n```yaml\n"
+            + yaml.safe_dump(config, sort_keys=False).rstrip()
+            + "\n```\n</details>"
+        )
     return "\n".join(out) + "\n"
 
 
-def render_markdown(metrics: Any, figures: Mapping[str, Path | None], run: Mapping[str, Any] | None,
-                    results_dir: Path, coefs: Any) -> str:
+def render_markdown(
+    metrics: pd.DataFrame,
+    figures: Mapping[str, Path | None],
+    run: Mapping[str, Any] | None,
+    results_dir: Path,
+    coefs: Any,
+) -> str:
     target = None
     try:
         target = ((run or {}).get("config") or {}).get("train", {}).get("target")
@@ -243,7 +292,9 @@ def render_markdown(metrics: Any, figures: Mapping[str, Path | None], run: Mappi
         f"Generated {now} from `{results_dir}`. Target: `{target or 'y_1'}` (realized volatility of the "
         f"next trading day). Test years {years[0]}–{years[-1]}, each forecast by models trained on the "
         "preceding years only (rolling windows; ridge λ chosen by cross-validation with folds that are "
-        "contiguous blocks in time)." if years else f"Generated {now} from `{results_dir}`.",
+        "contiguous blocks in time)."
+        if years
+        else f"Generated {now} from `{results_dir}`.",
         "",
         "## Verdict",
         "",

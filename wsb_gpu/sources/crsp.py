@@ -37,12 +37,23 @@ number pattern runs only on a piece where that cast fails), dates once per disti
 
 from __future__ import annotations
 
+import bz2
 import csv
+import gzip
 import hashlib
 import io
+import lzma
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pcsv
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+import zstandard
 
 from wsb_gpu.errors import WsbError
 
@@ -109,18 +120,11 @@ def open_binary(path: str | Path, compression: str | None) -> Any:
     if compression is None:
         return open(path, "rb")
     if compression == "gzip":
-        import gzip
-
         return gzip.open(path, "rb")
     if compression == "bz2":
-        import bz2
-
         return bz2.open(path, "rb")
     if compression == "xz":
-        import lzma
-
         return lzma.open(path, "rb")
-    import zstandard
 
     return zstandard.ZstdDecompressor(max_window_size=2**31).stream_reader(open(path, "rb"), closefd=True)
 
@@ -149,8 +153,6 @@ def input_columns(path: str | Path) -> tuple[list[str], str]:
     kind, compression = file_kind(path)
     name = Path(path).name
     if kind == "parquet":
-        import pyarrow.dataset as ds
-
         try:
             schema = ds.dataset(str(path), format="parquet").schema
         except Exception as e:
@@ -255,7 +257,9 @@ def resolve_columns(
         }[role]
         hint = f"pass --columns {role}=<name>"
         if role == "close" and "close" in by_lower:
-            hint = f"if '{by_lower['close']}' is already split/dividend-adjusted, pass --columns close={by_lower['close']}"
+            hint = (
+                f"if '{by_lower['close']}' is already split/dividend-adjusted, pass --columns close={by_lower['close']}"
+            )
         if format == "crsp" and {"adj close", "close"} & set(by_lower):
             hint += " (this looks like an OHLCV file: pass --format ohlcv)"
         msg = f"{what} in {source} (columns: {shown}); {hint} or see docs/inputs.md"
@@ -303,8 +307,6 @@ def read_csv_range(
     Values are read as text (CRSP letter codes would break type inference); dates and
     symbols dictionary-encoded, so that each distinct value is parsed once.
     """
-    import pyarrow as pa
-    import pyarrow.csv as pcsv
 
     with open(path, "rb") as f:
         f.seek(start)
@@ -312,15 +314,22 @@ def read_csv_range(
     try:
         # 16 MiB parse blocks (default 1 MiB): fewer, larger chunks, still several per thread pool.
         read = pcsv.ReadOptions(column_names=found, block_size=16 << 20)
-        return pcsv.read_csv(pa.py_buffer(data), read_options=read,
-                             parse_options=pcsv.ParseOptions(delimiter=delimiter),
-                             convert_options=_csv_convert(resolved))
+        return pcsv.read_csv(
+            pa.py_buffer(data),
+            read_options=read,
+            parse_options=pcsv.ParseOptions(delimiter=delimiter),
+            convert_options=_csv_convert(resolved),
+        )
     except pa.ArrowInvalid as e:
         raise _csv_error(path, e) from e
 
 
 def iter_csv_stream(
-    path: str | Path, *, found: list[str], resolved: Mapping[str, str], delimiter: str = ",",
+    path: str | Path,
+    *,
+    found: list[str],
+    resolved: Mapping[str, str],
+    delimiter: str = ",",
     chunk_rows: int | None = None,
 ) -> Iterator[Any]:
     """Arrow tables of about ``chunk_rows`` (default :data:`CHUNK_ROWS`) rows streamed from a
@@ -329,17 +338,17 @@ def iter_csv_stream(
     A ``.gz``/``.zst`` file cannot be split without decompressing it, so it is read once,
     in bounded memory, with pyarrow's incremental (multi-threaded) CSV reader.
     """
-    import pyarrow as pa
-    import pyarrow.csv as pcsv
 
     chunk_rows = chunk_rows or CHUNK_ROWS
     _, compression = file_kind(path)
     stream = open_binary(path, compression)
     try:
-        reader = pcsv.open_csv(stream, read_options=pcsv.ReadOptions(column_names=found, skip_rows=1,
-                                                                     block_size=16 << 20),
-                               parse_options=pcsv.ParseOptions(delimiter=delimiter),
-                               convert_options=_csv_convert(resolved))
+        reader = pcsv.open_csv(
+            stream,
+            read_options=pcsv.ReadOptions(column_names=found, skip_rows=1, block_size=16 << 20),
+            parse_options=pcsv.ParseOptions(delimiter=delimiter),
+            convert_options=_csv_convert(resolved),
+        )
         batches, rows = [], 0
         for batch in reader:
             batches.append(batch)
@@ -358,7 +367,6 @@ def iter_csv_stream(
 def parquet_pieces(path: str | Path, chunk_rows: int | None = None) -> list[tuple[str, list[int]]]:
     """``(file, row groups)`` pieces of about ``chunk_rows`` (default :data:`CHUNK_ROWS`) rows
     of a Parquet file or folder."""
-    import pyarrow.parquet as pq
 
     chunk_rows = chunk_rows or CHUNK_ROWS
     p = Path(path)
@@ -380,21 +388,16 @@ def parquet_pieces(path: str | Path, chunk_rows: int | None = None) -> list[tupl
 
 def read_parquet_piece(path: str, row_groups: list[int], *, resolved: Mapping[str, str]) -> Any:
     """The resolved columns of some row groups of a Parquet file, as an Arrow table."""
-    import pyarrow.parquet as pq
 
     return pq.ParquetFile(path).read_row_groups(row_groups, columns=list(dict.fromkeys(resolved.values())))
 
 
 def _csv_convert(resolved: Mapping[str, str]) -> Any:
-    import pyarrow as pa
-    import pyarrow.csv as pcsv
-
     keyed = {resolved[r] for r in ("date", "symbol") if r in resolved}
     names = list(dict.fromkeys(resolved.values()))
     types = {n: pa.dictionary(pa.int32(), pa.string()) if n in keyed else pa.string() for n in names}
     # Only the empty string is missing: "NA" or "null" in a PERMNO column should be reported as such.
-    return pcsv.ConvertOptions(include_columns=names, column_types=types, strings_can_be_null=True,
-                               null_values=[""])
+    return pcsv.ConvertOptions(include_columns=names, column_types=types, strings_can_be_null=True, null_values=[""])
 
 
 def _csv_error(path: str | Path, e: Exception) -> WsbError:
@@ -405,7 +408,7 @@ def _csv_error(path: str | Path, e: Exception) -> WsbError:
 
 
 def parse_table(
-    table: Any, resolved: Mapping[str, str], *, format: str = "crsp", source: str = "the input"
+    table: pa.Table, resolved: Mapping[str, str], *, format: str = "crsp", source: str = "the input"
 ) -> dict[str, Any]:
     """Parse the raw columns of one piece into the NumPy arrays of the panel.
 
@@ -437,7 +440,6 @@ def parse_table(
     >>> out["date"].tolist(), out["ret"].tolist(), out["ret_source"].tolist()
     ([18263, 18264], [-0.3, 0.01], [2, 0])
     """
-    import numpy as np
 
     day = _days(table.column(resolved["date"]), resolved["date"], source)
     if format == "ohlcv":
@@ -467,7 +469,6 @@ def parse_table(
 
 def _valid_return(value: Any) -> Any:
     """NaN where not finite or below -1 (a simple return cannot lose more than 100%)."""
-    import numpy as np
 
     with np.errstate(invalid="ignore"):
         value[~((value >= -1.0) & (value < np.inf))] = np.nan
@@ -485,9 +486,6 @@ def _numbers(values: Any) -> Any:
     >>> _numbers(pa.chunked_array([["0.01", "C", "", None, "-1e-2", " 2 "]])).tolist()
     [0.01, nan, nan, nan, -0.01, 2.0]
     """
-    import numpy as np
-    import pyarrow as pa
-    import pyarrow.compute as pc
 
     if pa.types.is_dictionary(values.type):
         values = values.cast(values.type.value_type)
@@ -507,9 +505,6 @@ def _numbers(values: Any) -> Any:
 
 def _permnos(values: Any, column: str, source: str) -> Any:
     """int64 NumPy PERMNOs; a value that is not an integer is an error naming it."""
-    import numpy as np
-    import pyarrow as pa
-    import pyarrow.compute as pc
 
     if values.null_count == 0 and not pa.types.is_floating(values.type):
         try:
@@ -536,9 +531,6 @@ def _days(values: Any, column: str, source: str) -> Any:
     >>> _days(pa.chunked_array([["2020-01-02", "20200103", "2020-01-06 00:00:00", "2020-01-02"]]), "d", "f").tolist()
     [18263, 18264, 18267, 18263]
     """
-    import numpy as np
-    import pyarrow as pa
-    import pyarrow.compute as pc
 
     if values.null_count:
         _bad_date(None, column, source)
@@ -566,7 +558,6 @@ def _bad_date(example: Any, column: str, source: str) -> None:
 
 def _symbol_ids(values: Any) -> Any:
     """int64 NumPy :func:`symbol_id` values of a symbol column (each distinct symbol hashed once)."""
-    import numpy as np
 
     if values.null_count:
         msg = "a row has an empty Ticker/Symbol; fix the file or map another column with --columns symbol=<name>"
@@ -578,9 +569,6 @@ def _symbol_ids(values: Any) -> Any:
 
 def _distinct(values: Any) -> tuple[Any, Any]:
     """The distinct values of a column without nulls (Arrow) and each row's index into them (NumPy)."""
-    import numpy as np
-    import pyarrow as pa
-    import pyarrow.compute as pc
 
     if pa.types.is_dictionary(values.type):
         encoded = values.unify_dictionaries()

@@ -39,6 +39,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pj
+import zstandard
+from dask.utils import parse_bytes
 
 from wsb_gpu.errors import WsbError
 
@@ -74,7 +79,6 @@ def parse_block_size(value: int | str) -> int:
     >>> parse_block_size(4096)
     4096
     """
-    from dask.utils import parse_bytes
 
     try:
         n = int(value) if isinstance(value, int) else int(parse_bytes(str(value)))
@@ -96,7 +100,6 @@ def decompressed_chunks(path: str | Path, read_size: int = 1 << 16) -> Iterator[
     output pieces stay small (about 0.5 MB for Reddit JSON, which compresses ~7x; only a
     pathologically repetitive file yields pieces much larger than that).
     """
-    import zstandard
 
     path = Path(path)
     if not path.is_file():
@@ -298,7 +301,6 @@ def _bad_utf8_lines(block: bytes, starts: np.ndarray, ends: np.ndarray) -> np.nd
     The whole block is validated at once by Arrow's SIMD UTF-8 check (~10x faster than
     ``bytes.decode``); only a block that fails is checked line by line.
     """
-    import pyarrow as pa
 
     offsets = pa.array([0, len(block)], type=pa.int64()).buffers()[1]
     whole = pa.Array.from_buffers(pa.large_string(), 1, [None, offsets, pa.py_buffer(block)])
@@ -353,7 +355,6 @@ def parse_block(block: bytes, kind: str, *, engine: str = "cpu") -> tuple[Any, B
         ``pyarrow.Table`` with columns ``FIELDS[kind]`` (``created_utc`` int64) in line
         order, and the block's :class:`BlockCounts`.
     """
-    import pyarrow as pa
 
     fields = FIELDS[kind]
     counts = BlockCounts()
@@ -403,10 +404,12 @@ def parse_block(block: bytes, kind: str, *, engine: str = "cpu") -> tuple[Any, B
             line_no.append(i)
         if rows:
             cols = list(zip(*rows))
-            tables.append((
-                np.asarray(line_no, dtype=np.int64),
-                pa.table({name: pa.array(col, type=_arrow_type(name)) for name, col in zip(fields, cols)}),
-            ))
+            tables.append(
+                (
+                    np.asarray(line_no, dtype=np.int64),
+                    pa.table({name: pa.array(col, type=_arrow_type(name)) for name, col in zip(fields, cols)}),
+                )
+            )
     if not tables:
         return _empty_table(kind), _finish(counts)
     if len(tables) == 1:
@@ -422,14 +425,10 @@ def _finish(counts: BlockCounts) -> BlockCounts:
 
 
 def _arrow_type(name: str) -> Any:
-    import pyarrow as pa
-
     return pa.int64() if name == "created_utc" else pa.string()
 
 
 def _empty_table(kind: str) -> Any:
-    import pyarrow as pa
-
     return pa.table({name: pa.array([], type=_arrow_type(name)) for name in FIELDS[kind]})
 
 
@@ -446,9 +445,6 @@ def _parse_fast_cpu(buf: bytes, n_lines: int, kind: str) -> tuple[Any, np.ndarra
     string, ``created_utc`` is not an int64 (or, on the second try, not a string), or a
     text field is not a string; the caller then bisects and the exact path decides.
     """
-    import pyarrow as pa
-    import pyarrow.compute as pc
-    import pyarrow.json as pj
 
     first = _created_type_hint(buf)
     last_error = ""
@@ -487,7 +483,6 @@ def _created_type_hint(buf: bytes) -> Any:
     >>> _created_type_hint(b'{"created_utc": "12"}')
     DataType(string)
     """
-    import pyarrow as pa
 
     at = buf.find(b'"created_utc"')
     if at >= 0:
@@ -504,12 +499,11 @@ def _parse_fast_gpu(buf: bytes, n_lines: int, kind: str) -> tuple[Any, np.ndarra
     tells JSON strings (quoted) from numbers and other values, so ``id`` must be a string
     and ``created_utc`` a JSON integer or digit string, exactly as on the CPU.
     """
-    import pyarrow as pa
 
     import cudf
 
     fields = FIELDS[kind]
-    dtype = {name: "str" for name in fields}
+    dtype = dict.fromkeys(fields, "str")
     try:
         dec = cudf.read_json(io.BytesIO(buf), lines=True, engine="cudf", dtype=dtype, prune_columns=True)
         raw = cudf.read_json(
@@ -547,14 +541,12 @@ def _parse_fast_gpu(buf: bytes, n_lines: int, kind: str) -> tuple[Any, np.ndarra
 # --- posts rows -------------------------------------------------------------------------
 
 
-def to_posts(table: Any, kind: str, source: str) -> Any:
+def to_posts(table: pa.Table, kind: str, source: str) -> Any:
     """Turn a parsed block into rows of the posts dataset (an Arrow table).
 
     Submissions: ``text = title + "\\n" + selftext`` (a missing field counts as empty);
     comments: ``text = body``. ``date`` is the UTC calendar date of ``created_utc``.
     """
-    import pyarrow as pa
-    import pyarrow.compute as pc
 
     n = table.num_rows
     created = table.column("created_utc").combine_chunks().cast(pa.int64())
@@ -565,27 +557,30 @@ def to_posts(table: Any, kind: str, source: str) -> Any:
         )
     else:
         text = pc.fill_null(table.column("body"), "")
-    return pa.table({
-        "id": table.column("id").cast(pa.string()),
-        "kind": pa.array([kind] * n, type=pa.string()) if n else pa.array([], pa.string()),
-        "created_utc": created,
-        "date": pa.array(days, type=pa.int32()).cast(pa.date32()),
-        "author": table.column("author").cast(pa.string()),
-        "text": text.cast(pa.string()) if n else pa.array([], pa.string()),
-        "source": pa.array([source] * n, type=pa.string()) if n else pa.array([], pa.string()),
-    })
+    return pa.table(
+        {
+            "id": table.column("id").cast(pa.string()),
+            "kind": pa.array([kind] * n, type=pa.string()) if n else pa.array([], pa.string()),
+            "created_utc": created,
+            "date": pa.array(days, type=pa.int32()).cast(pa.date32()),
+            "author": table.column("author").cast(pa.string()),
+            "text": text.cast(pa.string()) if n else pa.array([], pa.string()),
+            "source": pa.array([source] * n, type=pa.string()) if n else pa.array([], pa.string()),
+        }
+    )
 
 
 def posts_schema() -> Any:
     """The Arrow schema of the posts dataset."""
-    import pyarrow as pa
 
-    return pa.schema([
-        ("id", pa.string()),
-        ("kind", pa.string()),
-        ("created_utc", pa.int64()),
-        ("date", pa.date32()),
-        ("author", pa.string()),
-        ("text", pa.string()),
-        ("source", pa.string()),
-    ])
+    return pa.schema(
+        [
+            ("id", pa.string()),
+            ("kind", pa.string()),
+            ("created_utc", pa.int64()),
+            ("date", pa.date32()),
+            ("author", pa.string()),
+            ("text", pa.string()),
+            ("source", pa.string()),
+        ]
+    )

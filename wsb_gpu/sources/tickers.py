@@ -61,12 +61,14 @@ def read_stocknames(path: str | Path) -> pd.DataFrame:
         msg = f"PERMNO {cols['permno'].iloc[i]!r} in {path.name} (data row {i + 1}) is not an integer; fix or drop that row"
         raise WsbError(msg)
     ticker = cols["ticker"].astype("string").str.strip()
-    out = pd.DataFrame({
-        "ticker": ticker.astype(str).where(ticker.notna(), None),
-        "permno": permno.astype("int64"),
-        "namedt": parse_dates(cols["namedt"], "NAMEDT", path.name, allow_missing=False),
-        "nameendt": parse_dates(cols["nameendt"], "NAMEENDT", path.name, allow_missing=True),
-    })
+    out = pd.DataFrame(
+        {
+            "ticker": ticker.astype(str).where(ticker.notna(), None),
+            "permno": permno.astype("int64"),
+            "namedt": parse_dates(cols["namedt"], "NAMEDT", path.name, allow_missing=False),
+            "nameendt": parse_dates(cols["nameendt"], "NAMEENDT", path.name, allow_missing=True),
+        }
+    )
     out = out[out["ticker"].notna() & (out["ticker"] != "")]
     return out.reset_index(drop=True)
 

@@ -65,28 +65,39 @@ def format_summary(manifest: Mapping[str, Any]) -> str:
 
 def _mentions_summary(m: Mapping[str, Any]) -> str:
     rate = m["rows_in"] / m["seconds"] if m["seconds"] else 0.0
-    return (f"mentions: {m['rows_out']:,} (post, ticker, permno) rows, {m['mentions']:,} occurrences "
-            f"from {m['rows_in']:,} posts ({m['seconds']:.1f} s, {rate:,.0f} posts/s, {m['backend']})")
+    return (
+        f"mentions: {m['rows_out']:,} (post, ticker, permno) rows, {m['mentions']:,} occurrences "
+        f"from {m['rows_in']:,} posts ({m['seconds']:.1f} s, {rate:,.0f} posts/s, {m['backend']})"
+    )
 
 
 def _embed_summary(m: Mapping[str, Any]) -> str:
-    rate = (f", {m['posts_per_s']:,.0f} posts/s, {m['tokens_per_s']:,.0f} tokens/s on {m['device']} ({m['precision']})"
-            if m.get("posts_per_s") else "")
+    rate = (
+        f", {m['posts_per_s']:,.0f} posts/s, {m['tokens_per_s']:,.0f} tokens/s on {m['device']} ({m['precision']})"
+        if m.get("posts_per_s")
+        else ""
+    )
     labels = " + " + "/".join(m["labels"]) if m["labels"] else ""
-    return (f"embed: {m['rows_out']:,} posts x {m['dim']} dims{labels} in {m['n_shards']} shards "
-            f"({m.get('shards_written', 0)} written this run) ({m['seconds']:.1f} s{rate})")
+    return (
+        f"embed: {m['rows_out']:,} posts x {m['dim']} dims{labels} in {m['n_shards']} shards "
+        f"({m.get('shards_written', 0)} written this run) ({m['seconds']:.1f} s{rate})"
+    )
 
 
 def _volatility_summary(m: Mapping[str, Any]) -> str:
     dups = f", {m['duplicates_dropped']:,} identical duplicate rows dropped" if m["duplicates_dropped"] else ""
-    return (f"volatility: {m['rows_out']:,} stock-days of {m['permnos']:,} stocks "
-            f"({m['date_min']} .. {m['date_max']}), {m['ret_missing']:,} missing returns{dups}, "
-            f"{len(m['partitions'])} partitions ({m['seconds']:.1f} s, {m['backend']})")
+    return (
+        f"volatility: {m['rows_out']:,} stock-days of {m['permnos']:,} stocks "
+        f"({m['date_min']} .. {m['date_max']}), {m['ret_missing']:,} missing returns{dups}, "
+        f"{len(m['partitions'])} partitions ({m['seconds']:.1f} s, {m['backend']})"
+    )
 
 
 def _train_summary(m: Mapping[str, Any]) -> str:
-    return (f"train: {len(m['test_years'])} test years x {len(m['models'])} models "
-            f"({', '.join(m['models'])}) on {m['rows_in']:,} rows ({m['seconds']:.1f} s, {m['backend']})")
+    return (
+        f"train: {len(m['test_years'])} test years x {len(m['models'])} models "
+        f"({', '.join(m['models'])}) on {m['rows_in']:,} rows ({m['seconds']:.1f} s, {m['backend']})"
+    )
 
 
 # --- the table ---------------------------------------------------------------------------------
@@ -95,8 +106,12 @@ STAGES: tuple[Stage, ...] = (
     Stage(
         name="ingest",
         inputs=(
-            Input("submissions", "file", required=False,
-                  help="wallstreetbets_submissions.zst (Pushshift NDJSON, zstd) [default: inputs.submissions]."),
+            Input(
+                "submissions",
+                "file",
+                required=False,
+                help="wallstreetbets_submissions.zst (Pushshift NDJSON, zstd) [default: inputs.submissions].",
+            ),
             Input("comments", "file", required=False, help="wallstreetbets_comments.zst [default: inputs.comments]."),
         ),
         output="posts",
@@ -117,8 +132,12 @@ STAGES: tuple[Stage, ...] = (
         name="mentions",
         inputs=(
             Input("posts"),
-            Input("tickers", "file", dir_ok=True,
-                  help="CRSP name history: PERMNO, TICKER, NAMEDT, NAMEENDT (CSV or Parquet) [default: inputs.tickers]."),
+            Input(
+                "tickers",
+                "file",
+                dir_ok=True,
+                help="CRSP name history: PERMNO, TICKER, NAMEDT, NAMEENDT (CSV or Parquet) [default: inputs.tickers].",
+            ),
         ),
         output="mentions",
         params=MentionsParams,
@@ -155,9 +174,15 @@ STAGES: tuple[Stage, ...] = (
     ),
     Stage(
         name="volatility",
-        inputs=(Input("crsp", "file", dir_ok=True,
-                      help="CRSP daily file (CSV, .csv.gz/.zst, Parquet) or, with --format ohlcv, a Yahoo-style file "
-                           "[default: inputs.crsp]."),),
+        inputs=(
+            Input(
+                "crsp",
+                "file",
+                dir_ok=True,
+                help="CRSP daily file (CSV, .csv.gz/.zst, Parquet) or, with --format ohlcv, a Yahoo-style file "
+                "[default: inputs.crsp].",
+            ),
+        ),
         output="volatility",
         params=VolatilityParams,
         entry="wsb_gpu.stages.volatility:run",
@@ -190,16 +215,21 @@ STAGES: tuple[Stage, ...] = (
           wsb-gpu features --mentions run/mentions --embeddings run/embeddings \\
             --volatility run/volatility --out run/features
         """,
-        summary=lambda m: (f"features: {m['rows_out']:,} stock-days with posts from {m['rows_in']:,} mentions "
-                           f"({m['seconds']:.1f} s, {m['backend']})"),
+        summary=lambda m: (
+            f"features: {m['rows_out']:,} stock-days with posts from {m['rows_in']:,} mentions "
+            f"({m['seconds']:.1f} s, {m['backend']})"
+        ),
     ),
     Stage(
         name="train",
         inputs=(
             Input("features", required=False, help="Features dataset folder (from `wsb-gpu features`)."),
-            Input("volatility", required=False,
-                  help="Volatility dataset: alone = HAR on the whole panel; with --sample all = the stock-days "
-                       "without posts."),
+            Input(
+                "volatility",
+                required=False,
+                help="Volatility dataset: alone = HAR on the whole panel; with --sample all = the stock-days "
+                "without posts.",
+            ),
         ),
         output="results",
         params=TrainParams,
@@ -218,10 +248,18 @@ STAGES: tuple[Stage, ...] = (
     Stage(
         name="report",
         inputs=(
-            Input("results", "folder", dataset="results",
-                  help="The train stage's output folder (metrics.csv, predictions/)."),
-            Input("lake", "lake", required=False,
-                  help="Run directory with volatility/, mentions/ and run.json [default: RESULTS/.. when it is one]."),
+            Input(
+                "results",
+                "folder",
+                dataset="results",
+                help="The train stage's output folder (metrics.csv, predictions/).",
+            ),
+            Input(
+                "lake",
+                "lake",
+                required=False,
+                help="Run directory with volatility/, mentions/ and run.json [default: RESULTS/.. when it is one].",
+            ),
         ),
         output="report",
         params=EmptyParams,
@@ -268,5 +306,15 @@ def upstream(stage: Stage) -> tuple[str, ...]:
     return tuple(dict.fromkeys(PRODUCER[d] for d in datasets))
 
 
-__all__ = ["BY_NAME", "STAGES", "STAGE_NAMES", "Input", "Stage", "StageResult", "get_stage", "resolve_inputs",
-           "run_stage", "upstream"]
+__all__ = [
+    "BY_NAME",
+    "STAGES",
+    "STAGE_NAMES",
+    "Input",
+    "Stage",
+    "StageResult",
+    "get_stage",
+    "resolve_inputs",
+    "run_stage",
+    "upstream",
+]

@@ -23,13 +23,16 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from wsb_gpu.backend import Backend
 from wsb_gpu.config import Section, validate_params
 from wsb_gpu.datasets import DATASETS, Dataset, check, count_rows
 from wsb_gpu.errors import WsbError
 from wsb_gpu.lake import MANIFEST, atomic_dataset, file_fingerprint, read_manifest, write_manifest
+
+if TYPE_CHECKING:
+    from distributed import Client
 
 InputKind = Literal["dataset", "file", "folder", "lake"]
 
@@ -176,20 +179,27 @@ def resolve_inputs(stage: Stage, given: Mapping[str, str | Path | None]) -> dict
     """
     unknown = sorted(set(given) - {i.name for i in stage.inputs})
     if unknown:
-        msg = (f"stage '{stage.name}' has no input {', '.join(unknown)}; "
-               f"its inputs are {', '.join(i.name for i in stage.inputs)}")
+        msg = (
+            f"stage '{stage.name}' has no input {', '.join(unknown)}; "
+            f"its inputs are {', '.join(i.name for i in stage.inputs)}"
+        )
         raise WsbError(msg)
     out: dict[str, Path | None] = {}
     for spec in stage.inputs:
         value = given.get(spec.name)
         if value is None or value == "":
             if spec.required:
-                what = (f"the {spec.name} dataset folder (from `wsb-gpu {spec.contract.producer}`)"
-                        if spec.contract else spec.help or spec.name)
-                msg = (f"stage '{stage.name}' needs --{spec.name.replace('_', '-')}: {what}; "
-                       f"pass it on the command line or set inputs.{spec.name} in the config"
-                       if spec.kind == "file" else
-                       f"stage '{stage.name}' needs --{spec.name.replace('_', '-')}: {what}")
+                what = (
+                    f"the {spec.name} dataset folder (from `wsb-gpu {spec.contract.producer}`)"
+                    if spec.contract
+                    else spec.help or spec.name
+                )
+                msg = (
+                    f"stage '{stage.name}' needs --{spec.name.replace('_', '-')}: {what}; "
+                    f"pass it on the command line or set inputs.{spec.name} in the config"
+                    if spec.kind == "file"
+                    else f"stage '{stage.name}' needs --{spec.name.replace('_', '-')}: {what}"
+                )
                 raise WsbError(msg)
             out[spec.name] = None
             continue
@@ -218,7 +228,7 @@ def run_stage(
     inputs: Mapping[str, str | Path | None] | None = None,
     params: Section | Mapping[str, Any] | None = None,
     backend: Backend | None = None,
-    client: Any = None,
+    client: Client | None = None,
     progress: bool = False,
     **kwargs: Any,
 ) -> dict[str, Any]:
@@ -267,8 +277,9 @@ def run_stage(
     entry = stage.entry_point()
     t0 = time.perf_counter()
     # The lake as a whole is not fingerprinted: its datasets carry their own manifests.
-    fingerprints = {i.name: file_fingerprint(paths[i.name]) for i in stage.inputs
-                    if paths[i.name] is not None and i.kind != "lake"}
+    fingerprints = {
+        i.name: file_fingerprint(paths[i.name]) for i in stage.inputs if paths[i.name] is not None and i.kind != "lake"
+    }
     writer = _resumable(out) if stage.resumable else atomic_dataset(out)
     with writer as folder:
         result = entry(paths, folder, backend=backend, client=client, params=typed, progress=progress)

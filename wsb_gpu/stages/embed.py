@@ -37,7 +37,7 @@ import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dask.dataframe as dd
 import numpy as np
@@ -50,6 +50,7 @@ from wsb_gpu.config import EmbedParams
 from wsb_gpu.datasets import count_rows, schema_of
 from wsb_gpu.encoder import (
     PLUGIN_NAME,
+    EncodeResult,
     EncoderPlugin,
     EncoderSpec,
     check_local_weights,
@@ -61,6 +62,10 @@ from wsb_gpu.lake import MANIFEST, Timer, file_fingerprint, read_json, read_mani
 from wsb_gpu.progress import compute, log
 from wsb_gpu.stages.base import StageResult
 from wsb_gpu.text import clean_text
+
+if TYPE_CHECKING:
+    from distributed import Client
+
 
 STATE = "_embed_state.json"
 STATE_VERSION = 1
@@ -134,7 +139,7 @@ def prob_columns(labels: tuple[str, ...] | list[str]) -> list[str]:
     return ["p_" + re.sub(r"[^0-9a-z]+", "_", str(label).lower()).strip("_") for label in labels]
 
 
-def embeddings_table(ids: list[str], result: Any) -> Any:
+def embeddings_table(ids: list[str], result: EncodeResult) -> pa.Table:
     """The Arrow table of one shard: ``id, e…, p_…, n_tokens``."""
     columns: dict[str, Any] = {"id": pa.array(ids, type=pa.string())}
     emb = np.asarray(result.embeddings, dtype=np.float32)
@@ -158,8 +163,15 @@ def shard_rows(path: Path) -> int | None:
 # --- the partition function ------------------------------------------------------------------
 
 
-def embed_partition(posts: Any, ids: Any, *, spec: Any, out: str, n_shards: int,
-                    partition_info: dict | None = None) -> Any:
+def embed_partition(
+    posts: pd.DataFrame,
+    ids: pd.DataFrame,
+    *,
+    spec: EncoderSpec,
+    out: str,
+    n_shards: int,
+    partition_info: dict | None = None,
+) -> pd.DataFrame:
     """Embed one shard: keep posts whose id is in ``ids``, clean, encode, write atomically.
 
     Parameters
@@ -181,9 +193,20 @@ def embed_partition(posts: Any, ids: Any, *, spec: Any, out: str, n_shards: int,
     path = Path(out) / shard_name(i, n_shards)
     rows = shard_rows(path) if path.exists() else None
     if rows is not None:  # done by an earlier run or an earlier attempt of this task
-        return pd.DataFrame([{"shard": i, "n_posts": rows, "n_tokens": 0, "padded_tokens": 0,
-                              "seconds": 0.0, "skipped": True, "device": "", "precision": ""}]
-                            ).astype(STATS_META)
+        return pd.DataFrame(
+            [
+                {
+                    "shard": i,
+                    "n_posts": rows,
+                    "n_tokens": 0,
+                    "padded_tokens": 0,
+                    "seconds": 0.0,
+                    "skipped": True,
+                    "device": "",
+                    "precision": "",
+                }
+            ]
+        ).astype(STATS_META)
     wanted = set(ids["id"].astype(str).tolist())
     keep = posts[posts["id"].astype(str).isin(wanted)]
     keep = keep.assign(id=keep["id"].astype(str)).drop_duplicates("id").sort_values("id", kind="stable")
@@ -194,14 +217,23 @@ def embed_partition(posts: Any, ids: Any, *, spec: Any, out: str, n_shards: int,
     table = embeddings_table(keep["id"].tolist(), result)
     _write_atomic(table, path)
     seconds = time.perf_counter() - t0
-    return pd.DataFrame([{
-        "shard": i, "n_posts": len(texts), "n_tokens": int(result.n_tokens.sum()),
-        "padded_tokens": int(result.stats.get("padded_tokens", 0)), "seconds": seconds,
-        "skipped": False, "device": encoder.device, "precision": encoder.precision,
-    }]).astype(STATS_META)
+    return pd.DataFrame(
+        [
+            {
+                "shard": i,
+                "n_posts": len(texts),
+                "n_tokens": int(result.n_tokens.sum()),
+                "padded_tokens": int(result.stats.get("padded_tokens", 0)),
+                "seconds": seconds,
+                "skipped": False,
+                "device": encoder.device,
+                "precision": encoder.precision,
+            }
+        ]
+    ).astype(STATS_META)
 
 
-def _write_atomic(table: Any, path: Path) -> None:
+def _write_atomic(table: pa.Table, path: Path) -> None:
     """Write a Parquet file under a hidden temporary name, then rename it into place."""
     tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
     try:
@@ -220,7 +252,7 @@ def run(
     out: Path,
     *,
     backend: Backend,
-    client: Any = None,
+    client: Client | None = None,
     params: EmbedParams,
     progress: bool = False,
 ) -> StageResult:
@@ -252,14 +284,22 @@ def run(
     if Path(source).is_dir():  # refuse pickle-only folders here, before any worker starts
         check_local_weights(source, params.allow_pickle)
     spec = EncoderSpec(
-        model=source, device=backend.torch_device, max_length=params.max_length, pooling=params.pooling,
-        precision=params.precision, token_budget=params.token_budget, allow_pickle=params.allow_pickle,
+        model=source,
+        device=backend.torch_device,
+        max_length=params.max_length,
+        pooling=params.pooling,
+        precision=params.precision,
+        token_budget=params.token_budget,
+        allow_pickle=params.allow_pickle,
         local_files_only=params.local_files_only,
     )
     # What the shards depend on; token_budget only changes batching, not the results.
-    key = {**{k: v for k, v in params.to_dict().items() if k not in ("token_budget", "local_files_only", "allow_pickle")},
-           "model_source": source, "device": backend.torch_device,
-           "inputs": {"posts": file_fingerprint(posts), "mentions": file_fingerprint(mentions)}}
+    key = {
+        **{k: v for k, v in params.to_dict().items() if k not in ("token_budget", "local_files_only", "allow_pickle")},
+        "model_source": source,
+        "device": backend.torch_device,
+        "inputs": {"posts": file_fingerprint(posts), "mentions": file_fingerprint(mentions)},
+    }
 
     state = _prepare_out(out, key)
     if state is not None:
@@ -275,9 +315,14 @@ def run(
     if state is None:
         # nunique_approx (HyperLogLog) is a deterministic function of the set of ids;
         # it only sizes the shards, and the count is kept in the state file for reruns.
-        (n_mentioned,) = compute(mention_ids["id"].nunique_approx(), label="embed: count mentioned posts",
-                                 show=progress)
-        state = {"version": STATE_VERSION, "key": key, "n_shards": n_shards_for(int(n_mentioned), params.partition_size)}
+        (n_mentioned,) = compute(
+            mention_ids["id"].nunique_approx(), label="embed: count mentioned posts", show=progress
+        )
+        state = {
+            "version": STATE_VERSION,
+            "key": key,
+            "n_shards": n_shards_for(int(n_mentioned), params.partition_size),
+        }
         write_json(out / STATE, state)
     n = int(state["n_shards"])
     todo = [i for i in range(n) if shard_rows(out / shard_name(i, n)) is None]
@@ -286,7 +331,7 @@ def run(
     if todo:
         divisions = tuple(range(n + 1))
 
-        def by_bucket(frame: Any) -> Any:
+        def by_bucket(frame: dd.DataFrame) -> dd.DataFrame:
             frame = frame.assign(bucket=frame["id"].map_partitions(bucket_of, n, meta=("id", "int64")))
             # Drop rows of finished shards before the shuffle: a resumed run moves only
             # the text it still needs.
@@ -295,8 +340,14 @@ def run(
             return frame.set_index("bucket", divisions=divisions, shuffle_method="tasks")
 
         parts = dd.map_partitions(
-            embed_partition, by_bucket(post_ids), by_bucket(mention_ids),
-            spec=spec, out=str(out), n_shards=n, meta=STATS_META, align_dataframes=False,
+            embed_partition,
+            by_bucket(post_ids),
+            by_bucket(mention_ids),
+            spec=spec,
+            out=str(out),
+            n_shards=n,
+            meta=STATS_META,
+            align_dataframes=False,
         )
         with _encoder_on_workers(client, spec), Timer() as work:
             (stats,) = compute(parts, label=f"embed: {len(todo)} of {n} shards", show=progress)
@@ -320,7 +371,7 @@ def run(
 
 
 @contextmanager
-def _encoder_on_workers(client: Any, spec: Any) -> Iterator[None]:
+def _encoder_on_workers(client: Client | None, spec: EncoderSpec) -> Iterator[None]:
     """Load the encoder once per worker (:class:`EncoderPlugin`) for the duration of the block."""
     if client is None:
         yield
@@ -335,13 +386,19 @@ def _encoder_on_workers(client: Any, spec: Any) -> Iterator[None]:
             log(f"embed: could not unregister the encoder plugin ({e})")
 
 
-
-
-def _summary(stats: Any, seconds: float) -> dict[str, Any]:
+def _summary(stats: pd.DataFrame | None, seconds: float) -> dict[str, Any]:
     """Throughput of this run (shards skipped as already done do not count)."""
     if stats is None or len(stats) == 0:
-        return {"shards_written": 0, "shards_skipped": 0, "posts_embedded": 0, "tokens": 0,
-                "posts_per_s": None, "tokens_per_s": None, "device": None, "precision": None}
+        return {
+            "shards_written": 0,
+            "shards_skipped": 0,
+            "posts_embedded": 0,
+            "tokens": 0,
+            "posts_per_s": None,
+            "tokens_per_s": None,
+            "device": None,
+            "precision": None,
+        }
     done = stats[~stats["skipped"]]
     posts, tokens = int(done["n_posts"].sum()), int(done["n_tokens"].sum())
     padded = int(done["padded_tokens"].sum())
@@ -376,7 +433,11 @@ def _prepare_out(out: Path, key: dict) -> dict | None:
     out.mkdir(parents=True, exist_ok=True)
     state = read_json(out / STATE)
     names = [p.name for p in out.iterdir()]
-    ours = [n for n in names if _SHARD.match(n) or _TMP.match(n) or n in (STATE, MANIFEST, f".{MANIFEST}.tmp", f".{STATE}.tmp")]
+    ours = [
+        n
+        for n in names
+        if _SHARD.match(n) or _TMP.match(n) or n in (STATE, MANIFEST, f".{MANIFEST}.tmp", f".{STATE}.tmp")
+    ]
     foreign = sorted(set(names) - set(ours))
     if foreign and state is None:
         msg = f"--out '{out}' already holds files that are not embeddings ({', '.join(foreign[:3])}); choose an empty or new folder"
@@ -402,4 +463,3 @@ def _prepare_out(out: Path, key: dict) -> dict | None:
 def _same(a: Any, b: Any) -> bool:
     """Compare through JSON, as the state file stores it (tuples become lists)."""
     return json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True, default=str)
-

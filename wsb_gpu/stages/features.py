@@ -30,7 +30,8 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 import dask.dataframe as dd
 import numpy as np
@@ -40,6 +41,11 @@ from wsb_gpu.config import EmptyParams
 from wsb_gpu.errors import WsbError
 from wsb_gpu.progress import compute
 from wsb_gpu.stages.base import StageResult
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+    from wsb_gpu.backend import Column, Frame
 
 _DAY_BITS = 17  # day numbers since 1970 stay below 2**17 until the year 2328
 
@@ -55,7 +61,7 @@ def text_columns(columns: Sequence[str]) -> list[str]:
     return emb + probs
 
 
-def day_number(dates: Any) -> Any:
+def day_number(dates: Column) -> Column:
     """Days since 1970-01-01 (int64) of a date or datetime column, pandas or cuDF.
 
     >>> import pandas as pd
@@ -65,7 +71,7 @@ def day_number(dates: Any) -> Any:
     return dates.astype("datetime64[s]").astype("int64") // 86400
 
 
-def _array_module(frame: Any) -> Any:
+def _array_module(frame: Frame) -> ModuleType:
     if is_gpu_frame(frame):
         import cupy
 
@@ -73,7 +79,7 @@ def _array_module(frame: Any) -> Any:
     return np
 
 
-def assign_to_trading_days(sums: Any, calendar: Any, text_cols: Sequence[str]) -> Any:
+def assign_to_trading_days(sums: Frame, calendar: Frame, text_cols: Sequence[str]) -> Frame:
     """Kernel: map post-date sums to trading dates and attach the volatility rows.
 
     Parameters
@@ -122,7 +128,7 @@ def assign_to_trading_days(sums: Any, calendar: Any, text_cols: Sequence[str]) -
     return result[out_cols]
 
 
-def _empty_like(xdf: Any, calendar: Any, text_cols: Sequence[str], vol_cols: Sequence[str]) -> Any:
+def _empty_like(xdf: ModuleType, calendar: Frame, text_cols: Sequence[str], vol_cols: Sequence[str]) -> Frame:
     frame = calendar.iloc[:0][["permno", "date", *vol_cols]].reset_index(drop=True)
     counts = {"n_posts": np.zeros(0, dtype="int64"), "n_mentions": np.zeros(0, dtype="int64")}
     text = {c: np.zeros(0, dtype="float32") for c in text_cols}
@@ -130,7 +136,7 @@ def _empty_like(xdf: Any, calendar: Any, text_cols: Sequence[str], vol_cols: Seq
     return xdf.concat([frame, xdf.DataFrame({**counts, **text})], axis=1)
 
 
-def _as_float64(frame: Any, cols: Sequence[str]) -> Any:
+def _as_float64(frame: Frame, cols: Sequence[str]) -> Frame:
     """The ``id`` and the text columns as float64, in one block rather than one per column.
 
     Hundreds of separately stored embedding columns make every later column insert (by
@@ -144,19 +150,23 @@ def _as_float64(frame: Any, cols: Sequence[str]) -> Any:
     return xdf.concat([frame[["id"]], frame[list(cols)].astype("float64")], axis=1)
 
 
-def _read(path: Path, backend: Backend, columns: Sequence[str] | None = None) -> Any:
+def _read(path: Path, backend: Backend, columns: Sequence[str] | None = None) -> dd.DataFrame:
     ddf = dd.read_parquet(str(path), columns=list(columns) if columns is not None else None)
     return ddf.to_backend(backend.dask_backend) if backend.is_gpu else ddf
 
 
-def features_frame(mentions: Any, embeddings: Any, volatility: Any, *, backend: Backend) -> tuple[Any, list[str]]:
+def features_frame(
+    mentions: Path, embeddings: Path, volatility: Path, *, backend: Backend
+) -> tuple[dd.DataFrame, list[str]]:
     """The lazy Dask frame of stock-day features and its text column names."""
     m = _read(mentions, backend)
     e = _read(embeddings, backend)
     v = _read(volatility, backend)
     tcols = text_columns(list(e.columns))
     if not tcols:
-        msg = f"embeddings dataset '{embeddings}' has no e000… or p_* columns; pass the folder written by `wsb-gpu embed`"
+        msg = (
+            f"embeddings dataset '{embeddings}' has no e000… or p_* columns; pass the folder written by `wsb-gpu embed`"
+        )
         raise WsbError(msg)
 
     m = m[["permno", "id", "date", "n_occ"]]
@@ -186,8 +196,13 @@ def features_frame(mentions: Any, embeddings: Any, volatility: Any, *, backend: 
         ["permno", "date", "n_posts", "n_mentions", *tcols, *vol_cols]
     ]
     out = dd.map_partitions(
-        assign_to_trading_days, sums_by_stock, vol_by_stock, tcols,
-        meta=meta, align_dataframes=False, enforce_metadata=False,
+        assign_to_trading_days,
+        sums_by_stock,
+        vol_by_stock,
+        tcols,
+        meta=meta,
+        align_dataframes=False,
+        enforce_metadata=False,
     )
     return out, tcols
 
@@ -197,7 +212,7 @@ def run(
     out: Path,
     *,
     backend: Backend,
-    client: Any = None,
+    client: Client | None = None,
     params: EmptyParams,
     progress: bool = False,
 ) -> StageResult:
@@ -220,6 +235,8 @@ def run(
     _, rows_in = compute(write, n_mentions, label="features", show=progress)
     return StageResult(
         rows_in=int(rows_in),
-        fields={"assignment": "first trading date of the permno on or after the post's UTC date",
-                "text_columns": len(tcols)},
+        fields={
+            "assignment": "first trading date of the permno on or after the post's UTC date",
+            "text_columns": len(tcols),
+        },
     )

@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow.parquet as pq
+from distributed import as_completed
 
 from wsb_gpu.backend import Backend
 from wsb_gpu.config import IngestParams
@@ -39,13 +41,16 @@ from wsb_gpu.sources.pushshift import (
 )
 from wsb_gpu.stages.base import StageResult
 
+if TYPE_CHECKING:
+    from distributed import Client
+
 
 def run(
     inputs: Mapping[str, Path | None],
     out: Path,
     *,
     backend: Backend,
-    client: Any = None,
+    client: Client | None = None,
     params: IngestParams,
     progress: bool = False,
 ) -> StageResult:
@@ -123,8 +128,6 @@ def run(
     )
 
 
-
-
 # --- the work of one block (runs on a worker) ---------------------------------------------
 
 
@@ -148,7 +151,7 @@ def _tasks(file_index: int, path: Path, kind: str, size: int, tmp: Path, engine:
 # --- bounded scheduling -------------------------------------------------------------------
 
 
-def _n_threads(client: Any) -> int:
+def _n_threads(client: Client | None) -> int:
     if client is None:
         return os.cpu_count() or 1
     try:
@@ -167,7 +170,7 @@ class BoundedRunner:
     iterator is only advanced when a slot is free, so it is never read ahead.
     """
 
-    def __init__(self, client: Any, window: int) -> None:
+    def __init__(self, client: Client | None, window: int) -> None:
         self.client = client
         self.window = max(1, int(window))
         self.max_in_flight = 0
@@ -179,8 +182,6 @@ class BoundedRunner:
             yield from self._map_client(fn, tasks)
 
     def _map_threads(self, fn: Callable, tasks: Iterable[tuple]) -> Iterator[Any]:
-        from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
-
         with ThreadPoolExecutor(max_workers=self.window) as pool:
             pending: set = set()
             try:
@@ -200,8 +201,6 @@ class BoundedRunner:
                     f.cancel()
 
     def _map_client(self, fn: Callable, tasks: Iterable[tuple]) -> Iterator[Any]:
-        from distributed import as_completed
-
         client = self.client
         todo = iter(tasks)
         running = as_completed()

@@ -33,7 +33,7 @@ import re
 from collections.abc import Iterable, Mapping
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dask
 import dask.dataframe as dd
@@ -50,6 +50,11 @@ from wsb_gpu.lake import read_manifest
 from wsb_gpu.progress import compute
 from wsb_gpu.sources.tickers import read_stocknames, to_days
 from wsb_gpu.stages.base import StageResult
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+    from wsb_gpu.backend import Column, Frame
 
 COLUMNS_IN = ("id", "kind", "created_utc", "text")
 COLUMNS_OUT = ("id", "kind", "created_utc", "date", "ticker", "permno", "n_occ")
@@ -110,12 +115,14 @@ def alive_table(stocknames: pd.DataFrame) -> pd.DataFrame:
     """
     ok = stocknames["ticker"].astype(str).str.fullmatch(_TICKER.pattern[1:-1]).fillna(False).to_numpy(dtype=bool)
     t = stocknames[ok]
-    out = pd.DataFrame({
-        "ticker": t["ticker"].astype(str).to_numpy(dtype=object),
-        "permno": t["permno"].astype("int64").to_numpy(),
-        "first_day": to_days(t["namedt"]),
-        "last_day": to_days(t["nameendt"]),
-    })
+    out = pd.DataFrame(
+        {
+            "ticker": t["ticker"].astype(str).to_numpy(dtype=object),
+            "permno": t["permno"].astype("int64").to_numpy(),
+            "first_day": to_days(t["namedt"]),
+            "last_day": to_days(t["nameendt"]),
+        }
+    )
     out = out[out["first_day"] <= out["last_day"]].drop_duplicates()
     return out.sort_values(["ticker", "first_day", "permno"]).reset_index(drop=True)
 
@@ -123,7 +130,7 @@ def alive_table(stocknames: pd.DataFrame) -> pd.DataFrame:
 # --- HTML unescaping ------------------------------------------------------------------------
 
 
-def unescape_arrow(texts: Any) -> Any:
+def unescape_arrow(texts: pa.Array | pa.ChunkedArray) -> pa.Array:
     """``html.unescape`` of every string of an Arrow array, vectorised where it can be.
 
     Rows whose every ``&`` starts one of ``&amp; &lt; &gt; &quot; &#39;`` (almost all of
@@ -154,7 +161,7 @@ def unescape_arrow(texts: Any) -> Any:
     return pc.replace_with_mask(texts, has, fast)
 
 
-def unescape_series(text: Any) -> Any:
+def unescape_series(text: Column) -> Column:
     """``html.unescape`` of a pandas or cuDF string series (the ``strings`` kernel's)."""
     has = text.str.contains("&", regex=False).fillna(False)
     if not bool(has.any()):
@@ -171,7 +178,7 @@ def unescape_series(text: Any) -> Any:
     return fast
 
 
-def _set_masked(series: Any, mask: Any, values: pd.Series) -> Any:
+def _set_masked(series: Column, mask: Column, values: pd.Series) -> Column:
     """``series`` with the rows under ``mask`` replaced by ``values`` (in order).
 
     Built by concatenating and re-sorting on the index, which pandas and cuDF share
@@ -190,7 +197,7 @@ def _set_masked(series: Any, mask: Any, values: pd.Series) -> Any:
 # --- token extraction: the NumPy scanner (CPU) ----------------------------------------------
 
 
-def scan_tokens(texts: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def scan_tokens(texts: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Find dollar and bare token candidates in an Arrow string array.
 
     Returns ``(row, code, dollar)``: the row of each token, its symbol as a base-27 code
@@ -331,15 +338,19 @@ def _assemble(posts: pd.DataFrame, rows: np.ndarray, ticker: Any, permno: Any, n
     if not _PANDAS_TYPES:
         _PANDAS_TYPES.update(_pandas_types())
     take = pa.array(np.asarray(rows, dtype=np.int64))
-    table = pa.table({
-        "id": pa.array(posts["id"], type=pa.string(), from_pandas=True).take(take),
-        "kind": pa.array(posts["kind"], type=pa.string(), from_pandas=True).take(take),
-        "created_utc": pa.array(posts["created_utc"].to_numpy(dtype=np.int64)[rows]),
-        "date": pa.array(np.asarray(day, dtype=np.int32)).cast(pa.date32()),
-        "ticker": ticker if isinstance(ticker, pa.Array) else pa.array(np.asarray(ticker, dtype=object), type=pa.string()),
-        "permno": pa.array(np.asarray(permno, dtype=np.int64)),
-        "n_occ": pa.array(np.asarray(n_occ, dtype=np.int32)),
-    })
+    table = pa.table(
+        {
+            "id": pa.array(posts["id"], type=pa.string(), from_pandas=True).take(take),
+            "kind": pa.array(posts["kind"], type=pa.string(), from_pandas=True).take(take),
+            "created_utc": pa.array(posts["created_utc"].to_numpy(dtype=np.int64)[rows]),
+            "date": pa.array(np.asarray(day, dtype=np.int32)).cast(pa.date32()),
+            "ticker": ticker
+            if isinstance(ticker, pa.Array)
+            else pa.array(np.asarray(ticker, dtype=object), type=pa.string()),
+            "permno": pa.array(np.asarray(permno, dtype=np.int64)),
+            "n_occ": pa.array(np.asarray(n_occ, dtype=np.int32)),
+        }
+    )
     return table.to_pandas(types_mapper=_PANDAS_TYPES.get)
 
 
@@ -353,16 +364,25 @@ _PANDAS_TYPES: dict = {}
 def empty_mentions() -> pd.DataFrame:
     """An empty frame with the mentions columns and dtypes (the Dask ``meta``)."""
     return _assemble(
-        pd.DataFrame({"id": pd.Series([], dtype=object), "kind": pd.Series([], dtype=object),
-                      "created_utc": np.empty(0, np.int64)}),
-        np.empty(0, np.int64), [], [], [], [],
+        pd.DataFrame(
+            {
+                "id": pd.Series([], dtype=object),
+                "kind": pd.Series([], dtype=object),
+                "created_utc": np.empty(0, np.int64),
+            }
+        ),
+        np.empty(0, np.int64),
+        [],
+        [],
+        [],
+        [],
     )
 
 
 # --- token extraction: cuDF / pandas string ops (GPU) ---------------------------------------
 
 
-def tokens_strings(text: Any) -> Any:
+def tokens_strings(text: Column) -> Frame:
     """Token candidates with string ops shared by pandas and cuDF (no lookaround).
 
     Returns a frame ``row, ticker, dollar, bare`` (``row`` = position in ``text``).
@@ -381,30 +401,37 @@ def tokens_strings(text: Any) -> Any:
     found = s.str.findall(r" #?\$*[A-Z]{1,5} ")
     tokens = found.explode().dropna()
     if len(tokens) == 0:
-        return xdf.DataFrame({
-            "row": xdf.Series([], dtype="int64"), "ticker": xdf.Series([], dtype="str"),
-            "dollar": xdf.Series([], dtype="bool"), "bare": xdf.Series([], dtype="bool"),
-        })
+        return xdf.DataFrame(
+            {
+                "row": xdf.Series([], dtype="int64"),
+                "ticker": xdf.Series([], dtype="str"),
+                "dollar": xdf.Series([], dtype="bool"),
+                "bare": xdf.Series([], dtype="bool"),
+            }
+        )
     tokens = tokens.astype("str").str.strip()
     dollar = tokens.str.contains("$", regex=False)
     bare = ~dollar & ~tokens.str.startswith("#") & (tokens.str.len() >= 2)
-    out = xdf.DataFrame({
-        "row": tokens.index.to_series().astype("int64").reset_index(drop=True) if is_gpu_frame(tokens)
-        else np.asarray(tokens.index, dtype=np.int64),
-        "ticker": tokens.str.lstrip("#$").reset_index(drop=True),
-        "dollar": dollar.reset_index(drop=True),
-        "bare": bare.reset_index(drop=True),
-    })
+    out = xdf.DataFrame(
+        {
+            "row": tokens.index.to_series().astype("int64").reset_index(drop=True)
+            if is_gpu_frame(tokens)
+            else np.asarray(tokens.index, dtype=np.int64),
+            "ticker": tokens.str.lstrip("#$").reset_index(drop=True),
+            "dollar": dollar.reset_index(drop=True),
+            "bare": bare.reset_index(drop=True),
+        }
+    )
     return out
 
 
-def _replace_with_backrefs(s: Any, pat: str, repl: str) -> Any:
+def _replace_with_backrefs(s: Column, pat: str, repl: str) -> Column:
     if is_gpu_frame(s):
         return s.str.replace_with_backrefs(pat, repl)
     return s.str.replace(pat, repl, regex=True)
 
 
-def _kernel_strings(posts: Any, alive: pd.DataFrame, stoplist: frozenset[str]) -> pd.DataFrame:
+def _kernel_strings(posts: Frame, alive: pd.DataFrame, stoplist: frozenset[str]) -> pd.DataFrame:
     xdf = frame_module(posts)
     posts = posts.reset_index(drop=True)
     cand = tokens_strings(unescape_series(posts["text"]))
@@ -433,7 +460,7 @@ def _kernel_strings(posts: Any, alive: pd.DataFrame, stoplist: frozenset[str]) -
 # --- the partition function and the Dask wrapper --------------------------------------------
 
 
-def mention_kernel(posts: Any, alive: pd.DataFrame, stoplist: Iterable[str] = (), impl: str = "auto") -> pd.DataFrame:
+def mention_kernel(posts: Frame, alive: pd.DataFrame, stoplist: Iterable[str] = (), impl: str = "auto") -> pd.DataFrame:
     """Mentions of one partition of posts (pandas or cuDF; columns ``id, kind,
     created_utc, text``).
 
@@ -471,7 +498,7 @@ def run(
     out: Path,
     *,
     backend: Backend,
-    client: Any = None,
+    client: Client | None = None,
     params: MentionsParams,
     progress: bool = False,
 ) -> StageResult:
@@ -497,8 +524,12 @@ def run(
     if backend.is_gpu:
         ddf = ddf.to_backend("cudf")
     result = ddf.map_partitions(
-        mention_kernel, dask.delayed(alive, pure=True), tuple(sorted(stop)), params.impl,
-        meta=empty_mentions(), enforce_metadata=False,
+        mention_kernel,
+        dask.delayed(alive, pure=True),
+        tuple(sorted(stop)),
+        params.impl,
+        meta=empty_mentions(),
+        enforce_metadata=False,
     )
     # Pin the string columns to `string` (dask infers `large_string` from Arrow-backed
     # pandas strings), so that mentions and posts agree on the contract's types.
@@ -515,4 +546,3 @@ def run(
             "text_bytes": (read_manifest(posts) or {}).get("bytes_json"),
         },
     )
-

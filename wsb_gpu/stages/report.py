@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from wsb_gpu.backend import Backend
 from wsb_gpu.config import EmptyParams
@@ -19,13 +19,16 @@ from wsb_gpu.report import load
 from wsb_gpu.report.markdown import render_markdown
 from wsb_gpu.stages.base import StageResult
 
+if TYPE_CHECKING:
+    from distributed import Client
+
 
 def run(
     inputs: Mapping[str, Path | None],
     out: Path,
     *,
     backend: Backend,
-    client: Any = None,
+    client: Client | None = None,
     params: EmptyParams,
     progress: bool = False,
 ) -> StageResult:
@@ -47,16 +50,20 @@ def run(
     men_dir = lake / "mentions" if lake is not None else None
     figures: dict[str, Path | None] = {}
     figures["volatility"] = fig.plot_volatility(
-        load.daily_mean_volatility(vol_dir) if load.has_parquet(vol_dir) else None, out / fig.FIGURES["volatility"])
+        load.daily_mean_volatility(vol_dir) if load.has_parquet(vol_dir) else None, out / fig.FIGURES["volatility"]
+    )
     figures["r2"] = fig.plot_r2(metrics, out / fig.FIGURES["r2"])
     figures["predicted"] = fig.plot_predicted(load.read_predictions(results), out / fig.FIGURES["predicted"])
     lambdas, coefs = load.read_ridge_details(results, metrics)
     _, har_coefs = load.read_ridge_details(results, metrics, model="har")
-    figures["ridge"] = fig.plot_ridge(lambdas, coefs, out / fig.FIGURES["ridge"], har_coefs,
-                                      load.lambda_grid_of(results))
+    figures["ridge"] = fig.plot_ridge(
+        lambdas, coefs, out / fig.FIGURES["ridge"], har_coefs, load.lambda_grid_of(results)
+    )
     figures["mentions"] = fig.plot_mentions(
-        load.mentions_per_day(men_dir) if load.has_parquet(men_dir) else None, out / fig.FIGURES["mentions"])
+        load.mentions_per_day(men_dir) if load.has_parquet(men_dir) else None, out / fig.FIGURES["mentions"]
+    )
     (out / "report.md").write_text(render_markdown(metrics, figures, run_record, results, coefs), encoding="utf-8")
     made = sorted(p.name for p in figures.values() if p is not None)
-    return StageResult(rows_in=len(metrics), rows_out=len(made),
-                       fields={"lake": str(lake) if lake else None, "figures": made})
+    return StageResult(
+        rows_in=len(metrics), rows_out=len(made), fields={"lake": str(lake) if lake else None, "figures": made}
+    )

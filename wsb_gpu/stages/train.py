@@ -27,7 +27,7 @@ import math
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dask.dataframe as dd
 import numpy as np
@@ -48,17 +48,24 @@ from wsb_gpu.progress import compute, log
 from wsb_gpu.stages.base import StageResult
 from wsb_gpu.stages.features import text_columns
 
+if TYPE_CHECKING:
+    from distributed import Client
+
+    from wsb_gpu.backend import Frame
+
 COUNT_FEATURES = ("log_posts", "log_mentions")
 METRIC_COLUMNS = ["model", "test_year", "n_train", "n_test", "mse", "r2", "r2_oos", "lambda", "dm_stat", "dm_pvalue"]
 DM_LAG_RULE = "floor(4 * (T / 100) ** (2 / 9)) (Newey and West, 1994), Bartlett kernel"
-DM_PVALUE = ("one-sided, standard normal: H1 = the model's loss is below HAR's (p = Phi(dm_stat)); "
-             "the two-sided p-value is dm_pvalue_two_sided in metrics.json")
+DM_PVALUE = (
+    "one-sided, standard normal: H1 = the model's loss is below HAR's (p = Phi(dm_stat)); "
+    "the two-sided p-value is dm_pvalue_two_sided in metrics.json"
+)
 
 
 # --- the sample ------------------------------------------------------------------------
 
 
-def prepare_partition(frame: Any, *, target: str, text_cols: Sequence[str], sample: str | None) -> Any:
+def prepare_partition(frame: Frame, *, target: str, text_cols: Sequence[str], sample: str | None) -> Frame:
     """Kernel: derived features, missing-value rule, ``year`` and ``period`` columns.
 
     ``sample`` is None for the volatility-only panel; ``"all"`` fills stock-days without
@@ -87,12 +94,14 @@ def prepare_partition(frame: Any, *, target: str, text_cols: Sequence[str], samp
     return frame.assign(**new)
 
 
-def _read(path: Path, backend: Backend) -> Any:
+def _read(path: Path, backend: Backend) -> dd.DataFrame:
     ddf = dd.read_parquet(str(path))
     return ddf.to_backend(backend.dask_backend) if backend.is_gpu else ddf
 
 
-def load_sample(*, features: Any, volatility: Any, sample: str, target: str, backend: Backend) -> Sample:
+def load_sample(
+    *, features: Path | None, volatility: Path | None, sample: str, target: str, backend: Backend
+) -> Sample:
     """Build the run's sample from the features (or volatility-only) dataset."""
     if features is None and volatility is None:
         msg = "train needs --features DIR (text) or --volatility DIR (HAR only); pass one of them"
@@ -109,8 +118,10 @@ def load_sample(*, features: Any, volatility: Any, sample: str, target: str, bac
         if volatility is None:
             volatility = ((read_manifest(features) or {}).get("inputs", {}).get("volatility", {}) or {}).get("path")
         if volatility is None:
-            msg = (f"--sample all needs the volatility dataset to add the stock-days without posts; "
-                   f"features '{features}' does not record it, so pass --volatility DIR")
+            msg = (
+                f"--sample all needs the volatility dataset to add the stock-days without posts; "
+                f"features '{features}' does not record it, so pass --volatility DIR"
+            )
             raise WsbError(msg)
         v = _read(volatility, backend)
         text = f[["permno", "date", "n_posts", "n_mentions", *tcols]]
@@ -128,8 +139,15 @@ def load_sample(*, features: Any, volatility: Any, sample: str, target: str, bac
 # --- prediction pass -------------------------------------------------------------------
 
 
-def predict_partition(frame: Any, *, feature_cols: Sequence[str], target: str, models: Sequence[str],
-                      fits: Mapping[str, Mapping[int, Any]], columns: Mapping[str, Sequence[int]]) -> Any:
+def predict_partition(
+    frame: Frame,
+    *,
+    feature_cols: Sequence[str],
+    target: str,
+    models: Sequence[str],
+    fits: Mapping[str, Mapping[int, Model]],
+    columns: Mapping[str, Sequence[int]],
+) -> Any:
     """Kernel: ``permno, date, y, yhat_<model>…`` for the rows of the fitted test years."""
     X = frame_matrix(frame, feature_cols)
     xp = array_module(X)
@@ -149,7 +167,7 @@ def predict_partition(frame: Any, *, feature_cols: Sequence[str], target: str, m
     return out
 
 
-def daily_partition(frame: Any, *, models: Sequence[str]) -> Any:
+def daily_partition(frame: Frame, *, models: Sequence[str]) -> Frame:
     """Kernel: per date, the count, mean and centred sum of squares of ``y`` and each SSE."""
     work = frame[["date", "y"]].copy()
     for m in models:
@@ -162,7 +180,7 @@ def daily_partition(frame: Any, *, models: Sequence[str]) -> Any:
     return out.reset_index()
 
 
-def combine_daily(daily: Any, models: Sequence[str]) -> Any:
+def combine_daily(daily: Frame, models: Sequence[str]) -> pd.DataFrame:
     """Merge per-partition daily rows into one row per date (stable combination)."""
     d = to_pandas(daily).copy()
     d["y_mean"] = d["y_sum"] / d["n"]
@@ -184,7 +202,7 @@ def _group_sst(n: np.ndarray, mean: np.ndarray, m2: np.ndarray) -> tuple[int, fl
     return int(N), mu, float(m2.sum() + (n * (mean - mu) ** 2).sum())
 
 
-def _pred_meta(meta: Any, models: Sequence[str]) -> Any:
+def _pred_meta(meta: Frame, models: Sequence[str]) -> Frame:
     out = meta[["permno", "date"]].iloc[:0].reset_index(drop=True)
     out["y"] = np.zeros(0, dtype="float64")
     for m in models:
@@ -192,7 +210,7 @@ def _pred_meta(meta: Any, models: Sequence[str]) -> Any:
     return out
 
 
-def _daily_meta(meta: Any, models: Sequence[str]) -> Any:
+def _daily_meta(meta: Frame, models: Sequence[str]) -> Frame:
     out = meta[["date"]].iloc[:0].reset_index(drop=True)
     out["y_sum"] = np.zeros(0, dtype="float64")
     for m in models:
@@ -215,19 +233,39 @@ def model_names(models: Sequence[str]) -> list[str]:
     return ordered(["har", *[m for m in models if m != "har"]])
 
 
-def plan_windows(sample: Sample, stats: Mapping[int, Moments], stat_columns: list[str], params: TrainParams, *,
-                 backend: Backend, client: Any) -> list[Window]:
+def plan_windows(
+    sample: Sample,
+    stats: Mapping[int, Moments],
+    stat_columns: list[str],
+    params: TrainParams,
+    *,
+    backend: Backend,
+    client: Client | None,
+) -> list[Window]:
     """The rolling windows that have both training and test rows."""
     years_present = sorted({int(period_year(p)) for p in stats})
     windows = []
     for test_year, train_years in RollingYearSplit(params.train_years).windows(years_present):
         train, test = in_years(stats, train_years), in_years(stats, [test_year])
         if train and test:
-            windows.append(Window(test_year, tuple(train_years), sample, train, test, stat_columns,
-                                  params.ridge.engine, backend, client))
+            windows.append(
+                Window(
+                    test_year,
+                    tuple(train_years),
+                    sample,
+                    train,
+                    test,
+                    stat_columns,
+                    params.ridge.engine,
+                    backend,
+                    client,
+                )
+            )
     if not windows:
-        msg = (f"the sample covers the years {years_present[0]}–{years_present[-1]}: too few for "
-               f"--train-years {params.train_years} plus one test year; lower --train-years or add data")
+        msg = (
+            f"the sample covers the years {years_present[0]}–{years_present[-1]}: too few for "
+            f"--train-years {params.train_years} plus one test year; lower --train-years or add data"
+        )
         raise WsbError(msg)
     return windows
 
@@ -237,7 +275,7 @@ def run(
     out: Path,
     *,
     backend: Backend,
-    client: Any = None,
+    client: Client | None = None,
     params: TrainParams,
     progress: bool = False,
 ) -> StageResult:
@@ -260,8 +298,13 @@ def run(
     if inputs.get("features") is None and params.models != ("har",):
         log("train: no --features, so no text: fitting HAR on the volatility panel only")
     target, engine = params.target, params.ridge.engine
-    S = load_sample(features=inputs.get("features"), volatility=inputs.get("volatility"), sample=params.sample,
-                    target=target, backend=backend)
+    S = load_sample(
+        features=inputs.get("features"),
+        volatility=inputs.get("volatility"),
+        sample=params.sample,
+        target=target,
+        backend=backend,
+    )
     timings: dict[str, float] = {}
 
     # Pass 1: per-month statistics (all features for the stats engine, else the HAR block).
@@ -286,9 +329,16 @@ def run(
     test_years = [w.test_year for w in windows]
     t = time.perf_counter()
     feats = S.feature_columns
-    columns = {name: [feats.index(c) for c in next(iter(by_year.values())).columns_] for name, by_year in fitted.items()}
+    columns = {
+        name: [feats.index(c) for c in next(iter(by_year.values())).columns_] for name, by_year in fitted.items()
+    }
     preds = S.ddf[S.ddf["year"].isin(test_years)].map_partitions(
-        predict_partition, feature_cols=feats, target=target, models=models, fits=fitted, columns=columns,
+        predict_partition,
+        feature_cols=feats,
+        target=target,
+        models=models,
+        fits=fitted,
+        columns=columns,
         meta=_pred_meta(S.ddf._meta, models),
     )
     write = preds.to_parquet(str(out / "predictions"), write_index=False, compute=False)
@@ -300,14 +350,24 @@ def run(
     rows, coefs = evaluate(windows, fitted, daily, S)
     pd.DataFrame(rows, columns=METRIC_COLUMNS).to_csv(out / "metrics.csv", index=False)
     pd.DataFrame(coefs, columns=list(coefs[0]) if coefs else ["model", "test_year"]).to_csv(
-        out / "coefficients.csv", index=False)
+        out / "coefficients.csv", index=False
+    )
     report = {
-        "target": target, "sample": S.sample, "source": S.source, "engine": engine,
-        "train_years": int(params.train_years), "models": models,
+        "target": target,
+        "sample": S.sample,
+        "source": S.source,
+        "engine": engine,
+        "train_years": int(params.train_years),
+        "models": models,
         "lambdas": lambda_grid(params.ridge.n_lambdas, params.ridge.lambda_min, params.ridge.lambda_max).tolist(),
-        "cv_folds": int(params.ridge.cv_folds), "features": feats,
-        "dm": {"benchmark": "har", "loss": "squared error, averaged across stocks per trading day",
-               "lag_rule": DM_LAG_RULE, "pvalue": DM_PVALUE},
+        "cv_folds": int(params.ridge.cv_folds),
+        "features": feats,
+        "dm": {
+            "benchmark": "har",
+            "loss": "squared error, averaged across stocks per trading day",
+            "lag_rule": DM_LAG_RULE,
+            "pvalue": DM_PVALUE,
+        },
         "metrics": _jsonable(rows),
         "cv": {str(y): m.info() for y, m in fitted.get("ridge", {}).items()},
         "xgboost": {str(y): m.info() for y, m in fitted.get("xgboost", {}).items()},
@@ -330,8 +390,9 @@ def run(
 # --- evaluation -------------------------------------------------------------------------
 
 
-def evaluate(windows: Sequence[Window], fitted: Mapping[str, Mapping[int, Model]], daily: pd.DataFrame,
-             sample: Sample) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def evaluate(
+    windows: Sequence[Window], fitted: Mapping[str, Mapping[int, Model]], daily: pd.DataFrame, sample: Sample
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Metric rows (per model × test year, then pooled) and the HAR-term coefficient rows.
 
     The squared error of a model in a year is exact from the moments where the model can
@@ -363,10 +424,23 @@ def evaluate(windows: Sequence[Window], fitted: Mapping[str, Mapping[int, Model]
                 dm_p2 = diebold_mariano(series)[1]
                 day_d[name].append(series)
             lam = model.lam
-            rows.append({"model": name, "test_year": str(year), "n_train": int(train_m.n), "n_test": int(n),
-                         "mse": sse / n, "r2": 1.0 - sse / sst, "r2_oos": 1.0 - sse / sst_oos, "lambda": lam,
-                         "dm_stat": dm_stat, "dm_pvalue": dm_p, "dm_pvalue_two_sided": dm_p2, "dm_lag": dm_lag,
-                         "n_days": int(len(d))})
+            rows.append(
+                {
+                    "model": name,
+                    "test_year": str(year),
+                    "n_train": int(train_m.n),
+                    "n_test": int(n),
+                    "mse": sse / n,
+                    "r2": 1.0 - sse / sst,
+                    "r2_oos": 1.0 - sse / sst_oos,
+                    "lambda": lam,
+                    "dm_stat": dm_stat,
+                    "dm_pvalue": dm_p,
+                    "dm_pvalue_two_sided": dm_p2,
+                    "dm_lag": dm_lag,
+                    "n_days": int(len(d)),
+                }
+            )
             acc = pooled[name]
             acc["sse"] += sse
             acc["sst"] += sst
@@ -376,8 +450,15 @@ def evaluate(windows: Sequence[Window], fitted: Mapping[str, Mapping[int, Model]
             fit = model.linear
             if fit is not None:
                 har_coef = fit.coef[[model.columns_.index(c) for c in har_cols]] if name != "har" else fit.coef
-                coefs.append({"model": name, "test_year": year, "lambda": lam, "intercept": fit.intercept,
-                              **{c: float(v) for c, v in zip(har_cols, har_coef)}})
+                coefs.append(
+                    {
+                        "model": name,
+                        "test_year": year,
+                        "lambda": lam,
+                        "intercept": fit.intercept,
+                        **{c: float(v) for c, v in zip(har_cols, har_coef)},
+                    }
+                )
     for name in models:
         acc = pooled[name]
         if acc["n"] == 0:
@@ -389,11 +470,23 @@ def evaluate(windows: Sequence[Window], fitted: Mapping[str, Mapping[int, Model]
             series = np.concatenate(day_d[name])
             dm_stat, dm_p, dm_lag = diebold_mariano(series, alternative="less")
             dm_p2 = diebold_mariano(series)[1]
-        rows.append({"model": name, "test_year": "all", "n_train": int(acc["n_train"]), "n_test": int(acc["n"]),
-                     "mse": acc["sse"] / acc["n"], "r2": 1.0 - acc["sse"] / acc["sst"],
-                     "r2_oos": 1.0 - acc["sse"] / acc["sst_oos"], "lambda": float("nan"),
-                     "dm_stat": dm_stat, "dm_pvalue": dm_p, "dm_pvalue_two_sided": dm_p2, "dm_lag": dm_lag,
-                     "n_days": n_days})
+        rows.append(
+            {
+                "model": name,
+                "test_year": "all",
+                "n_train": int(acc["n_train"]),
+                "n_test": int(acc["n"]),
+                "mse": acc["sse"] / acc["n"],
+                "r2": 1.0 - acc["sse"] / acc["sst"],
+                "r2_oos": 1.0 - acc["sse"] / acc["sst_oos"],
+                "lambda": float("nan"),
+                "dm_stat": dm_stat,
+                "dm_pvalue": dm_p,
+                "dm_pvalue_two_sided": dm_p2,
+                "dm_lag": dm_lag,
+                "n_days": n_days,
+            }
+        )
     return rows, coefs
 
 
@@ -405,8 +498,11 @@ def fits_json(fitted: Mapping[str, Mapping[int, Model]], sample: Sample) -> dict
             fit = model.linear
             if fit is not None:
                 out.setdefault(name, {})[str(year)] = {
-                    "lambda": float(fit.lam), "intercept": float(fit.intercept), "columns": list(model.columns_),
-                    "coef": np.asarray(fit.coef).tolist(), "mean": np.asarray(fit.mean).tolist(),
+                    "lambda": float(fit.lam),
+                    "intercept": float(fit.intercept),
+                    "columns": list(model.columns_),
+                    "coef": np.asarray(fit.coef).tolist(),
+                    "mean": np.asarray(fit.mean).tolist(),
                     "scale": np.asarray(fit.scale).tolist(),
                 }
     return out
@@ -419,4 +515,3 @@ def _jsonable(rows: list[dict]) -> list[dict]:
         return v.item() if hasattr(v, "item") else v
 
     return [{k: clean(v) for k, v in r.items()} for r in rows]
-

@@ -56,7 +56,8 @@ import shutil
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 import dask
 import numpy as np
@@ -70,6 +71,11 @@ from wsb_gpu.progress import compute
 from wsb_gpu.sources import crsp as src
 from wsb_gpu.stages.base import StageResult
 
+if TYPE_CHECKING:
+    from distributed import Client
+
+    from wsb_gpu.backend import Array, Column, Frame
+
 WINDOWS = (1, 5, 22, 63)
 OUTPUT_COLUMNS = ["permno", "date", "ret"] + [f"vol_{w}" for w in WINDOWS] + [f"y_{w}" for w in WINDOWS]
 RETURN_SOURCES = ("RET", "RETX", "DLRET")
@@ -79,7 +85,7 @@ NAN = float("nan")
 # --- the kernel ----------------------------------------------------------------------------
 
 
-def volatility_kernel(frame: Any, windows: Sequence[int] = WINDOWS) -> Any:
+def volatility_kernel(frame: Frame, windows: Sequence[int] = WINDOWS) -> Frame:
     """Rolling realised volatility and next-row targets of one partition.
 
     Parameters
@@ -115,7 +121,7 @@ def volatility_kernel(frame: Any, windows: Sequence[int] = WINDOWS) -> Any:
     return _frame_from_arrays(frame, columns)
 
 
-def panel_volatility(permno: Any, ret: Any, windows: Sequence[int] = WINDOWS) -> dict[str, Any]:
+def panel_volatility(permno: Array, ret: Array, windows: Sequence[int] = WINDOWS) -> dict[str, Array]:
     """``ret, vol_<w>..., y_<w>...`` arrays of a panel sorted by permno, date.
 
     The array form of :func:`volatility_kernel` (NumPy or CuPy arrays in, the same out),
@@ -133,7 +139,7 @@ def panel_volatility(permno: Any, ret: Any, windows: Sequence[int] = WINDOWS) ->
     # previous stock (or too few rows) and are masked. A stock shorter than w-1 rows lets
     # the mask run into the next stock's first w-1 rows, which are masked anyway.
     starts = xp.flatnonzero(permno[1:] != permno[:-1]) + 1
-    columns: dict[str, Any] = {"ret": ret}
+    columns: dict[str, Array] = {"ret": ret}
     vols = {}
     for w in windows:
         vol = xp.sqrt(sums[w], out=sums[w])
@@ -152,7 +158,7 @@ def panel_volatility(permno: Any, ret: Any, windows: Sequence[int] = WINDOWS) ->
     return columns
 
 
-def window_sums(x: Any, windows: Sequence[int]) -> dict[int, Any]:
+def window_sums(x: Array, windows: Sequence[int]) -> dict[int, Array]:
     """Trailing window sums ``S_w[t] = x[t-w+1] + ... + x[t]`` for each ``w``.
 
     Built from power-of-two block sums by doubling, so each element of the result is a
@@ -170,8 +176,8 @@ def window_sums(x: Any, windows: Sequence[int]) -> dict[int, Any]:
     if not windows or windows[0] < 1:
         msg = f"window lengths must be positive integers, got {windows}"
         raise ValueError(msg)
-    acc: dict[int, Any] = {}
-    covered = {w: 0 for w in windows}
+    acc: dict[int, Array] = {}
+    covered = dict.fromkeys(windows, 0)
     block, m, top = x, 1, windows[-1]
     while m <= top:
         for w in windows:
@@ -188,7 +194,7 @@ def window_sums(x: Any, windows: Sequence[int]) -> dict[int, Any]:
     return acc
 
 
-def _lagged(a: Any, k: int) -> Any:
+def _lagged(a: Array, k: int) -> Array:
     """A new array: ``a`` shifted ``k`` places later, NaN in front."""
     if k == 0:
         return a.copy()
@@ -201,7 +207,7 @@ def _lagged(a: Any, k: int) -> Any:
     return out
 
 
-def _add_lagged(acc: Any, a: Any, k: int) -> None:
+def _add_lagged(acc: Array, a: Array, k: int) -> None:
     """``acc += a`` shifted ``k`` places later (in place), NaN in front."""
     n = len(a)
     if k < n:
@@ -209,7 +215,7 @@ def _add_lagged(acc: Any, a: Any, k: int) -> None:
     acc[: min(k, n)] = NAN
 
 
-def _doubled(a: Any, m: int) -> Any:
+def _doubled(a: Array, m: int) -> Array:
     """``P_2m`` from ``P_m``: a new array ``a[t] + a[t-m]`` (one pass, no copy first)."""
     xp = _array_module(a)
     n = len(a)
@@ -220,7 +226,7 @@ def _doubled(a: Any, m: int) -> Any:
     return out
 
 
-def _sort_order(permno: Any, day: Any) -> Any | None:
+def _sort_order(permno: Array, day: Array) -> Array | None:
     """Row order sorting by (permno, day), or None when the rows are already in order.
 
     One stable ``argsort`` of a combined int64 key when the permno and date ranges fit in
@@ -246,14 +252,16 @@ def _sort_order(permno: Any, day: Any) -> Any | None:
 # --- phase 1: pieces of the input -> sorted staging runs -------------------------------------
 
 
-def _stage_task(read: Callable[[], Any], *, index: int, folder: str, resolved: Mapping[str, str],
-                format: str, source: str) -> dict[str, Any]:
+def _stage_task(
+    read: Callable[[], Any], *, index: int, folder: str, resolved: Mapping[str, str], format: str, source: str
+) -> dict[str, Any]:
     """Read and stage one piece of the input (see :func:`_stage_table`)."""
     return _stage_table(read(), index=index, folder=folder, resolved=resolved, format=format, source=source)
 
 
-def _stage_table(table: Any, *, index: int, folder: str, resolved: Mapping[str, str], format: str,
-                 source: str) -> dict[str, Any]:
+def _stage_table(
+    table: pa.Table, *, index: int, folder: str, resolved: Mapping[str, str], format: str, source: str
+) -> dict[str, Any]:
     """Parse one piece, sort it by (permno, date) and write it as an Arrow IPC run.
 
     Returns the run's file, rows, and its distinct permnos with their row counts (from
@@ -277,7 +285,7 @@ def _stage_table(table: Any, *, index: int, folder: str, resolved: Mapping[str, 
     return {"rows": n, "file": str(path), "permnos": permno[starts], "counts": np.diff(np.r_[starts, n])}
 
 
-def partition_ranges(permnos: Any, counts: Any, rows: int) -> list[tuple[int, int]]:
+def partition_ranges(permnos: np.ndarray, counts: np.ndarray, rows: int) -> list[tuple[int, int]]:
     """Cut permnos into contiguous ``(first, last)`` ranges of about ``rows`` rows each.
 
     ``permnos``/``counts`` may repeat a permno (one entry per staging run); a stock is
@@ -298,7 +306,7 @@ def partition_ranges(permnos: Any, counts: Any, rows: int) -> list[tuple[int, in
 # --- phase 2: one permno range -> one output file ---------------------------------------------
 
 
-def _read_range(runs: Sequence[str], first: int, last: int) -> Any:
+def _read_range(runs: Sequence[str], first: int, last: int) -> pa.Table:
     """The rows of permnos ``first..last`` from every staging run (memory-mapped, sliced by
     binary search: each run is sorted by permno), as one Arrow table of sorted runs."""
     slices = []
@@ -311,8 +319,9 @@ def _read_range(runs: Sequence[str], first: int, last: int) -> Any:
     return pa.concat_tables(slices).combine_chunks()
 
 
-def _partition_task(runs: Sequence[str], first: int, last: int, *, index: int, folder: str, format: str,
-                    gpu: bool) -> dict[str, Any]:
+def _partition_task(
+    runs: Sequence[str], first: int, last: int, *, index: int, folder: str, format: str, gpu: bool
+) -> dict[str, Any]:
     """Everything one output partition does: gather, sort, dedupe, returns, kernel, write.
 
     The arrays go to the GPU (CuPy) on the GPU backend; the arithmetic is the same code.
@@ -369,7 +378,7 @@ def _partition_task(runs: Sequence[str], first: int, last: int, *, index: int, f
     return stats
 
 
-def duplicate_rows(permno: Any, day: Any, value: Any) -> tuple[Any, Any]:
+def duplicate_rows(permno: Array, day: Array, value: Array) -> tuple[Array, Array]:
     """Masks of repeated (permno, day) rows after the first, and of those whose ``value``
     differs from the previous row (NaN equals NaN), on arrays sorted by permno, day.
 
@@ -389,7 +398,7 @@ def duplicate_rows(permno: Any, day: Any, value: Any) -> tuple[Any, Any]:
     return dup, conflict
 
 
-def ohlcv_returns(permno: Any, close: Any) -> Any:
+def ohlcv_returns(permno: Array, close: Array) -> Array:
     """Simple returns ``close[t] / close[t-1] - 1`` per stock, on arrays sorted by permno,
     date; NaN on a stock's first row and next to a missing close.
 
@@ -404,7 +413,7 @@ def ohlcv_returns(permno: Any, close: Any) -> Any:
     return ret
 
 
-def write_part(columns: Mapping[str, Any], path: str | Path) -> None:
+def write_part(columns: Mapping[str, Array], path: str | Path) -> None:
     """Write one output partition (NumPy or CuPy arrays) as Parquet, atomically.
 
     ``date`` (day numbers) is stored as ``date32`` and float NaN as null. Dictionary
@@ -420,8 +429,13 @@ def write_part(columns: Mapping[str, Any], path: str | Path) -> None:
             arrays[name] = pa.array(values, from_pandas=values.dtype.kind == "f")  # NaN -> null
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(pa.table(arrays), tmp, row_group_size=1 << 20, use_dictionary=["permno", "date"],
-                   write_statistics=["permno", "date"])
+    pq.write_table(
+        pa.table(arrays),
+        tmp,
+        row_group_size=1 << 20,
+        use_dictionary=["permno", "date"],
+        write_statistics=["permno", "date"],
+    )
     os.replace(tmp, path)
 
 
@@ -433,7 +447,7 @@ def run(
     out: Path,
     *,
     backend: Backend,
-    client: Any = None,
+    client: Client | None = None,
     params: VolatilityParams,
     progress: bool = False,
 ) -> StageResult:
@@ -476,11 +490,14 @@ def run(
         runs = [_stage_table(table, index=i, **kw) for i, table in enumerate(reads)]
     else:
         if kind == "csv":
-            pieces = [partial(src.read_csv_range, str(path), a, b, found=found, resolved=resolved,
-                              delimiter=delimiter) for a, b in src.csv_ranges(path)]
+            pieces = [
+                partial(src.read_csv_range, str(path), a, b, found=found, resolved=resolved, delimiter=delimiter)
+                for a, b in src.csv_ranges(path)
+            ]
         else:
-            pieces = [partial(src.read_parquet_piece, f, groups, resolved=resolved)
-                      for f, groups in src.parquet_pieces(path)]
+            pieces = [
+                partial(src.read_parquet_piece, f, groups, resolved=resolved) for f, groups in src.parquet_pieces(path)
+            ]
         tasks = [dask.delayed(_stage_task)(read, index=i, **kw) for i, read in enumerate(pieces)]
         runs = list(compute(*tasks, label="volatility: parse", show=progress))
     rows_in = sum(r["rows"] for r in runs)
@@ -488,8 +505,9 @@ def run(
         msg = f"{source} holds no data rows; pass a file with at least one row"
         raise WsbError(msg)
     # 2. permno ranges of ~partition_rows rows; each reads its slice of every run
-    ranges = partition_ranges(np.concatenate([r["permnos"] for r in runs]),
-                              np.concatenate([r["counts"] for r in runs]), partition_rows)
+    ranges = partition_ranges(
+        np.concatenate([r["permnos"] for r in runs]), np.concatenate([r["counts"] for r in runs]), partition_rows
+    )
     files = [r["file"] for r in runs if r["file"]]
     tasks = [
         dask.delayed(_partition_task)(files, first, last, index=i, folder=str(out), format=fmt, gpu=backend.is_gpu)
@@ -516,7 +534,8 @@ def run(
             "duplicates_dropped": sum(s["duplicates"] for s in stats),
             "ret_missing": sum(s["ret_missing"] for s in stats),
             "ret_from": {name: sum(s.get(f"ret_from_{name}", 0) for s in stats) for name in RETURN_SOURCES}
-            if fmt == "crsp" else {"adj_close": sum(s["rows_out"] for s in stats)},
+            if fmt == "crsp"
+            else {"adj_close": sum(s["rows_out"] for s in stats)},
             "permnos": sum(s["permnos"] for s in stats),
             "date_min": min(s["date_min"] for s in stats),
             "date_max": max(s["date_max"] for s in stats),
@@ -528,33 +547,33 @@ def run(
 # --- where pandas and cuDF differ -------------------------------------------------------------------
 
 
-def _array_module(arr: Any) -> Any:
+def _array_module(arr: Array) -> ModuleType:
     """NumPy or CuPy, whichever ``arr`` belongs to."""
     return importlib.import_module("cupy" if type(arr).__module__.split(".")[0] == "cupy" else "numpy")
 
 
-def _float_values(series: Any) -> Any:
+def _float_values(series: Column) -> Array:
     """float64 NumPy/CuPy values with NaN for missing (cuDF nulls included)."""
     if is_gpu_frame(series):
         return series.astype("float64").to_cupy(na_value=np.nan)
     return series.to_numpy(dtype="float64", na_value=np.nan)
 
 
-def _int_values(series: Any) -> Any:
+def _int_values(series: Column) -> Array:
     """int64 NumPy/CuPy values."""
     if is_gpu_frame(series):
         return series.astype("int64").to_cupy()
     return series.to_numpy(dtype="int64")
 
 
-def _day_numbers(series: Any) -> Any:
+def _day_numbers(series: Column) -> Array:
     """Days since 1970-01-01 (int64) of a datetime column; int64 columns pass through."""
     if series.dtype.kind in "iu":
         return _int_values(series)
     return _int_values(series.astype("datetime64[s]").astype("int64")) // 86400
 
 
-def _frame_from_arrays(like: Any, columns: Mapping[str, Any]) -> Any:
+def _frame_from_arrays(like: Frame, columns: Mapping[str, Array]) -> Frame:
     """A frame of ``like``'s kind from arrays (not copied); ``date`` holds day numbers."""
     xdf = frame_module(like)
     data = dict(columns)

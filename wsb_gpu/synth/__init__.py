@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from wsb_gpu.errors import WsbError
 
@@ -40,7 +42,7 @@ FILES = {
 
 DEFAULT_EFFECT = 0.5
 GENERATOR_VERSION = 1
-CHUNK_RECORDS = 40_000     # target records per chunk (bounds each worker's memory)
+CHUNK_RECORDS = 40_000  # target records per chunk (bounds each worker's memory)
 
 
 def _as_date(value: Any, name: str) -> dt.date:
@@ -156,8 +158,14 @@ def generate(
     kappa = tp["hype_count_loading"]
     h_cal = np.zeros((len(cal), n_st))
     h_cal[td_ok] = latent["hype"][day_td[td_ok]]
-    lam = (tp["mention_share"] * posts_per_day * g[:, None] * weight[None, :]
-           * np.exp(kappa * h_cal - kappa * kappa / 2.0) * (sym_idx >= 0))
+    lam = (
+        tp["mention_share"]
+        * posts_per_day
+        * g[:, None]
+        * weight[None, :]
+        * np.exp(kappa * h_cal - kappa * kappa / 2.0)
+        * (sym_idx >= 0)
+    )
     n_about = rng.poisson(lam)
     about_sub = rng.binomial(n_about, tp["submission_share"]).astype(np.int32)
     about_com = (n_about - about_sub).astype(np.int32)
@@ -180,13 +188,28 @@ def generate(
     old_symbol = [s.names[0].ticker if len({n.ticker for n in s.names}) > 1 else None for s in stocks]
 
     ctx = dumps.DumpContext(
-        seed=seed, day0=dumps.epoch_day(start_d), n_days=len(cal), day_td=day_td,
-        year=cal.astype("datetime64[Y]").astype(int) + 1970, sym_idx=sym_idx, symbols=symbols,
+        seed=seed,
+        day0=dumps.epoch_day(start_d),
+        n_days=len(cal),
+        day_td=day_td,
+        year=cal.astype("datetime64[Y]").astype(int) + 1970,
+        sym_idx=sym_idx,
+        symbols=symbols,
         protected=np.array([s.common_word or len(s.names[0].ticker) == 1 for s in stocks]),
-        old_symbol=old_symbol, about_sub=about_sub, about_com=about_com, gen_sub=gen_sub,
-        gen_com=gen_com, hype=latent["hype"], chunk_days=chunk_days, sub_offset=sub_offset,
-        com_offset=com_offset, authors=authors, text_params=tp, quirks=qk,
-        malformed=float(malformed), forced=forced,
+        old_symbol=old_symbol,
+        about_sub=about_sub,
+        about_com=about_com,
+        gen_sub=gen_sub,
+        gen_com=gen_com,
+        hype=latent["hype"],
+        chunk_days=chunk_days,
+        sub_offset=sub_offset,
+        com_offset=com_offset,
+        authors=authors,
+        text_params=tp,
+        quirks=qk,
+        malformed=float(malformed),
+        forced=forced,
     )
     if processes is None:
         processes = dumps.default_processes() if n_records > 150_000 else 1
@@ -210,14 +233,31 @@ def generate(
             f.pop("stock", None)
             f.pop("day", None)
         truth = _truth(
-            seed=seed, tickers=int(tickers), start=start_d, end=end_d, posts_per_day=posts_per_day,
-            effect=float(effect), malformed=float(malformed), p=p, tp=tp, qk=qk, stats=stats,
-            crsp_counts=panel["counts"], special=special, forced=forced, stocks=stocks,
-            n_days=len(days), n_cal=len(cal), chunk_days=chunk_days, n_chunks=n_chunks,
-            n_names=n_names, n_daily=n_daily, latent=latent, lat_rows=lat_rows,
+            seed=seed,
+            tickers=int(tickers),
+            start=start_d,
+            end=end_d,
+            posts_per_day=posts_per_day,
+            effect=float(effect),
+            malformed=float(malformed),
+            p=p,
+            tp=tp,
+            qk=qk,
+            stats=stats,
+            crsp_counts=panel["counts"],
+            special=special,
+            forced=forced,
+            stocks=stocks,
+            n_days=len(days),
+            n_cal=len(cal),
+            chunk_days=chunk_days,
+            n_chunks=n_chunks,
+            n_names=n_names,
+            n_daily=n_daily,
+            latent=latent,
+            lat_rows=lat_rows,
         )
-        truth["files"] = {k: {"name": FILES[k], "sha256_uncompressed": sha[k]}
-                          for k in ("submissions", "comments")}
+        truth["files"] = {k: {"name": FILES[k], "sha256_uncompressed": sha[k]} for k in ("submissions", "comments")}
         with open(tmp["truth"], "w", encoding="utf-8") as fh:
             json.dump(truth, fh, indent=2, sort_keys=True, ensure_ascii=False)
             fh.write("\n")
@@ -273,30 +313,76 @@ def _special_cases(stocks, days, cal) -> tuple[list[dict], dict]:
     old, new = chg.names[0].ticker, chg.names[1].ticker
     sym = dead.names[-1].ticker
     forced = [
-        dict(day=ix(d_dead), second=86370, stock=j_of[dead.permno],
-             text=f"${sym} holders, last day before the delisting", expect_ticker=sym, expect_permno=dead.permno),
-        dict(day=ix(d_dead + one), second=30, stock=j_of[reuse.permno],
-             text=f"${sym} is a new listing today, same symbol different company", expect_ticker=sym,
-             expect_permno=reuse.permno),
-        dict(day=ix(d_chg), second=86370, stock=j_of[chg.permno],
-             text=f"${old} last day under the old ticker", expect_ticker=old, expect_permno=chg.permno),
-        dict(day=ix(d_chg + one), second=30, stock=j_of[chg.permno],
-             text=f"${new} first day under the new ticker", expect_ticker=new, expect_permno=chg.permno),
-        dict(day=ix(d_chg + one), second=90, stock=j_of[chg.permno],
-             text=f"${old} will always be {old} to me", expect_ticker=None, expect_permno=None),
+        dict(
+            day=ix(d_dead),
+            second=86370,
+            stock=j_of[dead.permno],
+            text=f"${sym} holders, last day before the delisting",
+            expect_ticker=sym,
+            expect_permno=dead.permno,
+        ),
+        dict(
+            day=ix(d_dead + one),
+            second=30,
+            stock=j_of[reuse.permno],
+            text=f"${sym} is a new listing today, same symbol different company",
+            expect_ticker=sym,
+            expect_permno=reuse.permno,
+        ),
+        dict(
+            day=ix(d_chg),
+            second=86370,
+            stock=j_of[chg.permno],
+            text=f"${old} last day under the old ticker",
+            expect_ticker=old,
+            expect_permno=chg.permno,
+        ),
+        dict(
+            day=ix(d_chg + one),
+            second=30,
+            stock=j_of[chg.permno],
+            text=f"${new} first day under the new ticker",
+            expect_ticker=new,
+            expect_permno=chg.permno,
+        ),
+        dict(
+            day=ix(d_chg + one),
+            second=90,
+            stock=j_of[chg.permno],
+            text=f"${old} will always be {old} to me",
+            expect_ticker=None,
+            expect_permno=None,
+        ),
     ]
     for f in forced:
-        f["created_utc"] = int((dt.datetime(day0.year, day0.month, day0.day, tzinfo=dt.timezone.utc)
-                                + dt.timedelta(days=f["day"], seconds=f["second"])).timestamp())
+        f["created_utc"] = int(
+            (
+                dt.datetime(day0.year, day0.month, day0.day, tzinfo=dt.timezone.utc)
+                + dt.timedelta(days=f["day"], seconds=f["second"])
+            ).timestamp()
+        )
     special = {
-        "ticker_change": {"permno": chg.permno, "old": old, "new": new,
-                          "old_nameendt": d_chg.isoformat(), "new_namedt": (d_chg + one).isoformat()},
-        "reused_symbol": {"ticker": sym, "first_permno": dead.permno, "first_nameendt": d_dead.isoformat(),
-                          "second_permno": reuse.permno, "second_namedt": reuse.names[0].namedt.isoformat(),
-                          "delisting_date": str(days[dead.last])},
-        "name_change": {"permno": renamed.permno, "ticker": renamed.names[0].ticker,
-                        "names": [n.comnam for n in renamed.names],
-                        "new_namedt": renamed.names[1].namedt.isoformat()},
+        "ticker_change": {
+            "permno": chg.permno,
+            "old": old,
+            "new": new,
+            "old_nameendt": d_chg.isoformat(),
+            "new_namedt": (d_chg + one).isoformat(),
+        },
+        "reused_symbol": {
+            "ticker": sym,
+            "first_permno": dead.permno,
+            "first_nameendt": d_dead.isoformat(),
+            "second_permno": reuse.permno,
+            "second_namedt": reuse.names[0].namedt.isoformat(),
+            "delisting_date": str(days[dead.last]),
+        },
+        "name_change": {
+            "permno": renamed.permno,
+            "ticker": renamed.names[0].ticker,
+            "names": [n.comnam for n in renamed.names],
+            "new_namedt": renamed.names[1].namedt.isoformat(),
+        },
         "common_word_tickers": sorted(s.names[0].ticker for s in stocks if s.common_word),
         "single_letter_tickers": sorted({n.ticker for s in stocks for n in s.names if len(n.ticker) == 1}),
     }
@@ -304,33 +390,55 @@ def _special_cases(stocks, days, cal) -> tuple[list[dict], dict]:
 
 
 def _write_latent(path: Path, stocks, days, latent, lat_rows) -> None:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     n_days, n = latent["alive"].shape
     counts = np.zeros((n_days, n, 3), dtype=np.int64)
     for t, j, c0, c1, c2 in lat_rows:
         counts[t, j] += (c0, c1, c2)
     ti, jj = np.nonzero(latent["alive"])
     permno = np.array([s.permno for s in stocks], dtype=np.int64)
-    table = pa.table({
-        "permno": permno[jj],
-        "date": pa.array(days[ti].astype("datetime64[D]"), type=pa.date32()),
-        "hype": latent["hype"][ti, jj],
-        "log_sigma_base": latent["log_sigma_base"][ti, jj],
-        "log_sigma": latent["log_sigma"][ti, jj],
-        "ret": latent["ret"][ti, jj],
-        "n_posts": counts[ti, jj, 0].astype(np.int32),
-        "n_hype_phrases": counts[ti, jj, 1].astype(np.int32),
-        "n_tone_phrases": counts[ti, jj, 2].astype(np.int32),
-    })
+    table = pa.table(
+        {
+            "permno": permno[jj],
+            "date": pa.array(days[ti].astype("datetime64[D]"), type=pa.date32()),
+            "hype": latent["hype"][ti, jj],
+            "log_sigma_base": latent["log_sigma_base"][ti, jj],
+            "log_sigma": latent["log_sigma"][ti, jj],
+            "ret": latent["ret"][ti, jj],
+            "n_posts": counts[ti, jj, 0].astype(np.int32),
+            "n_hype_phrases": counts[ti, jj, 1].astype(np.int32),
+            "n_tone_phrases": counts[ti, jj, 2].astype(np.int32),
+        }
+    )
     order = np.lexsort((days[ti], permno[jj]))
     pq.write_table(table.take(pa.array(order)), path)
 
 
-def _truth(*, seed, tickers, start, end, posts_per_day, effect, malformed, p, tp, qk, stats,
-           crsp_counts, special, forced, stocks, n_days, n_cal, chunk_days, n_chunks, n_names,
-           n_daily, latent, lat_rows) -> dict:
+def _truth(
+    *,
+    seed,
+    tickers,
+    start,
+    end,
+    posts_per_day,
+    effect,
+    malformed,
+    p,
+    tp,
+    qk,
+    stats,
+    crsp_counts,
+    special,
+    forced,
+    stocks,
+    n_days,
+    n_cal,
+    chunk_days,
+    n_chunks,
+    n_names,
+    n_daily,
+    latent,
+    lat_rows,
+) -> dict:
     from wsb_gpu.synth.crsp import DEFAULT_CRSP_QUIRKS
     from wsb_gpu.synth.dumps import MALFORMED_KINDS
 
@@ -338,22 +446,43 @@ def _truth(*, seed, tickers, start, end, posts_per_day, effect, malformed, p, tp
     n_com = stats.get("records_comments", 0)
     n_all = max(n_sub + n_com, 1)
     about = sum(r[2] for r in lat_rows)
-    share_keys = ("text_deleted", "text_removed", "author_deleted", "edited_int", "edited_float",
-                  "long_body", "lone_surrogate", "html_entity", "non_ascii_escaped", "non_ascii_raw",
-                  "created_utc_string", "old_symbol", "second_mention")
+    share_keys = (
+        "text_deleted",
+        "text_removed",
+        "author_deleted",
+        "edited_int",
+        "edited_float",
+        "long_body",
+        "lone_surrogate",
+        "html_entity",
+        "non_ascii_escaped",
+        "non_ascii_raw",
+        "created_utc_string",
+        "old_symbol",
+        "second_mention",
+    )
     forms = {k[5:]: v for k, v in sorted(stats.items()) if k.startswith("form_")}
     alive = latent["alive"]
     return {
         "generator": {"name": "wsb_gpu.synth", "version": GENERATOR_VERSION},
-        "parameters": {"seed": seed, "tickers": tickers, "start": start.isoformat(), "end": end.isoformat(),
-                       "posts_per_day": posts_per_day, "effect": effect, "malformed": malformed},
+        "parameters": {
+            "seed": seed,
+            "tickers": tickers,
+            "start": start.isoformat(),
+            "end": end.isoformat(),
+            "posts_per_day": posts_per_day,
+            "effect": effect,
+            "malformed": malformed,
+        },
         "effect": {
             "b": effect,
             "placebo": effect == 0,
             "formula": "log_sigma[t,i] = mu_i + m[t] + a[t,i] + b * h[t-1,i];  ret[t,i] = sigma[t,i] * z[t,i]",
-            "timing": ("h of trading day t drives the posts dated (UTC) on the calendar days after the "
-                       "previous trading day up to and including t, and the log-volatility of the next "
-                       "trading day t+1"),
+            "timing": (
+                "h of trading day t drives the posts dated (UTC) on the calendar days after the "
+                "previous trading day up to and including t, and the log-volatility of the next "
+                "trading day t+1"
+            ),
             "hype": "h[t,i] = phi * h[t-1,i] + sqrt(1 - phi^2) * eta[t,i], eta ~ N(0,1)",
             "posts_about_stock": "Poisson(mention_share * posts_per_day * g(d) * w_i * exp(kappa*h - kappa^2/2))",
             "tone": "each phrase is hype with probability sigmoid(gamma * h + mood), mood ~ N(0, mood_sd^2)",
@@ -363,17 +492,30 @@ def _truth(*, seed, tickers, start, end, posts_per_day, effect, malformed, p, tp
         "quirks_configured": qk,
         "crsp_quirks_configured": DEFAULT_CRSP_QUIRKS,
         "counts": {
-            "submissions": n_sub, "comments": n_com, "posts_about_stocks": about,
-            "trading_days": n_days, "calendar_days": n_cal, "chunks": n_chunks, "chunk_days": chunk_days,
-            "stocknames_rows": n_names, "crsp_rows": n_daily, "stock_days": int(alive.sum()),
+            "submissions": n_sub,
+            "comments": n_com,
+            "posts_about_stocks": about,
+            "trading_days": n_days,
+            "calendar_days": n_cal,
+            "chunks": n_chunks,
+            "chunk_days": chunk_days,
+            "stocknames_rows": n_names,
+            "crsp_rows": n_daily,
+            "stock_days": int(alive.sum()),
             "stock_days_with_posts": len({(r[0], r[1]) for r in lat_rows}),
-            "swapped_neighbours": {"submissions": stats.get("swapped_submissions", 0),
-                                   "comments": stats.get("swapped_comments", 0)},
+            "swapped_neighbours": {
+                "submissions": stats.get("swapped_submissions", 0),
+                "comments": stats.get("swapped_comments", 0),
+            },
             "huge_body": stats.get("huge_body", 0),
-            "uncompressed_bytes": {"submissions": stats["uncompressed_bytes_submissions"],
-                                   "comments": stats["uncompressed_bytes_comments"]},
-            "malformed": {name: {kind: stats.get(f"malformed_{name}_{kind}", 0) for kind in MALFORMED_KINDS}
-                          for name in ("submissions", "comments")},
+            "uncompressed_bytes": {
+                "submissions": stats["uncompressed_bytes_submissions"],
+                "comments": stats["uncompressed_bytes_comments"],
+            },
+            "malformed": {
+                name: {kind: stats.get(f"malformed_{name}_{kind}", 0) for kind in MALFORMED_KINDS}
+                for name in ("submissions", "comments")
+            },
             **{k: stats.get(k, 0) for k in share_keys},
         },
         "shares": {k: stats.get(k, 0) / n_all for k in share_keys},
@@ -382,9 +524,16 @@ def _truth(*, seed, tickers, start, end, posts_per_day, effect, malformed, p, tp
         "special_cases": special,
         "boundary_posts": forced,
         "stocks": [
-            {"permno": s.permno, "tickers": [n.ticker for n in s.names], "comnam": s.names[-1].comnam,
-             "weight": s.weight, "dividend": s.dividend, "common_word": s.common_word,
-             "delisted": s.delisted, "mu": float(latent["mu"][j])}
+            {
+                "permno": s.permno,
+                "tickers": [n.ticker for n in s.names],
+                "comnam": s.names[-1].comnam,
+                "weight": s.weight,
+                "dividend": s.dividend,
+                "common_word": s.common_word,
+                "delisted": s.delisted,
+                "mu": float(latent["mu"][j]),
+            }
             for j, s in enumerate(stocks)
         ],
     }

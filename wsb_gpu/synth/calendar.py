@@ -66,14 +66,14 @@ def holidays(year: int) -> list[dt.date]:
     if new_year.weekday() != 5:
         out.append(_observed(new_year))
     out += [
-        _nth_weekday(year, 1, 0, 3),                 # Martin Luther King Jr. Day
-        _nth_weekday(year, 2, 0, 3),                 # Washington's Birthday
-        easter(year) - dt.timedelta(days=2),         # Good Friday
-        _nth_weekday(year, 5, 0, -1),                # Memorial Day
-        _observed(dt.date(year, 7, 4)),              # Independence Day
-        _nth_weekday(year, 9, 0, 1),                 # Labor Day
-        _nth_weekday(year, 11, 3, 4),                # Thanksgiving
-        _observed(dt.date(year, 12, 25)),            # Christmas
+        _nth_weekday(year, 1, 0, 3),  # Martin Luther King Jr. Day
+        _nth_weekday(year, 2, 0, 3),  # Washington's Birthday
+        easter(year) - dt.timedelta(days=2),  # Good Friday
+        _nth_weekday(year, 5, 0, -1),  # Memorial Day
+        _observed(dt.date(year, 7, 4)),  # Independence Day
+        _nth_weekday(year, 9, 0, 1),  # Labor Day
+        _nth_weekday(year, 11, 3, 4),  # Thanksgiving
+        _observed(dt.date(year, 12, 25)),  # Christmas
     ]
     if year >= 2022:
         out.append(_observed(dt.date(year, 6, 19)))  # Juneteenth
@@ -88,7 +88,7 @@ def trading_days(start: dt.date, end: dt.date) -> np.ndarray:
     ['2019-12-23', '2019-12-24', '2019-12-26', '2019-12-27', '2019-12-30', '2019-12-31', '2020-01-02', '2020-01-03']
     """
     days = np.arange(np.datetime64(start, "D"), np.datetime64(end, "D") + 1)
-    weekday = (days.astype("int64") + 3) % 7          # 1970-01-01 was a Thursday (3)
+    weekday = (days.astype("int64") + 3) % 7  # 1970-01-01 was a Thursday (3)
     hol = np.array(
         [np.datetime64(h, "D") for y in range(start.year, end.year + 1) for h in holidays(y)],
         dtype="datetime64[D]",

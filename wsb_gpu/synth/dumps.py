@@ -12,6 +12,7 @@ fixes every chunk's id offset in advance.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import math
 import os
@@ -19,40 +20,41 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import zstandard as zstd
 
 from wsb_gpu.synth import text as tx
 
 STREAM_PLAN, STREAM_AUTHORS, STREAM_CHUNK, STREAM_CHUNK_TEXT = 20, 21, 100, 101
 
 SUBREDDIT, SUBREDDIT_ID = "wallstreetbets", "t5_2th52"
-SUB_ID_BASE = 36 ** 5          # first submission id "100000"
-COM_ID_BASE = 36 ** 6          # first comment id "1000000"
+SUB_ID_BASE = 36**5  # first submission id "100000"
+COM_ID_BASE = 36**6  # first comment id "1000000"
 
 # Quirks and their shares (written to truth.json). Era rules are by the post's UTC year.
 DEFAULT_TEXT_PARAMS: dict = {
-    "mention_share": 0.30,       # expected share of records that are about a stock
-    "submission_share": 0.10,    # share of records that are submissions (rest comments)
-    "hype_count_loading": 0.6,   # kappa: posts about a stock scale with exp(kappa * h)
-    "hype_tone_loading": 1.5,    # gamma: tone s = sigmoid(gamma * h + mood)
-    "mood_sd": 0.8,              # sd of the author's own mood shift
+    "mention_share": 0.30,  # expected share of records that are about a stock
+    "submission_share": 0.10,  # share of records that are submissions (rest comments)
+    "hype_count_loading": 0.6,  # kappa: posts about a stock scale with exp(kappa * h)
+    "hype_tone_loading": 1.5,  # gamma: tone s = sigmoid(gamma * h + mood)
+    "mood_sd": 0.8,  # sd of the author's own mood shift
     "second_mention_share": 0.08,  # about-posts that also name another stock
-    "old_symbol_share": 0.10,    # posts about a renamed stock that still use the old symbol
-    "weekend_factor": 0.6,       # activity on Saturdays and Sundays relative to weekdays
-    "yearly_growth": 1.15,       # activity grows by this factor per year
+    "old_symbol_share": 0.10,  # posts about a renamed stock that still use the old symbol
+    "weekend_factor": 0.6,  # activity on Saturdays and Sundays relative to weekdays
+    "yearly_growth": 1.15,  # activity grows by this factor per year
     "market_hours_share": 0.55,  # posts placed in 13:30-21:00 UTC (the rest uniform)
 }
 
 DEFAULT_QUIRKS: dict = {
-    "deleted": 0.03,             # author "[deleted]" and text "[deleted]"
-    "removed": 0.04,             # text "[removed]" (author kept)
-    "author_deleted": 0.06,      # author "[deleted]", text intact
-    "edited": 0.06,              # edited = timestamp (float before 2016, int from 2016)
-    "long_body": 0.001,          # 5k-40k character bodies
-    "lone_surrogate": 0.0001,    # a lone "\\ud83d" escape at the end of the text
+    "deleted": 0.03,  # author "[deleted]" and text "[deleted]"
+    "removed": 0.04,  # text "[removed]" (author kept)
+    "author_deleted": 0.06,  # author "[deleted]", text intact
+    "edited": 0.06,  # edited = timestamp (float before 2016, int from 2016)
+    "long_body": 0.001,  # 5k-40k character bodies
+    "lone_surrogate": 0.0001,  # a lone "\\ud83d" escape at the end of the text
     "swapped_neighbours": 0.002,  # adjacent records out of time order
     "created_utc_string_years": [2013, 2016, 2017],  # created_utc is a JSON string then
     "ascii_escaped_until": 2015,  # non-ASCII as \\u escapes up to this year, raw UTF-8 after
-    "new_schema_from": 2017,     # field set of the newer Pushshift era from this year
+    "new_schema_from": 2017,  # field set of the newer Pushshift era from this year
 }
 
 MALFORMED_KINDS = ("blank", "truncated", "bad_utf8")
@@ -91,8 +93,10 @@ def base36_array(start: int, n: int) -> list[str]:
     return [s.lstrip("0") or "0" for s in out]
 
 
-_ENC = {True: json.JSONEncoder(ensure_ascii=True, separators=(",", ":")),
-        False: json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))}
+_ENC = {
+    True: json.JSONEncoder(ensure_ascii=True, separators=(",", ":")),
+    False: json.JSONEncoder(ensure_ascii=False, separators=(",", ":")),
+}
 
 
 @dataclass
@@ -100,21 +104,21 @@ class DumpContext:
     """Everything a chunk worker needs (picklable; sent once per worker process)."""
 
     seed: int
-    day0: int                       # first calendar day, days since 1970-01-01
+    day0: int  # first calendar day, days since 1970-01-01
     n_days: int
-    day_td: np.ndarray              # calendar day -> index of first trading day >= it, or -1
-    year: np.ndarray                # calendar day -> year
-    sym_idx: np.ndarray             # (days x stocks) int16 index into symbols, -1 = no ticker
+    day_td: np.ndarray  # calendar day -> index of first trading day >= it, or -1
+    year: np.ndarray  # calendar day -> year
+    sym_idx: np.ndarray  # (days x stocks) int16 index into symbols, -1 = no ticker
     symbols: list[str]
-    protected: np.ndarray           # stock -> bare form never counts (common word / 1 letter)
-    old_symbol: list[str | None]    # stock -> its previous ticker (still used by some posters)
-    about_sub: np.ndarray           # (days x stocks) planned submissions about each stock
+    protected: np.ndarray  # stock -> bare form never counts (common word / 1 letter)
+    old_symbol: list[str | None]  # stock -> its previous ticker (still used by some posters)
+    about_sub: np.ndarray  # (days x stocks) planned submissions about each stock
     about_com: np.ndarray
-    gen_sub: np.ndarray             # (days,) planned generic submissions
+    gen_sub: np.ndarray  # (days,) planned generic submissions
     gen_com: np.ndarray
-    hype: np.ndarray                # (trading days x stocks)
+    hype: np.ndarray  # (trading days x stocks)
     chunk_days: int
-    sub_offset: np.ndarray          # (chunks + 1,) first submission counter of each chunk
+    sub_offset: np.ndarray  # (chunks + 1,) first submission counter of each chunk
     com_offset: np.ndarray
     authors: list[str]
     text_params: dict
@@ -136,18 +140,59 @@ def day_factor(days: np.ndarray, growth: float, weekend: float) -> np.ndarray:
     """
     t = (days - days[0]).astype("int64") / 365.25
     weekday = (days.astype("int64") + 3) % 7
-    f = growth ** t * np.where(weekday >= 5, weekend, 1.0)
+    f = growth**t * np.where(weekday >= 5, weekend, 1.0)
     return f / f.mean()
 
 
 def make_authors(seed: int, n: int) -> list[str]:
     """A deterministic pool of Reddit-like user names."""
     rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(STREAM_AUTHORS,))))
-    first = ("Diamond", "Paper", "Tendie", "Moon", "Bear", "Bull", "Gamma", "Theta", "Yolo",
-             "Smooth", "Retarded", "Autist", "Stonk", "Rocket", "Banana", "Crayon", "Wife",
-             "Ape", "Hedgie", "Degen", "Lambo", "Guh", "Margin", "Put", "Call")
-    second = ("Hands", "Boy", "Man", "Lord", "King", "Queen", "Trader", "Eater", "Master",
-              "Gang", "Wizard", "Hodler", "Bagholder", "Chad", "Kid", "Captain", "Monke")
+    first = (
+        "Diamond",
+        "Paper",
+        "Tendie",
+        "Moon",
+        "Bear",
+        "Bull",
+        "Gamma",
+        "Theta",
+        "Yolo",
+        "Smooth",
+        "Retarded",
+        "Autist",
+        "Stonk",
+        "Rocket",
+        "Banana",
+        "Crayon",
+        "Wife",
+        "Ape",
+        "Hedgie",
+        "Degen",
+        "Lambo",
+        "Guh",
+        "Margin",
+        "Put",
+        "Call",
+    )
+    second = (
+        "Hands",
+        "Boy",
+        "Man",
+        "Lord",
+        "King",
+        "Queen",
+        "Trader",
+        "Eater",
+        "Master",
+        "Gang",
+        "Wizard",
+        "Hodler",
+        "Bagholder",
+        "Chad",
+        "Kid",
+        "Captain",
+        "Monke",
+    )
     a = rng.integers(0, len(first), n)
     b = rng.integers(0, len(second), n)
     num = rng.integers(0, 10000, n)
@@ -167,47 +212,144 @@ def _template(fields: list[tuple[str, object]]) -> dict:
     return dict(sorted(fields))
 
 
-_SUB_OLD = _template([
-    ("approved_by", None), ("archived", False), ("author", None), ("author_flair_css_class", None),
-    ("author_flair_text", None), ("banned_by", None), ("created_utc", None), ("distinguished", None),
-    ("domain", None), ("downs", 0), ("edited", False), ("gilded", 0), ("hide_score", False),
-    ("id", None), ("is_self", True), ("link_flair_css_class", None), ("link_flair_text", None),
-    ("media", None), ("media_embed", {}), ("name", None), ("num_comments", 0), ("over_18", False),
-    ("permalink", None), ("quarantine", False), ("retrieved_on", None), ("score", 0),
-    ("secure_media", None), ("secure_media_embed", {}), ("selftext", ""), ("stickied", False),
-    ("subreddit", SUBREDDIT), ("subreddit_id", SUBREDDIT_ID), ("thumbnail", "self"),
-    ("title", ""), ("ups", 0), ("url", None),
-])
-_SUB_NEW = _template([
-    ("all_awardings", []), ("author", None), ("author_flair_css_class", None),
-    ("author_flair_text", None), ("author_fullname", None), ("created_utc", None),
-    ("distinguished", None), ("domain", None), ("edited", False), ("gilded", 0), ("id", None),
-    ("is_self", True), ("is_video", False), ("link_flair_text", None), ("locked", False),
-    ("media", None), ("num_comments", 0), ("over_18", False), ("permalink", None),
-    ("pinned", False), ("removed_by_category", None), ("retrieved_on", None), ("score", 0),
-    ("selftext", ""), ("send_replies", True), ("spoiler", False), ("stickied", False),
-    ("subreddit", SUBREDDIT), ("subreddit_id", SUBREDDIT_ID), ("thumbnail", "self"),
-    ("title", ""), ("total_awards_received", 0), ("upvote_ratio", 1.0), ("url", None),
-    ("whitelist_status", "some_ads"),
-])
-_COM_OLD = _template([
-    ("archived", False), ("author", None), ("author_flair_css_class", None),
-    ("author_flair_text", None), ("body", ""), ("controversiality", 0), ("created_utc", None),
-    ("distinguished", None), ("downs", 0), ("edited", False), ("gilded", 0), ("id", None),
-    ("link_id", None), ("name", None), ("parent_id", None), ("retrieved_on", None), ("score", 0),
-    ("score_hidden", False), ("stickied", False), ("subreddit", SUBREDDIT),
-    ("subreddit_id", SUBREDDIT_ID), ("ups", 0),
-])
-_COM_NEW = _template([
-    ("all_awardings", []), ("associated_award", None), ("author", None),
-    ("author_flair_css_class", None), ("author_flair_text", None), ("author_fullname", None),
-    ("author_premium", False), ("awarders", []), ("body", ""), ("collapsed", False),
-    ("controversiality", 0), ("created_utc", None), ("distinguished", None), ("edited", False),
-    ("gilded", 0), ("id", None), ("is_submitter", False), ("link_id", None), ("locked", False),
-    ("no_follow", True), ("parent_id", None), ("permalink", None), ("retrieved_on", None),
-    ("score", 0), ("send_replies", True), ("stickied", False), ("subreddit", SUBREDDIT),
-    ("subreddit_id", SUBREDDIT_ID), ("total_awards_received", 0),
-])
+_SUB_OLD = _template(
+    [
+        ("approved_by", None),
+        ("archived", False),
+        ("author", None),
+        ("author_flair_css_class", None),
+        ("author_flair_text", None),
+        ("banned_by", None),
+        ("created_utc", None),
+        ("distinguished", None),
+        ("domain", None),
+        ("downs", 0),
+        ("edited", False),
+        ("gilded", 0),
+        ("hide_score", False),
+        ("id", None),
+        ("is_self", True),
+        ("link_flair_css_class", None),
+        ("link_flair_text", None),
+        ("media", None),
+        ("media_embed", {}),
+        ("name", None),
+        ("num_comments", 0),
+        ("over_18", False),
+        ("permalink", None),
+        ("quarantine", False),
+        ("retrieved_on", None),
+        ("score", 0),
+        ("secure_media", None),
+        ("secure_media_embed", {}),
+        ("selftext", ""),
+        ("stickied", False),
+        ("subreddit", SUBREDDIT),
+        ("subreddit_id", SUBREDDIT_ID),
+        ("thumbnail", "self"),
+        ("title", ""),
+        ("ups", 0),
+        ("url", None),
+    ]
+)
+_SUB_NEW = _template(
+    [
+        ("all_awardings", []),
+        ("author", None),
+        ("author_flair_css_class", None),
+        ("author_flair_text", None),
+        ("author_fullname", None),
+        ("created_utc", None),
+        ("distinguished", None),
+        ("domain", None),
+        ("edited", False),
+        ("gilded", 0),
+        ("id", None),
+        ("is_self", True),
+        ("is_video", False),
+        ("link_flair_text", None),
+        ("locked", False),
+        ("media", None),
+        ("num_comments", 0),
+        ("over_18", False),
+        ("permalink", None),
+        ("pinned", False),
+        ("removed_by_category", None),
+        ("retrieved_on", None),
+        ("score", 0),
+        ("selftext", ""),
+        ("send_replies", True),
+        ("spoiler", False),
+        ("stickied", False),
+        ("subreddit", SUBREDDIT),
+        ("subreddit_id", SUBREDDIT_ID),
+        ("thumbnail", "self"),
+        ("title", ""),
+        ("total_awards_received", 0),
+        ("upvote_ratio", 1.0),
+        ("url", None),
+        ("whitelist_status", "some_ads"),
+    ]
+)
+_COM_OLD = _template(
+    [
+        ("archived", False),
+        ("author", None),
+        ("author_flair_css_class", None),
+        ("author_flair_text", None),
+        ("body", ""),
+        ("controversiality", 0),
+        ("created_utc", None),
+        ("distinguished", None),
+        ("downs", 0),
+        ("edited", False),
+        ("gilded", 0),
+        ("id", None),
+        ("link_id", None),
+        ("name", None),
+        ("parent_id", None),
+        ("retrieved_on", None),
+        ("score", 0),
+        ("score_hidden", False),
+        ("stickied", False),
+        ("subreddit", SUBREDDIT),
+        ("subreddit_id", SUBREDDIT_ID),
+        ("ups", 0),
+    ]
+)
+_COM_NEW = _template(
+    [
+        ("all_awardings", []),
+        ("associated_award", None),
+        ("author", None),
+        ("author_flair_css_class", None),
+        ("author_flair_text", None),
+        ("author_fullname", None),
+        ("author_premium", False),
+        ("awarders", []),
+        ("body", ""),
+        ("collapsed", False),
+        ("controversiality", 0),
+        ("created_utc", None),
+        ("distinguished", None),
+        ("edited", False),
+        ("gilded", 0),
+        ("id", None),
+        ("is_submitter", False),
+        ("link_id", None),
+        ("locked", False),
+        ("no_follow", True),
+        ("parent_id", None),
+        ("permalink", None),
+        ("retrieved_on", None),
+        ("score", 0),
+        ("send_replies", True),
+        ("stickied", False),
+        ("subreddit", SUBREDDIT),
+        ("subreddit_id", SUBREDDIT_ID),
+        ("total_awards_received", 0),
+    ]
+)
 _FLAIRS = ("🦍", "Not a financial advisor", "Tendie Eater", "🚀🚀🚀", "Bagholder", "Theta Gang")
 _LINK_FLAIRS = ("DD", "YOLO", "Discussion", "Gain", "Loss", "Meme", "News", "Shitpost")
 
@@ -235,7 +377,9 @@ def make_chunk(ctx: DumpContext, k: int) -> tuple[bytes, bytes, dict, list]:
     for the stock-days this chunk's posts are about.
     """
     rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(ctx.seed, spawn_key=(STREAM_CHUNK, k))))
-    d = tx.Draws(np.random.Generator(np.random.PCG64(np.random.SeedSequence(ctx.seed, spawn_key=(STREAM_CHUNK_TEXT, k)))))
+    d = tx.Draws(
+        np.random.Generator(np.random.PCG64(np.random.SeedSequence(ctx.seed, spawn_key=(STREAM_CHUNK_TEXT, k))))
+    )
     tp, q = ctx.text_params, ctx.quirks
     lo, hi = k * ctx.chunk_days, min((k + 1) * ctx.chunk_days, ctx.n_days)
     n_stocks = ctx.about_sub.shape[1]
@@ -309,8 +453,7 @@ def make_chunk(ctx: DumpContext, k: int) -> tuple[bytes, bytes, dict, list]:
         cell[2] += n_tone
         return title, body
 
-    def finish(rec: dict, year: int, created: int, text_key: str, is_sub: bool,
-               keep_text: bool = False) -> bytes:
+    def finish(rec: dict, year: int, created: int, text_key: str, is_sub: bool, keep_text: bool = False) -> bytes:
         u = 1.0 if keep_text else d.u()
         if u < q["deleted"]:
             rec["author"] = "[deleted]"
@@ -356,8 +499,9 @@ def make_chunk(ctx: DumpContext, k: int) -> tuple[bytes, bytes, dict, list]:
         if year in q["created_utc_string_years"]:
             rec["created_utc"] = str(created)
             stats["created_utc_string"] = stats.get("created_utc_string", 0) + 1
-        stats["records_" + ("submissions" if is_sub else "comments")] = \
+        stats["records_" + ("submissions" if is_sub else "comments")] = (
             stats.get("records_" + ("submissions" if is_sub else "comments"), 0) + 1
+        )
         return _ENC[escaped].encode(rec).encode("utf-8")
 
     # --- submissions -----------------------------------------------------------------
@@ -374,13 +518,22 @@ def make_chunk(ctx: DumpContext, k: int) -> tuple[bytes, bytes, dict, list]:
         score = _score(d)
         slug = "_".join(title.lower().split()[:6])[:50] if title else "post"
         rec.update(
-            author=author, created_utc=created, id=sid, title=title, selftext="" if link_post else body,
-            is_self=not link_post, score=score, num_comments=int(d.u() ** 3 * 400),
+            author=author,
+            created_utc=created,
+            id=sid,
+            title=title,
+            selftext="" if link_post else body,
+            is_self=not link_post,
+            score=score,
+            num_comments=int(d.u() ** 3 * 400),
             permalink=f"/r/wallstreetbets/comments/{sid}/{slug}/",
             retrieved_on=created + 3600 + int(d.u() * 86400 * 30),
             domain="i.redd.it" if link_post else "self.wallstreetbets",
-            url=(f"https://i.redd.it/{base36(int(d.u() * 36 ** 8))}.jpg" if link_post
-                 else f"https://www.reddit.com/r/wallstreetbets/comments/{sid}/{slug}/"),
+            url=(
+                f"https://i.redd.it/{base36(int(d.u() * 36**8))}.jpg"
+                if link_post
+                else f"https://www.reddit.com/r/wallstreetbets/comments/{sid}/{slug}/"
+            ),
             link_flair_text=d.pick(_LINK_FLAIRS) if d.u() < 0.6 else None,
         )
         if link_post:
@@ -399,7 +552,7 @@ def make_chunk(ctx: DumpContext, k: int) -> tuple[bytes, bytes, dict, list]:
     com_lines = []
     links: list[str] = []
     com_done = 0
-    prev_block = SUB_ID_BASE + int(ctx.sub_offset[k])   # ids before this chunk: earlier posts
+    prev_block = SUB_ID_BASE + int(ctx.sub_offset[k])  # ids before this chunk: earlier posts
     n_before = np.searchsorted(sub_times, times[com_sel], side="left").tolist()
     for n, i in enumerate(com_sel):
         di, created = int(dayix[i]), int(times[i])
@@ -419,7 +572,7 @@ def make_chunk(ctx: DumpContext, k: int) -> tuple[bytes, bytes, dict, list]:
         else:
             parent = "t3_" + link
         links.append(link)
-        com_done += 1
+        com_done += 1  # noqa: SIM113 (counts comments, not loop turns)
         cid = com_ids[n]
         author = ctx.authors[int(len(ctx.authors) * d.u() ** 2.5)]
         _, body = texts(i, False)
@@ -432,9 +585,17 @@ def make_chunk(ctx: DumpContext, k: int) -> tuple[bytes, bytes, dict, list]:
         if forced_ix[i] >= 0:
             forced_ids[cid] = int(forced_ix[i])
         score = _score(d)
-        rec.update(author=author, created_utc=created, id=cid, body=body, link_id="t3_" + link,
-                   parent_id=parent, score=score, controversiality=1 if d.u() < 0.03 else 0,
-                   retrieved_on=created + 600 + int(d.u() * 86400 * 30))
+        rec.update(
+            author=author,
+            created_utc=created,
+            id=cid,
+            body=body,
+            link_id="t3_" + link,
+            parent_id=parent,
+            score=score,
+            controversiality=1 if d.u() < 0.03 else 0,
+            retrieved_on=created + 600 + int(d.u() * 86400 * 30),
+        )
         if d.u() < 0.1:
             rec["author_flair_text"] = d.pick(_FLAIRS)
         if new:
@@ -522,11 +683,10 @@ def _run_chunk(k: int):
 
 def open_zstd_writer(path: Path):
     """A zstd stream writer like the Pushshift dumps': level 3, 2 GiB window, no content size."""
-    import zstandard as zstd
 
     params = zstd.ZstdCompressionParameters.from_level(3, window_log=31)
     cctx = zstd.ZstdCompressor(compression_params=params)
-    fh = open(path, "wb")
+    fh = open(path, "wb")  # noqa: SIM115 (the caller closes it after the stream writer)
     return fh, cctx.stream_writer(fh, closefd=False)
 
 
@@ -536,7 +696,6 @@ def write_dumps(ctx: DumpContext, sub_path: Path, com_path: Path, processes: int
     Returns the summed stats (with the SHA-256 of each dump's uncompressed content) and
     the latent per-stock-day rows.
     """
-    import hashlib
 
     totals: dict = {"uncompressed_bytes_submissions": 0, "uncompressed_bytes_comments": 0}
     hs, hc = hashlib.sha256(), hashlib.sha256()
@@ -585,7 +744,7 @@ def default_processes() -> int:
     """Worker processes for GB-scale runs: every core this process may use."""
     try:
         return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:   # pragma: no cover - not Linux
+    except AttributeError:  # pragma: no cover - not Linux
         return max(1, os.cpu_count() or 1)
 
 

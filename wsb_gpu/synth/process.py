@@ -34,17 +34,17 @@ MIN_TICKERS = 10
 
 # Default parameters of the latent processes (all written to truth.json).
 DEFAULT_PARAMS: dict = {
-    "hype_phi": 0.5,          # AR(1) persistence of the hype state
-    "har_c_d": 0.35,          # HAR coefficients of the log-volatility (daily, weekly, monthly)
+    "hype_phi": 0.5,  # AR(1) persistence of the hype state
+    "har_c_d": 0.35,  # HAR coefficients of the log-volatility (daily, weekly, monthly)
     "har_c_w": 0.30,
     "har_c_m": 0.25,
-    "vol_shock_sd": 0.40,     # s_a: stock log-volatility shock scale
+    "vol_shock_sd": 0.40,  # s_a: stock log-volatility shock scale
     "market_shock_sd": 0.12,  # s_m: market log-volatility shock scale
-    "vol_shock_df": 6.0,      # Student-t degrees of freedom of the volatility shocks
-    "ret_df": 5.0,            # Student-t degrees of freedom of the return shocks
+    "vol_shock_df": 6.0,  # Student-t degrees of freedom of the volatility shocks
+    "ret_df": 5.0,  # Student-t degrees of freedom of the return shocks
     "mu_mean": float(np.log(0.018)),  # mean of mu_i (daily volatility about 1.8 %)
-    "mu_sd": 0.5,            # cross-sectional spread of mu_i
-    "burn_in": 250,           # trading days simulated and dropped before the start
+    "mu_sd": 0.5,  # cross-sectional spread of mu_i
+    "burn_in": 250,  # trading days simulated and dropped before the start
 }
 
 
@@ -64,12 +64,12 @@ class Stock:
 
     permno: int
     names: tuple[NameSpell, ...]
-    first: int                 # index of its first trading day in the calendar
-    last: int                  # index of its last trading day (inclusive)
-    delisted: bool             # its last row is a DLRET-only delisting row
-    weight: float              # share of the stock-mentioning posts it attracts
-    dividend: bool             # pays quarterly dividends (RET != RETX on ex-dates)
-    common_word: bool          # its ticker is a common English / WSB word
+    first: int  # index of its first trading day in the calendar
+    last: int  # index of its last trading day (inclusive)
+    delisted: bool  # its last row is a DLRET-only delisting row
+    weight: float  # share of the stock-mentioning posts it attracts
+    dividend: bool  # pays quarterly dividends (RET != RETX on ex-dates)
+    common_word: bool  # its ticker is a common English / WSB word
     exchcd: int = 1
     siccd: int = 7370
     shrcd: int = 11
@@ -88,14 +88,14 @@ class Stock:
 _POOL = [
     ("GME", "GAMESTOP CORP NEW", False, False),
     ("TSLA", "TESLA INC", False, False),
-    ("FB", "FACEBOOK INC", False, False),            # -> META (ticker change)
+    ("FB", "FACEBOOK INC", False, False),  # -> META (ticker change)
     ("CHK", "CHESAPEAKE ENERGY CORP", True, False),  # delists; CHK reused by the next one
     ("CHK", "CHARTWELL HOLDINGS INC", False, False),  # reuses CHK the day after
     ("ALL", "ALLSTATE CORP", True, True),
     ("IT", "GARTNER INC", False, True),
     ("CEO", "CNOOC LTD", True, True),
     ("DD", "DU PONT E I DE NEMOURS & CO", True, True),  # -> DOWDUPONT INC (name change)
-    ("F", "FORD MOTOR CO DEL", True, False),          # single letter: only $F counts
+    ("F", "FORD MOTOR CO DEL", True, False),  # single letter: only $F counts
     ("AMC", "A M C ENTERTAINMENT HOLDINGS INC", False, False),
     ("AAPL", "APPLE INC", True, False),
     ("AMD", "ADVANCED MICRO DEVICES INC", False, False),
@@ -191,8 +191,10 @@ def build_universe(days: np.ndarray, n_tickers: int, seed: int) -> list[Stock]:
     for k, (sym, name, div, common) in enumerate(specs):
         first, last, delisted = 0, len(days) - 1, False
         if k == 2:
-            names = (NameSpell("FB", name, first_day, d_change),
-                     NameSpell("META", "META PLATFORMS INC", d_change + one, last_day))
+            names = (
+                NameSpell("FB", name, first_day, d_change),
+                NameSpell("META", "META PLATFORMS INC", d_change + one, last_day),
+            )
         elif k == 3:
             names = (NameSpell(sym, name, first_day, d_reuse),)
             last, delisted = i_reuse, True
@@ -200,21 +202,31 @@ def build_universe(days: np.ndarray, n_tickers: int, seed: int) -> list[Stock]:
             names = (NameSpell(sym, name, d_reuse + one, last_day),)
             first = i_reuse + 1
         elif k == 8:
-            names = (NameSpell(sym, name, first_day, d_rename),
-                     NameSpell(sym, "DOWDUPONT INC", d_rename + one, last_day))
+            names = (
+                NameSpell(sym, name, first_day, d_rename),
+                NameSpell(sym, "DOWDUPONT INC", d_rename + one, last_day),
+            )
         else:
             names = (NameSpell(sym, name, first_day, last_day),)
         if first == 0:
             # Listed long before the sample starts (CRSP name histories go back decades).
             listed = first_day - dt.timedelta(days=int(rng.integers(400, 12000)))
             names = (NameSpell(names[0].ticker, names[0].comnam, listed, names[0].nameendt),) + names[1:]
-        stocks.append(Stock(
-            permno=int(permnos[k]), names=names, first=first, last=last, delisted=delisted,
-            weight=float(raw_w[k] / raw_w.sum()), dividend=div, common_word=common,
-            exchcd=3 if sym in ("TSLA", "AAPL", "AMD", "NVDA", "MSFT", "NFLX", "AMZN", "MU", "INTC") else 1,
-            shrcd=73 if name.endswith("ETF TR") else 11,
-            siccd=int(rng.choice([1311, 2834, 3571, 3674, 4813, 5331, 6020, 6331, 7370, 7372])),
-        ))
+        stocks.append(
+            Stock(
+                permno=int(permnos[k]),
+                names=names,
+                first=first,
+                last=last,
+                delisted=delisted,
+                weight=float(raw_w[k] / raw_w.sum()),
+                dividend=div,
+                common_word=common,
+                exchcd=3 if sym in ("TSLA", "AAPL", "AMD", "NVDA", "MSFT", "NFLX", "AMZN", "MU", "INTC") else 1,
+                shrcd=73 if name.endswith("ETF TR") else 11,
+                siccd=int(rng.choice([1311, 2834, 3571, 3674, 4813, 5331, 6020, 6331, 7370, 7372])),
+            )
+        )
     return stocks
 
 
@@ -231,7 +243,7 @@ def _har(shocks: np.ndarray, c_d: float, c_w: float, c_m: float) -> np.ndarray:
     """Run the HAR recursion over axis 0 of ``shocks`` (time x series), zero start."""
     n = shocks.shape[0]
     out = np.zeros_like(shocks)
-    hist = np.zeros((n + 22,) + shocks.shape[1:])   # 22 zeros of history before t = 0
+    hist = np.zeros((n + 22,) + shocks.shape[1:])  # 22 zeros of history before t = 0
     s5 = np.zeros(shocks.shape[1:])
     s22 = np.zeros(shocks.shape[1:])
     for t in range(n):
@@ -244,8 +256,9 @@ def _har(shocks: np.ndarray, c_d: float, c_w: float, c_m: float) -> np.ndarray:
     return out
 
 
-def simulate_latent(stocks: list[Stock], n_days: int, *, seed: int, effect: float,
-                    params: dict | None = None) -> dict[str, np.ndarray]:
+def simulate_latent(
+    stocks: list[Stock], n_days: int, *, seed: int, effect: float, params: dict | None = None
+) -> dict[str, np.ndarray]:
     """Simulate the latent panel on ``n_days`` trading days (arrays of shape days x stocks).
 
     Returns ``hype``, ``log_sigma_base`` (the log-volatility without the hype term),
@@ -271,8 +284,9 @@ def simulate_latent(stocks: list[Stock], n_days: int, *, seed: int, effect: floa
     shocks = p["vol_shock_sd"] * _unit_t(rng_v, p["vol_shock_df"], (total, n))
     a = _har(shocks, p["har_c_d"], p["har_c_w"], p["har_c_m"])
     rng_m = _rng(seed, STREAM_MARKET)
-    m = _har(p["market_shock_sd"] * _unit_t(rng_m, p["vol_shock_df"], (total, 1)),
-             p["har_c_d"], p["har_c_w"], p["har_c_m"])
+    m = _har(
+        p["market_shock_sd"] * _unit_t(rng_m, p["vol_shock_df"], (total, 1)), p["har_c_d"], p["har_c_w"], p["har_c_m"]
+    )
 
     base = mu[None, :] + m + a
     hype_prev = np.vstack([np.zeros((1, n)), hype[:-1]])
@@ -284,9 +298,13 @@ def simulate_latent(stocks: list[Stock], n_days: int, *, seed: int, effect: floa
 
     alive = np.zeros((n_days, n), dtype=bool)
     for j, s in enumerate(stocks):
-        alive[s.first:s.last + 1, j] = True
+        alive[s.first : s.last + 1, j] = True
     sl = slice(burn, None)
     return {
-        "hype": hype[sl], "log_sigma_base": base[sl], "log_sigma": log_sigma[sl],
-        "ret": ret[sl], "alive": alive, "mu": mu,
+        "hype": hype[sl],
+        "log_sigma_base": base[sl],
+        "log_sigma": log_sigma[sl],
+        "ret": ret[sl],
+        "alive": alive,
+        "mu": mu,
     }

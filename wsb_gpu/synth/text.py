@@ -18,6 +18,8 @@ chunk's text is a pure function of its seed (no ``random`` module, no hash order
 
 from __future__ import annotations
 
+import string
+
 import numpy as np
 
 HYPE = (
@@ -234,7 +236,7 @@ def _slot(name: str, tick: str, d: Draws) -> str | int:
         return f"{d.int(500, 90000) / 100:.2f}"
     if name == "N":
         return d.int(1, 50) * 10
-    return "".join(_ALNUM[int(d.u() * 36)] for _ in range(6))   # R: a random id
+    return "".join(_ALNUM[int(d.u() * 36)] for _ in range(6))  # R: a random id
 
 
 def _fill(template: str, tick: str, d: Draws) -> str:
@@ -245,8 +247,6 @@ def _fill(template: str, tick: str, d: Draws) -> str:
     """
     slots = _SLOTS.get(template)
     if slots is None:
-        import string
-
         slots = tuple(dict.fromkeys(f for _, f, _, _ in string.Formatter().parse(template) if f))
         _SLOTS[template] = slots
     if not slots:
@@ -266,8 +266,9 @@ def tone_phrases(tick: str, tone: float, k: int, d: Draws) -> tuple[list[str], i
     return out, n_hype
 
 
-def about_text(sym: str, protected: bool, tone: float, submission: bool, d: Draws,
-               stats: dict, other: str | None = None) -> tuple[str, str, int, int]:
+def about_text(
+    sym: str, protected: bool, tone: float, submission: bool, d: Draws, stats: dict, other: str | None = None
+) -> tuple[str, str, int, int]:
     """Text of a post about one stock: returns (title, body, n_hype_phrases, n_tone_phrases).
 
     For comments the title is empty. The first phrase carries the ticker; a second,
@@ -321,8 +322,11 @@ def long_body(target_chars: int, d: Draws) -> str:
     out, n = [], 0
     while n < target_chars:
         para = DD_PARAGRAPH.format(
-            X=_fill(d.pick(CALM), "the company", d), Y=_fill(d.pick(GENERIC), "", d),
-            Z=_fill(d.pick(HYPE + CALM), "it", d), PCT=d.int(2, 90), DY=d.int(5, 60),
+            X=_fill(d.pick(CALM), "the company", d),
+            Y=_fill(d.pick(GENERIC), "", d),
+            Z=_fill(d.pick(HYPE + CALM), "it", d),
+            PCT=d.int(2, 90),
+            DY=d.int(5, 60),
             URL=_fill(d.pick(URLS), "XYZ", d),
         )
         out.append(para)
