@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import click
+from dask.utils import format_bytes
 from pydantic.fields import FieldInfo
 from rich.console import Console
 
@@ -166,6 +167,21 @@ def cluster_check(ctx: click.Context, timeout: float, **values: Any) -> None:
 
 
 STAGE_CHOICE = click.Choice([s.name for s in STAGES])
+RAW_INPUTS: dict[str, Input] = {i.name: i for s in STAGES for i in s.inputs if i.kind == "file"}
+"""The raw input files of the stages (``settings.inputs``), each an option of ``run``."""
+
+
+def raw_input_options(f: Callable) -> Callable:
+    """``--submissions --comments --tickers --crsp``: one option per raw input of the stage table."""
+    for spec in reversed(list(RAW_INPUTS.values())):
+        f = click.option(
+            f"--{spec.name}",
+            spec.name,
+            type=click.Path(exists=True, dir_okay=spec.dir_ok),
+            default=None,
+            help=f"{spec.help.split(' [default')[0].rstrip('.')} (overrides inputs.{spec.name}).",
+        )(f)
+    return f
 
 
 @command("run")
@@ -175,30 +191,7 @@ STAGE_CHOICE = click.Choice([s.name for s in STAGES])
     default=None,
     help="Run directory for every dataset, run.json and the report [default: setting `lake`].",
 )
-@click.option(
-    "--submissions",
-    type=click.Path(exists=True, dir_okay=False),
-    default=None,
-    help="wallstreetbets_submissions.zst (overrides inputs.submissions).",
-)
-@click.option(
-    "--comments",
-    type=click.Path(exists=True, dir_okay=False),
-    default=None,
-    help="wallstreetbets_comments.zst (overrides inputs.comments).",
-)
-@click.option(
-    "--tickers",
-    type=click.Path(exists=True),
-    default=None,
-    help="CRSP name history, CSV or Parquet (overrides inputs.tickers).",
-)
-@click.option(
-    "--crsp",
-    type=click.Path(exists=True),
-    default=None,
-    help="CRSP daily file, CSV or Parquet (overrides inputs.crsp).",
-)
+@raw_input_options
 @click.option("--force", is_flag=True, help="Rerun every stage, even those whose manifest matches.")
 @click.option(
     "--from", "from_stage", type=STAGE_CHOICE, default=None, help="Rerun this stage and every stage downstream of it."
@@ -214,10 +207,6 @@ STAGE_CHOICE = click.Choice([s.name for s in STAGES])
 def run(
     ctx: click.Context,
     lake: str | None,
-    submissions: str | None,
-    comments: str | None,
-    tickers: str | None,
-    crsp: str | None,
     force: bool,
     from_stage: str | None,
     until_stage: str | None,
@@ -235,17 +224,8 @@ def run(
     """
     from wsb_gpu.pipeline import run_pipeline
 
-    settings = build_settings(
-        ctx,
-        values,
-        **{
-            "lake": lake,
-            "inputs.submissions": submissions,
-            "inputs.comments": comments,
-            "inputs.tickers": tickers,
-            "inputs.crsp": crsp,
-        },
-    )
+    raw = {f"inputs.{name}": values.pop(name) for name in RAW_INPUTS}
+    settings = build_settings(ctx, values, lake=lake, **raw)
     result = run_pipeline(
         settings, force=force, from_stage=from_stage, until_stage=until_stage, progress=not no_progress
     )
@@ -557,15 +537,6 @@ def synth(
     click.echo(format_synth_summary(s))
 
 
-def _human_bytes(n: float) -> str:
-    """``1234567 -> '1.2 MB'``."""
-    for unit in ("B", "kB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
-        n /= 1000
-    return f"{n:,.1f} TB"  # pragma: no cover
-
-
 def format_synth_summary(s: dict) -> str:
     """The few lines `wsb-gpu synth` prints."""
     lines = [f"wrote {s['out']} (seed {s['seed']}, {s['tickers']} tickers, effect {s['effect']:g})"]
@@ -581,7 +552,7 @@ def format_synth_summary(s: dict) -> str:
             extra = f"  {s['crsp_rows']:,} rows"
         elif key == "stocknames":
             extra = f"  {s['stocknames_rows']:,} rows"
-        lines.append(f"  {f['path']}  {_human_bytes(f['bytes'])}{extra}")
+        lines.append(f"  {f['path']}  {format_bytes(f['bytes'])}{extra}")
     lines.append(
         f"{sum(s['records'].values()):,} records ({s['uncompressed_bytes'] / 1e6:,.0f} MB of JSON) "
         f"in {s['dump_seconds']:.1f} s = {s['records_per_s']:,.0f} records/s "

@@ -9,7 +9,7 @@ also on failure. GPU and Slurm packages are imported only when their kind is ask
 from __future__ import annotations
 
 import contextlib
-import os
+import logging
 import sys
 import warnings
 from collections.abc import Iterator
@@ -21,6 +21,7 @@ from distributed.diagnostics.plugin import WorkerPlugin
 
 from wsb_gpu.config import Settings
 from wsb_gpu.errors import GPU_INSTALL, missing_package
+from wsb_gpu.sysinfo import usable_cores
 
 
 def make_cluster(settings: Settings) -> Any | None:
@@ -43,7 +44,7 @@ def make_cluster(settings: Settings) -> Any | None:
 
 def _local_cluster(settings: Settings) -> Any:
     c = settings.cluster
-    n_workers = c["n_workers"] or os.cpu_count() or 1
+    n_workers = c["n_workers"] or usable_cores()
     return LocalCluster(
         n_workers=int(n_workers),
         threads_per_worker=int(c["threads_per_worker"]),
@@ -116,6 +117,9 @@ def session(settings: Settings, *, quiet: bool = False) -> Iterator[Any | None]:
     threaded scheduler in this process). With ``settings.profile`` set, a Dask
     ``performance_report`` covering everything inside the block is written there.
     """
+    # The scheduler runs in this process: its p2p shuffle plugin logs every shuffle it starts
+    # and ends at WARNING level (routine, not a problem), which would flood a job's log.
+    logging.getLogger("distributed.shuffle._scheduler_plugin").setLevel(logging.ERROR)
     cluster = make_cluster(settings)
     if cluster is None:
         yield None

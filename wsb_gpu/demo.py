@@ -32,7 +32,7 @@ from wsb_gpu.encoder import resolve_model_source
 from wsb_gpu.errors import WsbError
 from wsb_gpu.models import short_label
 from wsb_gpu.pipeline import RunResult, run_pipeline
-from wsb_gpu.report.load import models_of, read_metrics, versus_har
+from wsb_gpu.report.load import pooled_rows, read_metrics
 from wsb_gpu.report.markdown import pct, pvalue, r2
 from wsb_gpu.synth import generate
 
@@ -221,13 +221,7 @@ def metrics_table(metrics: pd.DataFrame, title: str = "Out-of-sample results (po
     table = Table(title=title, title_justify="left")
     for col in ("model", "test rows", "MSE", "R²", "MSE vs HAR", "ΔR² vs HAR", "DM p vs HAR"):
         table.add_column(col, justify="left" if col == "model" else "right")
-    vs = versus_har(metrics)
-    pooled = metrics[metrics["test_year"] == "all"].set_index("model")
-    for model in models_of(metrics):
-        if model not in pooled.index:
-            continue
-        r = pooled.loc[model]
-        c = vs.loc[(model, "all")] if (model, "all") in vs.index and model != "har" else None
+    for model, r, c in pooled_rows(metrics):
         table.add_row(
             short_label(model),
             f"{int(r['n_test']):,}",

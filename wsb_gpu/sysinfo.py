@@ -326,7 +326,7 @@ def _cluster_lines(settings: Settings) -> list[str]:
     if kind == "none":
         lines.append("             dask's threaded scheduler in this process, no workers")
     elif kind == "local":
-        n = c["n_workers"] or os.cpu_count() or 1
+        n = c["n_workers"] or usable_cores()
         lines.append(
             f"workers      {n} processes x {c['threads_per_worker']} thread(s), "
             f"memory_limit {c['memory_limit']}, local_directory {c['local_directory'] or '(dask default)'}"

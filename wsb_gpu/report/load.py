@@ -217,6 +217,19 @@ def read_run(lake: Path | None) -> dict[str, Any] | None:
         return None
 
 
+def pooled_rows(metrics: pd.DataFrame) -> list[tuple[str, pd.Series, pd.Series | None]]:
+    """``(model, pooled metrics row, its figures against HAR or None)`` per model, in order:
+    what the report's pooled table and the demo's summary both show."""
+    pooled = metrics[metrics["test_year"] == "all"].set_index("model")
+    vs = versus_har(metrics)
+    out = []
+    for model in models_of(metrics):
+        if model in pooled.index:
+            change = vs.loc[(model, "all")] if (model, "all") in vs.index and model != "har" else None
+            out.append((model, pooled.loc[model], change))
+    return out
+
+
 def versus_har(metrics: pd.DataFrame) -> pd.DataFrame:
     """Each model's figures against HAR in the same test year (``all`` = pooled).
 

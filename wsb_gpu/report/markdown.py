@@ -12,7 +12,7 @@ import pandas as pd
 import yaml
 
 from wsb_gpu.models import label as model_label
-from wsb_gpu.report.load import models_of, versus_har
+from wsb_gpu.report.load import models_of, pooled_rows, versus_har
 
 
 def fmt(value: Any, digits: int = 4) -> str:
@@ -98,14 +98,8 @@ def markdown_table(header: list[str], rows: Iterable[list[str]], align: str | No
 
 def pooled_table(metrics: pd.DataFrame) -> str:
     """The pooled results of every model, with the changes against HAR."""
-    pooled = metrics[metrics["test_year"] == "all"].set_index("model")
-    vs = versus_har(metrics)
     rows = []
-    for model in models_of(metrics):
-        if model not in pooled.index:
-            continue
-        r = pooled.loc[model]
-        c = vs.loc[(model, "all")] if (model, "all") in vs.index and model != "har" else None
+    for model, r, c in pooled_rows(metrics):
         rows.append(
             [
                 f"**{model_label(model)}**",
