@@ -73,7 +73,7 @@ def test_cv_engines_agree():
     lambdas = np.logspace(-2, 4, 5)
     table = {int(k): Moments.from_array(np.column_stack([X, y])[periods == k]) for k in range(24)}
     a = ridge_cv_from_moments(table, blocks, lambdas)
-    b = ridge_cv_from_rows(X, y, periods, blocks, lambdas)
+    b = ridge_cv_from_rows(X, y, periods, BlockedTimeFolds(3), lambdas)
     assert a.fit.lam == b.fit.lam
     np.testing.assert_allclose(a.fit.coef, b.fit.coef, rtol=1e-8)
     np.testing.assert_allclose(a.fold_mse, b.fold_mse, rtol=1e-10)
@@ -104,8 +104,8 @@ def test_gpu_engines_agree_with_cpu(backend):
     periods = np.repeat(np.arange(24), 20)
     blocks = BlockedTimeFolds(3).blocks(periods)
     lambdas = np.logspace(-2, 4, 5)
-    cpu = ridge_cv_from_rows(X, y, periods, blocks, lambdas)
-    gpu = ridge_cv_from_rows(xp.asarray(X), xp.asarray(y), periods, blocks, lambdas, backend=backend)
+    cpu = ridge_cv_from_rows(X, y, periods, BlockedTimeFolds(3), lambdas)
+    gpu = ridge_cv_from_rows(xp.asarray(X), xp.asarray(y), periods, BlockedTimeFolds(3), lambdas, backend=backend)
     table = {int(k): Moments.from_array(xp.asarray(np.column_stack([X, y])[periods == k])) for k in range(24)}
     stats = ridge_cv_from_moments(table, blocks, lambdas, xp=xp)
     np.testing.assert_allclose(gpu.fit.coef, cpu.fit.coef, rtol=1e-6)

@@ -287,21 +287,20 @@ def ridge_cv_from_rows(
     X: Array,
     y: Array,
     periods: np.ndarray,
-    blocks: Sequence[np.ndarray],
+    folds: BlockedTimeFolds,
     lambdas: Sequence[float],
     backend: Backend | None = None,
 ) -> CVResult:
     """Blocked-CV ridge with one estimator fit per fold and lambda, then a refit.
 
-    ``periods`` (host array) labels each row's month; ``blocks`` are the CV blocks.
+    ``periods`` (host array) labels each row's month; ``folds.split(groups=periods)`` gives
+    the rows of each fold (the same blocks of months as the ``stats`` engine's).
     """
     lambdas = np.asarray(lambdas, dtype=np.float64)
     xp = array_module(X)
-    fold_mse = np.empty((len(blocks), lambdas.size))
-    for k, block in enumerate(blocks):
-        held = np.isin(periods, block)
-        tr = xp.asarray(np.flatnonzero(~held))
-        va = xp.asarray(np.flatnonzero(held))
+    fold_mse = np.empty((folds.get_n_splits(), lambdas.size))
+    for k, (train_rows, valid_rows) in enumerate(folds.split(groups=periods)):
+        tr, va = xp.asarray(train_rows), xp.asarray(valid_rows)
         X_tr, y_tr, X_va, y_va = X[tr], y[tr], X[va], y[va]  # gathered once per fold, not per lambda
         for j, lam in enumerate(lambdas):
             est = StandardizedRidge(alpha=lam, backend=backend).fit(X_tr, y_tr)
@@ -340,9 +339,7 @@ class RidgeModel(Model):
             self.cv_ = ridge_cv_from_moments(window.months, blocks, self.lambdas, xp=window.xp)
         else:
             X, y, periods = window.rows()
-            self.cv_ = ridge_cv_from_rows(
-                X, y, periods, self.folds.blocks(periods), self.lambdas, backend=window.backend
-            )
+            self.cv_ = ridge_cv_from_rows(X, y, periods, self.folds, self.lambdas, backend=window.backend)
         return self
 
     def predict_array(self, X: Array) -> Any:
