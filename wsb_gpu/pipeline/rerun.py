@@ -1,12 +1,15 @@
 """Rerun keys: when can ``wsb-gpu run`` skip a stage?
 
 After a stage succeeds the pipeline writes ``_pipeline.json`` beside the stage's own
-``_manifest.json``: a key hashed from what the stage's output depends on (its parameters,
-the backend, the fingerprints of its raw input files, the run ids of its upstream
-datasets), a fresh run id, and the SHA-256 of the manifest. On the next run a stage whose
-output is complete, whose manifest is the one recorded and whose key is unchanged is
-skipped. A stage that runs gets a new run id, so every stage downstream of it sees a
-changed key and runs too.
+``_manifest.json``: a key hashed from what the stage's output depends on — its parameters,
+the backend, the content fingerprints of the raw files it reads and the content digests of
+the datasets it reads (:mod:`wsb_gpu.fingerprint`) — a run id, and the SHA-256 of the
+manifest. On the next run a stage whose output is complete, whose manifest is the one
+recorded and whose key is unchanged is skipped.
+
+Everything in the key is content: touching an input without changing it reruns nothing,
+and a stage that reruns but writes the same data as before (a ticker file edited in a way
+that changes no mention) leaves what follows it up to date.
 """
 
 from __future__ import annotations
@@ -26,18 +29,23 @@ PIPELINE_FILE = "_pipeline.json"
 def key_material(
     stage: str, params: Mapping[str, Any], backend: str, inputs: Mapping[str, str | None], upstream: Mapping[str, Path]
 ) -> dict[str, Any]:
-    """What a stage's output depends on: parameters, backend, raw inputs, upstream run ids.
+    """What a stage's output depends on: parameters, backend, raw inputs, upstream data.
 
-    Upstream datasets are identified by the id the pipeline gave the run that wrote them (a
-    timestamp alone has one-second resolution: two runs in one second would collide).
+    Upstream datasets are identified by the content digest their manifest records (for a
+    dataset written before digests existed, by the run id the pipeline gave it).
     """
     return {
         "stage": stage,
         "params": dict(params),
         "backend": backend,
         "inputs": {k: file_fingerprint(p) if p and Path(p).exists() else None for k, p in inputs.items()},
-        "upstream": {name: record(folder).get("run_id") for name, folder in upstream.items()},
+        "upstream": {name: _identity(folder) for name, folder in upstream.items()},
     }
+
+
+def _identity(folder: Path) -> str | None:
+    manifest = read_manifest(folder) or {}
+    return manifest.get("digest") or record(folder).get("run_id")
 
 
 def digest(material: Mapping[str, Any]) -> str:

@@ -171,6 +171,7 @@ STAGES: tuple[Stage, ...] = (
         summary=_embed_summary,
         unit="posts/s",
         resumable=True,
+        claims=("_embed_state.json",),
     ),
     Stage(
         name="volatility",

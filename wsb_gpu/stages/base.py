@@ -29,7 +29,17 @@ from wsb_gpu.backend import Backend
 from wsb_gpu.config import Section, validate_params
 from wsb_gpu.datasets import DATASETS, Dataset, check, count_rows
 from wsb_gpu.errors import WsbError
-from wsb_gpu.lake import MANIFEST, atomic_dataset, file_fingerprint, read_manifest, write_manifest
+from wsb_gpu.fingerprint import folder_digest
+from wsb_gpu.lake import (
+    MANIFEST,
+    atomic_dataset,
+    check_target,
+    file_fingerprint,
+    lock,
+    read_manifest,
+    remove_stale_temporaries,
+    write_manifest,
+)
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -124,6 +134,9 @@ class Stage:
         stages like inputs do.
     default_out
         Where the command writes when ``--out`` is not given (None: ``--out`` is required).
+    claims
+        Files that mark a folder as this stage's even without a manifest (the state file of
+        an interrupted resumable stage), so that a rerun may continue in it.
     """
 
     name: str
@@ -137,6 +150,7 @@ class Stage:
     resumable: bool = False
     lake_reads: tuple[str, ...] = ()
     default_out: Callable[[Mapping[str, Any]], Path] | None = None
+    claims: tuple[str, ...] = ()
 
     @property
     def contract(self) -> Dataset:
@@ -274,7 +288,26 @@ def run_stage(
     paths = resolve_inputs(stage, given)
     backend = backend or Backend("cpu", "default")
     out = Path(out)
+    sources = [paths[i.name] for i in stage.inputs if paths[i.name] is not None and i.kind != "lake"]
+    check_target(out, stage.name, dataset=stage.output, inputs=sources, claims=stage.claims)
     entry = stage.entry_point()
+    with lock(out, "output folder"):
+        remove_stale_temporaries(out)
+        return _run_locked(stage, entry, out, paths, typed, backend=backend, client=client, progress=progress)
+
+
+def _run_locked(
+    stage: Stage,
+    entry: Callable[..., StageResult],
+    out: Path,
+    paths: Mapping[str, Path | None],
+    typed: Section,
+    *,
+    backend: Backend,
+    client: Client | None,
+    progress: bool,
+) -> dict[str, Any]:
+    """The stage itself, once its target is checked and locked (see :func:`run_stage`)."""
     t0 = time.perf_counter()
     # The lake as a whole is not fingerprinted: its datasets carry their own manifests.
     fingerprints = {
@@ -302,6 +335,7 @@ def run_stage(
             seconds=round(time.perf_counter() - t0, 3),
             backend=backend.name,
             schema=schema,
+            digest=folder_digest(folder),
             **result.fields,
         )
 
