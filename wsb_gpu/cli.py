@@ -20,6 +20,7 @@ import signal
 import sys
 import typing
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -28,11 +29,13 @@ from pydantic.fields import FieldInfo
 from rich.console import Console
 
 from wsb_gpu.config import BackendName, ClusterKind, Settings, choices, load_settings
-from wsb_gpu.errors import WsbError
+from wsb_gpu.errors import WsbError, os_error_line
+from wsb_gpu.interrupt import Interrupted, reap_children
+from wsb_gpu.interrupt import install as install_interrupts
 from wsb_gpu.stages import STAGES, Input, Stage
 
 if TYPE_CHECKING:
-    from types import FrameType
+    pass
 
 GLOBAL_KEYS = ("config", "backend", "cluster", "workers", "profile")
 
@@ -416,7 +419,8 @@ def stage_command(stage: Stage) -> click.Command:
         from wsb_gpu.backend import resolve_backend
         from wsb_gpu.cluster import session
         from wsb_gpu.progress import log
-        from wsb_gpu.stages import resolve_inputs, run_stage
+        from wsb_gpu.stages import preflight, run_stage
+        from wsb_gpu.stages.base import interrupted_message
 
         given = {i.name: values.pop(i.name) for i in stage.inputs}
         out, progress = values.pop("out"), values.pop("progress")
@@ -431,20 +435,24 @@ def stage_command(stage: Stage) -> click.Command:
         inputs = {i.name: settings.inputs.get(i.name) if i.kind == "file" else given[i.name] for i in stage.inputs}
         if out is None:
             out = stage.default_out(inputs)
-        resolve_inputs(stage, inputs)  # bad inputs fail here, before a cluster starts
+        # Bad inputs or a bad --out fail here, before a cluster starts.
+        preflight(stage, out, inputs, settings.params(stage.section or stage.name))
         backend = resolve_backend(settings.backend)
         if progress:
             log(f"[{stage.name}] → {out} ({backend.name})")
-        with session(settings) as client:
-            manifest = run_stage(
-                stage,
-                out,
-                inputs=inputs,
-                params=settings.params(stage.section or stage.name),
-                backend=backend,
-                client=client,
-                progress=progress,
-            )
+        try:
+            with session(settings) as client:
+                manifest = run_stage(
+                    stage,
+                    out,
+                    inputs=inputs,
+                    params=settings.params(stage.section or stage.name),
+                    backend=backend,
+                    client=client,
+                    progress=progress,
+                )
+        except Interrupted as e:
+            raise Interrupted(e.signum, interrupted_message(stage, Path(out))) from None
         click.echo(f"{stage.summary(manifest)} -> {out}")
 
     params: list[click.Parameter] = [_input_option(i) for i in stage.inputs]
@@ -574,8 +582,18 @@ def main(argv: list[str] | None = None) -> int:
     try:
         main_group.main(args=argv, prog_name="wsb-gpu", standalone_mode=False)
     except WsbError as e:
-        click.echo(f"error: {e}", err=True)
+        for line in str(e).splitlines() or ["failed"]:
+            click.echo(f"error: {line}", err=True)
         return 2
+    except Interrupted as e:
+        reap_children()
+        click.echo(
+            e.message or f"interrupted ({signal.Signals(e.signum).name}); rerun the same command to resume", err=True
+        )
+        return e.exit_code
+    except OSError as e:
+        click.echo(f"error: {os_error_line(e)}", err=True)
+        return 1
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         return 130
@@ -593,14 +611,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _terminate(signum: int, frame: FrameType | None) -> None:
-    # SIGTERM (scancel, a time limit, a CI timeout) unwinds like Ctrl-C, so that `session`
-    # closes the cluster and cancels Slurm worker jobs instead of leaving them running.
-    raise SystemExit(128 + signum)
-
-
 def entry() -> None:
-    signal.signal(signal.SIGTERM, _terminate)
+    # SIGINT (Ctrl-C) and SIGTERM (scancel, a Slurm time limit, a CI timeout) stop the
+    # command within seconds, closing the cluster and cancelling Slurm worker jobs.
+    install_interrupts()
     sys.exit(main())
 
 

@@ -21,6 +21,7 @@ from distributed.diagnostics.plugin import WorkerPlugin
 
 from wsb_gpu.config import Settings
 from wsb_gpu.errors import GPU_INSTALL, missing_package
+from wsb_gpu.interrupt import Interrupted, ignore_sigint_in_worker, kill_children
 from wsb_gpu.sysinfo import usable_cores
 
 
@@ -86,18 +87,22 @@ def _ignore_pandas_performance_warnings() -> None:
     warnings.filterwarnings("ignore", category=pd.errors.PerformanceWarning)
 
 
-class QuietPandasWarnings(WorkerPlugin):
-    """Worker plugin: silence pandas' ``PerformanceWarning`` on every worker.
+class WorkerSetup(WorkerPlugin):
+    """Worker plugin, on every worker of a session.
 
-    Dask's shuffles and groupbys insert a column into each partition; with hundreds of
-    embedding columns pandas then warns that the frame "is highly fragmented". The warning
-    is about pandas' internal block layout, says nothing a user can act on, and floods
-    the console from every worker, so it is silenced where the work runs.
+    * The worker ignores SIGINT: a terminal's Ctrl-C reaches the whole process group, and
+      the driver stops its workers itself (:mod:`wsb_gpu.interrupt`), rather than each
+      worker dying mid-task with a traceback.
+    * pandas' ``PerformanceWarning`` is silenced: Dask's shuffles and groupbys insert a
+      column into each partition; with hundreds of embedding columns pandas then warns that
+      the frame "is highly fragmented", which says nothing a user can act on and floods the
+      console from every worker.
     """
 
     idempotent = True
 
     def setup(self, worker: Any) -> None:
+        ignore_sigint_in_worker()
         _ignore_pandas_performance_warnings()
 
 
@@ -131,7 +136,7 @@ def session(settings: Settings, *, quiet: bool = False) -> Iterator[Any | None]:
         cluster.close()
         raise
     try:
-        client.register_plugin(QuietPandasWarnings(), name="wsb-gpu-quiet-pandas")
+        client.register_plugin(WorkerSetup(), name="wsb-gpu-worker-setup")
         link = dashboard_link(client)
         if link and not quiet:
             print(f"Dask dashboard: {link}", file=sys.stderr)
@@ -146,6 +151,18 @@ def session(settings: Settings, *, quiet: bool = False) -> Iterator[Any | None]:
             yield client
         if report and not quiet:
             print(f"Dask performance report: {report}", file=sys.stderr)
+    except Interrupted:
+        # Stop now. Local workers are this process's children, busy in a task: stop them
+        # outright rather than wait for the task (a Slurm cluster's close cancels its jobs).
+        logging.getLogger("distributed").setLevel(logging.CRITICAL)  # the teardown's own noise
+        with contextlib.suppress(Exception):
+            client.close(timeout=2)
+        if settings.cluster["kind"] in ("local", "cuda"):
+            kill_children()
+        with contextlib.suppress(Exception):
+            cluster.close(timeout=3)
+        raise
     finally:
-        client.close()
+        with contextlib.suppress(Exception):
+            client.close()
         cluster.close()

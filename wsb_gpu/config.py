@@ -133,6 +133,9 @@ class SynthParams(Section):
 class IngestParams(Section):
     block_size: int | str = Field(description="Newline-aligned block of decompressed JSON per task, e.g. 64MiB.")
     window: int | None = Field(ge=1, description="Blocks in flight at once [default: two per worker thread].")
+    max_malformed: float = Field(
+        gt=0, le=1, description="A dump whose share of malformed lines is at or above this fails ingest."
+    )
 
     @field_validator("block_size")
     @classmethod

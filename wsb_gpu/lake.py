@@ -75,6 +75,12 @@ def check_target(
     if resolved == Path.cwd().resolve() or resolved == resolved.parent:
         msg = f"--out '{path}' is the current folder (or the file-system root); {fix}"
         raise WsbError(msg)
+    for parent in resolved.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                msg = f"--out '{path}' goes through '{parent}', which is a file: a folder is needed there; fix the path"
+                raise WsbError(msg)
+            break
     if not path.exists() and not path.is_symlink():
         return resolved
     if not path.is_dir():

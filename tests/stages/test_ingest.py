@@ -241,10 +241,14 @@ def test_output_schema_and_manifest(dumps, tmp_path, cpu):
 
 
 def test_only_one_dump_and_empty_dump(tmp_path, cpu):
+    one = write_zst(tmp_path / "wallstreetbets_comments.zst", j(id="c1", created_utc=T0, body="GME") + b"\n")
+    m = ingest(None, one, tmp_path / "posts", backend=cpu)
+    assert m["rows_out"] == 1 and list(m["files"]) == [one.name]
+    # A dump with no valid record is not a dump: ingest fails (and writes nothing).
     empty = write_zst(tmp_path / "wallstreetbets_submissions.zst", b"")
-    m = ingest(empty, None, tmp_path / "posts", backend=cpu)
-    assert m["rows_out"] == 0 and m["files"][empty.name]["lines"] == 0
-    assert pq.read_table(tmp_path / "posts").num_rows == 0
+    with pytest.raises(WsbError, match="holds no valid record"):
+        ingest(empty, None, tmp_path / "empty", backend=cpu)
+    assert not (tmp_path / "empty").exists()
 
 
 def test_clear_errors(tmp_path, cpu):

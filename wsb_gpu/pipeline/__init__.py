@@ -38,13 +38,15 @@ from rich.console import Console
 from wsb_gpu.backend import Backend, resolve_backend
 from wsb_gpu.cluster import dashboard_link, session
 from wsb_gpu.config import Settings
-from wsb_gpu.errors import WsbError
-from wsb_gpu.lake import MANIFEST, read_manifest
+from wsb_gpu.errors import WsbError, os_error_line
+from wsb_gpu.interrupt import Interrupted
+from wsb_gpu.lake import MANIFEST, check_target, lock, read_manifest, remove_stale_temporaries
 from wsb_gpu.pipeline import rerun
 from wsb_gpu.pipeline.provenance import RUN_FILE, Provenance
 from wsb_gpu.pipeline.rerun import PIPELINE_FILE
 from wsb_gpu.pipeline.summary import StageRecord, summary_table
 from wsb_gpu.stages import BY_NAME, STAGE_NAMES, STAGES, Stage, run_stage, upstream
+from wsb_gpu.stages.base import interrupted_message
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -234,6 +236,7 @@ class _Run:
             self.console.print(f"  [dim]↷ {name}: up to date, skipped[/]")
             return
         self.console.print(f"  [bold cyan]▶ {name}[/] → {folder}")
+        record.status = "running"
         t = time.perf_counter()
         try:
             manifest = run_stage(
@@ -246,9 +249,10 @@ class _Run:
                 progress=progress,
             )
         except BaseException as e:
-            record.status = "failed"
+            if record.status == "running":  # (an interrupt has already recorded itself)
+                record.status = "failed"
+                record.error = f"{type(e).__name__}: {e}"
             record.seconds = time.perf_counter() - t
-            record.error = f"{type(e).__name__}: {e}"
             raise
         record.seconds = time.perf_counter() - t
         record.status = "ran"
@@ -308,6 +312,9 @@ def run_pipeline(
     lake = Path(lake or settings.lake).resolve()
     selected, forced = plan(force=force, from_stage=from_stage, until_stage=until_stage)
     inputs = {name: stage_inputs(settings, lake, BY_NAME[name]) for name in selected}
+    for name in selected:  # the raw inputs' door checks (a dump's magic bytes, a CRSP sample ...)
+        stage = BY_NAME[name]
+        stage.check_inputs(inputs[name], settings.params(stage.section or stage.name))
     backend = resolve_backend(settings.backend)
     records = {name: StageRecord(name) for name in selected}
     provenance = Provenance(
@@ -323,23 +330,66 @@ def run_pipeline(
         },
     )
     lake.mkdir(parents=True, exist_ok=True)
+    with lock(lake, "lake"):
+        for name in selected:  # a dataset folder that is not ours is refused before any work
+            stage = BY_NAME[name]
+            check_target(lake / stage.output, name, dataset=stage.output, claims=stage.claims)
+            remove_stale_temporaries(lake / stage.output)
+        return _run_locked(
+            settings,
+            lake,
+            selected,
+            forced,
+            inputs,
+            backend,
+            records,
+            provenance,
+            console,
+            progress=progress,
+            concurrent=concurrent,
+        )
+
+
+def _run_locked(
+    settings: Settings,
+    lake: Path,
+    selected: list[str],
+    forced: set[str],
+    inputs: Mapping[str, dict[str, Path | None]],
+    backend: Backend,
+    records: dict[str, StageRecord],
+    provenance: Provenance,
+    console: Console,
+    *,
+    progress: bool,
+    concurrent: bool,
+) -> RunResult:
+    """The run itself, with the lake locked (see :func:`run_pipeline`)."""
     console.print(
         f"[bold]wsb-gpu run[/] → {lake}  (backend {backend.name}: {backend.reason}; cluster {settings.cluster['kind']})"
     )
-
     failure: list[tuple[str, BaseException]] = []
-    with session(settings) as client:
-        provenance.cluster(client, dashboard_link(client) if client is not None else None)
-        run = _Run(settings, lake, backend, client, forced, console, records, inputs)
-        provenance.save("running", records.values())
-        failure = _schedule(
-            run,
-            selected,
-            concurrent=concurrent,
-            progress=progress,
-            on_change=lambda: provenance.save("running", records.values()),
-        )
-        provenance.cluster(client)
+    try:
+        with session(settings) as client:
+            provenance.cluster(client, dashboard_link(client) if client is not None else None)
+            run = _Run(settings, lake, backend, client, forced, console, records, inputs)
+            provenance.save("running", records.values())
+            failure = _schedule(
+                run,
+                selected,
+                concurrent=concurrent,
+                progress=progress,
+                on_change=lambda: provenance.save("running", records.values()),
+            )
+            provenance.cluster(client)
+    except Interrupted as e:
+        running = [n for n in selected if records[n].status == "interrupted"]
+        provenance.save("interrupted", records.values())
+        if running:
+            message = interrupted_message(BY_NAME[running[0]], lake / BY_NAME[running[0]].output)
+        else:
+            message = "interrupted between stages; every finished stage is kept; rerun the same command to resume"
+        raise Interrupted(e.signum, message) from None
 
     total = provenance.seconds
     result = RunResult(lake, [records[n] for n in selected], total, provenance=provenance.data)
@@ -348,7 +398,10 @@ def run_pipeline(
         provenance.save("failed", records.values())
         name, exc = failure[0]
         cause = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        cause = f"{type(exc).__name__}: {cause}" if not isinstance(exc, WsbError) else cause
+        if isinstance(exc, OSError):
+            cause = os_error_line(exc)
+        elif not isinstance(exc, WsbError):
+            cause = f"{type(exc).__name__}: {cause}"
         intact = [n for n in selected if records[n].status in ("ran", "skipped")]
         msg = (
             f"stage '{name}' failed: {cause} "
@@ -375,7 +428,8 @@ def _schedule(
     ready: deque[str] = deque()
     running: dict[cf.Future, str] = {}
     failure: list[tuple[str, BaseException]] = []
-    with cf.ThreadPoolExecutor(max_workers=limit, thread_name_prefix="stage") as pool:
+    pool = cf.ThreadPoolExecutor(max_workers=limit, thread_name_prefix="stage")
+    try:
         while True:
             if not failure:
                 ready.extend(graph.get_ready())
@@ -395,4 +449,12 @@ def _schedule(
                 else:
                     failure.append((name, exc))
             on_change()
+    except BaseException as e:
+        # An interrupt: do not wait for the running stages (closing the client stops them).
+        if isinstance(e, Interrupted):
+            for name in running.values():
+                run.records[name].status = "interrupted"
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
     return failure

@@ -392,6 +392,35 @@ def read_parquet_piece(path: str, row_groups: list[int], *, resolved: Mapping[st
     return pq.ParquetFile(path).read_row_groups(row_groups, columns=list(dict.fromkeys(resolved.values())))
 
 
+def sample_table(
+    path: str | Path, *, found: list[str], resolved: Mapping[str, str], delimiter: str = ",", rows: int = 20_000
+) -> pa.Table:
+    """About the first ``rows`` data rows of the file (CSV, compressed CSV or Parquet), read
+    on the driver: what :func:`check_sample` parses before any task is sent out."""
+    kind, compression = file_kind(path)
+    if kind == "csv" and compression is None:
+        first = csv_ranges(path, block_bytes=1 << 20)[:1]
+        if not first:
+            return pa.table({name: pa.array([], pa.string()) for name in dict.fromkeys(resolved.values())})
+        return read_csv_range(path, *first[0], found=found, resolved=resolved, delimiter=delimiter)
+    if kind == "csv":
+        return next(
+            iter_csv_stream(path, found=found, resolved=resolved, delimiter=delimiter, chunk_rows=rows), None
+        ) or pa.table({name: pa.array([], pa.string()) for name in dict.fromkeys(resolved.values())})
+    pieces = parquet_pieces(path, chunk_rows=rows)
+    return read_parquet_piece(pieces[0][0], pieces[0][1][:1], resolved=resolved).slice(0, rows) if pieces else None
+
+
+def check_sample(
+    path: str | Path, *, resolved: Mapping[str, str], found: list[str], delimiter: str = ",", format: str = "crsp"
+) -> None:
+    """Parse the first rows of the file on the driver, so that a bad date or PERMNO format
+    fails at once in one line, not in a distributed task."""
+    table = sample_table(path, found=found, resolved=resolved, delimiter=delimiter)
+    if table is not None and table.num_rows:
+        parse_table(table, resolved, format=format, source=Path(path).name)
+
+
 def _csv_convert(resolved: Mapping[str, str]) -> Any:
     keyed = {resolved[r] for r in ("date", "symbol") if r in resolved}
     names = list(dict.fromkeys(resolved.values()))

@@ -91,6 +91,58 @@ def parse_block_size(value: int | str) -> int:
     return n
 
 
+# What a file that is not a zstd stream starts like: (magic bytes, name, how to fix).
+_OTHER_FORMATS = (
+    (b"\x1f\x8b", "gzip", "gzip -dc {path} | zstd --long=31 -o {stem}.zst"),
+    (b"BZh", "bzip2", "bzip2 -dc {path} | zstd --long=31 -o {stem}.zst"),
+    (b"\xfd7zXZ\x00", "xz", "xz -dc {path} | zstd --long=31 -o {stem}.zst"),
+    (b"PK\x03\x04", "a zip archive", "unzip -p {path} | zstd --long=31 -o {stem}.zst"),
+)
+
+
+def check_dump(path: str | Path) -> str:
+    """Check at the door that a dump is a zstd stream (or, named otherwise, plain NDJSON).
+
+    Returns ``"zstd"`` or ``"ndjson"``. A file named ``.zst`` must start with the zstd magic
+    bytes: a gzip file renamed ``.zst``, plain text or an empty file would otherwise read as
+    an empty stream and fail stages later.
+
+    >>> import tempfile
+    >>> p = Path(tempfile.mkdtemp()) / "x.zst"; _ = p.write_bytes(bytes([0x1F, 0x8B, 8, 0]))
+    >>> check_dump(p)
+    Traceback (most recent call last):
+    ...
+    wsb_gpu.errors.WsbError: 'x.zst' is not a zstd file (it starts like gzip); Pushshift dumps are zstd, recompress it with: gzip -dc x.zst | zstd --long=31 -o x.zst
+    """
+    path = Path(path)
+    with open(path, "rb") as fh:
+        head = fh.read(4096)
+    if not head:
+        msg = f"'{path}' is empty (0 bytes); pass a Pushshift dump (zstd-compressed NDJSON)"
+        raise WsbError(msg)
+    if head.startswith(ZSTD_MAGIC):
+        return "zstd"
+    named_zstd = path.suffix.lower() in (".zst", ".zstd")
+    for magic, kind, fix in _OTHER_FORMATS:
+        if head.startswith(magic):
+            hint = fix.format(path=path.name, stem=path.name.split(".")[0])
+            msg = f"'{path.name}' is not a zstd file (it starts like {kind}); Pushshift dumps are zstd, recompress it with: {hint}"
+            raise WsbError(msg)
+    if head.lstrip()[:1] == b"{" and not named_zstd:
+        return "ndjson"
+    if head.lstrip()[:1] == b"{":
+        msg = (
+            f"'{path.name}' is not a zstd file (it is plain NDJSON named .zst); rename it (e.g. "
+            f"{path.stem}.ndjson) or compress it with: zstd --long=31 {path.name} -o {path.stem}.fixed.zst"
+        )
+        raise WsbError(msg)
+    msg = (
+        f"'{path.name}' is neither a zstd file nor NDJSON (it starts with {head[:8]!r}); "
+        "pass a Pushshift dump (zstd-compressed NDJSON, one JSON object per line)"
+    )
+    raise WsbError(msg)
+
+
 def decompressed_chunks(path: str | Path, read_size: int = 1 << 16) -> Iterator[bytes]:
     """Stream the decompressed bytes of a dump (plain NDJSON is passed through).
 

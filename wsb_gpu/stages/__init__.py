@@ -30,7 +30,7 @@ from wsb_gpu.config import (
     VolatilityParams,
 )
 from wsb_gpu.errors import WsbError
-from wsb_gpu.stages.base import Input, Stage, StageResult, resolve_inputs, run_stage
+from wsb_gpu.stages.base import Input, Stage, StageResult, preflight, resolve_inputs, run_stage
 
 # --- the one-line summaries the commands print ---------------------------------------------
 
@@ -117,6 +117,7 @@ STAGES: tuple[Stage, ...] = (
         output="posts",
         params=IngestParams,
         entry="wsb_gpu.stages.ingest:run",
+        check="wsb_gpu.stages.ingest:check",
         doc="""Read the Pushshift dumps into the posts dataset, counting malformed lines per file.
 
         \b
@@ -142,6 +143,7 @@ STAGES: tuple[Stage, ...] = (
         output="mentions",
         params=MentionsParams,
         entry="wsb_gpu.stages.mentions:run",
+        check="wsb_gpu.stages.mentions:check",
         doc="""Extract $TICKER and bare TICKER mentions alive on each post's UTC date.
 
         \b
@@ -187,6 +189,7 @@ STAGES: tuple[Stage, ...] = (
         output="volatility",
         params=VolatilityParams,
         entry="wsb_gpu.stages.volatility:run",
+        check="wsb_gpu.stages.volatility:check",
         doc="""Build the realised-volatility panel (vol_1/5/22/63 and next-row targets y_*) from a
         CRSP daily or OHLCV file.
 
@@ -315,6 +318,7 @@ __all__ = [
     "Stage",
     "StageResult",
     "get_stage",
+    "preflight",
     "resolve_inputs",
     "run_stage",
     "upstream",

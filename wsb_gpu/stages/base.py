@@ -19,6 +19,7 @@ stage checks columns, fingerprints inputs or writes a manifest itself.
 from __future__ import annotations
 
 import importlib
+import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -137,6 +138,10 @@ class Stage:
     claims
         Files that mark a folder as this stage's even without a manifest (the state file of
         an interrupted resumable stage), so that a rerun may continue in it.
+    check
+        ``"module:function"`` of a check of the stage's raw inputs that runs before any work
+        (``check(inputs, params)``: a dump's magic bytes, a sample of a CRSP file parsed on the
+        driver …); it raises a one-line :class:`~wsb_gpu.errors.WsbError`.
     """
 
     name: str
@@ -151,6 +156,7 @@ class Stage:
     lake_reads: tuple[str, ...] = ()
     default_out: Callable[[Mapping[str, Any]], Path] | None = None
     claims: tuple[str, ...] = ()
+    check: str | None = None
 
     @property
     def contract(self) -> Dataset:
@@ -167,8 +173,13 @@ class Stage:
         return next(i for i in self.inputs if i.name == name)
 
     def entry_point(self) -> Callable[..., StageResult]:
-        module, function = self.entry.split(":")
-        return getattr(importlib.import_module(module), function)
+        return _resolve(self.entry)
+
+    def check_inputs(self, inputs: Mapping[str, Path | None], params: Section) -> None:
+        """Run the stage's door check (if it has one) on the raw inputs given."""
+        if self.check is not None:
+            raw = {i.name: inputs.get(i.name) for i in self.inputs if i.kind == "file" and inputs.get(i.name)}
+            _resolve(self.check)(raw, params)
 
     def make_params(self, values: Section | Mapping[str, Any] | None = None) -> Section:
         """The stage's typed parameters: a model as is, or defaults updated by a mapping."""
@@ -228,11 +239,32 @@ def resolve_inputs(stage: Stage, given: Mapping[str, str | Path | None]) -> dict
         elif spec.kind == "file" and path.is_dir() and not spec.dir_ok:
             msg = f"input '{path}' (--{spec.name.replace('_', '-')}) is a folder; pass a file"
             raise WsbError(msg)
+        elif not os.access(path, os.R_OK):
+            msg = f"input '{path}' (--{spec.name.replace('_', '-')}) is not readable (permission denied); fix its permissions"
+            raise WsbError(msg)
         elif spec.kind == "folder" and not path.is_dir():
             msg = f"input '{path}' (--{spec.name.replace('_', '-')}) is not a folder; pass a folder"
             raise WsbError(msg)
         out[spec.name] = path
     return out
+
+
+def _resolve(entry: str) -> Callable[..., Any]:
+    module, function = entry.split(":")
+    return getattr(importlib.import_module(module), function)
+
+
+def preflight(
+    stage: Stage, out: str | Path, inputs: Mapping[str, str | Path | None], params: Section
+) -> dict[str, Path | None]:
+    """Everything checked before a stage starts: its inputs (:func:`resolve_inputs` and the
+    stage's own :attr:`Stage.check`) and whether it may write to ``out``
+    (:func:`~wsb_gpu.lake.check_target`). Returns the inputs."""
+    paths = resolve_inputs(stage, inputs)
+    stage.check_inputs(paths, params)
+    sources = [paths[i.name] for i in stage.inputs if paths[i.name] is not None and i.kind != "lake"]
+    check_target(out, stage.name, dataset=stage.output, inputs=sources, claims=stage.claims)
+    return paths
 
 
 def run_stage(
@@ -285,11 +317,9 @@ def run_stage(
         msg = f"pass the parameters of stage '{stage.name}' either as params= or as keywords, not both"
         raise TypeError(msg)
     typed = stage.make_params({**dict(params or {}), **overrides} if not isinstance(params, Section) else params)
-    paths = resolve_inputs(stage, given)
+    paths = preflight(stage, out, given, typed)
     backend = backend or Backend("cpu", "default")
     out = Path(out)
-    sources = [paths[i.name] for i in stage.inputs if paths[i.name] is not None and i.kind != "lake"]
-    check_target(out, stage.name, dataset=stage.output, inputs=sources, claims=stage.claims)
     entry = stage.entry_point()
     with lock(out, "output folder"):
         remove_stale_temporaries(out)
@@ -338,6 +368,21 @@ def _run_locked(
             digest=folder_digest(folder),
             **result.fields,
         )
+
+
+def interrupted_message(stage: Stage, out: Path) -> str:
+    """The one line printed when ``stage`` is interrupted: what is kept, how to go on.
+
+    A stage that writes atomically keeps nothing of the interrupted run (its earlier output,
+    if any, is untouched); a resumable one keeps its finished pieces (its module's
+    ``kept(out)`` says how many).
+    """
+    if stage.resumable:
+        kept = getattr(importlib.import_module(stage.entry.split(":")[0]), "kept", None)
+        note = kept(out) if kept is not None else f"the finished parts of {out} are kept"
+    else:
+        note = f"{out} is as it was before (the stage writes it whole or not at all)"
+    return f"interrupted during {stage.name}; {note}; rerun the same command to resume"
 
 
 class _resumable:

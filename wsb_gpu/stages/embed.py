@@ -380,10 +380,11 @@ def _encoder_on_workers(client: Client | None, spec: EncoderSpec) -> Iterator[No
     try:
         yield
     finally:
-        try:
-            client.unregister_worker_plugin(PLUGIN_NAME)
-        except Exception as e:  # the model is freed when the workers go anyway
-            log(f"embed: could not unregister the encoder plugin ({e})")
+        if client.status == "running":  # (after an interrupt the client is closed: nothing to do)
+            try:
+                client.unregister_worker_plugin(PLUGIN_NAME)
+            except Exception as e:  # the model is freed when the workers go anyway
+                log(f"embed: could not unregister the encoder plugin ({e})")
 
 
 def _summary(stats: pd.DataFrame | None, seconds: float) -> dict[str, Any]:
@@ -421,6 +422,16 @@ def _summary(stats: pd.DataFrame | None, seconds: float) -> dict[str, Any]:
         "device": ",".join(devices) or None,
         "precision": ",".join(precisions) or None,
     }
+
+
+def kept(out: Path) -> str:
+    """What an interrupted embed keeps: ``'2 of 8 shards are kept'``."""
+    state = read_json(out / STATE) or {}
+    n = int(state.get("n_shards", 0))
+    if not n:
+        return "no shard was finished"
+    done = sum(shard_rows(out / shard_name(i, n)) is not None for i in range(n))
+    return f"{done} of {n} shards are kept"
 
 
 def _prepare_out(out: Path, key: dict) -> dict | None:

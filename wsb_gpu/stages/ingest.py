@@ -33,16 +33,50 @@ from wsb_gpu.progress import tracker
 from wsb_gpu.sources.pushshift import (
     REASONS,
     BlockCounts,
+    check_dump,
     iter_blocks,
     parse_block,
     parse_block_size,
-    posts_schema,
     to_posts,
 )
 from wsb_gpu.stages.base import StageResult
 
 if TYPE_CHECKING:
     from distributed import Client
+
+
+def check(inputs: Mapping[str, Path], params: IngestParams) -> None:
+    """At the door: each dump is a zstd stream (or plain NDJSON not named .zst)."""
+    for path in inputs.values():
+        check_dump(path)
+
+
+def check_malformed(name: str, counts: BlockCounts, limit: float) -> None:
+    """Fail on a dump with no valid record, or with a share of malformed lines at or above
+    ``limit`` (``ingest.max_malformed``): that is not a Pushshift dump with a few bad lines.
+
+    >>> c = BlockCounts(lines=4, valid=1, malformed={"blank": 0, "bad_utf8": 0, "bad_json": 3, "bad_record": 0})
+    >>> check_malformed("x.zst", c, 0.5)
+    Traceback (most recent call last):
+    ...
+    wsb_gpu.errors.WsbError: 3 of the 4 lines of 'x.zst' are malformed (75.0 %: blank 0, bad_utf8 0, bad_json 3, bad_record 0), at or above ingest.max_malformed = 50 %; check that it is a Pushshift dump, or raise ingest.max_malformed to accept it
+    """
+    bad = counts.lines - counts.valid
+    reasons = ", ".join(f"{k} {v}" for k, v in counts.malformed.items())
+    if counts.valid == 0:
+        msg = (
+            f"'{name}' holds no valid record ({counts.lines} lines: {reasons}); pass a Pushshift dump "
+            "(one JSON object per line with a string id and a created_utc)"
+        )
+        raise WsbError(msg)
+    share = bad / counts.lines
+    if share >= limit:
+        msg = (
+            f"{bad} of the {counts.lines} lines of '{name}' are malformed ({100 * share:.1f} %: {reasons}), at or "
+            f"above ingest.max_malformed = {100 * limit:g} %; check that it is a Pushshift dump, or raise "
+            "ingest.max_malformed to accept it"
+        )
+        raise WsbError(msg)
 
 
 def run(
@@ -100,8 +134,8 @@ def run(
             blocks[name] += 1
             bytes_out += res["bytes_out"]
             task.advance(res["bytes_json"] / 1e6)
-    if sum(c.valid for c in per_file.values()) == 0:
-        pq.write_table(posts_schema().empty_table(), str(out / "part.empty.parquet"))
+    for path, _ in dumps:
+        check_malformed(path.name, per_file[path.name], params.max_malformed)
     files = {
         path.name: {
             "kind": kind,

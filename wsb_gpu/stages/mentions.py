@@ -47,7 +47,7 @@ from wsb_gpu.config import MentionsImpl, MentionsParams, choices
 from wsb_gpu.datasets import count_rows, parquet_dataset
 from wsb_gpu.errors import WsbError
 from wsb_gpu.lake import read_manifest
-from wsb_gpu.progress import compute
+from wsb_gpu.progress import compute, log
 from wsb_gpu.sources.tickers import read_stocknames, to_days
 from wsb_gpu.stages.base import StageResult
 
@@ -125,6 +125,22 @@ def alive_table(stocknames: pd.DataFrame) -> pd.DataFrame:
     )
     out = out[out["first_day"] <= out["last_day"]].drop_duplicates()
     return out.sort_values(["ticker", "first_day", "permno"]).reset_index(drop=True)
+
+
+def reversed_periods(stocknames: pd.DataFrame) -> dict[str, Any]:
+    """The name-history rows whose ``NAMEDT`` is after their ``NAMEENDT``: no date can be in
+    such a period, so the row is dropped; counted, with a few examples, for the manifest.
+
+    >>> t = pd.DataFrame({"ticker": ["GME", "AMC"], "permno": [1, 2],
+    ...      "namedt": pd.to_datetime(["2020-02-01", "2020-01-01"]), "nameendt": pd.to_datetime(["2020-01-31"] * 2)})
+    >>> reversed_periods(t)
+    {'rows': 1, 'examples': ['PERMNO 1 GME 2020-02-01 > 2020-01-31']}
+    """
+    bad = stocknames[stocknames["namedt"] > stocknames["nameendt"]]
+    examples = [
+        f"PERMNO {r.permno} {r.ticker} {r.namedt:%Y-%m-%d} > {r.nameendt:%Y-%m-%d}" for r in bad.head(3).itertuples()
+    ]
+    return {"rows": len(bad), "examples": examples}
 
 
 # --- HTML unescaping ------------------------------------------------------------------------
@@ -493,6 +509,13 @@ def mention_kernel(posts: Frame, alive: pd.DataFrame, stoplist: Iterable[str] = 
     raise WsbError(msg)
 
 
+def check(inputs: Mapping[str, Path], params: MentionsParams) -> None:
+    """At the door: the name history and the stoplist read (columns, PERMNOs, dates)."""
+    if inputs.get("tickers") is not None:
+        read_stocknames(inputs["tickers"])
+    load_stoplist(params.stoplist)
+
+
 def run(
     inputs: Mapping[str, Path | None],
     out: Path,
@@ -519,7 +542,15 @@ def run(
     """
     posts, tickers = inputs["posts"], inputs["tickers"]
     stop = load_stoplist(params.stoplist)
-    alive = alive_table(read_stocknames(tickers))
+    names = read_stocknames(tickers)
+    reversed_rows = reversed_periods(names)
+    if reversed_rows["rows"]:
+        log(
+            f"mentions: {reversed_rows['rows']:,} name-history row(s) of {tickers.name} have NAMEDT after NAMEENDT "
+            f"(e.g. {reversed_rows['examples'][0]}); they were dropped, so those tickers count only in their other "
+            "name periods; fix the rows to count them"
+        )
+    alive = alive_table(names)
     ddf = dd.read_parquet(str(posts), columns=list(COLUMNS_IN))
     if backend.is_gpu:
         ddf = ddf.to_backend("cudf")
@@ -542,6 +573,7 @@ def run(
         fields={
             "stoplist_size": len(stop),
             "alive_names": len(alive),
+            "names_dropped": {"namedt_after_nameendt": reversed_rows},
             "mentions": int(pc.sum(col).as_py() or 0),
             "text_bytes": (read_manifest(posts) or {}).get("bytes_json"),
         },

@@ -442,6 +442,16 @@ def write_part(columns: Mapping[str, Array], path: str | Path) -> None:
 # --- the stage ------------------------------------------------------------------------------------
 
 
+def check(inputs: Mapping[str, Path], params: VolatilityParams) -> None:
+    """At the door: the file's columns resolve, and its first rows parse (on the driver)."""
+    path = inputs.get("crsp")
+    if path is None:
+        return
+    found, delimiter = src.input_columns(path)
+    resolved = src.resolve_columns(found, format=params.format, columns=dict(params.columns), source=path.name)
+    src.check_sample(path, resolved=resolved, found=found, delimiter=delimiter, format=params.format)
+
+
 def run(
     inputs: Mapping[str, Path | None],
     out: Path,
