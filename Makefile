@@ -12,13 +12,14 @@ TORCH_CPU ?= torch==2.13.0
 STAMP  := $(VENV)/.installed
 DEVSTAMP := $(VENV)/.installed-dev
 
-.PHONY: demo test test-fast lint bench install slurm-up slurm-down clean help
+.PHONY: demo test test-fast lint bench gpu-check install slurm-up slurm-down clean help
 
 help:
 	@echo "make demo   - synthetic WSB + CRSP data -> full pipeline -> ./demo-run/report.md"
 	@echo "make test   - install, start a single-node Slurm, run the whole test suite"
 	@echo "make lint   - ruff check and ruff format --check (part of make test)"
 	@echo "make bench  - run the benchmarks (appends to benchmarks/RESULTS.md)"
+	@echo "make gpu-check - on a GPU node: GPU install, wsb-gpu info, GPU tests, GPU benchmarks"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +53,10 @@ test: $(DEVSTAMP) lint
 
 test-fast: $(DEVSTAMP)
 	$(PY) -m pytest -q -m "not slurm and not slow" tests
+
+# On a GPU node: installs .venv-gpu, runs the GPU tests and benchmarks (scripts/gpu_check.sh).
+gpu-check:
+	bash scripts/gpu_check.sh
 
 bench: $(DEVSTAMP)
 	$(PY) -m benchmarks --stage all --backend cpu

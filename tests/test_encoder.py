@@ -147,7 +147,16 @@ def test_max_length_beyond_model_positions(models):
         Encoder.load(EncoderSpec(str(models["plain"]), max_length=512))
 
 
-def test_out_of_memory_halves_the_batch(models, monkeypatch):
+@pytest.mark.parametrize(
+    "error",
+    [
+        lambda: torch.OutOfMemoryError("CUDA out of memory (simulated)"),
+        # what RMM's allocator throws when a dask-cuda worker's pool is full (torch on RMM)
+        lambda: RuntimeError("std::bad_alloc: out_of_memory: RMM failure at: rmm/mr/pool_memory_resource.hpp"),
+        lambda: MemoryError("std::bad_alloc: CUDA error: out of memory"),
+    ],
+)
+def test_out_of_memory_halves_the_batch(models, monkeypatch, error):
     encoder = load(models["head"], precision="fp32", token_budget=10_000)
     expected = encoder.encode(TEXTS)
     real_forward = encoder._forward
@@ -156,7 +165,7 @@ def test_out_of_memory_halves_the_batch(models, monkeypatch):
     def forward(ids, mask):
         seen.append(int(ids.shape[0]))
         if ids.shape[0] > 4:
-            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+            raise error()
         return real_forward(ids, mask)
 
     monkeypatch.setattr(encoder, "_forward", forward)
@@ -164,6 +173,17 @@ def test_out_of_memory_halves_the_batch(models, monkeypatch):
     assert max(seen) > 4 and encoder.token_budget < 10_000
     np.testing.assert_allclose(result.embeddings, expected.embeddings, atol=1e-5)
     np.testing.assert_array_equal(result.n_tokens, expected.n_tokens)
+
+
+def test_other_runtime_errors_are_not_taken_for_out_of_memory(models, monkeypatch):
+    encoder = load(models["head"], precision="fp32")
+
+    def forward(ids, mask):
+        raise RuntimeError("mat1 and mat2 shapes cannot be multiplied")
+
+    monkeypatch.setattr(encoder, "_forward", forward)
+    with pytest.raises(RuntimeError, match="shapes cannot be multiplied"):
+        encoder.encode(TEXTS)
 
 
 def test_precision_and_threads():
@@ -231,3 +251,31 @@ def test_cuda_half_precision_matches_cpu_fp32(models):
         assert rowwise_cosine(result.embeddings, ref_emb).min() >= (0.999 if precision == "fp32" else 0.99)
         np.testing.assert_allclose(result.probs.sum(1), 1.0, atol=1e-4)
         encoder.close()
+
+
+@pytest.mark.gpu
+def test_a_full_rmm_pool_is_recognised_as_out_of_memory():
+    """On a dask-cuda worker torch allocates from the RMM pool; what a full pool raises in
+    torch must be taken for out-of-memory (so the batch is halved, not the partition lost).
+    A fresh process, because torch's allocator can be swapped only before its first use."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("rmm")
+    code = """
+import rmm, torch
+from rmm.allocators.torch import rmm_torch_allocator
+from wsb_gpu.encoder import is_out_of_memory
+rmm.reinitialize(pool_allocator=True, initial_pool_size=2**26, maximum_pool_size=2**27)
+torch.cuda.memory.change_current_allocator(rmm_torch_allocator)
+small = torch.ones(1024, device="cuda")  # the pool serves ordinary allocations
+try:
+    torch.empty(2**30, dtype=torch.uint8, device="cuda")  # 1 GiB from a 128 MiB pool
+except BaseException as exc:
+    print(type(exc).__name__, is_out_of_memory(exc))
+else:
+    print("no error")
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split()[-1] == "True", out.stdout

@@ -1,23 +1,56 @@
-"""The compute backend, chosen once at the edge and handed down.
+"""The compute backend, chosen once at the edge, and every place where pandas and cuDF differ.
 
 A :class:`Backend` says which dataframe module (pandas or cuDF), array module (NumPy or
-CuPy), torch device, XGBoost device and ridge estimator the stages use. Stage kernels are
-written in the API that pandas and cuDF share and work on whatever frame they receive;
-the few places where the two differ live in the small helpers at the bottom of this
-module (``to_pandas``, ``to_numpy``, ``is_gpu_frame``), which are tested on the CPU.
+CuPy), torch device, XGBoost device and ridge estimator the stages use, and reads datasets
+into partitions of the right kind. Stage kernels are written in the API that pandas and cuDF
+share and work on whatever frame they receive; their array arithmetic is written against the
+array API standard (:func:`array_namespace`), so the same code runs on NumPy and CuPy and is
+tested under ``array-api-strict`` on the CPU.
 
-GPU libraries are imported only inside functions, so ``import wsb_gpu`` works on a
-laptop without them.
+Where the two libraries differ, the difference lives here, in one named helper each, whose
+docstring says what pandas and cuDF each do (checked against the cuDF 26.10 sources) and
+whose doctest runs on the CPU. The stage modules have no ``if gpu`` branch. The divergences:
+
+=============================  ==================================================================
+helper                         why it exists
+=============================  ==================================================================
+:func:`column_array`           pandas ``Series.to_numpy(dtype, na_value)``; cuDF ``to_cupy`` (and
+                               ``Series.values`` is CuPy, not NumPy)
+:func:`matrix`                 the same for several columns as one float64 matrix
+:func:`frame_from_arrays`      a frame of the same kind as another from NumPy/CuPy arrays
+:func:`frame_like`             a small pandas table as a frame of another frame's kind (a join)
+:func:`divide_rows`            ``DataFrame.div(s, axis=0)``: cuDF supports only ``axis=1``
+:func:`replace_with_backrefs`  pandas ``str.replace(regex=True)``; cuDF ``str.replace_with_backrefs``
+:func:`concat_columns`         ``pandas.concat`` vs ``cudf.concat`` (axis 1)
+:func:`preferred_tokenizer`    which token extractor suits a frame (NumPy scanner vs string ops)
+:func:`to_numpy`,              moving results to the host (``.get()`` for CuPy)
+:func:`to_pandas`
+=============================  ==================================================================
+
+Also backend-specific, kept where their subject lives: the GPU JSON block parser
+(``cudf.read_json``; :mod:`wsb_gpu.sources.pushshift`: pandas has no counterpart), the
+device out-of-memory test of the encoder (:func:`wsb_gpu.encoder.is_out_of_memory`), and the
+text cleaning of :mod:`wsb_gpu.text`, which stays on the host on purpose (Python regular
+expressions with inline flags, which libcudf's regex engine does not have).
+
+GPU libraries are imported only inside functions, so ``import wsb_gpu`` works on a laptop
+without them; detecting a GPU imports neither torch nor cuDF (:func:`gpu_status`).
 """
 
 from __future__ import annotations
 
 import functools
 import importlib
+import importlib.util
+import os
+import shutil
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, TypeAlias
 
+import array_api_compat
 import numpy as np
 import pandas as pd
 
@@ -26,6 +59,7 @@ from wsb_gpu.errors import GPU_INSTALL, WsbError, missing_package
 if TYPE_CHECKING:
     import cudf
     import cupy
+    import dask.dataframe as dd
 
 Frame: TypeAlias = "pd.DataFrame | cudf.DataFrame"
 """A partition: pandas on the CPU backend, cuDF on the GPU backend."""
@@ -56,12 +90,12 @@ class Backend:
     @property
     def xdf(self) -> ModuleType:
         """The dataframe module: :mod:`pandas` or :mod:`cudf`."""
-        return _import("cudf", "the GPU backend") if self.is_gpu else importlib.import_module("pandas")
+        return _import("cudf", "the GPU backend") if self.is_gpu else pd
 
     @property
     def xp(self) -> ModuleType:
         """The array module: :mod:`numpy` or :mod:`cupy`."""
-        return _import("cupy", "the GPU backend") if self.is_gpu else importlib.import_module("numpy")
+        return _import("cupy", "the GPU backend") if self.is_gpu else np
 
     @property
     def dask_backend(self) -> str:
@@ -76,6 +110,26 @@ class Backend:
     def xgb_device(self) -> str:
         return "cuda" if self.is_gpu else "cpu"
 
+    @property
+    def partition_rows(self) -> int:
+        """Default rows per volatility partition: a GPU wants fewer, larger pieces."""
+        return 20_000_000 if self.is_gpu else 2_000_000
+
+    def read_parquet(self, path: str | Path, columns: Sequence[str] | None = None) -> dd.DataFrame:
+        """A Parquet dataset as a Dask frame of pandas or cuDF partitions.
+
+        pandas: ``dask.dataframe.read_parquet``; cuDF: the same, moved with
+        ``to_backend("cudf")`` (dask-cudf's reader).
+        """
+        import dask.dataframe as dd
+
+        ddf = dd.read_parquet(str(path), columns=list(columns) if columns is not None else None)
+        return ddf.to_backend("cudf") if self.is_gpu else ddf
+
+    def to_device(self, arrays: Mapping[str, np.ndarray]) -> dict[str, Array]:
+        """Host arrays onto this backend's device (a no-op on CPU)."""
+        return {k: self.xp.asarray(v) for k, v in arrays.items()} if self.is_gpu else dict(arrays)
+
     def ridge_estimator(self, alpha: float, fit_intercept: bool = True) -> Any:
         """A ridge regressor with the scikit-learn contract: cuML on GPU, scikit-learn on CPU."""
         if self.is_gpu:
@@ -83,15 +137,15 @@ class Backend:
             # cuML's "cd" solver is gone and "eig" can be unstable on collinear HAR terms:
             # "svd" is the robust choice.
             return cuml_linear.Ridge(alpha=alpha, fit_intercept=fit_intercept, solver="svd")
-        from sklearn.linear_model import Ridge
+        from sklearn.linear_model import Ridge  # lazy: scikit-learn takes half a second to import
 
         return Ridge(alpha=alpha, fit_intercept=fit_intercept, solver="auto")
 
-    def from_pandas(self, frame: Any) -> Any:
+    def from_pandas(self, frame: pd.DataFrame) -> Frame:
         """Move a pandas frame to this backend (a no-op on CPU)."""
         return self.xdf.from_pandas(frame) if self.is_gpu else frame
 
-    def asarray(self, values: Any) -> Any:
+    def asarray(self, values: Any) -> Array:
         """Move an array to this backend's array module."""
         return self.xp.asarray(values)
 
@@ -103,27 +157,36 @@ def _import(module: str, purpose: str, package: str | None = None) -> ModuleType
         raise missing_package(package or module.split(".")[0], GPU_INSTALL, purpose) from e
 
 
+# --- choosing the backend -----------------------------------------------------------------------
+
+
+def _nvidia_device_present() -> bool:
+    """A cheap look for an NVIDIA GPU: the driver's device files or ``nvidia-smi``."""
+    if any(Path("/dev").glob("nvidia[0-9]*")):
+        return True
+    return shutil.which("nvidia-smi") is not None and os.environ.get("CUDA_VISIBLE_DEVICES", "x") != ""
+
+
 @functools.lru_cache(maxsize=1)
 def gpu_status() -> tuple[bool, str]:
     """Whether the GPU backend can run here, and why not.
 
-    A usable GPU is detected through CuPy or PyTorch (RAPIDS imports succeed without a GPU
-    and fail at first use, so importing cuDF proves nothing); cuDF must also import.
+    Cheap where there is no GPU: no NVIDIA device and cuDF not installed settle it without
+    importing anything (torch and cuDF take seconds to import). Where both are there, a usable
+    device is confirmed through CuPy (RAPIDS imports succeed without a GPU and fail at first
+    use, so importing cuDF proves nothing) and cuDF must import.
     """
-    has_cuda = False
+    if importlib.util.find_spec("cudf") is None:
+        return False, "cuDF is not installed"
+    if not _nvidia_device_present():
+        return False, "no NVIDIA GPU found (no /dev/nvidia* device, no nvidia-smi)"
     try:
         import cupy
 
-        has_cuda = bool(cupy.cuda.is_available())
-    except Exception:
-        try:
-            import torch
-
-            has_cuda = bool(torch.cuda.is_available())
-        except Exception:
-            has_cuda = False
-    if not has_cuda:
-        return False, "no usable CUDA device (checked with cupy / torch)"
+        if not cupy.cuda.is_available():
+            return False, "no usable CUDA device (CuPy sees none)"
+    except Exception as e:
+        return False, f"CuPy cannot use the GPU ({type(e).__name__}: {e})"
     try:
         importlib.import_module("cudf")
     except Exception as e:
@@ -151,40 +214,176 @@ def resolve_backend(name: str = "auto") -> Backend:
     raise WsbError(msg)
 
 
-# --- where pandas and cuDF differ --------------------------------------------------------
+# --- arrays: one namespace for NumPy, CuPy (and array-api-strict in the tests) ------------------
+
+
+def array_namespace(*arrays: Any) -> ModuleType:
+    """The array API namespace of the arrays: NumPy's or CuPy's (through
+    ``array_api_compat``), or ``array_api_strict``'s in the tests.
+
+    Kernels call only what the array API standard has on the namespace this returns, so a
+    NumPy-only function fails on the CPU under ``array-api-strict`` before it meets CuPy.
+
+    >>> array_namespace(np.arange(3)).__name__
+    'array_api_compat.numpy'
+    """
+    return array_api_compat.array_namespace(*arrays)
 
 
 def is_gpu_frame(obj: Any) -> bool:
-    """True for cuDF frames, series and CuPy arrays (checked by module, without importing them).
+    """True for cuDF frames and series and for CuPy arrays (by module, importing neither).
 
-    >>> import pandas as pd
-    >>> is_gpu_frame(pd.DataFrame())
-    False
+    >>> is_gpu_frame(pd.DataFrame()), is_gpu_frame(np.zeros(1))
+    (False, False)
     """
-    module = type(obj).__module__.split(".")[0]
-    return module in ("cudf", "cupy")
+    return type(obj).__module__.split(".")[0] in ("cudf", "cupy")
 
 
-def to_pandas(obj: Any) -> Any:
-    """A pandas copy of a cuDF object; pandas objects pass through unchanged."""
-    return obj.to_pandas() if is_gpu_frame(obj) and hasattr(obj, "to_pandas") else obj
+def dataframe_module(obj: Any) -> ModuleType:
+    """:mod:`pandas` or :mod:`cudf`, whichever ``obj`` belongs to, to build frames of its kind.
+
+    >>> dataframe_module(pd.Series([1])).__name__
+    'pandas'
+    """
+    return importlib.import_module("cudf") if is_gpu_frame(obj) else pd
 
 
-def to_numpy(values: Any) -> Any:
+def to_numpy(values: Any) -> np.ndarray:
     """A NumPy array from NumPy, CuPy, pandas or cuDF values.
 
-    >>> import numpy as np
+    CuPy: ``.get()`` (a device-to-host copy); pandas and cuDF: ``.to_numpy()`` (cuDF copies
+    to the host); another host array library: DLPack; anything else ``numpy.asarray``.
+
     >>> to_numpy(np.arange(3)).tolist()
     [0, 1, 2]
     """
-
     if type(values).__module__.split(".")[0] == "cupy":
         return values.get()
-    if hasattr(values, "to_numpy"):  # pandas and cuDF (which copies to the host)
+    if hasattr(values, "to_numpy"):
         return values.to_numpy()
+    if hasattr(values, "__dlpack__") and not isinstance(values, np.ndarray):
+        return np.from_dlpack(values)  # another array API library on the host (array-api-strict)
     return np.asarray(values)
 
 
-def frame_module(frame: Any) -> ModuleType:
-    """The module (pandas or cudf) a frame belongs to, to build new frames of the same kind."""
-    return importlib.import_module("cudf" if is_gpu_frame(frame) else "pandas")
+def to_pandas(obj: Any) -> Any:
+    """A pandas copy of a cuDF object (``.to_pandas()``); pandas objects pass through.
+
+    >>> to_pandas(pd.Series([1])).tolist()
+    [1]
+    """
+    return obj.to_pandas() if is_gpu_frame(obj) and hasattr(obj, "to_pandas") else obj
+
+
+def column_array(series: Column, dtype: str, na_value: Any = None) -> Array:
+    """A column's values as a NumPy (pandas) or CuPy (cuDF) array of ``dtype``.
+
+    pandas: ``Series.to_numpy(dtype, na_value=)``. cuDF: ``Series.values`` is already a CuPy
+    array but refuses nulls; ``Series.to_cupy(dtype, na_value=)`` fills them, as pandas does.
+
+    >>> column_array(pd.Series([1.5, None]), "float64", na_value=np.nan).tolist()
+    [1.5, nan]
+    """
+    if is_gpu_frame(series):
+        return (
+            series.astype(dtype).to_cupy(na_value=na_value) if na_value is not None else series.astype(dtype).to_cupy()
+        )
+    return series.to_numpy(dtype=dtype, na_value=na_value) if na_value is not None else series.to_numpy(dtype=dtype)
+
+
+def matrix(frame: Frame, columns: Sequence[str]) -> Array:
+    """The columns as one float64 matrix (NaN for missing): NumPy for pandas, CuPy for cuDF.
+
+    pandas: ``DataFrame.to_numpy(dtype, na_value=)``; cuDF: ``DataFrame.to_cupy(dtype, na_value=)``.
+
+    >>> matrix(pd.DataFrame({"a": [1, 2], "b": [0.5, None]}), ["b", "a"]).tolist()
+    [[0.5, 1.0], [nan, 2.0]]
+    """
+    sub = frame[list(columns)]
+    if is_gpu_frame(frame):
+        return sub.to_cupy(dtype="float64", na_value=np.nan)
+    return sub.to_numpy(dtype="float64", na_value=np.nan)
+
+
+def frame_from_arrays(like: Frame, columns: Mapping[str, Array], *, day_columns: Sequence[str] = ()) -> Frame:
+    """A frame of ``like``'s kind from 1-D arrays; ``day_columns`` hold days since 1970 and
+    become ``datetime64[s]`` dates.
+
+    pandas: built with ``copy=False`` (one block per column, no consolidation copy of the ~10
+    float columns); cuDF: ``cudf.DataFrame`` from CuPy arrays (a copy is made either way).
+
+    >>> frame_from_arrays(pd.DataFrame(), {"d": np.array([0, 1]), "x": np.array([1.0, 2.0])},
+    ...                   day_columns=["d"])["d"].dt.strftime("%Y-%m-%d").tolist()
+    ['1970-01-01', '1970-01-02']
+    """
+    xdf = dataframe_module(like)
+    data: dict[str, Any] = dict(columns)
+    for name in day_columns:
+        data[name] = xdf.Series(data[name] * 86400).astype("datetime64[s]")
+    if is_gpu_frame(like):
+        return xdf.DataFrame(data)
+    return xdf.DataFrame(data, copy=False)
+
+
+def frame_like(like: Frame, table: pd.DataFrame) -> Frame:
+    """A small pandas table as a frame of ``like``'s kind (to join or compare with it).
+
+    pandas: the table itself; cuDF: ``cudf.from_pandas(table)`` (a host-to-device copy).
+
+    >>> frame_like(pd.DataFrame(), pd.DataFrame({"a": [1]})).columns.tolist()
+    ['a']
+    """
+    return dataframe_module(like).from_pandas(table) if is_gpu_frame(like) else table
+
+
+def divide_rows(frame: Frame, divisor: Array) -> Frame:
+    """Each row of a numeric frame divided by one number of ``divisor`` (float64).
+
+    pandas has ``DataFrame.div(s, axis=0)``; cuDF's binary operators accept only ``axis=1``
+    ("Only axis=1 supported at this time", ``cudf/core/dataframe.py``), so both compute on
+    the matrix and rebuild the frame (the same division, bit for bit, as ``div``).
+
+    >>> divide_rows(pd.DataFrame({"a": [2.0, 9.0], "b": [4.0, 3.0]}), np.array([2.0, 3.0])).values.tolist()
+    [[1.0, 2.0], [3.0, 1.0]]
+    """
+    values = matrix(frame, list(frame.columns))
+    xp = array_namespace(values)
+    divisor = xp.astype(xp.asarray(divisor), xp.float64)
+    quotient = values / xp.expand_dims(divisor, axis=1)
+    xdf = dataframe_module(frame)
+    if is_gpu_frame(frame):
+        return xdf.DataFrame(quotient, columns=list(frame.columns))
+    return xdf.DataFrame(quotient, columns=list(frame.columns), copy=False)
+
+
+def replace_with_backrefs(series: Column, pattern: str, replacement: str) -> Column:
+    """Regex replacement with ``\\1``-style back-references.
+
+    pandas: ``Series.str.replace(pat, repl, regex=True)``; cuDF: ``str.replace`` does not
+    expand back-references, ``str.replace_with_backrefs(pat, repl)`` does.
+
+    >>> replace_with_backrefs(pd.Series(["a$b"]), r"([a-z])\\$", r"\\1#").tolist()
+    ['a#b']
+    """
+    if is_gpu_frame(series):
+        return series.str.replace_with_backrefs(pattern, replacement)
+    return series.str.replace(pattern, replacement, regex=True)
+
+
+def concat_columns(frames: Sequence[Frame]) -> Frame:
+    """Frames of one kind side by side (``pandas.concat`` / ``cudf.concat`` with ``axis=1``).
+
+    >>> concat_columns([pd.DataFrame({"a": [1]}), pd.DataFrame({"b": [2]})]).columns.tolist()
+    ['a', 'b']
+    """
+    return dataframe_module(frames[0]).concat(list(frames), axis=1)
+
+
+def preferred_tokenizer(frame: Frame) -> str:
+    """The token extractor that suits a frame: the NumPy byte scanner (``scan``) for pandas,
+    string operations (``strings``) for cuDF, whose strings live on the device.
+
+    >>> preferred_tokenizer(pd.DataFrame())
+    'scan'
+    """
+    return "strings" if is_gpu_frame(frame) else "scan"

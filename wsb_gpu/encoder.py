@@ -489,7 +489,9 @@ class Encoder:
 
         try:
             return self._forward(input_ids, attention_mask)
-        except torch.OutOfMemoryError as e:
+        except (torch.OutOfMemoryError, MemoryError, RuntimeError) as e:
+            if not is_out_of_memory(e):
+                raise
             rows = int(input_ids.shape[0])
             if self.device.startswith("cuda"):
                 torch.cuda.empty_cache()
@@ -564,6 +566,29 @@ class Encoder:
             "dim": self.dim,
             "labels": list(self.labels),
         }
+
+
+_OOM_MARKS = ("out of memory", "outofmemory", "bad_alloc", "cudaerrormemoryallocation", "out_of_memory")
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether an exception of a forward pass means the device ran out of memory.
+
+    With its own allocator torch raises ``torch.OutOfMemoryError``. On a dask-cuda worker
+    torch allocates from the RMM pool (``cluster.cuda.share_rmm_with_torch``), and RMM's
+    allocator reports a full pool by throwing ``rmm::bad_alloc`` / ``rmm::out_of_memory``,
+    which reaches Python as a ``MemoryError`` or a ``RuntimeError`` whose text names it (not
+    documented as an ``OutOfMemoryError``), so the text is checked too.
+
+    >>> is_out_of_memory(RuntimeError("std::bad_alloc: out_of_memory: RMM failure at: arena.hpp"))
+    True
+    >>> is_out_of_memory(MemoryError()), is_out_of_memory(RuntimeError("shape mismatch"))
+    (True, False)
+    """
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
+        return True
+    text = f"{type(exc).__name__} {exc}".lower().replace(" ", "")
+    return any(mark.replace(" ", "") in text for mark in _OOM_MARKS)
 
 
 def _rust_tokenizer(tokenizer: Any, max_length: int) -> Any:

@@ -3,6 +3,12 @@
 Mentions are extracted from the raw (HTML-unescaped) text, so a ticker inside a URL such
 as ``.../quote/TSLA/`` still counts; the embedding stage sees :func:`clean_text`, which
 strips URLs and markdown as the seed did.
+
+This module runs on the host on both backends, on purpose: the texts go to the host-side
+Rust tokenizer anyway, and its patterns use Python regex features that libcudf's regex
+engine lacks (inline flags such as ``(?m)``, ``re.IGNORECASE`` on a compiled pattern:
+``Series.str.replace`` raises for ``flags != 0`` and drops the flags of a compiled pattern).
+Moving it to cuDF strings would mean rewriting every pattern without flags.
 """
 
 from __future__ import annotations

@@ -22,9 +22,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from wsb_gpu.backend import Backend, to_numpy
+from wsb_gpu.backend import Backend, matrix, to_numpy
 from wsb_gpu.config import TrainParams
-from wsb_gpu.models.moments import LinearFit, Moments, frame_matrix, sum_moments
+from wsb_gpu.models.moments import LinearFit, Moments, sum_moments
 from wsb_gpu.models.splits import period_year
 
 if TYPE_CHECKING:
@@ -117,7 +117,7 @@ class Window:
     @property
     def xp(self) -> Any:
         """The array module the driver solves with (CuPy on the GPU backend)."""
-        return self.backend.xp if self.backend.is_gpu else np
+        return self.backend.xp
 
     def rows(self) -> tuple[Any, Any, np.ndarray]:
         """``(X, y, periods)`` of the training rows, every feature column; collected from the
@@ -126,8 +126,8 @@ class Window:
             S = self.sample
             cols = S.feature_columns
             part = S.ddf[S.ddf["year"].isin(list(self.train_years))][[*cols, S.target, "period"]].compute()
-            X = frame_matrix(part, cols)
-            y = frame_matrix(part, [S.target])[:, 0]
+            X = matrix(part, cols)
+            y = matrix(part, [S.target])[:, 0]
             periods = np.asarray(to_numpy(part["period"].values), dtype=np.int64)
             self._rows = (X, y, periods)
         return self._rows
@@ -178,7 +178,7 @@ class Model(ABC):
 
     def predict(self, frame: Frame) -> Any:
         """Predictions for a pandas/cuDF partition holding :meth:`columns`."""
-        return self.predict_array(frame_matrix(frame, self.columns_))
+        return self.predict_array(matrix(frame, self.columns_))
 
     def test_sse(self, window: Window) -> tuple[float, int] | None:
         """The exact test-year squared error and row count, when the model can tell them

@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from wsb_gpu.backend import to_numpy
+from wsb_gpu.backend import array_namespace, to_numpy
 from wsb_gpu.errors import WsbError
 from wsb_gpu.models.base import Model, Sample, Window
-from wsb_gpu.models.moments import LinearFit, Moments, array_module, moments_sse, solve_ols
+from wsb_gpu.models.moments import LinearFit, Moments, moments_sse, solve_ols
 
 if TYPE_CHECKING:
     from wsb_gpu.backend import Array
@@ -47,9 +47,10 @@ class HAR:
         if X.ndim != 2 or X.shape[0] != y.shape[0] or X.shape[0] <= X.shape[1]:
             msg = f"HAR.fit needs more rows than columns, got X {X.shape} and y {y.shape}; use more training years"
             raise WsbError(msg)
-        xp = array_module(X)
-        mx = X.mean(axis=0)
-        my = y.mean()
+        xp = array_namespace(X, y)
+        mx = xp.mean(X, axis=0)
+        my = xp.mean(y)
+        # lstsq is not in the array API standard: NumPy's / CuPy's own (array_api_compat passes it on).
         coef, *_ = xp.linalg.lstsq(X - mx, y - my, rcond=None)
         self.coef_ = np.asarray(to_numpy(coef), dtype=np.float64)
         self.intercept_ = float(to_numpy(my)) - float(to_numpy(mx) @ self.coef_)
@@ -58,7 +59,7 @@ class HAR:
         return self
 
     def predict(self, X: Array) -> Any:
-        xp = array_module(X)
+        xp = array_namespace(X)
         return X @ xp.asarray(self.coef_) + self.intercept_
 
     @classmethod

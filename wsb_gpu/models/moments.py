@@ -20,7 +20,7 @@ import numpy as np
 from dask import delayed
 from threadpoolctl import threadpool_limits  # a dependency of scikit-learn
 
-from wsb_gpu.backend import is_gpu_frame, to_numpy
+from wsb_gpu.backend import array_namespace, column_array, matrix, to_numpy
 from wsb_gpu.errors import WsbError
 from wsb_gpu.progress import compute
 
@@ -70,9 +70,11 @@ class Moments:
         """Moments of the rows of a 2-D NumPy or CuPy array (float64), returned on the host.
 
         ``overwrite=True`` centres ``values`` in place instead of allocating a centred copy.
+        Array API (NumPy, CuPy, array-api-strict).
         """
+        xp = array_namespace(values)
         n = int(values.shape[0])
-        mean = values.mean(axis=0)
+        mean = xp.mean(values, axis=0)
         if overwrite:
             values -= mean
             centred = values
@@ -139,23 +141,6 @@ def merge_moment_dicts(*parts: Mapping[int, Moments]) -> dict[int, Moments]:
     return {key: sum_moments(ms) for key, ms in groups.items()}
 
 
-def frame_matrix(frame: Frame, columns: Sequence[str]) -> Any:
-    """The columns of a pandas/cuDF frame as a float64 NumPy/CuPy matrix (NaN for nulls)."""
-    sub = frame[list(columns)]
-    if is_gpu_frame(frame):
-        return sub.to_cupy(dtype="float64", na_value=np.nan)
-    return sub.to_numpy(dtype="float64", na_value=np.nan)
-
-
-def array_module(values: Array) -> Any:
-    """NumPy or CuPy, whichever ``values`` belongs to."""
-    if type(values).__module__.split(".")[0] == "cupy":
-        import cupy
-
-        return cupy
-    return np
-
-
 def partition_moments(frame: Frame, columns: Sequence[str], target: str, key: str = "period") -> dict[int, Moments]:
     """The per-``key`` :class:`Moments` of ``[columns…, target]`` in one pandas/cuDF partition.
 
@@ -164,19 +149,32 @@ def partition_moments(frame: Frame, columns: Sequence[str], target: str, key: st
     """
     if len(frame) == 0:
         return {}
-    values = frame_matrix(frame, [*columns, target])
-    keys = frame[key].values
-    xp = array_module(values)
-    keys = xp.asarray(keys)
-    # One stable sort makes every month a contiguous block of rows: one centring and one
-    # syrk per month on a slice, no per-month gathers. ``values[order]`` is a fresh copy,
-    # so the blocks may be centred in place.
-    order = xp.argsort(keys, kind="stable")
-    keys = keys[order]
-    values = values[order]
-    uniq, starts = (to_numpy(a) for a in xp.unique(keys, return_index=True))
-    bounds = [*starts.tolist(), len(frame)]
-    return {int(k): Moments.from_array(values[bounds[i] : bounds[i + 1]], overwrite=True) for i, k in enumerate(uniq)}
+    return array_moments(matrix(frame, [*columns, target]), column_array(frame[key], "int64"))
+
+
+def array_moments(values: Array, keys: Array) -> dict[int, Moments]:
+    """The :class:`Moments` of the rows of ``values`` per distinct ``key`` (array API).
+
+    One stable sort makes every key a contiguous block of rows: one centring and one syrk
+    per key on a slice, no per-key gathers. The sorted copy is fresh, so the blocks may be
+    centred in place.
+
+    >>> m = array_moments(np.array([[1.0, 2], [3, 4], [5, 7]]), np.array([9, 8, 9]))
+    >>> sorted(m), m[9].n, m[9].mean.tolist()
+    ([8, 9], 2, [3.0, 4.5])
+    """
+    xp = array_namespace(values, keys)
+    order = xp.argsort(keys, stable=True)
+    keys = xp.take(keys, order)
+    values = xp.take(values, order, axis=0)
+    found = xp.unique_all(keys)
+    uniq, starts = to_numpy(found.values), to_numpy(found.indices)
+    rank = np.argsort(starts, kind="stable")  # unique_all need not return the keys in order
+    uniq, starts = uniq[rank], starts[rank]
+    bounds = [*starts.tolist(), int(values.shape[0])]
+    return {
+        int(k): Moments.from_array(values[bounds[i] : bounds[i + 1], ...], overwrite=True) for i, k in enumerate(uniq)
+    }
 
 
 @dataclass
@@ -189,8 +187,8 @@ class LinearFit:
     scale: np.ndarray
     lam: float = 0.0
 
-    def predict_array(self, X: Array) -> Any:
-        xp = array_module(X)
+    def predict_array(self, X: Array) -> Array:
+        xp = array_namespace(X)
         return X @ xp.asarray(self.coef) + self.intercept
 
 

@@ -38,14 +38,13 @@ import numpy as np
 from scipy.linalg import LinAlgError, cho_factor, cho_solve
 from threadpoolctl import threadpool_limits  # a dependency of scikit-learn
 
-from wsb_gpu.backend import Backend, to_numpy
+from wsb_gpu.backend import Backend, array_namespace, to_numpy
 from wsb_gpu.config import TrainParams
 from wsb_gpu.errors import WsbError
 from wsb_gpu.models.base import Model, Window
 from wsb_gpu.models.moments import (
     LinearFit,
     Moments,
-    array_module,
     moments_sse,
     safe_scale,
     standardised,
@@ -254,13 +253,13 @@ class StandardizedRidge:
         return self
 
     def fit(self, X: Array, y: Any) -> StandardizedRidge:
-        xp = array_module(X)
+        xp = array_namespace(X)
         if X.ndim != 2 or X.shape[0] != y.shape[0] or X.shape[0] == 0:
             msg = f"StandardizedRidge.fit needs X of shape (n, p) and y of shape (n,), got {X.shape} and {y.shape}"
             raise WsbError(msg)
-        mean = X.mean(axis=0)
+        mean = xp.mean(X, axis=0)
         mean_h = to_numpy(mean)
-        scale_h = safe_scale(to_numpy(X.std(axis=0)), mean_h)
+        scale_h = safe_scale(to_numpy(xp.std(X, axis=0)), mean_h)
         Z = X - mean
         Z /= xp.asarray(scale_h)
         backend = self.backend or Backend("cpu")
@@ -276,7 +275,7 @@ class StandardizedRidge:
         return self
 
     def predict(self, X: Array) -> Any:
-        xp = array_module(X)
+        xp = array_namespace(X)
         return X @ xp.asarray(self.coef_) + self.intercept_
 
     def to_fit(self) -> LinearFit:
@@ -297,7 +296,7 @@ def ridge_cv_from_rows(
     the rows of each fold (the same blocks of months as the ``stats`` engine's).
     """
     lambdas = np.asarray(lambdas, dtype=np.float64)
-    xp = array_module(X)
+    xp = array_namespace(X)
     fold_mse = np.empty((folds.get_n_splits(), lambdas.size))
     for k, (train_rows, valid_rows) in enumerate(folds.split(groups=periods)):
         tr, va = xp.asarray(train_rows), xp.asarray(valid_rows)
@@ -305,7 +304,7 @@ def ridge_cv_from_rows(
         for j, lam in enumerate(lambdas):
             est = StandardizedRidge(alpha=lam, backend=backend).fit(X_tr, y_tr)
             resid = y_va - est.predict(X_va)
-            fold_mse[k, j] = float(to_numpy((resid * resid).mean()))
+            fold_mse[k, j] = float(to_numpy(xp.mean(resid * resid)))
     best, cv = _choose(lambdas, fold_mse)
     est = StandardizedRidge(alpha=best, backend=backend).fit(X, y)
     return CVResult(est.to_fit(), lambdas, cv, fold_mse)

@@ -66,6 +66,10 @@ _INT64_MIN = -(2**63)
 _BISECT_MIN_LINES = 64
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 _DIGITS = re.compile(r"[0-9]+\Z")
+GPU_DIGITS = r"^[0-9]+\Z"
+r"""A ``created_utc`` string the GPU path accepts (libcudf regex; ``\Z`` = end of string)."""
+GPU_INTEGER = r"^-?[0-9]+\Z"
+"""A JSON integer as ``keep_quotes`` shows it (libcudf regex)."""
 
 
 # --- reading the stream -----------------------------------------------------------------
@@ -577,12 +581,14 @@ def _parse_fast_gpu(buf: bytes, n_lines: int, kind: str) -> tuple[Any, np.ndarra
     id_ok = quoted["id"]
     cu_raw, cu_dec = raw["created_utc"], dec["created_utc"]
     is_str = quoted["created_utc"]
-    str_ok = is_str & cu_dec.str.match(r"^[0-9]+$").fillna(False)
-    num_ok = ~is_str & cu_raw.str.match(r"^-?[0-9]+$").fillna(False)
+    # libcudf's `$` also matches before a final "\n" (as Python's does), so "17\n" would pass;
+    # `\Z` is the end of the string, as RE2's `$` on the CPU path and `\Z` of parse_line.
+    str_ok = is_str & cu_dec.str.match(GPU_DIGITS).fillna(False)
+    num_ok = ~is_str & cu_raw.str.match(GPU_INTEGER).fillna(False)
     cu_ok = str_ok | num_ok
     if bool((cu_ok & (cu_dec.str.len() > 18)).any()):
         raise _FastParseFailed("created_utc may overflow int64")  # the exact path decides
-    ok = (id_ok & cu_ok).values_host
+    ok = (id_ok & cu_ok).to_numpy()  # (Series.values_host is gone in cuDF 26.08)
     cu = cu_dec.where(cu_ok, "0").astype("int64")
     out = cudf.DataFrame({name: dec[name] for name in fields})
     out["created_utc"] = cu

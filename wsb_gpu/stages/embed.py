@@ -310,6 +310,8 @@ def run(
                 log(f"embed: {out} is complete for these inputs and settings; nothing to do")
                 return StageResult(rows_in=existing["rows_in"], unchanged=True)
             (out / MANIFEST).unlink(missing_ok=True)  # a shard went missing: incomplete again
+    # pandas on both backends: the texts go to the host-side tokenizer, and only the ids
+    # and texts of mentioned posts are moved.
     post_ids = dd.read_parquet(str(posts), columns=["id", "text"])
     mention_ids = dd.read_parquet(str(mentions), columns=["id"])
     if state is None:

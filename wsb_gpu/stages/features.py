@@ -36,7 +36,14 @@ from typing import TYPE_CHECKING
 import dask.dataframe as dd
 import numpy as np
 
-from wsb_gpu.backend import Backend, frame_module, is_gpu_frame
+from wsb_gpu.backend import (
+    Backend,
+    array_namespace,
+    column_array,
+    concat_columns,
+    dataframe_module,
+    divide_rows,
+)
 from wsb_gpu.config import EmptyParams
 from wsb_gpu.errors import WsbError
 from wsb_gpu.progress import compute
@@ -45,7 +52,7 @@ from wsb_gpu.stages.base import StageResult
 if TYPE_CHECKING:
     from distributed import Client
 
-    from wsb_gpu.backend import Column, Frame
+    from wsb_gpu.backend import Array, Column, Frame
 
 _DAY_BITS = 17  # day numbers since 1970 stay below 2**17 until the year 2328
 
@@ -71,12 +78,24 @@ def day_number(dates: Column) -> Column:
     return dates.astype("datetime64[s]").astype("int64") // 86400
 
 
-def _array_module(frame: Frame) -> ModuleType:
-    if is_gpu_frame(frame):
-        import cupy
+def next_trading_row(cal_key: Array, post_key: Array) -> tuple[Array, Array]:
+    """For each post key, the calendar row of the first trading date on or after it, and
+    whether that row is the same stock's (array API; keys are ``permno · 2^17 + day``,
+    the calendar's sorted).
 
-        return cupy
-    return np
+    >>> import numpy as np
+    >>> cal = (np.array([1, 1, 2]) << _DAY_BITS) + np.array([10, 12, 11])
+    >>> row, hit = next_trading_row(cal, (np.array([1, 1, 2]) << _DAY_BITS) + np.array([11, 13, 9]))
+    >>> row.tolist(), hit.tolist()
+    ([1, 2, 2], [True, False, True])
+    """
+    xp = array_namespace(cal_key, post_key)
+    pos = xp.searchsorted(cal_key, post_key, side="left")
+    inside = pos < cal_key.shape[0]
+    safe = xp.where(inside, pos, 0)
+    # The first calendar key >= the post key must belong to the same stock.
+    hit = inside & ((xp.take(cal_key, safe) >> _DAY_BITS) == (post_key >> _DAY_BITS))
+    return safe, hit
 
 
 def assign_to_trading_days(sums: Frame, calendar: Frame, text_cols: Sequence[str]) -> Frame:
@@ -97,35 +116,28 @@ def assign_to_trading_days(sums: Frame, calendar: Frame, text_cols: Sequence[str
     One row per (permno, trading date) with posts: ``permno, date, n_posts, n_mentions``,
     the text means (float32) and the volatility columns.
     """
-    xdf = frame_module(calendar)
-    xp = _array_module(calendar)
+    xdf = dataframe_module(calendar)
     vol_cols = [c for c in calendar.columns if c not in ("permno", "date")]
     out_cols = ["permno", "date", "n_posts", "n_mentions", *text_cols, *vol_cols]
     if len(sums) == 0 or len(calendar) == 0:
         return _empty_like(xdf, calendar, text_cols, vol_cols)[out_cols]
     cal = calendar.sort_values(["permno", "date"]).reset_index(drop=True)
-    cal_key = (cal["permno"].values.astype("int64") << _DAY_BITS) + day_number(cal["date"]).values
-    post_key = (sums["permno"].values.astype("int64") << _DAY_BITS) + day_number(sums["date"]).values
-    cal_key, post_key = xp.asarray(cal_key), xp.asarray(post_key)
-    pos = xp.searchsorted(cal_key, post_key, side="left")
-    inside = pos < cal_key.size
-    safe = xp.where(inside, pos, 0)
-    # The first calendar key >= the post key must belong to the same stock.
-    hit = inside & ((cal_key[safe] >> _DAY_BITS) == (post_key >> _DAY_BITS))
-    if not bool(hit.any()):
+    cal_key = (column_array(cal["permno"], "int64") << _DAY_BITS) + column_array(day_number(cal["date"]), "int64")
+    post_key = (column_array(sums["permno"], "int64") << _DAY_BITS) + column_array(day_number(sums["date"]), "int64")
+    safe, hit = next_trading_row(cal_key, post_key)
+    xp = array_namespace(safe)
+    if not bool(xp.any(hit)):
         return _empty_like(xdf, calendar, text_cols, vol_cols)[out_cols]
     kept = sums.reset_index(drop=True)[hit][["_posts", "n_mentions", *text_cols]].reset_index(drop=True)
     kept = kept.assign(_row=safe[hit])
     agg = kept.groupby("_row").sum().sort_index()
     rows = agg.index.values
-    n_posts = agg["_posts"].values
     result = cal.take(rows).reset_index(drop=True)
     text = agg[list(text_cols)].reset_index(drop=True)
-    means = text.div(agg["_posts"].reset_index(drop=True), axis=0).astype("float32")
-    result["n_posts"] = xp.asarray(n_posts).astype("int64")
-    result["n_mentions"] = agg["n_mentions"].values.astype("int64")
-    result = xdf.concat([result, means], axis=1)
-    return result[out_cols]
+    means = divide_rows(text, column_array(agg["_posts"], "float64")).astype("float32")
+    result["n_posts"] = column_array(agg["_posts"], "int64")
+    result["n_mentions"] = column_array(agg["n_mentions"], "int64")
+    return concat_columns([result, means])[out_cols]
 
 
 def _empty_like(xdf: ModuleType, calendar: Frame, text_cols: Sequence[str], vol_cols: Sequence[str]) -> Frame:
@@ -146,13 +158,11 @@ def _as_float64(frame: Frame, cols: Sequence[str]) -> Frame:
     >>> _as_float64(pd.DataFrame({"id": ["a"], "e000": [1.0]}), ["e000"])["e000"].dtype
     dtype('float64')
     """
-    xdf = frame_module(frame)
-    return xdf.concat([frame[["id"]], frame[list(cols)].astype("float64")], axis=1)
+    return concat_columns([frame[["id"]], frame[list(cols)].astype("float64")])
 
 
 def _read(path: Path, backend: Backend, columns: Sequence[str] | None = None) -> dd.DataFrame:
-    ddf = dd.read_parquet(str(path), columns=list(columns) if columns is not None else None)
-    return ddf.to_backend(backend.dask_backend) if backend.is_gpu else ddf
+    return backend.read_parquet(path, columns)
 
 
 def features_frame(
@@ -192,7 +202,7 @@ def features_frame(
     sums_by_stock = sums.shuffle("permno", npartitions=n_out)
     vol_by_stock = vol.shuffle("permno", npartitions=n_out)
     vol_cols = [c for c in vol.columns if c not in ("permno", "date")]
-    meta = _empty_like(frame_module(vol._meta), vol._meta, tcols, vol_cols)[
+    meta = _empty_like(dataframe_module(vol._meta), vol._meta, tcols, vol_cols)[
         ["permno", "date", "n_posts", "n_mentions", *tcols, *vol_cols]
     ]
     out = dd.map_partitions(

@@ -117,7 +117,7 @@ def run(
         msg = f"both dumps have the file name '{names[0]}'; the posts 'source' column needs distinct names"
         raise WsbError(msg)
     size = parse_block_size(params.block_size)
-    engine = "gpu" if backend.is_gpu else "cpu"
+    engine = backend.name  # the block parser: pyarrow.json (cpu) or cudf.read_json (gpu)
     window = int(params.window or 2 * _n_threads(client))
 
     per_file = {p.name: BlockCounts() for p, _ in dumps}

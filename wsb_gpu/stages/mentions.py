@@ -36,13 +36,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import dask
-import dask.dataframe as dd
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from wsb_gpu.backend import Backend, frame_module, is_gpu_frame, to_pandas
+from wsb_gpu.backend import (
+    Backend,
+    dataframe_module,
+    frame_like,
+    preferred_tokenizer,
+    replace_with_backrefs,
+    to_pandas,
+)
 from wsb_gpu.config import MentionsImpl, MentionsParams, choices
 from wsb_gpu.datasets import count_rows, parquet_dataset
 from wsb_gpu.errors import WsbError
@@ -204,7 +210,7 @@ def _set_masked(series: Column, mask: Column, values: pd.Series) -> Column:
     >>> _set_masked(s, pd.Series([False, True, False]), pd.Series(["B"])).tolist()
     ['a', 'B', 'c']
     """
-    xdf = frame_module(series)
+    xdf = dataframe_module(series)
     sel = series[mask]
     repl = xdf.Series(list(values.to_numpy(dtype=object)), index=sel.index, dtype="str")
     return xdf.concat([series[~mask], repl]).sort_index()
@@ -407,12 +413,12 @@ def tokens_strings(text: Column) -> Frame:
     >>> t[t.dollar | t.bare].to_dict("list")["ticker"]
     ['F', 'GME', 'AMC', 'BB', 'GM']
     """
-    xdf = frame_module(text)
+    xdf = dataframe_module(text)
     s = text.reset_index(drop=True).fillna("")
     s = s.str.replace(r"[^A-Za-z0-9_$]", "  ", regex=True)
     # a '$' right after a word character can neither start a dollar token nor precede a
     # bare one, but it still ends the token before it: mark it '#' in a token of its own
-    s = _replace_with_backrefs(s, r"([A-Za-z0-9_])\$", r"\1  #")
+    s = replace_with_backrefs(s, r"([A-Za-z0-9_])\$", r"\1  #")
     s = " " + s + " "
     found = s.str.findall(r" #?\$*[A-Z]{1,5} ")
     tokens = found.explode().dropna()
@@ -430,9 +436,7 @@ def tokens_strings(text: Column) -> Frame:
     bare = ~dollar & ~tokens.str.startswith("#") & (tokens.str.len() >= 2)
     out = xdf.DataFrame(
         {
-            "row": tokens.index.to_series().astype("int64").reset_index(drop=True)
-            if is_gpu_frame(tokens)
-            else np.asarray(tokens.index, dtype=np.int64),
+            "row": tokens.index.to_series().astype("int64").reset_index(drop=True),
             "ticker": tokens.str.lstrip("#$").reset_index(drop=True),
             "dollar": dollar.reset_index(drop=True),
             "bare": bare.reset_index(drop=True),
@@ -441,14 +445,7 @@ def tokens_strings(text: Column) -> Frame:
     return out
 
 
-def _replace_with_backrefs(s: Column, pat: str, repl: str) -> Column:
-    if is_gpu_frame(s):
-        return s.str.replace_with_backrefs(pat, repl)
-    return s.str.replace(pat, repl, regex=True)
-
-
 def _kernel_strings(posts: Frame, alive: pd.DataFrame, stoplist: frozenset[str]) -> pd.DataFrame:
-    xdf = frame_module(posts)
     posts = posts.reset_index(drop=True)
     cand = tokens_strings(unescape_series(posts["text"]))
     keep = cand["dollar"] | (cand["bare"] & ~cand["ticker"].isin(sorted(stoplist)))
@@ -457,8 +454,7 @@ def _kernel_strings(posts: Frame, alive: pd.DataFrame, stoplist: frozenset[str])
         return empty_mentions()
     counts = cand.groupby(["row", "ticker"]).size().reset_index()
     counts.columns = ["row", "ticker", "n_occ"]
-    table = xdf.from_pandas(alive) if is_gpu_frame(posts) else alive
-    m = counts.merge(table, on="ticker", how="inner")
+    m = counts.merge(frame_like(posts, alive), on="ticker", how="inner")
     m["day"] = (posts["created_utc"] // 86400).take(m["row"]).values
     m = m[(m["first_day"] <= m["day"]) & (m["day"] <= m["last_day"])]
     m = to_pandas(m).sort_values(["row", "ticker", "permno"])
@@ -500,7 +496,7 @@ def mention_kernel(posts: Frame, alive: pd.DataFrame, stoplist: Iterable[str] = 
     """
     stop = frozenset(stoplist)
     if impl == "auto":
-        impl = "strings" if is_gpu_frame(posts) else "scan"
+        impl = preferred_tokenizer(posts)
     if impl == "scan":
         return _kernel_scan(to_pandas(posts).reset_index(drop=True), alive, stop)
     if impl == "strings":
@@ -551,9 +547,7 @@ def run(
             "name periods; fix the rows to count them"
         )
     alive = alive_table(names)
-    ddf = dd.read_parquet(str(posts), columns=list(COLUMNS_IN))
-    if backend.is_gpu:
-        ddf = ddf.to_backend("cudf")
+    ddf = backend.read_parquet(posts, COLUMNS_IN)
     result = ddf.map_partitions(
         mention_kernel,
         dask.delayed(alive, pure=True),

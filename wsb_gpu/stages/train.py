@@ -33,7 +33,7 @@ import dask.dataframe as dd
 import numpy as np
 import pandas as pd
 
-from wsb_gpu.backend import Backend, frame_module, to_pandas
+from wsb_gpu.backend import Backend, array_namespace, column_array, concat_columns, matrix, to_pandas
 from wsb_gpu.config import TrainParams
 from wsb_gpu.errors import WsbError
 from wsb_gpu.lake import read_manifest
@@ -41,7 +41,7 @@ from wsb_gpu.models import MODELS, ordered
 from wsb_gpu.models.base import Model, Sample, Window, in_years
 from wsb_gpu.models.har import HAR_COLUMNS
 from wsb_gpu.models.metrics import diebold_mariano
-from wsb_gpu.models.moments import Moments, array_module, collect_moments, frame_matrix
+from wsb_gpu.models.moments import Moments, collect_moments
 from wsb_gpu.models.ridge import lambda_grid
 from wsb_gpu.models.splits import RollingYearSplit, month_period, period_year
 from wsb_gpu.progress import compute, log
@@ -83,7 +83,7 @@ def prepare_partition(frame: Frame, *, target: str, text_cols: Sequence[str], sa
         if text_cols:
             # One block operation: per-column assignment fragments a frame of ~800 columns.
             filled = frame[list(text_cols)].fillna(0.0)
-            frame = frame_module(frame).concat([frame.drop(columns=list(text_cols)), filled], axis=1)
+            frame = concat_columns([frame.drop(columns=list(text_cols)), filled])
         new["log_posts"] = np.log1p(n_posts)
         new["log_mentions"] = np.log1p(n_mentions)
         if sample == "all":
@@ -95,8 +95,7 @@ def prepare_partition(frame: Frame, *, target: str, text_cols: Sequence[str], sa
 
 
 def _read(path: Path, backend: Backend) -> dd.DataFrame:
-    ddf = dd.read_parquet(str(path))
-    return ddf.to_backend(backend.dask_backend) if backend.is_gpu else ddf
+    return backend.read_parquet(path)
 
 
 def load_sample(
@@ -149,19 +148,19 @@ def predict_partition(
     columns: Mapping[str, Sequence[int]],
 ) -> Any:
     """Kernel: ``permno, date, y, yhat_<model>…`` for the rows of the fitted test years."""
-    X = frame_matrix(frame, feature_cols)
-    xp = array_module(X)
-    years = xp.asarray(frame["year"].values)
+    X = matrix(frame, feature_cols)
+    xp = array_namespace(X)
+    years = column_array(frame["year"], "int64")
     out = frame[["permno", "date"]].reset_index(drop=True)
-    out["y"] = frame[target].astype("float64").values
+    out["y"] = column_array(frame[target], "float64")
     for model in models:
-        yhat = xp.full(len(frame), np.nan)
+        yhat = xp.full(X.shape[0], np.nan, dtype=xp.float64)
         cols = [int(c) for c in columns[model]]
         # The model's columns are taken once (not per year), and not at all when it uses them all.
-        Xm = X if cols == list(range(X.shape[1])) else X[:, xp.asarray(np.asarray(cols))]
+        Xm = X if cols == list(range(X.shape[1])) else xp.take(X, xp.asarray(cols), axis=1)
         for year, fit in fits[model].items():
             rows = years == year
-            if bool(rows.any()):
+            if bool(xp.any(rows)):
                 yhat[rows] = fit.predict_array(Xm[rows])
         out[f"yhat_{model}"] = yhat
     return out

@@ -50,13 +50,11 @@ whole panel.
 from __future__ import annotations
 
 import datetime as dt
-import importlib
 import os
 import shutil
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
-from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import dask
@@ -64,7 +62,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from wsb_gpu.backend import Backend, frame_module, is_gpu_frame
+from wsb_gpu.backend import Backend, array_namespace, column_array, frame_from_arrays, to_numpy
 from wsb_gpu.config import VolatilityParams
 from wsb_gpu.errors import WsbError
 from wsb_gpu.progress import compute
@@ -111,51 +109,49 @@ def volatility_kernel(frame: Frame, windows: Sequence[int] = WINDOWS) -> Frame:
     >>> volatility_kernel(f, windows=(1, 2))[["ret", "vol_1", "vol_2", "y_1"]].round(6).values.tolist()
     [[0.03, 0.03, nan, nan], [nan, nan, nan, 0.04], [0.04, 0.04, nan, nan]]
     """
-    permno = _int_values(frame["permno"])
+    permno = column_array(frame["permno"], "int64")
     day = _day_numbers(frame["date"])
-    ret = _float_values(frame["ret"])
-    order = _sort_order(permno, day)
+    ret = column_array(frame["ret"], "float64", na_value=np.nan)
+    order = sort_order(permno, day)
     if order is not None:
-        permno, day, ret = permno[order], day[order], ret[order]
+        xp = array_namespace(permno)
+        permno, day, ret = (xp.take(a, order) for a in (permno, day, ret))
     columns = {"permno": permno, "date": day, **panel_volatility(permno, ret, windows)}
-    return _frame_from_arrays(frame, columns)
+    return frame_from_arrays(frame, columns, day_columns=["date"])
 
 
 def panel_volatility(permno: Array, ret: Array, windows: Sequence[int] = WINDOWS) -> dict[str, Array]:
     """``ret, vol_<w>..., y_<w>...`` arrays of a panel sorted by permno, date.
 
-    The array form of :func:`volatility_kernel` (NumPy or CuPy arrays in, the same out),
-    which the stage runs on each partition.
+    The array form of :func:`volatility_kernel`, which the stage runs on each partition;
+    written against the array API standard (NumPy or CuPy arrays in, the same out).
 
     >>> import numpy as np
     >>> out = panel_volatility(np.array([1, 1, 2]), np.array([0.03, -0.04, 0.05]), windows=(1, 2))
     >>> out["vol_2"].tolist(), out["y_1"].tolist()
     ([nan, 0.05, nan], [0.04, nan, nan])
     """
-    xp = _array_module(ret)
-    n = len(ret)
+    xp = array_namespace(permno, ret)
+    n = ret.shape[0]
     sums = window_sums(ret * ret, windows)
-    # Rows where a stock begins; the w-1 rows from there have windows reaching into the
-    # previous stock (or too few rows) and are masked. A stock shorter than w-1 rows lets
-    # the mask run into the next stock's first w-1 rows, which are masked anyway.
-    starts = xp.flatnonzero(permno[1:] != permno[:-1]) + 1
     columns: dict[str, Array] = {"ret": ret}
-    vols = {}
+    if n == 0:
+        empty = {f"{p}_{w}": xp.empty(0, dtype=ret.dtype) for p in ("vol", "y") for w in windows}
+        return {"ret": ret, **empty}
+    # The position of each row within its stock: its first w-1 rows have windows reaching
+    # into the previous stock (or too few rows) and are masked.
+    first = xp.concat([xp.ones(1, dtype=xp.bool), permno[1:] != permno[:-1]])
+    stock = xp.cumulative_sum(xp.astype(first, xp.int64)) - 1
+    position = xp.arange(n, dtype=xp.int64) - xp.take(xp.nonzero(first)[0], stock)
+    last = xp.concat([first[1:], xp.ones(1, dtype=xp.bool)])  # a stock's last row: the next is another stock
+    nan = xp.full(1, NAN, dtype=ret.dtype)
     for w in windows:
-        vol = xp.sqrt(sums[w], out=sums[w])
-        if w > 1 and len(starts):
-            head = (starts[:, None] + xp.arange(w - 1)[None, :]).ravel()
-            vol[head[head < n]] = NAN
-        vols[w] = vol
+        vol = xp.sqrt(sums[w])
+        if w > 1:
+            vol = xp.where(position < w - 1, NAN, vol)
         columns[f"vol_{w}"] = vol
-    for w in windows:
-        y = xp.empty(n)
-        if n:
-            y[:-1] = vols[w][1:]
-            y[-1] = NAN
-            y[starts - 1] = NAN  # a stock's last row: the next row is another stock
-        columns[f"y_{w}"] = y
-    return columns
+        columns[f"y_{w}"] = xp.where(last, NAN, xp.concat([vol[1:], nan]))
+    return {k: columns[k] for k in ("ret", *(f"vol_{w}" for w in windows), *(f"y_{w}" for w in windows))}
 
 
 def window_sums(x: Array, windows: Sequence[int]) -> dict[int, Array]:
@@ -164,7 +160,7 @@ def window_sums(x: Array, windows: Sequence[int]) -> dict[int, Array]:
     Built from power-of-two block sums by doubling, so each element of the result is a
     sum of non-negative terms (for ``x >= 0``) over at most ``2 log2(w)`` levels: no
     cancellation, relative error a few ulp. ``S_w[t]`` is NaN for ``t < w - 1`` and
-    wherever ``x`` is NaN inside the window. Works on NumPy and CuPy arrays.
+    wherever ``x`` is NaN inside the window. Array API (NumPy, CuPy).
 
     >>> import numpy as np
     >>> window_sums(np.array([1.0, 2, 3, 4, 5]), (1, 3))[3].tolist()
@@ -196,10 +192,10 @@ def window_sums(x: Array, windows: Sequence[int]) -> dict[int, Array]:
 
 def _lagged(a: Array, k: int) -> Array:
     """A new array: ``a`` shifted ``k`` places later, NaN in front."""
+    xp = array_namespace(a)
     if k == 0:
-        return a.copy()
-    xp = _array_module(a)
-    n = len(a)
+        return xp.asarray(a, copy=True)
+    n = a.shape[0]
     out = xp.empty_like(a)
     out[: min(k, n)] = NAN
     if k < n:
@@ -209,44 +205,50 @@ def _lagged(a: Array, k: int) -> Array:
 
 def _add_lagged(acc: Array, a: Array, k: int) -> None:
     """``acc += a`` shifted ``k`` places later (in place), NaN in front."""
-    n = len(a)
+    n = a.shape[0]
     if k < n:
-        acc[k:] += a[: n - k]
+        acc[k:] = acc[k:] + a[: n - k]
     acc[: min(k, n)] = NAN
 
 
 def _doubled(a: Array, m: int) -> Array:
-    """``P_2m`` from ``P_m``: a new array ``a[t] + a[t-m]`` (one pass, no copy first)."""
-    xp = _array_module(a)
-    n = len(a)
+    """``P_2m`` from ``P_m``: a new array ``a[t] + a[t-m]``."""
+    xp = array_namespace(a)
+    n = a.shape[0]
     out = xp.empty_like(a)
     out[: min(m, n)] = NAN
     if m < n:
-        xp.add(a[m:], a[: n - m], out=out[m:])
+        out[m:] = a[m:] + a[: n - m]
     return out
 
 
-def _sort_order(permno: Array, day: Array) -> Array | None:
+def sort_order(permno: Array, day: Array) -> Array | None:
     """Row order sorting by (permno, day), or None when the rows are already in order.
 
     One stable ``argsort`` of a combined int64 key when the permno and date ranges fit in
-    62 bits (always for CRSP), else a two-key ``lexsort`` (OHLCV hash ids). Stable, so of
+    62 bits (always for CRSP), else two stable sorts (OHLCV hash ids: the array API has no
+    ``lexsort``; sorting by day, then stably by permno, gives the same order). Stable, so of
     duplicate rows the first read stays first; NumPy's stable sort (timsort) also merges
     the already-sorted runs the stage feeds it in about linear time.
+
+    >>> import numpy as np
+    >>> sort_order(np.array([2, 1, 1]), np.array([0, 9, 3])).tolist()
+    [2, 1, 0]
     """
-    n = len(permno)
+    n = permno.shape[0]
     if n < 2:
         return None
-    xp = _array_module(permno)
+    xp = array_namespace(permno, day)
     later = (permno[1:] > permno[:-1]) | ((permno[1:] == permno[:-1]) & (day[1:] >= day[:-1]))
-    if bool(later.all()):
+    if bool(xp.all(later)):
         return None
-    pmin, pmax = int(permno.min()), int(permno.max())
-    dmin, dmax = int(day.min()), int(day.max())
+    pmin, pmax = int(xp.min(permno)), int(xp.max(permno))
+    dmin, dmax = int(xp.min(day)), int(xp.max(day))
     span = dmax - dmin + 1
     if (pmax - pmin + 1) * span < 2**62:
-        return xp.argsort((permno - pmin) * span + (day - dmin), kind="stable")
-    return xp.lexsort(xp.stack([day, permno]))
+        return xp.argsort((permno - pmin) * span + (day - dmin), stable=True)
+    by_day = xp.argsort(day, stable=True)
+    return xp.take(by_day, xp.argsort(xp.take(permno, by_day), stable=True))
 
 
 # --- phase 1: pieces of the input -> sorted staging runs -------------------------------------
@@ -273,7 +275,7 @@ def _stage_table(
     n = len(permno)
     if n == 0:
         return {"rows": 0, "file": None, "permnos": np.empty(0, np.int64), "counts": np.empty(0, np.int64)}
-    order = _sort_order(permno, columns["date"])
+    order = sort_order(permno, columns["date"])
     if order is not None:
         columns = {k: v[order] for k, v in columns.items()}
         permno = columns["permno"]
@@ -320,31 +322,28 @@ def _read_range(runs: Sequence[str], first: int, last: int) -> pa.Table:
 
 
 def _partition_task(
-    runs: Sequence[str], first: int, last: int, *, index: int, folder: str, format: str, gpu: bool
+    runs: Sequence[str], first: int, last: int, *, index: int, folder: str, format: str, backend: Backend
 ) -> dict[str, Any]:
     """Everything one output partition does: gather, sort, dedupe, returns, kernel, write.
 
-    The arrays go to the GPU (CuPy) on the GPU backend; the arithmetic is the same code.
+    The arrays go to the backend's device (CuPy on the GPU backend); the arithmetic is the
+    same array-API code.
     """
     table = _read_range(runs, first, last)
-    cols = {name: table.column(name).to_numpy() for name in table.column_names}
+    cols = backend.to_device({name: table.column(name).to_numpy() for name in table.column_names})
     del table
-    if gpu:
-        import cupy
-
-        cols = {k: cupy.asarray(v) for k, v in cols.items()}
     value = "close" if format == "ohlcv" else "ret"
-    rows_in = len(cols["permno"])
+    xp = array_namespace(cols["permno"])
+    rows_in = cols["permno"].shape[0]
     stats: dict[str, Any] = {"index": index, "rows_in": rows_in, "conflicts": 0, "conflict_example": None}
-    order = _sort_order(cols["permno"], cols["date"])
+    order = sort_order(cols["permno"], cols["date"])
     if order is not None:
-        cols = {k: v[order] for k, v in cols.items()}
+        cols = {k: xp.take(v, order) for k, v in cols.items()}
     dup, conflict = duplicate_rows(cols["permno"], cols["date"], cols[value])
-    xp = _array_module(dup)
-    stats["duplicates"] = int(dup.sum())
-    stats["conflicts"] = int(conflict.sum())
+    stats["duplicates"] = int(xp.count_nonzero(dup))
+    stats["conflicts"] = int(xp.count_nonzero(conflict))
     if stats["conflicts"]:
-        i = int(xp.flatnonzero(conflict)[0])
+        i = int(xp.nonzero(conflict)[0][0])
         a, b = float(cols[value][i - 1]), float(cols[value][i])
         stats["conflict_example"] = (
             f"PERMNO {int(cols['permno'][i])} on {_iso_day(int(cols['date'][i]))}: {value} {a!r} vs {b!r}"
@@ -358,21 +357,21 @@ def _partition_task(
     else:
         ret = cols["ret"]
         for code, name in enumerate(RETURN_SOURCES):
-            stats[f"ret_from_{name}"] = int((cols["ret_source"] == code).sum())
+            stats[f"ret_from_{name}"] = int(xp.count_nonzero(cols["ret_source"] == code))
     result = {"permno": permno, "date": day, **panel_volatility(permno, ret)}
     y1, vol_long = result[f"y_{WINDOWS[0]}"], result[f"vol_{WINDOWS[-1]}"]
     name = f"part.{index:05d}.parquet"
     stats.update(
         file=name,
-        rows_out=len(permno),
-        ret_missing=int(xp.isnan(ret).sum()),
-        permnos=int((permno[1:] != permno[:-1]).sum()) + 1,
+        rows_out=permno.shape[0],
+        ret_missing=int(xp.count_nonzero(xp.isnan(ret))),
+        permnos=int(xp.count_nonzero(permno[1:] != permno[:-1])) + 1,
         permno_min=int(permno[0]),
         permno_max=int(permno[-1]),
-        y_rows=int((~xp.isnan(y1)).sum()),
-        full_window_rows=int((~xp.isnan(vol_long)).sum()),
-        date_min=_iso_day(int(day.min())),
-        date_max=_iso_day(int(day.max())),
+        y_rows=int(xp.count_nonzero(~xp.isnan(y1))),
+        full_window_rows=int(xp.count_nonzero(~xp.isnan(vol_long))),
+        date_min=_iso_day(int(xp.min(day))),
+        date_max=_iso_day(int(xp.max(day))),
     )
     write_part(result, Path(folder) / name)
     return stats
@@ -387,10 +386,10 @@ def duplicate_rows(permno: Array, day: Array, value: Array) -> tuple[Array, Arra
     >>> dup.tolist(), conflict.tolist()
     ([False, True, True, False], [False, False, True, False])
     """
-    xp = _array_module(value)
-    n = len(value)
-    dup = xp.zeros(n, dtype=bool)
-    conflict = xp.zeros(n, dtype=bool)
+    xp = array_namespace(permno, day, value)
+    n = value.shape[0]
+    dup = xp.zeros(n, dtype=xp.bool)
+    conflict = xp.zeros(n, dtype=xp.bool)
     if n > 1:
         dup[1:] = (permno[1:] == permno[:-1]) & (day[1:] == day[:-1])
         same = (value[1:] == value[:-1]) | (xp.isnan(value[1:]) & xp.isnan(value[:-1]))
@@ -406,9 +405,9 @@ def ohlcv_returns(permno: Array, close: Array) -> Array:
     >>> ohlcv_returns(np.array([1, 1, 2, 2]), np.array([10.0, 11.0, 5.0, 4.0])).round(6).tolist()
     [nan, 0.1, nan, -0.2]
     """
-    xp = _array_module(close)
-    ret = xp.full(len(close), NAN)
-    if len(close) > 1:
+    xp = array_namespace(permno, close)
+    ret = xp.full(close.shape[0], NAN, dtype=xp.float64)
+    if close.shape[0] > 1:
         ret[1:] = xp.where(permno[1:] == permno[:-1], close[1:] / close[:-1] - 1.0, NAN)
     return ret
 
@@ -422,7 +421,7 @@ def write_part(columns: Mapping[str, Array], path: str | Path) -> None:
     """
     arrays = {}
     for name, values in columns.items():
-        values = values.get() if hasattr(values, "get") else values  # CuPy -> host
+        values = to_numpy(values)  # CuPy -> host
         if name == "date":
             arrays[name] = pa.array(values.astype(np.int32), pa.date32())
         else:
@@ -490,7 +489,7 @@ def run(
     found, delimiter = src.input_columns(path)
     resolved = src.resolve_columns(found, format=fmt, columns=columns, source=source)
     kind, compression = src.file_kind(path)
-    partition_rows = params.partition_rows or (20_000_000 if backend.is_gpu else 2_000_000)
+    partition_rows = params.partition_rows or backend.partition_rows
     staging = out / "_staging"
     staging.mkdir()
     # 1. pieces of the input -> parsed, sorted runs (permno, date, ret, ret_source | close)
@@ -520,7 +519,7 @@ def run(
     )
     files = [r["file"] for r in runs if r["file"]]
     tasks = [
-        dask.delayed(_partition_task)(files, first, last, index=i, folder=str(out), format=fmt, gpu=backend.is_gpu)
+        dask.delayed(_partition_task)(files, first, last, index=i, folder=str(out), format=fmt, backend=backend)
         for i, (first, last) in enumerate(ranges)
     ]
     stats = list(compute(*tasks, label="volatility: compute", show=progress))
@@ -554,45 +553,14 @@ def run(
     )
 
 
-# --- where pandas and cuDF differ -------------------------------------------------------------------
-
-
-def _array_module(arr: Array) -> ModuleType:
-    """NumPy or CuPy, whichever ``arr`` belongs to."""
-    return importlib.import_module("cupy" if type(arr).__module__.split(".")[0] == "cupy" else "numpy")
-
-
-def _float_values(series: Column) -> Array:
-    """float64 NumPy/CuPy values with NaN for missing (cuDF nulls included)."""
-    if is_gpu_frame(series):
-        return series.astype("float64").to_cupy(na_value=np.nan)
-    return series.to_numpy(dtype="float64", na_value=np.nan)
-
-
-def _int_values(series: Column) -> Array:
-    """int64 NumPy/CuPy values."""
-    if is_gpu_frame(series):
-        return series.astype("int64").to_cupy()
-    return series.to_numpy(dtype="int64")
+# --- helpers -----------------------------------------------------------------------------------------
 
 
 def _day_numbers(series: Column) -> Array:
-    """Days since 1970-01-01 (int64) of a datetime column; int64 columns pass through."""
+    """Days since 1970-01-01 (int64) of a datetime column; integer columns pass through."""
     if series.dtype.kind in "iu":
-        return _int_values(series)
-    return _int_values(series.astype("datetime64[s]").astype("int64")) // 86400
-
-
-def _frame_from_arrays(like: Frame, columns: Mapping[str, Array]) -> Frame:
-    """A frame of ``like``'s kind from arrays (not copied); ``date`` holds day numbers."""
-    xdf = frame_module(like)
-    data = dict(columns)
-    if "date" in data:
-        data["date"] = xdf.Series(data["date"] * 86400).astype("datetime64[s]")
-    if is_gpu_frame(like):
-        return xdf.DataFrame(data)
-    # copy=False keeps one block per column: no consolidation copy of ~10 float columns.
-    return xdf.DataFrame(data, copy=False)
+        return column_array(series, "int64")
+    return column_array(series.astype("datetime64[s]").astype("int64"), "int64") // 86400
 
 
 def _iso_day(day: int) -> str:
