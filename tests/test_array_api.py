@@ -15,7 +15,7 @@ xps = pytest.importorskip("array_api_strict")
 
 from wsb_gpu.models.moments import Moments, array_moments  # noqa: E402
 from wsb_gpu.models.ridge import _CHOLESKY_MAX_LAMBDAS, _eigen_path, solve_ridge_path  # noqa: E402
-from wsb_gpu.stages.features import _DAY_BITS, next_trading_row  # noqa: E402
+from wsb_gpu.stages.features import next_trading_row  # noqa: E402
 from wsb_gpu.stages.volatility import (  # noqa: E402
     WINDOWS,
     duplicate_rows,
@@ -86,16 +86,21 @@ def test_duplicates_and_ohlcv_returns_are_standard():
     )
 
 
-def test_trading_day_assignment_is_standard():
-    cal = np.sort(
-        (np.repeat([1, 2, 3], 50).astype(np.int64) << _DAY_BITS) + np.tile(np.arange(0, 100, 2), 3).astype(np.int64)
-    )
-    posts = (np.array([1, 1, 2, 3, 3], np.int64) << _DAY_BITS) + np.array([3, 99, 0, 50, 200], np.int64)
-    want_row, want_hit = next_trading_row(cal, posts)
-    row, hit = next_trading_row(xps.asarray(cal), xps.asarray(posts))
+@pytest.mark.parametrize("ids", [np.array([1, 2, 3]), np.array([2**62 + 5, 3, 2**61])], ids=["crsp", "ohlcv-hashes"])
+def test_trading_day_assignment_is_standard(ids):
+    cal_p = np.repeat(np.sort(ids), 50).astype(np.int64)
+    cal_d = np.tile(np.arange(0, 100, 2), 3).astype(np.int64)
+    s = np.sort(ids)
+    post_p = np.array([s[0], s[0], s[1], s[2], s[2], 999], np.int64)
+    post_d = np.array([3, 99, 0, 50, 200, 10], np.int64)
+    want_row, want_hit = next_trading_row(cal_p, cal_d, post_p, post_d)
+    row, hit = next_trading_row(*(xps.asarray(a) for a in (cal_p, cal_d, post_p, post_d)))
     np.testing.assert_array_equal(host(row), want_row)
     np.testing.assert_array_equal(host(hit), want_hit)
-    assert want_hit.tolist() == [True, False, True, True, False]
+    assert want_hit.tolist() == [True, False, True, True, False, False]
+    # Independent reference: the first calendar day >= the post day of the same stock.
+    for i in np.flatnonzero(want_hit):
+        assert cal_p[want_row[i]] == post_p[i] and cal_d[want_row[i]] == 2 * -(-post_d[i] // 2)
 
 
 def test_ridge_moments_and_solves_are_standard():

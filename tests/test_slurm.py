@@ -92,6 +92,7 @@ def test_gpu_job_script_has_gres_and_dask_cuda_worker(tmp_path: Path):
     assert "--nanny" not in worker  # a dask-worker flag that `dask cuda worker` rejects
     assert "--tls-ca-file" in worker and "--tls-cert" in worker and "--tls-key" in worker
     assert "export CUDF_SPILL=on" in script
+    assert "--enable-cudf-spill" in worker  # the worker's own flag wins over CUDF_SPILL
     assert "export DASK_DISTRIBUTED__WORKER__LIFETIME__DURATION=540s" in script  # 10 min - 1 min
     assert not (tmp_path / "logs").exists()  # rendering leaves nothing behind
 
@@ -236,6 +237,7 @@ def test_job_section_is_registered_with_dask_config(tmp_path: Path):
     assert section["job-extra-directives"] == ["--gres=gpu:1"]
     assert "--rmm-pool-size" in section["worker-extra-args"]
     assert any(line.startswith("export CUDF_SPILL=on") for line in section["job-script-prologue"])
+    assert "--enable-cudf-spill" in section["worker-extra-args"]
     assert any("LIFETIME__DURATION=540s" in line for line in section["job-script-prologue"])
     assert section["log-directory"] == str(tmp_path / "logs")
     assert section["shared-temp-directory"] == str(tmp_path / "tls")

@@ -15,9 +15,11 @@ whose doctest runs on the CPU. The stage modules have no ``if gpu`` branch. The 
 helper                         why it exists
 =============================  ==================================================================
 :func:`column_array`           pandas ``Series.to_numpy(dtype, na_value)``; cuDF ``to_cupy`` (and
-                               ``Series.values`` is CuPy, not NumPy)
-:func:`matrix`                 the same for several columns as one float64 matrix
-:func:`frame_from_arrays`      a frame of the same kind as another from NumPy/CuPy arrays
+                               ``Series.values`` is CuPy, not NumPy); nulls vs NaN
+:func:`matrix`                 the same for several columns as one float64 matrix (cuDF fills
+                               before it casts)
+:func:`frame_from_arrays`      a frame of the same kind as another from NumPy/CuPy arrays (cuDF
+                               turns NaN into null unless told not to)
 :func:`frame_like`             a small pandas table as a frame of another frame's kind (a join)
 :func:`divide_rows`            ``DataFrame.div(s, axis=0)``: cuDF supports only ``axis=1``
 :func:`replace_with_backrefs`  pandas ``str.replace(regex=True)``; cuDF ``str.replace_with_backrefs``
@@ -25,7 +27,13 @@ helper                         why it exists
 :func:`preferred_tokenizer`    which token extractor suits a frame (NumPy scanner vs string ops)
 :func:`to_numpy`,              moving results to the host (``.get()`` for CuPy)
 :func:`to_pandas`
+``Backend.read_parquet``       dask-cuDF's reader for the GPU (pandas' dates cannot move to cuDF)
+``Backend.to_parquet``         dates written as ``date32`` (cuDF has no date type)
 =============================  ==================================================================
+
+Row order after a merge or a groupby is not kept by cuDF (pandas keeps it): every stage
+that writes rows sorts them or does not depend on their order; sums over rows (the ridge
+moments) may differ from the CPU's in the last bits.
 
 Also backend-specific, kept where their subject lives: the GPU JSON block parser
 (``cudf.read_json``; :mod:`wsb_gpu.sources.pushshift`: pandas has no counterpart), the
@@ -118,13 +126,41 @@ class Backend:
     def read_parquet(self, path: str | Path, columns: Sequence[str] | None = None) -> dd.DataFrame:
         """A Parquet dataset as a Dask frame of pandas or cuDF partitions.
 
-        pandas: ``dask.dataframe.read_parquet``; cuDF: the same, moved with
-        ``to_backend("cudf")`` (dask-cudf's reader).
+        pandas: ``dask.dataframe.read_parquet`` (dates become ``ArrowDtype(date32)``). cuDF:
+        the same call with ``dataframe.backend = "cudf"``, i.e. dask-cuDF's reader, which
+        reads on the device and gives dates as ``datetime64[s]``. (Reading with pandas and
+        moving with ``to_backend("cudf")`` would fail: ``cudf.from_pandas`` refuses
+        ``ArrowDtype(date32)``, ``cudf/core/column/column.py``.)
         """
+        import dask
         import dask.dataframe as dd
 
-        ddf = dd.read_parquet(str(path), columns=list(columns) if columns is not None else None)
-        return ddf.to_backend("cudf") if self.is_gpu else ddf
+        cols = list(columns) if columns is not None else None
+        if self.is_gpu:
+            with dask.config.set({"dataframe.backend": "cudf"}):
+                return dd.read_parquet(str(path), columns=cols)
+        return dd.read_parquet(str(path), columns=cols)
+
+    def to_parquet(
+        self,
+        ddf: dd.DataFrame,
+        path: str | Path,
+        *,
+        dates: Sequence[str] = ("date",),
+        schema: Mapping[str, Any] | None = None,
+    ) -> Any:
+        """The delayed write of a Dask frame as Parquet, its ``dates`` columns as ``date32``.
+
+        pandas partitions hold dates as ``date32`` already. cuDF has no date type (its dates
+        are ``datetime64[s]``, which would be written as timestamps), so cuDF partitions are
+        written through pandas, the dates cast to ``date32`` by pyarrow on the way.
+        ``schema`` pins other columns' Arrow types.
+        """
+        import pyarrow as pa
+
+        types = {**dict(schema or {}), **{d: pa.date32() for d in dates if d in ddf.columns}}
+        frame = ddf.to_backend("pandas") if is_gpu_frame(ddf._meta) else ddf
+        return frame.to_parquet(str(path), write_index=False, compute=False, schema=types or None)
 
     def to_device(self, arrays: Mapping[str, np.ndarray]) -> dict[str, Array]:
         """Host arrays onto this backend's device (a no-op on CPU)."""
@@ -279,29 +315,35 @@ def column_array(series: Column, dtype: str, na_value: Any = None) -> Array:
     """A column's values as a NumPy (pandas) or CuPy (cuDF) array of ``dtype``.
 
     pandas: ``Series.to_numpy(dtype, na_value=)``. cuDF: ``Series.values`` is already a CuPy
-    array but refuses nulls; ``Series.to_cupy(dtype, na_value=)`` fills them, as pandas does.
+    array but refuses nulls; ``Series.to_cupy(na_value=)`` after ``astype(dtype)`` fills
+    them, as pandas does. Missing values of a float column are NaN on both (cuDF reads
+    Parquet nulls as nulls where pandas has NaN); an integer column with missing values and
+    no ``na_value`` raises on both.
 
-    >>> column_array(pd.Series([1.5, None]), "float64", na_value=np.nan).tolist()
+    >>> column_array(pd.Series([1.5, None]), "float64").tolist()
     [1.5, nan]
     """
+    if na_value is None and np.dtype(dtype).kind == "f":
+        na_value = np.nan
     if is_gpu_frame(series):
-        return (
-            series.astype(dtype).to_cupy(na_value=na_value) if na_value is not None else series.astype(dtype).to_cupy()
-        )
+        converted = series.astype(dtype)
+        return converted.to_cupy(na_value=na_value) if na_value is not None else converted.to_cupy()
     return series.to_numpy(dtype=dtype, na_value=na_value) if na_value is not None else series.to_numpy(dtype=dtype)
 
 
 def matrix(frame: Frame, columns: Sequence[str]) -> Array:
     """The columns as one float64 matrix (NaN for missing): NumPy for pandas, CuPy for cuDF.
 
-    pandas: ``DataFrame.to_numpy(dtype, na_value=)``; cuDF: ``DataFrame.to_cupy(dtype, na_value=)``.
+    pandas: ``DataFrame.to_numpy(dtype, na_value=)``. cuDF: ``DataFrame.to_cupy`` fills the
+    nulls *before* casting (``cudf/core/frame.py``), and filling an integer column with NaN
+    raises, so the columns are cast to float64 first.
 
     >>> matrix(pd.DataFrame({"a": [1, 2], "b": [0.5, None]}), ["b", "a"]).tolist()
     [[0.5, 1.0], [nan, 2.0]]
     """
     sub = frame[list(columns)]
     if is_gpu_frame(frame):
-        return sub.to_cupy(dtype="float64", na_value=np.nan)
+        return sub.astype("float64").to_cupy(na_value=np.nan)
     return sub.to_numpy(dtype="float64", na_value=np.nan)
 
 
@@ -310,7 +352,8 @@ def frame_from_arrays(like: Frame, columns: Mapping[str, Array], *, day_columns:
     become ``datetime64[s]`` dates.
 
     pandas: built with ``copy=False`` (one block per column, no consolidation copy of the ~10
-    float columns); cuDF: ``cudf.DataFrame`` from CuPy arrays (a copy is made either way).
+    float columns); cuDF: ``cudf.DataFrame`` from CuPy arrays with ``nan_as_null=False`` (by
+    default cuDF turns NaN into null, where pandas keeps NaN).
 
     >>> frame_from_arrays(pd.DataFrame(), {"d": np.array([0, 1]), "x": np.array([1.0, 2.0])},
     ...                   day_columns=["d"])["d"].dt.strftime("%Y-%m-%d").tolist()
@@ -321,7 +364,7 @@ def frame_from_arrays(like: Frame, columns: Mapping[str, Array], *, day_columns:
     for name in day_columns:
         data[name] = xdf.Series(data[name] * 86400).astype("datetime64[s]")
     if is_gpu_frame(like):
-        return xdf.DataFrame(data)
+        return xdf.DataFrame(data, nan_as_null=False)
     return xdf.DataFrame(data, copy=False)
 
 
@@ -352,7 +395,7 @@ def divide_rows(frame: Frame, divisor: Array) -> Frame:
     quotient = values / xp.expand_dims(divisor, axis=1)
     xdf = dataframe_module(frame)
     if is_gpu_frame(frame):
-        return xdf.DataFrame(quotient, columns=list(frame.columns))
+        return xdf.DataFrame(quotient, columns=list(frame.columns), nan_as_null=False)
     return xdf.DataFrame(quotient, columns=list(frame.columns), copy=False)
 
 

@@ -67,7 +67,8 @@ def _cuda_cluster(settings: Settings) -> Any:
         "dashboard_address": c["dashboard_address"],
         "local_directory": c["local_directory"],
         "enable_cudf_spill": bool(cuda["enable_cudf_spill"]),
-        "CUDA_VISIBLE_DEVICES": cuda["visible_devices"],
+        # dask-cuda splits a string; an integer from the YAML (`visible_devices: 0`) must be one.
+        "CUDA_VISIBLE_DEVICES": None if cuda["visible_devices"] is None else str(cuda["visible_devices"]),
     }
     if cuda["rmm_pool_size"]:
         kwargs["rmm_pool_size"] = cuda["rmm_pool_size"]

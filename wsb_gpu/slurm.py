@@ -355,6 +355,10 @@ def job_config(settings: Settings, profile: Mapping[str, Any] | None = None) -> 
             # PyTorch and CuPy allocate from the worker's RMM pool (as in LocalCUDACluster).
             worker_args += ["--set-rmm-allocator-for-libs", "torch,cupy"]
         if cuda["enable_cudf_spill"]:
+            # `dask cuda worker` sets cuDF's spill option from its own flag (default off) when
+            # it starts, which overrides CUDF_SPILL; the variable covers other processes.
+            if not any(str(a).endswith("-cudf-spill") for a in worker_args):
+                worker_args.append("--enable-cudf-spill")
             prologue.append("export CUDF_SPILL=on  # cuDF spills device buffers to host memory")
 
     # Workers retire before Slurm's walltime kills them (set through dask's config, which

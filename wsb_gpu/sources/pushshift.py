@@ -68,8 +68,12 @@ _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 _DIGITS = re.compile(r"[0-9]+\Z")
 GPU_DIGITS = r"^[0-9]+\Z"
 r"""A ``created_utc`` string the GPU path accepts (libcudf regex; ``\Z`` = end of string)."""
-GPU_INTEGER = r"^-?[0-9]+\Z"
-"""A JSON integer as ``keep_quotes`` shows it (libcudf regex)."""
+GPU_INTEGER = r"^-?(0|[1-9][0-9]*)\Z"
+"""A JSON integer as ``keep_quotes`` shows it (libcudf regex): no leading zeros, as in JSON."""
+GPU_STRICT = {"strict_validation": True, "allow_numeric_leading_zeros": False, "allow_unquoted_control_chars": False}
+"""libcudf's JSON reader is lenient by default (``cudf/io/json.hpp``: leading zeros, raw control
+characters in strings); these options make it reject what ``json.loads`` and pyarrow reject.
+``strict_validation`` must come first: the other two apply only under it."""
 
 
 # --- reading the stream -----------------------------------------------------------------
@@ -561,9 +565,15 @@ def _parse_fast_gpu(buf: bytes, n_lines: int, kind: str) -> tuple[Any, np.ndarra
     fields = FIELDS[kind]
     dtype = dict.fromkeys(fields, "str")
     try:
-        dec = cudf.read_json(io.BytesIO(buf), lines=True, engine="cudf", dtype=dtype, prune_columns=True)
+        dec = cudf.read_json(io.BytesIO(buf), lines=True, engine="cudf", dtype=dtype, prune_columns=True, **GPU_STRICT)
         raw = cudf.read_json(
-            io.BytesIO(buf), lines=True, engine="cudf", dtype=dtype, prune_columns=True, keep_quotes=True
+            io.BytesIO(buf),
+            lines=True,
+            engine="cudf",
+            dtype=dtype,
+            prune_columns=True,
+            keep_quotes=True,
+            **GPU_STRICT,
         )
     except Exception as e:  # cuDF raises RuntimeError / ValueError on invalid JSON
         raise _FastParseFailed(str(e)) from e

@@ -78,23 +78,35 @@ def day_number(dates: Column) -> Column:
     return dates.astype("datetime64[s]").astype("int64") // 86400
 
 
-def next_trading_row(cal_key: Array, post_key: Array) -> tuple[Array, Array]:
-    """For each post key, the calendar row of the first trading date on or after it, and
-    whether that row is the same stock's (array API; keys are ``permno · 2^17 + day``,
-    the calendar's sorted).
+def next_trading_row(cal_permno: Array, cal_day: Array, permno: Array, day: Array) -> tuple[Array, Array]:
+    """For each (permno, day), the calendar row of the stock's first trading day on or
+    after it, and whether there is one (array API; the calendar sorted by permno, day).
+
+    The search key is ``rank · 2^17 + day`` with ``rank`` the stock's position among the
+    calendar's permnos (not the permno itself: OHLCV ids are 62-bit hashes, and shifting
+    them would overflow int64).
 
     >>> import numpy as np
-    >>> cal = (np.array([1, 1, 2]) << _DAY_BITS) + np.array([10, 12, 11])
-    >>> row, hit = next_trading_row(cal, (np.array([1, 1, 2]) << _DAY_BITS) + np.array([11, 13, 9]))
+    >>> cal_p, cal_d = np.array([1, 1, 2 ** 62]), np.array([10, 12, 11])
+    >>> row, hit = next_trading_row(cal_p, cal_d, np.array([1, 1, 2 ** 62, 7]), np.array([11, 13, 9, 1]))
     >>> row.tolist(), hit.tolist()
-    ([1, 2, 2], [True, False, True])
+    ([1, 2, 2, 2], [True, False, True, False])
     """
-    xp = array_namespace(cal_key, post_key)
+    xp = array_namespace(cal_permno, permno)
+    n = cal_permno.shape[0]
+    if n == 0:
+        return xp.zeros(permno.shape[0], dtype=xp.int64), xp.zeros(permno.shape[0], dtype=xp.bool)
+    stocks = xp.sort(xp.unique_values(cal_permno))
+    cal_rank = xp.searchsorted(stocks, cal_permno)
+    rank = xp.searchsorted(stocks, permno)
+    known = xp.take(stocks, xp.where(rank < stocks.shape[0], rank, 0)) == permno
+    cal_key = cal_rank * (1 << _DAY_BITS) + cal_day
+    post_key = rank * (1 << _DAY_BITS) + day
     pos = xp.searchsorted(cal_key, post_key, side="left")
-    inside = pos < cal_key.shape[0]
+    inside = pos < n
     safe = xp.where(inside, pos, 0)
     # The first calendar key >= the post key must belong to the same stock.
-    hit = inside & ((xp.take(cal_key, safe) >> _DAY_BITS) == (post_key >> _DAY_BITS))
+    hit = known & inside & (xp.take(cal_permno, safe) == permno)
     return safe, hit
 
 
@@ -122,9 +134,12 @@ def assign_to_trading_days(sums: Frame, calendar: Frame, text_cols: Sequence[str
     if len(sums) == 0 or len(calendar) == 0:
         return _empty_like(xdf, calendar, text_cols, vol_cols)[out_cols]
     cal = calendar.sort_values(["permno", "date"]).reset_index(drop=True)
-    cal_key = (column_array(cal["permno"], "int64") << _DAY_BITS) + column_array(day_number(cal["date"]), "int64")
-    post_key = (column_array(sums["permno"], "int64") << _DAY_BITS) + column_array(day_number(sums["date"]), "int64")
-    safe, hit = next_trading_row(cal_key, post_key)
+    safe, hit = next_trading_row(
+        column_array(cal["permno"], "int64"),
+        column_array(day_number(cal["date"]), "int64"),
+        column_array(sums["permno"], "int64"),
+        column_array(day_number(sums["date"]), "int64"),
+    )
     xp = array_namespace(safe)
     if not bool(xp.any(hit)):
         return _empty_like(xdf, calendar, text_cols, vol_cols)[out_cols]
@@ -240,7 +255,7 @@ def run(
         Optional distributed client (collections compute on it automatically).
     """
     frame, tcols = features_frame(inputs["mentions"], inputs["embeddings"], inputs["volatility"], backend=backend)
-    write = frame.to_parquet(str(out), write_index=False, compute=False)
+    write = backend.to_parquet(frame, out)
     n_mentions = _read(inputs["mentions"], backend, columns=["id"]).shape[0]
     _, rows_in = compute(write, n_mentions, label="features", show=progress)
     return StageResult(

@@ -559,7 +559,7 @@ def run(
     # Pin the string columns to `string` (dask infers `large_string` from Arrow-backed
     # pandas strings), so that mentions and posts agree on the contract's types.
     strings = {c: pa.string() for c in ("id", "kind", "ticker")}
-    write = result.to_parquet(str(out), write_index=False, compute=False, schema=strings)
+    write = backend.to_parquet(result, out, schema=strings)
     compute(write, label="mentions", show=progress)
     col = parquet_dataset(out).to_table(columns=["n_occ"]).column("n_occ")
     return StageResult(

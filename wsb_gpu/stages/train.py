@@ -33,7 +33,15 @@ import dask.dataframe as dd
 import numpy as np
 import pandas as pd
 
-from wsb_gpu.backend import Backend, array_namespace, column_array, concat_columns, matrix, to_pandas
+from wsb_gpu.backend import (
+    Backend,
+    array_namespace,
+    column_array,
+    concat_columns,
+    frame_from_arrays,
+    matrix,
+    to_pandas,
+)
 from wsb_gpu.config import TrainParams
 from wsb_gpu.errors import WsbError
 from wsb_gpu.lake import read_manifest
@@ -152,7 +160,7 @@ def predict_partition(
     xp = array_namespace(X)
     years = column_array(frame["year"], "int64")
     out = frame[["permno", "date"]].reset_index(drop=True)
-    out["y"] = column_array(frame[target], "float64")
+    columns_out = {"y": column_array(frame[target], "float64")}
     for model in models:
         yhat = xp.full(X.shape[0], np.nan, dtype=xp.float64)
         cols = [int(c) for c in columns[model]]
@@ -162,8 +170,9 @@ def predict_partition(
             rows = years == year
             if bool(xp.any(rows)):
                 yhat[rows] = fit.predict_array(Xm[rows])
-        out[f"yhat_{model}"] = yhat
-    return out
+        columns_out[f"yhat_{model}"] = yhat
+    # NaN predictions stay NaN on cuDF too (frame_from_arrays keeps NaN, not null).
+    return concat_columns([out, frame_from_arrays(out, columns_out)])
 
 
 def daily_partition(frame: Frame, *, models: Sequence[str]) -> Frame:
@@ -340,7 +349,7 @@ def run(
         columns=columns,
         meta=_pred_meta(S.ddf._meta, models),
     )
-    write = preds.to_parquet(str(out / "predictions"), write_index=False, compute=False)
+    write = backend.to_parquet(preds, out / "predictions")
     daily_parts = preds.map_partitions(daily_partition, models=models, meta=_daily_meta(S.ddf._meta, models))
     _, daily_raw = compute(write, daily_parts, label="train: predictions", show=progress)
     timings["predict"] = time.perf_counter() - t
