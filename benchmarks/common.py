@@ -584,21 +584,26 @@ def synthetic_inputs(
     arguments reuse the files (the folder name is the cache key), so the generation cost is
     paid once per size.
     """
-    from wsb_gpu.synth import FILES, generate
+    from wsb_gpu.synth import FILES, GENERATOR_VERSION, generate
 
     name = f"wsb-{size}-seed{seed}" + (f"-tickers{tickers}" if tickers else "")
     folder = Path(folder) if folder else DATA_DIR / name
     paths = {k: folder / FILES[k] for k in ("submissions", "comments", "stocknames", "crsp")}
     done = folder / ".complete"
-    made_by = json.loads(done.read_text() or "{}").get("generator") if done.exists() else None
-    if made_by == "synth" and all(p.exists() for p in paths.values()):  # older stand-in files are made again
+    made = json.loads(done.read_text() or "{}") if done.exists() else {}
+    current = made.get("generator") == "synth" and made.get("version") == GENERATOR_VERSION
+    if current and all(p.exists() for p in paths.values()):  # older generators' files are made again
         return paths
     done.unlink(missing_ok=True)  # an interrupted generation must not look complete
     start, end = (dt.date.fromisoformat(d) for d in SYNTH_SPAN)
     generate(
         folder, seed=seed, tickers=tickers or 50, start=start, end=end, posts_per_day=size / ((end - start).days + 1)
     )
-    done.write_text(json.dumps({"size": size, "seed": seed, "tickers": tickers or 50, "generator": "synth"}))
+    done.write_text(
+        json.dumps(
+            {"size": size, "seed": seed, "tickers": tickers or 50, "generator": "synth", "version": GENERATOR_VERSION}
+        )
+    )
     return paths
 
 

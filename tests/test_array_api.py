@@ -15,7 +15,7 @@ xps = pytest.importorskip("array_api_strict")
 
 from wsb_gpu.models.moments import Moments, array_moments  # noqa: E402
 from wsb_gpu.models.ridge import _CHOLESKY_MAX_LAMBDAS, _eigen_path, solve_ridge_path  # noqa: E402
-from wsb_gpu.stages.features import next_trading_row  # noqa: E402
+from wsb_gpu.stages.links import next_trading_row  # noqa: E402
 from wsb_gpu.stages.volatility import (  # noqa: E402
     WINDOWS,
     duplicate_rows,

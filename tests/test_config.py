@@ -9,7 +9,7 @@ import dask.config
 import pytest
 import yaml
 
-from wsb_gpu.config import DEFAULTS_FILE, Settings, load_settings, read_config_file
+from wsb_gpu.config import DEFAULTS_FILE, OPEN_MAPPINGS, Settings, load_settings, read_config_file
 from wsb_gpu.errors import WsbError
 
 
@@ -22,7 +22,7 @@ def _packaged() -> dict:
 def _leaves(tree: dict, prefix: str = "") -> dict:
     out = {}
     for k, v in tree.items():
-        if isinstance(v, dict) and v and f"{prefix}{k}" != "volatility.columns":
+        if isinstance(v, dict) and v and f"{prefix}{k}" not in OPEN_MAPPINGS:
             out.update(_leaves(v, f"{prefix}{k}."))
         else:
             out[f"{prefix}{k}"] = v

@@ -75,9 +75,12 @@ CONTRACTS = {
         "date": None,
         "y": "double",
         "yhat_har": "double",
-        "yhat_ridge": "double",
-        "yhat_xgboost": "double",
+        "yhat_ridge__all": "double",
+        "yhat_xgboost__all": "double",
+        "yhat_ridge__lexicon": "double",
     },
+    "signals": {"id": "string", "vader_compound": "float", "tokens": "string", "n_words": "int32"},
+    "links": {"permno": "int64", "date": "date32[day]", "id": "string", "post_date": "date32[day]", "n_occ": "int32"},
 }
 
 
@@ -98,7 +101,11 @@ def write_config(path: Path, lake: Path, data: dict[str, str], **cluster) -> Pat
         "inputs": data,
         "cluster": {"kind": "local", "n_workers": 2, "threads_per_worker": 1, "dashboard_address": ":0", **cluster},
         "embed": {"model": "minilm", "local_files_only": True, "partition_size": 2000},
-        "train": {"train_years": 2, "xgboost": {"n_estimators": 30, "early_stopping_rounds": 10}},
+        "train": {
+            "train_years": 2,
+            "xgboost": {"n_estimators": 30, "early_stopping_rounds": 10},
+            "topics": {"sample": 1500, "min_topic_size": 25},
+        },
     }
     path.write_text(yaml.safe_dump(config))
     return path
@@ -114,7 +121,8 @@ def _stamps(lake: Path) -> dict[str, str]:
 
 
 def _metrics(lake: Path) -> pd.DataFrame:
-    return pd.read_csv(lake / "results" / "metrics.csv", dtype={"test_year": str}).set_index(["model", "test_year"])
+    metrics = pd.read_csv(lake / "results" / "metrics.csv", dtype={"test_year": str})
+    return metrics.set_index(["model", "feature_set", "test_year"])
 
 
 @pytest.fixture(scope="module")
@@ -196,7 +204,7 @@ def test_interrupted_run_resumes_with_identical_results(full_run, tmp_path, monk
     import shutil
 
     lake = tmp_path / "lake"
-    for stage in ("ingest", "mentions", "embed", "volatility", "features"):
+    for stage in ("ingest", "mentions", "embed", "signals", "volatility", "links", "features"):
         folder = pipeline.BY_NAME[stage].output
         shutil.copytree(full_run["lake"] / folder, lake / folder)
     config = yaml.safe_load(full_run["config"].read_text())
@@ -222,7 +230,9 @@ def test_interrupted_run_resumes_with_identical_results(full_run, tmp_path, monk
         "ingest": "skipped",
         "mentions": "skipped",
         "embed": "skipped",
+        "signals": "skipped",
         "volatility": "skipped",
+        "links": "skipped",
         "features": "skipped",
         "train": "failed",
         "report": "pending",

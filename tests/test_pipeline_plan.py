@@ -116,7 +116,7 @@ def test_from_until_force_and_changed_input(fake):
 
     fake["calls"].clear()
     res = pipeline.run_pipeline(s, progress=False)
-    assert sorted(fake["calls"]) == ["features", "report", "train", "volatility"]
+    assert sorted(fake["calls"]) == ["features", "links", "report", "signals", "train", "volatility"]
     assert res.skipped == ["ingest", "mentions", "embed"]
 
     fake["calls"].clear()
@@ -134,7 +134,7 @@ def test_from_until_force_and_changed_input(fake):
         f.write("CRSP")
     os.utime(crsp, ns=(st.st_atime_ns, st.st_mtime_ns))
     res = pipeline.run_pipeline(s, progress=False)
-    assert res.ran == ["volatility", "features", "train", "report"]
+    assert res.ran == ["volatility", "links", "features", "train", "report"]
 
     # Changed parameters of a stage rerun it and its descendants.
     res = pipeline.run_pipeline(s.replace(**{"train.target": "y_5"}), progress=False)

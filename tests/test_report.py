@@ -193,9 +193,12 @@ def test_report_tables_figures_and_provenance(tmp_path):
     assert _cells(md.split("## Against HAR")[1], "2017")[1] == "-10.00 %"
     # λ column of the ridge table.
     assert re.search(r"\| 2018 \| 4,000 \| 1,000 \| 0\.00072 \| 0\.235 \| 1,000 \|", md)
-    # Verdict sentences.
-    assert "**Ridge (HAR + text)** beats HAR significantly" in md
-    assert "**XGBoost (HAR + text)** does not beat HAR" in md
+    # Verdict sentences (results of one feature set: every column, shown as `all`).
+    assert "**Ridge**: best on **all**, which beats HAR significantly" in md
+    assert "**XGBoost**: best on **all**, which does not beat HAR" in md
+    # The which-signal table opens the report: one row per set, each model's ΔR² and DM p.
+    row = _cells(md.split("## Which signal helps?")[1], "**all**")
+    assert row[1] == "+0.087 *" and row[3] == "< 0.001" and row[7] == "0.760"
 
     # All five figures exist, are real PNGs of a readable size, and are linked.
     for name in FIGURES.values():
@@ -211,7 +214,7 @@ def test_report_tables_figures_and_provenance(tmp_path):
         "| ingest | ran | 100 | 90 | 12.5 MB/s | 3.2 |" in md or "| ingest | ran | 100 | 90 | 12.5 MB/s | 3.3 |" in md
     )
     manifest = json.loads((tmp_path / "report" / "_manifest.json").read_text())
-    assert manifest["stage"] == "report" and manifest["rows_out"] == 5
+    assert manifest["stage"] == "report" and manifest["rows_out"] == len(FIGURES)
 
 
 def test_report_data_helpers_against_plain_references(tmp_path):

@@ -26,7 +26,8 @@ helper                         why it exists
 :func:`concat_columns`         ``pandas.concat`` vs ``cudf.concat`` (axis 1)
 :func:`preferred_tokenizer`    which token extractor suits a frame (NumPy scanner vs string ops)
 :func:`to_numpy`,              moving results to the host (``.get()`` for CuPy)
-:func:`to_pandas`
+:func:`to_pandas`, :func:`to_host`
+``Backend.from_host``          host (pandas) partitions onto the device (``to_backend("cudf")``)
 ``Backend.read_parquet``       dask-cuDF's reader for the GPU (pandas' dates cannot move to cuDF)
 ``Backend.to_parquet``         dates written as ``date32`` (cuDF has no date type)
 =============================  ==================================================================
@@ -161,6 +162,12 @@ class Backend:
         types = {**dict(schema or {}), **{d: pa.date32() for d in dates if d in ddf.columns}}
         frame = ddf.to_backend("pandas") if is_gpu_frame(ddf._meta) else ddf
         return frame.to_parquet(str(path), write_index=False, compute=False, schema=types or None)
+
+    def from_host(self, ddf: dd.DataFrame) -> dd.DataFrame:
+        """A Dask frame of pandas partitions (host work: words, topics) as this backend's
+        partitions: as it is on CPU, ``to_backend("cudf")`` on GPU. The frame must hold no
+        date column (``cudf.from_pandas`` refuses ``date32``; key by day numbers instead)."""
+        return ddf.to_backend("cudf") if self.is_gpu else ddf
 
     def to_device(self, arrays: Mapping[str, np.ndarray]) -> dict[str, Array]:
         """Host arrays onto this backend's device (a no-op on CPU)."""
@@ -300,6 +307,12 @@ def to_numpy(values: Any) -> np.ndarray:
     if hasattr(values, "__dlpack__") and not isinstance(values, np.ndarray):
         return np.from_dlpack(values)  # another array API library on the host (array-api-strict)
     return np.asarray(values)
+
+
+def to_host(ddf: dd.DataFrame) -> dd.DataFrame:
+    """A Dask frame as pandas partitions: cuDF partitions moved with ``to_backend("pandas")``,
+    pandas ones as they are."""
+    return ddf.to_backend("pandas") if is_gpu_frame(ddf._meta) else ddf
 
 
 def to_pandas(obj: Any) -> Any:

@@ -503,6 +503,24 @@ def stage_command(stage: Stage) -> click.Command:
     help="Planted effect b (log-vol of day t+1 += b * hype of day t); 0 = placebo [default: 0.5].",
 )
 @click.option(
+    "--effect-attention",
+    type=float,
+    default=None,
+    help="Effect of a state that moves only how many posts there are [default: 0].",
+)
+@click.option(
+    "--effect-tone",
+    type=float,
+    default=None,
+    help="Effect of a state that moves only the share of hype vs calm phrases [default: 0].",
+)
+@click.option(
+    "--effect-topic",
+    type=float,
+    default=None,
+    help="Effect of a state that moves only the share of earnings talk, whatever its tone [default: 0].",
+)
+@click.option(
     "--malformed",
     type=click.FloatRange(min=0, max=0.5),
     default=None,
@@ -515,7 +533,20 @@ def stage_command(stage: Stage) -> click.Command:
     help="Worker processes [default: all cores for large runs].",
 )
 def synth(
-    ctx: click.Context, out: str, seed, tickers, start, end, posts_per_day, effect, malformed, processes, **values: Any
+    ctx: click.Context,
+    out: str,
+    seed,
+    tickers,
+    start,
+    end,
+    posts_per_day,
+    effect,
+    effect_attention,
+    effect_tone,
+    effect_topic,
+    malformed,
+    processes,
+    **values: Any,
 ) -> None:
     """Write synthetic WSB dumps + CRSP files with a planted text -> volatility effect.
 
@@ -527,6 +558,7 @@ def synth(
     Example:
       wsb-gpu synth --out data --tickers 50 --posts-per-day 200
       wsb-gpu synth --out placebo --effect 0 --start 2016-01-01 --end 2019-12-31
+      wsb-gpu synth --out topic-only --effect 0 --effect-topic 0.5
     """
     from wsb_gpu.synth import generate
 
@@ -537,6 +569,9 @@ def synth(
         "synth.end": end,
         "synth.posts_per_day": posts_per_day,
         "synth.effect": effect,
+        "synth.effect_attention": effect_attention,
+        "synth.effect_tone": effect_tone,
+        "synth.effect_topic": effect_topic,
         "synth.malformed": malformed,
         "synth.processes": processes,
     }
@@ -547,7 +582,12 @@ def synth(
 
 def format_synth_summary(s: dict) -> str:
     """The few lines `wsb-gpu synth` prints."""
-    lines = [f"wrote {s['out']} (seed {s['seed']}, {s['tickers']} tickers, effect {s['effect']:g})"]
+    planted = ", ".join(f"{k} {v:g}" for k, v in s.get("effects", {}).items() if v)
+    lines = [
+        f"wrote {s['out']} (seed {s['seed']}, {s['tickers']} tickers, effect {s['effect']:g}"
+        + (f"; {planted}" if planted else "")
+        + ")"
+    ]
     for key, f in s["files"].items():
         extra = ""
         if key in s["records"]:

@@ -50,6 +50,8 @@ VolatilityFormat = Literal["crsp", "ohlcv"]
 Target = Literal["y_1", "y_5", "y_22", "y_63"]
 SampleName = Literal["posts", "all"]
 RidgeEngine = Literal["stats", "estimator"]
+LexiconLabel = Literal["log_ratio", "har_residual"]
+TopicAssign = Literal["centroid", "transform"]
 
 
 def choices(literal: Any) -> tuple[str, ...]:
@@ -126,6 +128,9 @@ class SynthParams(Section):
     end: str
     posts_per_day: float = Field(gt=0)
     effect: float
+    effect_attention: float
+    effect_tone: float
+    effect_topic: float
     malformed: float = Field(ge=0, le=0.5)
     processes: int | None = Field(ge=1)
 
@@ -194,8 +199,35 @@ class XGBoostParams(Section):
     subsample: float = Field(gt=0, le=1)
     colsample_bytree: float = Field(gt=0, le=1)
     min_child_weight: float = Field(ge=0)
+    max_bin: int = Field(ge=2)
     early_stopping_rounds: int = Field(ge=1)
     distributed_min_rows: int = Field(ge=0)
+    seed: int
+
+
+class LexiconParams(Section):
+    label: LexiconLabel
+    min_dates: int = Field(ge=1)
+
+
+class TfidfParams(Section):
+    terms: int = Field(ge=1)
+    min_df: int = Field(ge=1)
+
+
+class TopicsParams(Section):
+    sample: int = Field(ge=50)
+    max_topics: int = Field(ge=1, le=99)
+    min_topic_size: int = Field(ge=2)
+    n_neighbors: int = Field(ge=2)
+    n_components: int = Field(ge=2)
+    assign: TopicAssign
+    seed: int
+
+
+class McsParams(Section):
+    reps: int = Field(ge=100)
+    block_size: int | None = Field(ge=1)
     seed: int
 
 
@@ -204,8 +236,25 @@ class TrainParams(Section):
     target: Target = Field(description="Forecast target.")
     train_years: int = Field(ge=1, description="Years per training window.")
     sample: SampleName = Field(description="posts = stock-days with posts; all = every stock-day.")
+    feature_sets: dict[str, tuple[str, ...]]
     ridge: RidgeParams
     xgboost: XGBoostParams
+    lexicon: LexiconParams
+    tfidf: TfidfParams
+    topics: TopicsParams
+    mcs: McsParams
+
+    @field_validator("feature_sets", mode="before")
+    @classmethod
+    def _sets(cls, v: Any) -> dict[str, tuple[str, ...]]:
+        from wsb_gpu.signals.families import check_feature_sets
+
+        if not isinstance(v, Mapping):
+            raise ValueError("it must be a mapping of set name -> list of families, e.g. {har: [], vader: [vader]}")
+        try:
+            return check_feature_sets(v)
+        except WsbError as e:
+            raise ValueError(str(e)) from None
 
     @field_validator("models", mode="before")
     @classmethod
@@ -241,7 +290,7 @@ class Config(Section):
 
 
 # Keys whose value is a free-form mapping (any sub-keys allowed).
-OPEN_MAPPINGS = {"volatility.columns"}
+OPEN_MAPPINGS = {"volatility.columns", "train.feature_sets"}
 
 
 # --- the frozen settings -----------------------------------------------------------------------

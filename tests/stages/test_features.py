@@ -1,4 +1,5 @@
-"""Stock-day features: next-trading-day assignment, distinct posts, means, volatility join."""
+"""Links and stock-day features: next-trading-day assignment, distinct posts, means of every
+per-post column (embedding, sentiment, VADER and its shares), volatility join."""
 
 import datetime as dt
 
@@ -12,8 +13,15 @@ from wsb_gpu.errors import WsbError
 from wsb_gpu.stages import run_stage
 
 
-def build_features(mentions, embeddings, volatility, out, **kw):
-    return run_stage("features", out, mentions=mentions, embeddings=embeddings, volatility=volatility, **kw)
+def build_features(mentions, embeddings, volatility, out, signals=None, **kw):
+    """The links stage, then the features stage (as `wsb-gpu run` chains them)."""
+    links = out.with_name(out.name + "-links")
+    run_stage("links", links, mentions=mentions, volatility=volatility, **kw)
+    signals = signals or mentions.parent / "sig"
+    return run_stage("features", out, links=links, embeddings=embeddings, signals=signals, volatility=volatility, **kw)
+
+
+VADER = ["vader_compound", "vader_pos", "vader_neg", "vader_neu"]
 
 
 D = dt.date
@@ -63,10 +71,17 @@ def inputs(tmp_path):
     for c in ["p_negative", "p_neutral", "p_positive"]:
         emb[c] = rng.uniform(size=6).astype("float32")
     emb["n_tokens"] = np.int32(5)
+    sig = pd.DataFrame({"id": list("abcdefg")})
+    sig["vader_compound"] = np.array([0.6, -0.3, 0.0, 0.04, -0.06, 0.9, 0.1], dtype="float32")
+    for c in VADER[1:]:
+        sig[c] = rng.uniform(size=7).astype("float32")
+    sig["tokens"] = "moon squeeze"
+    sig["n_words"] = np.int32(2)
     _write(vol, tmp_path / "vol")
     _write(mentions, tmp_path / "men")
     _write(emb, tmp_path / "emb", date_cols=())
-    return tmp_path, vol, mentions, emb
+    _write(sig, tmp_path / "sig", date_cols=())
+    return tmp_path, vol, mentions, emb.merge(sig[["id", *VADER]], on="id")
 
 
 def _reference(vol, mentions, emb):
@@ -88,16 +103,32 @@ def _reference(vol, mentions, emb):
         out.setdefault((permno, nxt[0]), []).append((pid, n))
     rows = []
     for (permno, day), posts in out.items():
-        vec = np.mean(
-            [
-                e.loc[p, ["e000", "e001", "e002", "p_negative", "p_neutral", "p_positive"]].to_numpy(float)
-                for p, _ in posts
-            ],
-            axis=0,
-        )
-        rows.append((permno, day, len(posts), sum(n for _, n in posts), *vec))
-    cols = ["permno", "date", "n_posts", "n_mentions", "e000", "e001", "e002", "p_negative", "p_neutral", "p_positive"]
+        per_post = []
+        for p, _ in posts:
+            x = e.loc[p]
+            c = float(x["vader_compound"])
+            per_post.append(
+                [*(float(x[k]) for k in MEANS[:6]), float(x["p_positive"]) - float(x["p_negative"])]
+                + [float(x[k]) for k in VADER]
+                + [1.0 if c > 0.05 else 0.0, 1.0 if c < -0.05 else 0.0]
+            )
+        rows.append((permno, day, len(posts), sum(n for _, n in posts), *np.mean(per_post, axis=0)))
+    cols = ["permno", "date", "n_posts", "n_mentions", *MEANS]
     return pd.DataFrame(rows, columns=cols).sort_values(["permno", "date"]).reset_index(drop=True)
+
+
+MEANS = [
+    "e000",
+    "e001",
+    "e002",
+    "p_negative",
+    "p_neutral",
+    "p_positive",
+    "p_net",
+    *VADER,
+    "vader_pos_share",
+    "vader_neg_share",
+]
 
 
 def _check(out_dir, vol, mentions, emb):
@@ -108,7 +139,7 @@ def _check(out_dir, vol, mentions, emb):
     )
     assert got["n_posts"].tolist() == ref["n_posts"].tolist()
     assert got["n_mentions"].tolist() == ref["n_mentions"].tolist()
-    for c in ["e000", "e001", "e002", "p_negative", "p_neutral", "p_positive"]:
+    for c in MEANS:
         assert got[c].dtype == np.float32
         np.testing.assert_allclose(got[c].to_numpy(float), ref[c].to_numpy(), rtol=1e-6)
     v = vol.set_index(["permno", "date"])
@@ -124,7 +155,8 @@ def test_features_follow_the_rules(inputs, backend):
     monday = got[(got.permno == 10) & (got.date == D(2021, 1, 11))].iloc[0]
     assert monday.n_posts == 4 and monday.n_mentions == 6  # a (1+2), b, c, d
     assert got[got.permno == 20].date.tolist() == [D(2021, 1, 12)]
-    assert manifest["stage"] == "features" and manifest["rows_out"] == len(got) and manifest["rows_in"] == len(mentions)
+    # rows in: the links, one per (stock, post) with a trading day (e is after the last one).
+    assert manifest["stage"] == "features" and manifest["rows_out"] == len(got) and manifest["rows_in"] == 7
     assert manifest["schema"]["date"].startswith("date32")
 
 
@@ -142,6 +174,22 @@ def test_features_on_a_distributed_cluster(inputs):
     ):
         build_features(root / "men", root / "emb", root / "vol", root / "f2", backend=Backend("cpu"), client=client)
     _check(root / "f2", vol, mentions, emb)
+
+
+def test_links_follow_the_rules(inputs, backend):
+    root, vol, mentions, _ = inputs
+    run_stage("links", root / "links", mentions=root / "men", volatility=root / "vol", backend=backend)
+    got = pd.read_parquet(root / "links").sort_values(["permno", "id"]).reset_index(drop=True)
+    cal = {p: sorted(g["date"]) for p, g in vol.groupby("permno")}
+    want = []
+    for (permno, pid), g in mentions.groupby(["permno", "id"]):
+        d = g["date"].min()
+        nxt = [c for c in cal[permno] if c >= d]
+        if nxt:
+            want.append((permno, nxt[0], pid, d, int(g["n_occ"].sum())))
+    want = sorted(want, key=lambda r: (r[0], r[2]))
+    assert [tuple(r) for r in got[["permno", "date", "id", "post_date", "n_occ"]].itertuples(index=False)] == want
+    assert got["n_occ"].dtype == np.int32
 
 
 def test_missing_column_is_a_clear_error(inputs):

@@ -89,13 +89,19 @@ def run(tmp, name, backend=None, **kw):
         "sample": "posts",
         "ridge": RIDGE,
         "xgboost": XGB,
+        # One feature set, every text column: each model but HAR is fitted once (key `<model>__text`).
+        "feature_sets": {"text": ["attention", "embedding", "finbert_sentiment"]},
         "backend": backend or Backend("cpu"),
     }
     args.update(kw)
     out = tmp / name
     manifest = run_stage("train", out, **args)
     metrics = pd.read_csv(out / "metrics.csv", dtype={"test_year": str})
+    assert set(metrics.loc[metrics.model == "har", "feature_set"]) == {"har"}
     return out, metrics, manifest
+
+
+RT = "ridge__text"  # the ridge forecast of the tests' one feature set
 
 
 def fits(out):
@@ -159,15 +165,15 @@ def test_engines_agree_and_stats_metrics_equal_residuals(tmp_path, feats_dir):
     for col in ["mse", "r2", "r2_oos", "dm_stat"]:
         np.testing.assert_allclose(ma[col], mb[col], rtol=1e-10)
     fa, fb = fits(a), fits(b)
-    for model in ("har", "ridge"):
+    for model in ("har", RT):
         for y in fa[model]:
             np.testing.assert_allclose(fa[model][y]["coef"], fb[model][y]["coef"], rtol=1e-8, atol=1e-12)
             np.testing.assert_allclose(fa[model][y]["scale"], fb[model][y]["scale"], rtol=1e-12)
     # The stats engine's exact test metrics equal those recomputed from the saved predictions.
     p = pd.read_parquet(a / "predictions")
-    p["year"] = pd.to_datetime(p["date"]).dt.year.astype(str)
+    p["year"] = pd.to_datetime(p["date"].astype("datetime64[s]")).dt.year.astype(str)
     for y, g in p.groupby("year"):
-        e = g["y"] - g["yhat_ridge"]
+        e = g["y"] - g[f"yhat_{RT}"]
         row = ma[(ma.model == "ridge") & (ma.test_year == y)].iloc[0]
         assert abs(row["mse"] - np.mean(e * e)) <= 1e-10 * row["mse"]
         assert abs(row["r2"] - (1 - (e @ e) / np.sum((g.y - g.y.mean()) ** 2))) <= 1e-10
@@ -185,7 +191,7 @@ def test_no_look_ahead_and_row_order_free(tmp_path, panel):
         changed[c] = (changed[c] * mult).astype(changed[c].dtype)
     b, mb, _ = run(tmp_path, "b", features=write(changed.sample(frac=1, random_state=3), tmp_path / "f_b", nfiles=4))
     fa, fb = fits(a), fits(b)
-    for model in ("har", "ridge"):
+    for model in ("har", RT):
         for key in ("coef", "mean", "scale"):
             np.testing.assert_allclose(fa[model][str(test_year)][key], fb[model][str(test_year)][key], rtol=1e-10)
         assert fa[model][str(test_year)]["lambda"] == fb[model][str(test_year)]["lambda"]
@@ -224,12 +230,15 @@ def test_xgboost_and_sample_all(tmp_path, panel):
     assert set(metrics.model) == {"har", "ridge", "xgboost"}
     assert metrics.groupby("test_year")["n_test"].nunique().eq(1).all()  # every model on the same rows
     p = pd.read_parquet(out / "predictions")
-    assert list(p.columns) == ["permno", "date", "y", "yhat_har", "yhat_ridge", "yhat_xgboost"]
-    assert p[["yhat_har", "yhat_ridge", "yhat_xgboost"]].notna().all().all()
+    # predictions/test_year=YYYY/…: pandas reads the hive key back as a column.
+    assert list(p.columns) == ["permno", "date", "y", "yhat_har", f"yhat_{RT}", "yhat_xgboost__text", "test_year"]
+    assert p[["yhat_har", f"yhat_{RT}", "yhat_xgboost__text"]].notna().all().all()
+    assert sorted(p["test_year"].astype(str).unique()) == ["2017", "2018", "2019"]
     report = json.loads((out / "metrics.json").read_text())
     assert "has_posts" in report["features"]
-    assert all(1 <= v["n_rounds"] <= XGB["n_estimators"] for v in report["xgboost"].values())
-    assert list(pd.read_csv(out / "coefficients.csv").columns) == ["model", "test_year", "lambda", "intercept", *HAR]
+    assert all(1 <= v["n_rounds"] <= XGB["n_estimators"] for v in report["xgboost"]["xgboost__text"].values())
+    coefs = pd.read_csv(out / "coefficients.csv")
+    assert list(coefs.columns) == ["model", "feature_set", "test_year", "lambda", "intercept", *HAR]
 
 
 def test_clear_errors(tmp_path, feats_dir):

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from wsb_gpu.backend import Backend, matrix, to_numpy
+from wsb_gpu.backend import Backend, array_namespace, matrix, to_numpy
 from wsb_gpu.config import TrainParams
 from wsb_gpu.models.moments import LinearFit, Moments, sum_moments
 from wsb_gpu.models.splits import period_year
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from distributed import Client
 
     from wsb_gpu.backend import Array, Frame
+    from wsb_gpu.signals.families import FeatureSet
 
 
 @dataclass
@@ -93,20 +94,35 @@ class Window:
     engine: str
     backend: Backend
     client: Client | None = None
+    frame: dd.DataFrame | None = None
+    columns: list[str] | None = None
     _rows: Any = field(default=None, repr=False)
+    _year_rows: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def data(self) -> dd.DataFrame:
+        """The rows the window's models read: the window's own frame (its fitted family
+        columns joined, training and test years only), else the run's sample."""
+        return self.frame if self.frame is not None else self.sample.ddf
+
+    @property
+    def feature_columns(self) -> list[str]:
+        """Every feature column of the window (the sample's, then the fitted families')."""
+        return list(self.columns) if self.columns is not None else list(self.sample.feature_columns)
 
     def moments(self, columns: Sequence[str]) -> Moments:
         """The training window's moments of ``[columns…, target]``: each month's columns
         selected, then summed in time order."""
-        ix = self._index(columns)
+        ix = self.index(columns)
         return sum_moments(self.months[p].select(ix) for p in sorted(self.months))
 
     def test_moments(self, columns: Sequence[str]) -> Moments:
         """The test year's moments of ``[columns…, target]`` (summed, then selected)."""
         total = sum_moments(self.test_months[p] for p in sorted(self.test_months))
-        return total if list(columns) == self.stat_columns else total.select(self._index(columns))
+        return total if list(columns) == self.stat_columns else total.select(self.index(columns))
 
-    def _index(self, columns: Sequence[str]) -> list[int]:
+    def index(self, columns: Sequence[str]) -> list[int]:
+        """Positions of ``columns`` and the target in the window's moments."""
         return [self.stat_columns.index(c) for c in columns] + [len(self.stat_columns)]
 
     @property
@@ -119,18 +135,42 @@ class Window:
         """The array module the driver solves with (CuPy on the GPU backend)."""
         return self.backend.xp
 
-    def rows(self) -> tuple[Any, Any, np.ndarray]:
-        """``(X, y, periods)`` of the training rows, every feature column; collected from the
-        workers once per window and shared by the models that fit on rows."""
+    def year_rows(self, years: Sequence[int], columns: Sequence[str]) -> tuple[Any, Any]:
+        """``(X float32, y)`` of the window's rows in ``years`` with ``columns``: every feature
+        column is collected once per set of years and kept, so the models fitted on several
+        feature sets (XGBoost) collect the rows once per window, not once per set."""
+        key = tuple(int(y) for y in years)
+        cache = self._year_rows
+        if key not in cache:
+            S, data, cols = self.sample, self.data, self.feature_columns
+            part = data[data["year"].isin(list(key))][[*cols, S.target]].compute()
+            cache[key] = (matrix(part, cols).astype("float32"), matrix(part, [S.target])[:, 0])
+        X, y = cache[key]
+        all_cols = self.feature_columns
+        if list(columns) == all_cols:
+            return X, y
+        xp = array_namespace(X)
+        return xp.take(X, xp.asarray([all_cols.index(c) for c in columns]), axis=1), y
+
+    def rows(self, columns: Sequence[str] | None = None) -> tuple[Any, Any, np.ndarray]:
+        """``(X, y, periods)`` of the training rows; ``X`` holds ``columns`` (default: every
+        feature column). The rows are collected from the workers once per window and shared
+        by the models that fit on rows."""
         if self._rows is None:
             S = self.sample
-            cols = S.feature_columns
-            part = S.ddf[S.ddf["year"].isin(list(self.train_years))][[*cols, S.target, "period"]].compute()
+            cols = self.feature_columns
+            data = self.data
+            part = data[data["year"].isin(list(self.train_years))][[*cols, S.target, "period"]].compute()
             X = matrix(part, cols)
             y = matrix(part, [S.target])[:, 0]
             periods = np.asarray(to_numpy(part["period"].values), dtype=np.int64)
             self._rows = (X, y, periods)
-        return self._rows
+        X, y, periods = self._rows
+        if columns is None or list(columns) == self.feature_columns:
+            return X, y, periods
+        all_cols = self.feature_columns
+        xp = array_namespace(X)
+        return xp.take(X, xp.asarray([all_cols.index(c) for c in columns]), axis=1), y, periods
 
 
 def in_years(table: Mapping[int, Moments], years: Sequence[int]) -> dict[int, Moments]:
@@ -155,17 +195,23 @@ class Model(ABC):
     label: ClassVar[str]
     short: ClassVar[str]
     color: ClassVar[str]
+    uses_feature_sets: ClassVar[bool] = True
 
-    def __init__(self, params: TrainParams) -> None:
+    def __init__(self, params: TrainParams, feature_set: FeatureSet | None = None) -> None:
         self.params = params
+        self.feature_set = feature_set
 
-    def columns(self, sample: Sample) -> list[str]:
-        """The feature columns the model reads (default: every feature)."""
-        return list(sample.feature_columns)
+    def columns(self, window: Window) -> list[str]:
+        """The feature columns the model reads: the HAR terms and its feature set's columns
+        (every feature of the window when it has no set)."""
+        if self.feature_set is None:
+            return window.feature_columns
+        har = list(window.sample.har_columns)
+        return har + [c for c in self.feature_set.columns if c not in har]
 
     def _start(self, window: Window) -> None:
         """Record what every fit records: the columns and the window's years."""
-        self.columns_ = self.columns(window.sample)
+        self.columns_ = self.columns(window)
         self.test_year_ = window.test_year
 
     @abstractmethod

@@ -13,7 +13,7 @@ import numpy as np
 
 from wsb_gpu.backend import array_namespace, to_numpy
 from wsb_gpu.errors import WsbError
-from wsb_gpu.models.base import Model, Sample, Window
+from wsb_gpu.models.base import Model, Window
 from wsb_gpu.models.moments import LinearFit, Moments, moments_sse, solve_ols
 
 if TYPE_CHECKING:
@@ -89,17 +89,18 @@ class HARModel(Model):
     short = "HAR"
     color = "#4C72B0"
 
-    def columns(self, sample: Sample) -> list[str]:
-        return list(sample.har_columns)
+    uses_feature_sets = False  # the benchmark: the HAR terms only, whatever the set
+
+    def columns(self, window: Window) -> list[str]:
+        return list(window.sample.har_columns)
 
     def fit(self, window: Window) -> HARModel:
         self._start(window)
         if window.engine == "stats":
             self.fit_ = HAR.from_moments(window.moments(self.columns_)).to_fit()
         else:
-            X, y, _ = window.rows()
-            hx = [window.sample.feature_columns.index(c) for c in self.columns_]
-            self.fit_ = HAR().fit(X[:, hx], y).to_fit()
+            X, y, _ = window.rows(self.columns_)
+            self.fit_ = HAR().fit(X, y).to_fit()
         return self
 
     def predict_array(self, X: Array) -> Any:

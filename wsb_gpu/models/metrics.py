@@ -107,3 +107,33 @@ def diebold_mariano(d: Any, lag: int | None = None, alternative: str = "two-side
     if alternative == "less":
         return stat, float(0.5 * math.erfc(-stat / math.sqrt(2.0))), L
     return stat, float(math.erfc(abs(stat) / math.sqrt(2.0))), L
+
+
+def model_confidence_set(
+    losses: Any, *, reps: int = 1000, block_size: int | None = None, seed: int = 0
+) -> dict[str, float]:
+    """MCS p-values (Hansen, Lunde and Nason, 2011) of the columns of a loss table.
+
+    ``losses`` is a pandas frame: one row per day, one column per forecast (its daily mean
+    squared error). The set is found by elimination with the range statistic (``method
+    "R"``) and a stationary bootstrap of the days (``arch.bootstrap.MCS``). A forecast is
+    in the MCS at level ``a`` when its p-value is at least ``a``: the 90 % set holds those
+    with p >= 0.10, the 75 % set those with p >= 0.25. Days where any forecast is missing
+    are dropped.
+
+    >>> import pandas as pd
+    >>> rng = np.random.default_rng(0)
+    >>> L = pd.DataFrame({"good": rng.normal(1.0, 0.1, 400), "bad": rng.normal(2.0, 0.1, 400)})
+    >>> p = model_confidence_set(L, reps=200)
+    >>> p["good"] == 1.0, p["bad"] < 0.01
+    (True, True)
+    """
+    from arch.bootstrap import MCS
+
+    table = losses.dropna()
+    if table.shape[1] < 2 or len(table) < 10:
+        return {str(c): float("nan") for c in losses.columns}
+    mcs = MCS(table, size=0.10, reps=int(reps), block_size=block_size, method="R", seed=int(seed))
+    mcs.compute()
+    pvalues = mcs.pvalues["Pvalue"]
+    return {str(c): float(pvalues.get(c, float("nan"))) for c in losses.columns}

@@ -54,6 +54,7 @@ from wsb_gpu.models.splits import BlockedTimeFolds
 
 if TYPE_CHECKING:
     from wsb_gpu.backend import Array
+    from wsb_gpu.signals.families import FeatureSet
 
 # Up to this many lambdas a ridge path is solved with one Cholesky factorisation per lambda,
 # above it with one eigendecomposition for all of them. At p = 772 a LAPACK Cholesky (p³/3
@@ -325,8 +326,8 @@ class RidgeModel(Model):
     short = "Ridge"
     color = "#DD8452"
 
-    def __init__(self, params: TrainParams) -> None:
-        super().__init__(params)
+    def __init__(self, params: TrainParams, feature_set: FeatureSet | None = None) -> None:
+        super().__init__(params, feature_set)
         r = params.ridge
         self.lambdas = lambda_grid(r.n_lambdas, r.lambda_min, r.lambda_max)
         self.folds = BlockedTimeFolds(r.cv_folds)
@@ -335,9 +336,10 @@ class RidgeModel(Model):
         self._start(window)
         if window.engine == "stats":
             blocks = self.folds.blocks(sorted(window.months))
-            self.cv_ = ridge_cv_from_moments(window.months, blocks, self.lambdas, xp=window.xp)
+            index = window.index(self.columns_)
+            self.cv_ = ridge_cv_from_moments(window.months, blocks, self.lambdas, index=index, xp=window.xp)
         else:
-            X, y, periods = window.rows()
+            X, y, periods = window.rows(self.columns_)
             self.cv_ = ridge_cv_from_rows(X, y, periods, self.folds, self.lambdas, backend=window.backend)
         return self
 

@@ -13,11 +13,11 @@ with :func:`xgboost.train`. The device (``cuda``/``cpu``) comes from the backend
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from wsb_gpu.backend import Backend
+from wsb_gpu.backend import Backend, matrix
 from wsb_gpu.config import XGBoostParams
 from wsb_gpu.errors import WsbError, missing_package
 from wsb_gpu.models.base import Model, Window
@@ -49,6 +49,7 @@ def booster_params(
     colsample_bytree: float,
     min_child_weight: float,
     seed: int,
+    max_bin: int = 256,
     **_: Any,
 ) -> dict[str, Any]:
     """XGBoost training parameters from the ``train.xgboost`` settings.
@@ -66,6 +67,7 @@ def booster_params(
         "subsample": float(subsample),
         "colsample_bytree": float(colsample_bytree),
         "min_child_weight": float(min_child_weight),
+        "max_bin": int(max_bin),
         "seed": int(seed),
         "eval_metric": "rmse",
     }
@@ -104,6 +106,7 @@ def fit_window(
     client: Client | None = None,
     params: XGBoostParams,
     n_rows: int | None = None,
+    rows: Callable[[Sequence[int], Sequence[str]], tuple[Any, Any]] | None = None,
 ) -> XGBFit:
     """Fit one window's booster.
 
@@ -122,6 +125,10 @@ def fit_window(
         Training rows of the window, when the caller knows them: a window smaller than
         ``distributed_min_rows`` is fitted in one process even on a multi-worker cluster,
         because the collective's start-up costs more than collecting it.
+    rows
+        ``rows(years, columns) -> (X float32, y)`` of the collected rows, when the caller
+        keeps them (:meth:`Window.year_rows`: one collection per window for every set);
+        None = collect here.
     """
     xgb = _xgboost()
     years = list(train_years)
@@ -151,18 +158,18 @@ def fit_window(
         booster = out["booster"]
         n_fit = n_valid = -1  # not counted here: the caller has the counts from its statistics
     else:
-        frame = fit_part[[*cols, target]].compute()
-        if len(frame) == 0:
+        X, y = rows(fit_years, cols) if rows is not None else _collect(fit_part, cols, target)
+        if X.shape[0] == 0:
             msg = f"no training rows for XGBoost in years {fit_years}; use more training years"
             raise WsbError(msg)
-        dtrain = xgb.QuantileDMatrix(frame[cols].astype("float32"), label=frame[target])
+        dtrain = xgb.QuantileDMatrix(X, label=y, max_bin=bp["max_bin"])
         evals = []
         n_valid = 0
         if valid_part is not None:
-            vframe = valid_part[[*cols, target]].compute()
-            n_valid = len(vframe)
+            Xv, yv = rows(valid_years, cols) if rows is not None else _collect(valid_part, cols, target)
+            n_valid = int(Xv.shape[0])
             if n_valid:
-                dvalid = xgb.QuantileDMatrix(vframe[cols].astype("float32"), label=vframe[target], ref=dtrain)
+                dvalid = xgb.QuantileDMatrix(Xv, label=yv, ref=dtrain, max_bin=bp["max_bin"])
                 evals = [(dvalid, "valid")]
         booster = xgb.train(
             bp,
@@ -172,10 +179,15 @@ def fit_window(
             early_stopping_rounds=stop if evals else None,
             verbose_eval=False,
         )
-        n_fit = len(frame)
+        n_fit = int(X.shape[0])
     best = getattr(booster, "best_iteration", None)
     n_rounds = int(best) + 1 if (evals and best is not None) else booster.num_boosted_rounds()
     return XGBFit(booster, n_rounds, int(n_fit), int(n_valid))
+
+
+def _collect(part: dd.DataFrame, cols: Sequence[str], target: str) -> tuple[Any, Any]:
+    frame = part[[*cols, target]].compute()
+    return matrix(frame, cols).astype("float32"), matrix(frame, [target])[:, 0]
 
 
 class XGBoostModel(Model):
@@ -191,7 +203,7 @@ class XGBoostModel(Model):
         self._start(window)
         S = window.sample
         self.fit_ = fit_window(
-            S.ddf,
+            window.data,
             self.columns_,
             S.target,
             window.train_years,
@@ -199,6 +211,7 @@ class XGBoostModel(Model):
             client=window.client,
             params=self.params.xgboost,
             n_rows=window.n_train,
+            rows=window.year_rows,
         )
         return self
 

@@ -73,7 +73,7 @@ def ancestors(name: str) -> set[str]:
     """Every stage ``name`` depends on, directly or not.
 
     >>> sorted(ancestors("features"))
-    ['embed', 'ingest', 'mentions', 'volatility']
+    ['embed', 'ingest', 'links', 'mentions', 'signals', 'volatility']
     >>> ancestors("volatility")
     set()
     """
@@ -114,7 +114,7 @@ def plan(
     (['volatility'], set())
     >>> sel, forced = plan(from_stage="embed", until_stage="features")
     >>> sel, sorted(forced)
-    (['ingest', 'mentions', 'embed', 'volatility', 'features'], ['embed', 'features'])
+    (['ingest', 'mentions', 'embed', 'signals', 'volatility', 'links', 'features'], ['embed', 'features'])
     """
     _check_stage_name(from_stage, "--from")
     _check_stage_name(until_stage, "--until")

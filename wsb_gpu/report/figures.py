@@ -18,6 +18,7 @@ from wsb_gpu.report.load import WINDOWS, models_of
 
 WINDOW_LABEL = {"vol_1": "1 day", "vol_5": "5 days (week)", "vol_22": "22 days (month)", "vol_63": "63 days (quarter)"}
 FIGURES = {
+    "signals": "fig0_which_signal_helps.png",
     "volatility": "fig1_volatility.png",
     "r2": "fig2_r2_by_year.png",
     "predicted": "fig3_predicted_vs_realized.png",
@@ -52,6 +53,49 @@ def _save(fig: Any, path: Path) -> Path:
 
     plt.close(fig)
     return path
+
+
+def plot_signals(table: pd.DataFrame, path: Path) -> Path | None:
+    """Which signal helps: ΔR² against HAR per feature set (rows) and model (columns).
+
+    ``table`` is :func:`wsb_gpu.report.load.signal_table`'s frame. Each cell is coloured by
+    ΔR² (red: worse than HAR, blue: better) and marked ``*`` when the one-sided
+    Diebold–Mariano p-value is below 0.05 and ``●`` / ``○`` when the forecast is in the
+    90 % / only the 75 %... Model Confidence Set.
+    """
+    if table is None or table.empty:
+        return None
+    plt = _pyplot()
+    sets = list(dict.fromkeys(table["feature_set"]))
+    models = list(dict.fromkeys(table["family"]))
+    values = np.full((len(sets), len(models)), np.nan)
+    marks = [["" for _ in models] for _ in sets]
+    for _, r in table.iterrows():
+        i, j = sets.index(r["feature_set"]), models.index(r["family"])
+        values[i, j] = r["d_r2"]
+        mark = "*" if np.isfinite(r["dm_pvalue"]) and r["dm_pvalue"] < 0.05 else ""
+        if r.get("in_mcs_25") is True:
+            mark += " ●"
+        elif r.get("in_mcs_10") is True:
+            mark += " ○"
+        marks[i][j] = f"{r['d_r2']:+.3f}{mark}" if np.isfinite(r["d_r2"]) else "—"
+    bound = float(np.nanmax(np.abs(values))) if np.isfinite(values).any() else 1.0
+    fig, ax = plt.subplots(figsize=(max(6.0, 2.2 + 1.9 * len(models)), max(3.0, 0.9 + 0.42 * len(sets))))
+    ax.grid(False)
+    im = ax.imshow(values, cmap="RdBu", vmin=-bound, vmax=bound, aspect="auto")
+    for i in range(len(sets)):
+        for j in range(len(models)):
+            dark = np.isfinite(values[i, j]) and abs(values[i, j]) > 0.6 * bound
+            ax.text(j, i, marks[i][j], ha="center", va="center", fontsize=9, color="white" if dark else "black")
+    ax.set_xticks(range(len(models)), [model_label(m).split(" (")[0] for m in models])
+    ax.set_yticks(range(len(sets)), sets)
+    ax.set_xlabel("model (HAR terms + the feature set)")
+    ax.set_ylabel("feature set")
+    ax.set_title(
+        "Which signal helps? Pooled ΔR² against HAR\n* DM p < 0.05   ● in the 75 % MCS   ○ in the 90 % MCS only"
+    )
+    fig.colorbar(im, ax=ax, label="ΔR² vs HAR", shrink=0.8)
+    return _save(fig, path)
 
 
 def plot_volatility(daily: Any, path: Path) -> Path | None:

@@ -16,7 +16,7 @@ import pandas as pd
 import pyarrow.dataset as ds
 
 from wsb_gpu.errors import WsbError
-from wsb_gpu.models import MODELS, ordered
+from wsb_gpu.models import MODELS, ordered, split_key
 
 WINDOWS = ("vol_1", "vol_5", "vol_22", "vol_63")
 HAR_TERMS = WINDOWS
@@ -42,7 +42,97 @@ def read_metrics(results_dir: Path) -> Any:
         raise WsbError(msg)
     metrics["model"] = metrics["model"].astype(str)
     metrics["test_year"] = metrics["test_year"].astype(str).str.replace(r"\.0$", "", regex=True)
+    # One row per forecast: `model` becomes the forecast's key (`har`, `ridge__vader` …) so
+    # that every table and figure below works per forecast; `family` keeps the model.
+    metrics["family"] = metrics["model"]
+    if "feature_set" not in metrics.columns:  # results of an older train stage: one set, every column
+        metrics["feature_set"] = ["har" if m == "har" else "all" for m in metrics["model"]]
+        return metrics
+    fs = metrics["feature_set"].where(metrics["feature_set"].notna(), None)
+    metrics["model"] = [
+        m if (m == "har" or f is None or f == "") else f"{m}__{f}" for m, f in zip(metrics["model"], fs)
+    ]
     return metrics
+
+
+def headline(metrics: pd.DataFrame) -> list[str]:
+    """The forecasts the per-year tables and figures show: HAR, and each other model on its
+    ``all`` feature set when there is one, else on its best set (lowest pooled MSE).
+
+    >>> m = pd.DataFrame({"model": ["har", "ridge__a", "ridge__b"], "family": ["har", "ridge", "ridge"],
+    ...                   "feature_set": ["har", "a", "b"], "test_year": ["all"] * 3, "mse": [3.0, 1.0, 2.0]})
+    >>> headline(m)
+    ['har', 'ridge__a']
+    """
+    pooled = metrics[metrics["test_year"] == "all"]
+    out = []
+    for fam in dict.fromkeys(metrics["family"]):
+        rows = pooled[pooled["family"] == fam]
+        if fam == "har" or not len(rows):
+            out += list(dict.fromkeys(metrics.loc[metrics["family"] == fam, "model"]))[:1]
+            continue
+        named = rows[rows["feature_set"] == "all"]
+        best = named if len(named) else rows.sort_values("mse", kind="stable")
+        out.append(str(best["model"].iloc[0]))
+    return ordered(out)
+
+
+def signal_table(metrics: pd.DataFrame) -> pd.DataFrame:
+    """The "which signal helps" table: per (feature set, model), the pooled ΔR², MSE change
+    and one-sided DM p-value against HAR and the Model Confidence Set membership.
+
+    >>> m = pd.DataFrame({"model": ["har", "ridge__v"], "family": ["har", "ridge"], "feature_set": ["har", "v"],
+    ...                   "test_year": ["all", "all"], "mse": [2.0, 1.0], "r2": [0.1, 0.3], "n_test": [5, 5],
+    ...                   "dm_pvalue": [None, 0.01], "in_mcs_10": [False, True], "in_mcs_25": [False, True]})
+    >>> signal_table(m)[["feature_set", "family", "d_r2", "mse_change", "in_mcs_25"]].values.tolist()
+    [['v', 'ridge', 0.19999999999999998, -0.5, True]]
+    """
+    vs = versus_har(metrics)
+    pooled = metrics[(metrics["test_year"] == "all") & (metrics["family"] != "har")]
+    rows = []
+    for _, r in pooled.iterrows():
+        if (r["model"], "all") not in vs.index:
+            continue
+        c = vs.loc[(r["model"], "all")]
+        rows.append(
+            {
+                "feature_set": r["feature_set"],
+                "family": r["family"],
+                "model": r["model"],
+                "d_r2": float(c["d_r2"]),
+                "mse_change": float(c["mse_change"]),
+                "dm_pvalue": float(r["dm_pvalue"]) if pd.notna(r.get("dm_pvalue")) else float("nan"),
+                "mcs_pvalue": float(r["mcs_pvalue"]) if pd.notna(r.get("mcs_pvalue")) else float("nan"),
+                "in_mcs_10": _flag(r.get("in_mcs_10")),
+                "in_mcs_25": _flag(r.get("in_mcs_25")),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _flag(v: Any) -> bool | None:
+    if v is None or (isinstance(v, float) and np.isnan(v)):
+        return None
+    if isinstance(v, str):
+        return v.strip().lower() == "true"
+    return bool(v)
+
+
+def mcs_of(metrics: pd.DataFrame, level: int) -> list[str]:
+    """The forecasts in the Model Confidence Set at ``level`` (10 or 25 %), HAR included."""
+    col = f"in_mcs_{level}"
+    if col not in metrics.columns:
+        return []
+    pooled = metrics[metrics["test_year"] == "all"]
+    return [str(k) for k, v in zip(pooled["model"], pooled[col]) if _flag(v)]
+
+
+def read_signals(results_dir: Path) -> dict[str, Any]:
+    """``signals.json``: per test year, what the fitted families learned ({} when absent)."""
+    try:
+        return json.loads((results_dir / "signals.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
 
 
 def models_of(metrics: pd.DataFrame) -> list[str]:
@@ -96,14 +186,14 @@ def mentions_per_day(mentions: Path, top: int = 5) -> Any:
     return wide.reindex(full, fill_value=0.0)[keep]
 
 
-def read_predictions(results_dir: Path, max_rows: int = 300_000) -> Any:
-    """``predictions/`` as pandas (a fixed-seed sample of at most ``max_rows`` rows)."""
+def read_predictions(results_dir: Path, keys: Iterable[str] = (), max_rows: int = 300_000) -> Any:
+    """``predictions/`` as pandas, the forecasts ``keys`` only (default: the bare models),
+    a fixed-seed sample of at most ``max_rows`` rows."""
     folder = results_dir / "predictions"
     if not has_parquet(folder):
         return pd.DataFrame()
-    frames = list(
-        _parquet_batches(folder, ["permno", "date", "y", "test_year", "model", "yhat"] + [f"yhat_{m}" for m in MODELS])
-    )
+    wanted = list(keys) or list(MODELS)
+    frames = list(_parquet_batches(folder, ["permno", "date", "y", "model", "yhat"] + [f"yhat_{m}" for m in wanted]))
     if not frames:
         return pd.DataFrame()
     pred = pd.concat(frames, ignore_index=True)
@@ -121,7 +211,7 @@ def read_ridge_details(results_dir: Path, metrics: pd.DataFrame, model: str = "r
     Returns ``(lambdas, coefficients)``: a Series by year and a frame year × HAR term
     (either may be empty).
     """
-    per_year = metrics[(metrics["model"] == "ridge") & (metrics["test_year"] != "all")]
+    per_year = metrics[(metrics["model"] == model) & (metrics["test_year"] != "all")]
     lambdas = pd.Series(dtype=float)
     if "lambda" in per_year.columns and len(per_year):
         lambdas = (
@@ -137,7 +227,11 @@ def read_ridge_details(results_dir: Path, metrics: pd.DataFrame, model: str = "r
     if csv.is_file():
         raw = pd.read_csv(csv)
         if "model" in raw.columns:
-            raw = raw[raw["model"].astype(str) == model]
+            family, fs = split_key(model)
+            keep = raw["model"].astype(str) == family
+            if fs is not None and "feature_set" in raw.columns:
+                keep &= raw["feature_set"].astype(str) == fs
+            raw = raw[keep]
         if "test_year" in raw.columns:
             raw = raw[raw["test_year"].astype(str) != "all"]
         term_col = next((c for c in ("term", "feature", "name") if c in raw.columns), None)
@@ -147,7 +241,7 @@ def read_ridge_details(results_dir: Path, metrics: pd.DataFrame, model: str = "r
             coefs = raw.pivot_table(index="test_year", columns=term_col, values=value_col)
         elif "test_year" in raw.columns and any(t in raw.columns for t in HAR_TERMS):
             coefs = raw.set_index("test_year")[[t for t in HAR_TERMS if t in raw.columns]]
-    elif model == "ridge":
+    elif split_key(model)[0] == "ridge":
         path = results_dir / "metrics.json"
         try:
             data = json.loads(path.read_text()) if path.is_file() else {}

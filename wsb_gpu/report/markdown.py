@@ -12,7 +12,8 @@ import pandas as pd
 import yaml
 
 from wsb_gpu.models import label as model_label
-from wsb_gpu.report.load import models_of, pooled_rows, versus_har
+from wsb_gpu.report.load import headline, mcs_of, models_of, pooled_rows, signal_table, versus_har
+from wsb_gpu.signals.families import DESCRIPTIONS
 
 
 def fmt(value: Any, digits: int = 4) -> str:
@@ -128,7 +129,7 @@ def _int(v: Any) -> Any:
 def per_year_table(metrics: pd.DataFrame, model: str) -> str:
     sub = metrics[metrics["model"] == model]
     years = sub[sub["test_year"] != "all"].assign(y=lambda d: d["test_year"].astype(int)).sort_values("y")
-    with_lambda = model == "ridge" and "lambda" in sub.columns
+    with_lambda = model.split("__")[0] == "ridge" and "lambda" in sub.columns
     header = ["Test Year", "train rows", "test rows", "MSE", "R²"] + (["λ"] if with_lambda else [])
     rows = []
     for _, r in years.iterrows():
@@ -146,16 +147,16 @@ def per_year_table(metrics: pd.DataFrame, model: str) -> str:
     return markdown_table(header, rows, "c" + "r" * (len(header) - 1))
 
 
-def versus_har_table(metrics: pd.DataFrame) -> str:
+def versus_har_table(metrics: pd.DataFrame, models: Iterable[str] | None = None) -> str:
     """Per test year (and pooled): each model's MSE change, ΔR² and DM p-value against HAR."""
     vs = versus_har(metrics)
-    models = [m for m in models_of(metrics) if m != "har"]
+    models = [m for m in (models if models is not None else models_of(metrics)) if m != "har"]
     har_years = [y for (m, y) in vs.index if m == "har"]
     if not har_years or not models:
         return ""
     header = ["Test Year"]
     for m in models:
-        name = model_label(m).split(" (")[0]
+        name = model_label(m).split(" (HAR")[0]
         header += [f"{name}: MSE vs HAR", f"{name}: ΔR²", f"{name}: DM p"]
     rows = []
     years = sorted((y for y in har_years if y != "all"), key=int) + (["all"] if "all" in har_years else [])
@@ -171,33 +172,127 @@ def versus_har_table(metrics: pd.DataFrame) -> str:
     return markdown_table(header, rows, "c" + "r" * (len(header) - 1))
 
 
+def mcs_mark(in_10: Any, in_25: Any) -> str:
+    """The Model Confidence Set membership of a forecast as a table cell.
+
+    >>> mcs_mark(True, True), mcs_mark(True, False), mcs_mark(False, False), mcs_mark(None, None)
+    ('75 % and 90 %', '90 % only', 'out', '—')
+    """
+    if in_10 is None:
+        return "—"
+    if in_25:
+        return "75 % and 90 %"
+    return "90 % only" if in_10 else "out"
+
+
+def signal_section(metrics: pd.DataFrame) -> str:
+    """The table that opens the report: per feature set and model, the pooled change against
+    HAR, the Diebold–Mariano p-value and the Model Confidence Set membership."""
+    table = signal_table(metrics)
+    if table.empty:
+        return "_One forecast only: no feature sets to compare._"
+    families = list(dict.fromkeys(table["family"]))
+    header = ["feature set"]
+    for fam in families:
+        name = model_label(fam).split(" (")[0]
+        header += [f"{name}: ΔR²", f"{name}: MSE vs HAR", f"{name}: DM p", f"{name}: MCS"]
+    rows = []
+    for fs in dict.fromkeys(table["feature_set"]):
+        row = [f"**{fs}**"]
+        for fam in families:
+            hit = table[(table["feature_set"] == fs) & (table["family"] == fam)]
+            if not len(hit):
+                row += ["—"] * 4
+                continue
+            r = hit.iloc[0]
+            p = r["dm_pvalue"]
+            star = " *" if isinstance(p, float) and math.isfinite(p) and p < 0.05 else ""
+            row += [
+                r2(r["d_r2"], sign=True) + star,
+                pct(r["mse_change"]),
+                pvalue(p),
+                mcs_mark(r["in_mcs_10"], r["in_mcs_25"]),
+            ]
+        rows.append(row)
+    return markdown_table(header, rows, "l" + "r" * (len(header) - 1))
+
+
 def verdict(metrics: pd.DataFrame) -> str:
-    """One sentence per text model: did it beat HAR out of sample (pooled, DM test)?"""
+    """Which signal helps: per model, its best feature set against HAR, and the Model
+    Confidence Set."""
     vs = versus_har(metrics)
     if ("har", "all") not in vs.index:
         return "No HAR baseline in these results, so no comparison is made."
     har = vs.loc[("har", "all")]
+    table = signal_table(metrics)
     lines = []
-    for model in [m for m in models_of(metrics) if m != "har" and (m, "all") in vs.index]:
-        c = vs.loc[(model, "all")]
-        p = c["dm_pvalue"]
-        better = c["mse"] < har["mse"]
-        significant = p is not None and not (isinstance(p, float) and math.isnan(p)) and float(p) < 0.05
-        word = ("beats" if better else "does not beat") + " HAR"
-        sig = (
-            ("significantly (Diebold–Mariano p " + pvalue(p) + ")")
-            if significant
-            else (
-                "but not significantly (Diebold–Mariano p " + pvalue(p) + ")"
-                if better
-                else "(Diebold–Mariano p " + pvalue(p) + ")"
+    for fam in dict.fromkeys(table["family"]) if len(table) else []:
+        rows = table[table["family"] == fam].sort_values("d_r2", ascending=False, kind="stable")
+        best = rows.iloc[0]
+        c = vs.loc[(best["model"], "all")]
+        p = best["dm_pvalue"]
+        significant = isinstance(p, float) and math.isfinite(p) and p < 0.05
+        helped = rows[(rows["dm_pvalue"] < 0.05) & (rows["d_r2"] > 0)]["feature_set"].tolist()
+        word = "beats" if c["mse"] < har["mse"] else "does not beat"
+        how = "significantly" if significant else ("but not significantly" if c["mse"] < har["mse"] else "")
+        lines.append(
+            f"- **{model_label(fam).split(' (')[0]}**: best on **{best['feature_set']}**, which {word} HAR {how} "
+            f"(ΔR² {r2(c['d_r2'], sign=True)}, MSE {pct(c['mse_change'])}, Diebold–Mariano p {pvalue(p)}). "
+            + (
+                f"Sets that beat HAR at p < 0.05: {', '.join(helped)}."
+                if helped
+                else "No feature set beats HAR at p < 0.05."
             )
         )
+    in90, in75 = mcs_of(metrics, 10), mcs_of(metrics, 25)
+    if in90:
         lines.append(
-            f"- **{model_label(model)}** {word} {sig}: pooled MSE {fmt(c['mse'])} vs "
-            f"{fmt(har['mse'])} ({pct(c['mse_change'])}), R² {r2(c['r2'])} vs {r2(har['r2'])}."
+            f"- **Model Confidence Set** (the forecasts not beaten by any other): 90 % set "
+            f"{', '.join(model_label(k) for k in in90)}; 75 % set {', '.join(model_label(k) for k in in75) or 'empty'}."
+            + (" HAR is in it: the text adds nothing the data can tell apart." if "har" in in90 else "")
         )
     return "\n".join(lines)
+
+
+def signal_details(signals: Mapping[str, Any]) -> str:
+    """What the fitted families learned in the last window (the others in a folded block)."""
+    if not signals:
+        return ""
+    years = sorted(signals, key=int)
+    last = years[-1]
+    parts = [
+        f"Fitted on the training years of test year {last} (each window fits its own; `signals.json` has all):",
+        "",
+    ]
+    info = signals[last]
+    topics = info.get("topics")
+    if topics:
+        rows = []
+        sizes = topics.get("sizes", [])
+        for k, words in topics.get("words", {}).items():
+            idx = len(sizes) - 1 if k == "other" else int(k)
+            size = sizes[idx] if 0 <= idx < len(sizes) else None
+            rows.append([f"`{k}`", fmt(size), ", ".join(w for w, _ in words[:8])])
+        parts += [
+            f"**Topics** ({topics.get('clusters_found')} HDBSCAN clusters on {fmt(topics.get('n_sample'))} sampled posts; "
+            f"the {topics.get('topics')} largest kept, assignment `{topics.get('assign')}`):",
+            "",
+            markdown_table(["topic", "sample posts", "top words (c-TF-IDF)"], rows, "lrl"),
+            "",
+        ]
+    lex = info.get("lexicon")
+    if lex:
+        hi = ", ".join(f"{w} ({s:+.3f})" for w, s, _ in lex.get("highest", [])[:8])
+        lo = ", ".join(f"{w} ({s:+.3f})" for w, s, _ in lex.get("lowest", [])[:8])
+        parts += [
+            f"**Lexicon** ({fmt(lex.get('words'))} words seen on at least {lex.get('min_dates')} dates, of "
+            f"{fmt(lex.get('candidates'))}; label `{lex.get('label')}`): highest {hi}; lowest {lo}.",
+            "",
+        ]
+    tf = info.get("tfidf")
+    if tf:
+        parts += [f"**TF-IDF** terms ({len(tf.get('terms', []))}): {', '.join(tf.get('terms', [])[:50])}.", ""]
+    return "\n".join(parts)
 
 
 def provenance_section(run: Mapping[str, Any] | None) -> str:
@@ -271,6 +366,7 @@ def render_markdown(
     run: Mapping[str, Any] | None,
     results_dir: Path,
     coefs: Any,
+    signals: Mapping[str, Any] | None = None,
 ) -> str:
     target = None
     try:
@@ -278,18 +374,38 @@ def render_markdown(
     except AttributeError:
         target = None
     now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-    models = models_of(metrics)
+    shown = headline(metrics)
     years = sorted({int(y) for y in metrics["test_year"] if y != "all"})
     parts = [
-        "# wsb_gpu report: do WallStreetBets posts help forecast next-day volatility?",
+        "# wsb_gpu report: do WallStreetBets posts help forecast next-day volatility, and which signal does?",
         "",
         f"Generated {now} from `{results_dir}`. Target: `{target or 'y_1'}` (realized volatility of the "
         f"next trading day). Test years {years[0]}–{years[-1]}, each forecast by models trained on the "
         "preceding years only (rolling windows; ridge λ chosen by cross-validation with folds that are "
-        "contiguous blocks in time)."
+        "contiguous blocks in time; the topic, lexicon and TF-IDF families fitted on the training years only)."
         if years
         else f"Generated {now} from `{results_dir}`.",
         "",
+        "## Which signal helps?",
+        "",
+        signal_section(metrics),
+        "",
+        "Each row is a feature set: the four HAR terms plus the set's families of text columns "
+        "(docs/signals.md). ΔR² and MSE are pooled over the test years against HAR; * = one-sided "
+        "Diebold–Mariano p < 0.05 (H1: smaller loss than HAR). MCS = the Model Confidence Set of "
+        "Hansen, Lunde and Nason (2011) over every forecast of the run, HAR included: the forecasts "
+        "the test days cannot tell apart from the best, at 90 % (p ≥ 0.10) and 75 % (p ≥ 0.25).",
+        "",
+    ]
+    if figures.get("signals") is not None:
+        fig0 = figures["signals"]
+        parts += [
+            f"![Which signal helps]({fig0.name})",
+            "",
+            "*Figure 0. Pooled ΔR² against HAR by feature set and model.*",
+            "",
+        ]
+    parts += [
         "## Verdict",
         "",
         verdict(metrics),
@@ -304,14 +420,19 @@ def render_markdown(
         "Newey–West variance); a negative statistic means smaller errors than HAR.",
         "",
     ]
-    for model in models:
+    for model in shown:
         parts += [f"## {model_label(model)}", "", per_year_table(metrics, model), ""]
-    vs = versus_har_table(metrics)
+    vs = versus_har_table(metrics, shown)
     if vs:
         parts += ["## Against HAR, per test year", "", vs, ""]
+    details = signal_details(signals or {})
+    if details:
+        parts += ["## What the fitted families learned", "", details, ""]
+    fams = ", ".join(f"`{k}` ({v})" for k, v in DESCRIPTIONS.items())
+    parts += [f"_Families_: {fams}.", ""]
     captions = {
         "volatility": "Figure 1. Daily average realized volatility across stocks for the four windows.",
-        "r2": "Figure 2. Out-of-sample R² per test year by model.",
+        "r2": "Figure 2. Out-of-sample R² per test year: HAR and each model on its headline feature set.",
         "predicted": "Figure 3. Predicted vs realized next-day volatility on the test rows.",
         "ridge": "Figure 4. Ridge: λ chosen in each training window, and the coefficients of the HAR terms.",
         "mentions": "Figure 5. Posts per day mentioning the most mentioned tickers.",

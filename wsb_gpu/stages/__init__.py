@@ -94,9 +94,11 @@ def _volatility_summary(m: Mapping[str, Any]) -> str:
 
 
 def _train_summary(m: Mapping[str, Any]) -> str:
+    sets = m.get("feature_sets") or []
+    on = f" on {len(sets)} feature sets" if sets else ""
     return (
         f"train: {len(m['test_years'])} test years x {len(m['models'])} models "
-        f"({', '.join(m['models'])}) on {m['rows_in']:,} rows ({m['seconds']:.1f} s, {m['backend']})"
+        f"({', '.join(m['models'])}){on}, {m['rows_in']:,} rows ({m['seconds']:.1f} s, {m['backend']})"
     )
 
 
@@ -176,6 +178,25 @@ STAGES: tuple[Stage, ...] = (
         claims=("_embed_state.json",),
     ),
     Stage(
+        name="signals",
+        inputs=(Input("posts"), Input("mentions")),
+        output="signals",
+        params=EmptyParams,
+        entry="wsb_gpu.stages.signals:run",
+        doc="""Score every post that mentions a stock with VADER and store its words (for the
+        lexicon, TF-IDF and topic families); CPU on both backends.
+
+        \b
+        Example:
+          wsb-gpu signals --posts run/posts --mentions run/mentions --out run/signals
+        """,
+        summary=lambda m: (
+            f"signals: {m['rows_out']:,} posts scored (VADER + words) of {m['rows_in']:,} "
+            f"({m['seconds']:.1f} s, {m['rows_out'] / max(m['seconds'], 1e-9):,.0f} posts/s)"
+        ),
+        unit="posts/s",
+    ),
+    Stage(
         name="volatility",
         inputs=(
             Input(
@@ -202,25 +223,47 @@ STAGES: tuple[Stage, ...] = (
         summary=_volatility_summary,
     ),
     Stage(
-        name="features",
+        name="links",
         inputs=(
             Input("mentions"),
-            Input("embeddings"),
             Input("volatility", help="Volatility dataset folder; gives each stock's trading days."),
+        ),
+        output="links",
+        params=EmptyParams,
+        entry="wsb_gpu.stages.links:run",
+        doc="""Link every (stock, post) pair to the stock's first trading date on or after the
+        post's UTC date: which post counts for which stock-day.
+
+        \b
+        Example:
+          wsb-gpu links --mentions run/mentions --volatility run/volatility --out run/links
+        """,
+        summary=lambda m: (
+            f"links: {m['rows_out']:,} (stock, post) pairs on trading days from {m['rows_in']:,} mentions "
+            f"({m['seconds']:.1f} s, {m['backend']})"
+        ),
+    ),
+    Stage(
+        name="features",
+        inputs=(
+            Input("links"),
+            Input("embeddings"),
+            Input("signals"),
+            Input("volatility"),
         ),
         output="features",
         params=EmptyParams,
         entry="wsb_gpu.stages.features:run",
-        doc="""Build stock-day features: posts per (permno, next trading date), mean embedding and
-        sentiment, joined with the volatility columns.
+        doc="""Build stock-day features: posts per (permno, trading date), mean embedding,
+        sentiment and VADER scores, joined with the volatility columns.
 
         \b
         Example:
-          wsb-gpu features --mentions run/mentions --embeddings run/embeddings \\
+          wsb-gpu features --links run/links --embeddings run/embeddings --signals run/signals \\
             --volatility run/volatility --out run/features
         """,
         summary=lambda m: (
-            f"features: {m['rows_out']:,} stock-days with posts from {m['rows_in']:,} mentions "
+            f"features: {m['rows_out']:,} stock-days with posts from {m['rows_in']:,} links "
             f"({m['seconds']:.1f} s, {m['backend']})"
         ),
     ),
@@ -234,12 +277,21 @@ STAGES: tuple[Stage, ...] = (
                 help="Volatility dataset: alone = HAR on the whole panel; with --sample all = the stock-days "
                 "without posts.",
             ),
+            Input("links", required=False, help="Links dataset, for the fitted families [default: the features' own]."),
+            Input(
+                "signals", required=False, help="Signals dataset, for the fitted families [default: the features' own]."
+            ),
+            Input(
+                "embeddings",
+                required=False,
+                help="Embeddings dataset, for the topics family [default: the features' own].",
+            ),
         ),
         output="results",
         params=TrainParams,
         entry="wsb_gpu.stages.train:run",
-        doc="""Fit HAR, ridge (HAR + text) and XGBoost in rolling yearly windows and evaluate them
-        out of sample (MSE, R², Diebold–Mariano against HAR).
+        doc="""Fit HAR, and ridge and XGBoost on every feature set, in rolling yearly windows;
+        evaluate them out of sample (MSE, R², Diebold–Mariano against HAR, Model Confidence Set).
 
         \b
         Example:
@@ -304,7 +356,7 @@ def upstream(stage: Stage) -> tuple[str, ...]:
     """The stages whose datasets ``stage`` reads, through its inputs or from its lake.
 
     >>> upstream(get_stage("features")), upstream(get_stage("report"))
-    (('mentions', 'embed', 'volatility'), ('train', 'volatility', 'mentions'))
+    (('links', 'embed', 'signals', 'volatility'), ('train', 'volatility', 'mentions'))
     """
     datasets = [i.reads for i in stage.inputs if i.reads is not None] + list(stage.lake_reads)
     return tuple(dict.fromkeys(PRODUCER[d] for d in datasets))

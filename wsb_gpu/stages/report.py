@@ -49,12 +49,15 @@ def run(
     vol_dir = lake / "volatility" if lake is not None else None
     men_dir = lake / "mentions" if lake is not None else None
     figures: dict[str, Path | None] = {}
+    shown = load.headline(metrics)
+    figures["signals"] = fig.plot_signals(load.signal_table(metrics), out / fig.FIGURES["signals"])
     figures["volatility"] = fig.plot_volatility(
         load.daily_mean_volatility(vol_dir) if load.has_parquet(vol_dir) else None, out / fig.FIGURES["volatility"]
     )
-    figures["r2"] = fig.plot_r2(metrics, out / fig.FIGURES["r2"])
-    figures["predicted"] = fig.plot_predicted(load.read_predictions(results), out / fig.FIGURES["predicted"])
-    lambdas, coefs = load.read_ridge_details(results, metrics)
+    figures["r2"] = fig.plot_r2(metrics[metrics["model"].isin(shown)], out / fig.FIGURES["r2"])
+    figures["predicted"] = fig.plot_predicted(load.read_predictions(results, shown), out / fig.FIGURES["predicted"])
+    ridge = next((k for k in shown if k.split("__")[0] == "ridge"), "ridge")
+    lambdas, coefs = load.read_ridge_details(results, metrics, model=ridge)
     _, har_coefs = load.read_ridge_details(results, metrics, model="har")
     figures["ridge"] = fig.plot_ridge(
         lambdas, coefs, out / fig.FIGURES["ridge"], har_coefs, load.lambda_grid_of(results)
@@ -62,7 +65,8 @@ def run(
     figures["mentions"] = fig.plot_mentions(
         load.mentions_per_day(men_dir) if load.has_parquet(men_dir) else None, out / fig.FIGURES["mentions"]
     )
-    (out / "report.md").write_text(render_markdown(metrics, figures, run_record, results, coefs), encoding="utf-8")
+    text = render_markdown(metrics, figures, run_record, results, coefs, load.read_signals(results))
+    (out / "report.md").write_text(text, encoding="utf-8")
     made = sorted(p.name for p in figures.values() if p is not None)
     return StageResult(
         rows_in=len(metrics), rows_out=len(made), fields={"lake": str(lake) if lake else None, "figures": made}

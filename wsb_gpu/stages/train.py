@@ -1,31 +1,43 @@
-"""Rolling-year training and evaluation: HAR, ridge on HAR + text, XGBoost.
+"""Rolling-year training and evaluation: HAR against every model on every feature set.
 
 For every test year ``Y`` each model is fitted on the rows dated in ``Y - train_years …
 Y - 1`` and evaluated on year ``Y`` (see :class:`~wsb_gpu.models.splits.RollingYearSplit`).
 All models of a run use the same rows: the sample is built once (rows with a missing
 target or HAR regressor dropped) and every model is scored on it.
 
+Every model but HAR is fitted once per **feature set** (``train.feature_sets``: the HAR
+terms plus named families of text columns, :mod:`wsb_gpu.signals.families`), so the run
+answers which signal helps, not only whether the text as a whole does. HAR is the
+benchmark of every comparison.
+
 Passes over the data
 --------------------
-1. Statistics: per-month :class:`~wsb_gpu.models.ridge.Moments` of the features and the
-   target, computed on the workers and tree-reduced. With the ``stats`` engine every HAR
-   and ridge window, fold and lambda is solved from them, and the test metrics follow
-   exactly. With the ``estimator`` engine only the HAR block is summarised (counts and
-   training means), and each window is collected and fitted with the estimator.
-2. XGBoost: one fit per window (``xgboost.dask`` on a multi-worker cluster).
-3. Predictions: one ``map_partitions`` over the test years applies every model, writes
-   ``predictions/`` and returns per-day error sums (the Diebold–Mariano input).
+1. Statistics: per-month :class:`~wsb_gpu.models.moments.Moments`, computed on the workers
+   and tree-reduced: of every column with the ``stats`` engine (every HAR and ridge
+   window, fold, λ and feature set is then solved from them, and the test metrics follow
+   exactly), of the HAR block otherwise.
+2. When a set uses a **fitted family** (topics, lexicon, TF-IDF), each window first fits
+   those families on its training years (:mod:`wsb_gpu.signals.fitted`), scores the posts
+   of its training and test years, joins the stock-day columns to its rows and computes
+   its own statistics: nothing fitted ever sees the test year.
+3. XGBoost: one fit per window and set (``xgboost.dask`` on a multi-worker cluster).
+4. Predictions: per window, one ``map_partitions`` over the test year applies every
+   model, writes ``predictions/test_year=Y/`` and returns per-day error sums (the input of
+   the Diebold–Mariano tests and of the Model Confidence Set).
 
 Outputs in ``out``: ``metrics.csv``, ``metrics.json``, ``coefficients.csv``,
-``predictions/`` and ``_manifest.json``. See docs/models.md.
+``models.json``, ``signals.json``, ``predictions/`` and ``_manifest.json``. See
+docs/models.md and docs/signals.md.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import shutil
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +52,7 @@ from wsb_gpu.backend import (
     concat_columns,
     frame_from_arrays,
     matrix,
+    to_host,
     to_pandas,
 )
 from wsb_gpu.config import TrainParams
@@ -48,13 +61,24 @@ from wsb_gpu.lake import read_manifest
 from wsb_gpu.models import MODELS, ordered
 from wsb_gpu.models.base import Model, Sample, Window, in_years
 from wsb_gpu.models.har import HAR_COLUMNS
-from wsb_gpu.models.metrics import diebold_mariano
-from wsb_gpu.models.moments import Moments, collect_moments
+from wsb_gpu.models.metrics import diebold_mariano, model_confidence_set
+from wsb_gpu.models.moments import Moments, collect_moments, solve_ols, sum_moments
 from wsb_gpu.models.ridge import lambda_grid
 from wsb_gpu.models.splits import RollingYearSplit, month_period, period_year
 from wsb_gpu.progress import compute, log
+from wsb_gpu.signals.families import FeatureSet, resolve_feature_sets
+from wsb_gpu.signals.fitted import (
+    Fitted,
+    PostSources,
+    families_asked,
+    family_columns_frame,
+    fit_families,
+    output_columns,
+    window_info,
+)
 from wsb_gpu.stages.base import StageResult
 from wsb_gpu.stages.features import text_columns
+from wsb_gpu.stages.links import day_number
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -62,7 +86,20 @@ if TYPE_CHECKING:
     from wsb_gpu.backend import Frame
 
 COUNT_FEATURES = ("log_posts", "log_mentions")
-METRIC_COLUMNS = ["model", "test_year", "n_train", "n_test", "mse", "r2", "r2_oos", "lambda", "dm_stat", "dm_pvalue"]
+METRIC_COLUMNS = [
+    "model",
+    "feature_set",
+    "test_year",
+    "n_train",
+    "n_test",
+    "mse",
+    "r2",
+    "r2_oos",
+    "lambda",
+    "dm_stat",
+    "dm_pvalue",
+]
+MCS_LEVELS = (0.10, 0.25)
 DM_LAG_RULE = "floor(4 * (T / 100) ** (2 / 9)) (Newey and West, 1994), Bartlett kernel"
 DM_PVALUE = (
     "one-sided, standard normal: H1 = the model's loss is below HAR's (p = Phi(dm_stat)); "
@@ -74,7 +111,7 @@ DM_PVALUE = (
 
 
 def prepare_partition(frame: Frame, *, target: str, text_cols: Sequence[str], sample: str | None) -> Frame:
-    """Kernel: derived features, missing-value rule, ``year`` and ``period`` columns.
+    """Kernel: derived features, missing-value rule, ``year``, ``period`` and ``day`` columns.
 
     ``sample`` is None for the volatility-only panel; ``"all"`` fills stock-days without
     posts with zero text features and adds ``has_posts``. Rows whose target or any HAR
@@ -99,6 +136,7 @@ def prepare_partition(frame: Frame, *, target: str, text_cols: Sequence[str], sa
     year = frame["date"].dt.year.astype("int64")
     new["year"] = year
     new["period"] = month_period(year, frame["date"].dt.month.astype("int64"))
+    new["day"] = day_number(frame["date"]).astype("int64")
     return frame.assign(**new)
 
 
@@ -120,10 +158,10 @@ def load_sample(
         return Sample(ddf, target, list(HAR_COLUMNS), list(HAR_COLUMNS), "volatility", "panel")
 
     f = _read(features, backend)
-    tcols = text_columns(list(f.columns))
+    tcols = text_columns(list(f.columns)) + [c for c in f.columns if c.startswith("vader_")]
     if sample == "all":
         if volatility is None:
-            volatility = ((read_manifest(features) or {}).get("inputs", {}).get("volatility", {}) or {}).get("path")
+            volatility = _recorded_input(features, "volatility")
         if volatility is None:
             msg = (
                 f"--sample all needs the volatility dataset to add the stock-days without posts; "
@@ -143,6 +181,74 @@ def load_sample(
     return Sample(ddf, target, list(HAR_COLUMNS), cols, "features", sample)
 
 
+def _recorded_input(features: Path, name: str) -> Path | None:
+    """An input of the features stage as its manifest recorded it (None when absent)."""
+    entry = ((read_manifest(features) or {}).get("inputs", {}) or {}).get(name) or {}
+    path = entry.get("path") if isinstance(entry, Mapping) else None
+    return Path(path) if path else None
+
+
+def post_sources(inputs: Mapping[str, Path | None], features: Path | None) -> PostSources | None:
+    """Where the fitted families' per-post inputs are: the stage's inputs, else the datasets
+    the features stage read (its manifest); None when the links or signals are missing."""
+    if features is None:
+        return None
+    links = inputs.get("links") or _recorded_input(features, "links")
+    signals = inputs.get("signals") or _recorded_input(features, "signals")
+    embeddings = inputs.get("embeddings") or _recorded_input(features, "embeddings")
+    if not (links and signals and Path(links).exists() and Path(signals).exists()):
+        return None
+    emb = Path(embeddings) if embeddings and Path(embeddings).exists() else None
+    return PostSources(Path(links), Path(signals), emb)
+
+
+# --- what is fitted: one entry per (model, feature set) ----------------------------------
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One forecast of the run: a model on a feature set (HAR: on its own terms)."""
+
+    model: str
+    feature_set: FeatureSet | None
+
+    @property
+    def set_name(self) -> str:
+        return self.feature_set.name if self.feature_set is not None else "har"
+
+    @property
+    def key(self) -> str:
+        """Its name in the predictions' ``yhat_<key>`` columns: ``har``, ``ridge__text`` …"""
+        return self.model if self.feature_set is None else f"{self.model}__{self.feature_set.name}"
+
+    def make(self, params: TrainParams) -> Model:
+        return MODELS[self.model](params, self.feature_set)
+
+
+def model_names(models: Sequence[str]) -> list[str]:
+    """The models to fit, in the registry's order; HAR, the benchmark of the Diebold–Mariano
+    test, always first.
+
+    >>> model_names(["xgboost", "ridge"])
+    ['har', 'ridge', 'xgboost']
+    """
+    return ordered(["har", *[m for m in models if m != "har"]])
+
+
+def entries_of(models: Sequence[str], sets: Sequence[FeatureSet]) -> list[Entry]:
+    """HAR once, then every other model on every feature set.
+
+    >>> fs = [FeatureSet("har", (), ()), FeatureSet("vader", ("vader",), ("vader_compound",))]
+    >>> [e.key for e in entries_of(["har", "ridge"], fs)]
+    ['har', 'ridge__har', 'ridge__vader']
+    """
+    out = [Entry("har", None)]
+    for m in models:
+        if m != "har":
+            out += [Entry(m, fs) for fs in sets]
+    return out
+
+
 # --- prediction pass -------------------------------------------------------------------
 
 
@@ -151,36 +257,31 @@ def predict_partition(
     *,
     feature_cols: Sequence[str],
     target: str,
-    models: Sequence[str],
-    fits: Mapping[str, Mapping[int, Model]],
+    fits: Mapping[str, Model],
     columns: Mapping[str, Sequence[int]],
 ) -> Any:
-    """Kernel: ``permno, date, y, yhat_<model>…`` for the rows of the fitted test years."""
+    """Kernel: ``permno, date, y, yhat_<entry>…`` for the rows of one test year."""
     X = matrix(frame, feature_cols)
     xp = array_namespace(X)
-    years = column_array(frame["year"], "int64")
     out = frame[["permno", "date"]].reset_index(drop=True)
     columns_out = {"y": column_array(frame[target], "float64")}
-    for model in models:
-        yhat = xp.full(X.shape[0], np.nan, dtype=xp.float64)
-        cols = [int(c) for c in columns[model]]
-        # The model's columns are taken once (not per year), and not at all when it uses them all.
-        Xm = X if cols == list(range(X.shape[1])) else xp.take(X, xp.asarray(cols), axis=1)
-        for year, fit in fits[model].items():
-            rows = years == year
-            if bool(xp.any(rows)):
-                yhat[rows] = fit.predict_array(Xm[rows])
-        columns_out[f"yhat_{model}"] = yhat
+    all_cols = list(range(X.shape[1]))
+    for key, fit in fits.items():
+        cols = [int(c) for c in columns[key]]
+        # The entry's columns are taken once, and not at all when it uses them all.
+        Xm = X if cols == all_cols else xp.take(X, xp.asarray(cols), axis=1)
+        yhat = fit.predict_array(Xm) if X.shape[0] else xp.zeros(0, dtype=xp.float64)
+        columns_out[f"yhat_{key}"] = xp.astype(xp.asarray(yhat), xp.float64)
     # NaN predictions stay NaN on cuDF too (frame_from_arrays keeps NaN, not null).
     return concat_columns([out, frame_from_arrays(out, columns_out)])
 
 
-def daily_partition(frame: Frame, *, models: Sequence[str]) -> Frame:
+def daily_partition(frame: Frame, *, keys: Sequence[str]) -> Frame:
     """Kernel: per date, the count, mean and centred sum of squares of ``y`` and each SSE."""
     work = frame[["date", "y"]].copy()
-    for m in models:
-        e = frame["y"] - frame[f"yhat_{m}"]
-        work[f"sse_{m}"] = (e * e).values
+    for k in keys:
+        e = frame["y"] - frame[f"yhat_{k}"]
+        work[f"sse_{k}"] = (e * e).values
     g = work.groupby("date")
     out = g.sum().rename(columns={"y": "y_sum"})
     out["n"] = g.size()
@@ -188,12 +289,12 @@ def daily_partition(frame: Frame, *, models: Sequence[str]) -> Frame:
     return out.reset_index()
 
 
-def combine_daily(daily: Frame, models: Sequence[str]) -> pd.DataFrame:
+def combine_daily(daily: Frame, keys: Sequence[str]) -> pd.DataFrame:
     """Merge per-partition daily rows into one row per date (stable combination)."""
     d = to_pandas(daily).copy()
     d["y_mean"] = d["y_sum"] / d["n"]
     g = d.groupby("date", sort=True)
-    out = g[["n", "y_sum", *[f"sse_{m}" for m in models]]].sum()
+    out = g[["n", "y_sum", *[f"sse_{k}" for k in keys]]].sum()
     out["y_mean"] = out["y_sum"] / out["n"]
     d = d.join(out["y_mean"].rename("day_mean"), on="date")
     d["y_m2"] = d["y_m2"].fillna(0.0) + d["n"] * (d["y_mean"] - d["day_mean"]) ** 2
@@ -210,72 +311,158 @@ def _group_sst(n: np.ndarray, mean: np.ndarray, m2: np.ndarray) -> tuple[int, fl
     return int(N), mu, float(m2.sum() + (n * (mean - mu) ** 2).sum())
 
 
-def _pred_meta(meta: Frame, models: Sequence[str]) -> Frame:
+def _pred_meta(meta: Frame, keys: Sequence[str]) -> Frame:
     out = meta[["permno", "date"]].iloc[:0].reset_index(drop=True)
     out["y"] = np.zeros(0, dtype="float64")
-    for m in models:
-        out[f"yhat_{m}"] = np.zeros(0, dtype="float64")
+    for k in keys:
+        out[f"yhat_{k}"] = np.zeros(0, dtype="float64")
     return out
 
 
-def _daily_meta(meta: Frame, models: Sequence[str]) -> Frame:
+def _daily_meta(meta: Frame, keys: Sequence[str]) -> Frame:
     out = meta[["date"]].iloc[:0].reset_index(drop=True)
     out["y_sum"] = np.zeros(0, dtype="float64")
-    for m in models:
-        out[f"sse_{m}"] = np.zeros(0, dtype="float64")
+    for k in keys:
+        out[f"sse_{k}"] = np.zeros(0, dtype="float64")
     out["n"] = np.zeros(0, dtype="int64")
     out["y_m2"] = np.zeros(0, dtype="float64")
     return out
 
 
-# --- the training loop -----------------------------------------------------------------
+# --- the windows ------------------------------------------------------------------------
 
 
-def model_names(models: Sequence[str]) -> list[str]:
-    """The models to fit, in the registry's order; HAR, the benchmark of the Diebold–Mariano
-    test, always first.
-
-    >>> model_names(["xgboost", "ridge"])
-    ['har', 'ridge', 'xgboost']
-    """
-    return ordered(["har", *[m for m in models if m != "har"]])
-
-
-def plan_windows(
-    sample: Sample,
-    stats: Mapping[int, Moments],
-    stat_columns: list[str],
-    params: TrainParams,
-    *,
-    backend: Backend,
-    client: Client | None,
-) -> list[Window]:
-    """The rolling windows that have both training and test rows."""
+def plan(stats: Mapping[int, Moments], train_years: int) -> list[tuple[int, tuple[int, ...]]]:
+    """``(test year, training years)`` of the windows that have training and test rows."""
     years_present = sorted({int(period_year(p)) for p in stats})
-    windows = []
-    for test_year, train_years in RollingYearSplit(params.train_years).windows(years_present):
-        train, test = in_years(stats, train_years), in_years(stats, [test_year])
-        if train and test:
-            windows.append(
-                Window(
-                    test_year,
-                    tuple(train_years),
-                    sample,
-                    train,
-                    test,
-                    stat_columns,
-                    params.ridge.engine,
-                    backend,
-                    client,
-                )
-            )
-    if not windows:
+    out = []
+    for test_year, years in RollingYearSplit(train_years).windows(years_present):
+        if in_years(stats, years) and in_years(stats, [test_year]):
+            out.append((int(test_year), tuple(int(y) for y in years)))
+    if not out:
         msg = (
             f"the sample covers the years {years_present[0]}–{years_present[-1]}: too few for "
-            f"--train-years {params.train_years} plus one test year; lower --train-years or add data"
+            f"--train-years {train_years} plus one test year; lower --train-years or add data"
         )
         raise WsbError(msg)
-    return windows
+    return out
+
+
+@dataclass
+class WindowRun:
+    """One window's fits and its test year's daily error sums."""
+
+    window: Window
+    fits: dict[str, Model]
+    daily: pd.DataFrame
+    fitted: Fitted | None
+
+
+def run_window(
+    test_year: int,
+    train_years: tuple[int, ...],
+    S: Sample,
+    entries: Sequence[Entry],
+    stats: Mapping[int, Moments],
+    stats_columns: Sequence[str],
+    *,
+    params: TrainParams,
+    out: Path,
+    backend: Backend,
+    client: Client | None,
+    fams: Sequence[str],
+    sources: PostSources | None,
+    posts: dd.DataFrame | None,
+    progress: bool,
+    timings: dict[str, float],
+) -> WindowRun:
+    """Fit every entry in one window and predict its test year."""
+    engine, target = params.ridge.engine, S.target
+    years = [*train_years, test_year]
+    fitted = None
+    scratch = None
+    t = time.perf_counter()
+    if fams:
+        # The window's HAR fit from the statistics (for the lexicon's har_residual label).
+        idx = [stats_columns.index(c) for c in HAR_COLUMNS] + [len(stats_columns)]
+        har = solve_ols(sum_moments(stats[p].select(idx) for p in sorted(in_years(stats, train_years))))
+        train_rows = S.ddf[S.ddf["year"].isin(list(train_years))]
+        labels = to_host(train_rows[["permno", "day", target, *HAR_COLUMNS]])
+        fitted = fit_families(
+            fams,
+            posts,
+            sources,
+            labels,
+            train_years,
+            params=params,
+            target=target,
+            har=har,
+            backend=backend,
+            progress=progress,
+        )
+        timings["families_fit"] = timings.get("families_fit", 0.0) + time.perf_counter() - t
+        t = time.perf_counter()
+        fam_cols = output_columns(params, fams)
+        cols = family_columns_frame(fitted, posts, sources, years, max_topics=params.topics.max_topics)
+        rows = S.ddf[S.ddf["year"].isin(years)]
+        frame = rows.merge(backend.from_host(cols), on=["permno", "day"], how="left")
+        frame = frame.assign(**{c: frame[c].fillna(0.0) for c in fam_cols})
+        # The window's rows with its family columns are computed once and written, then read
+        # by every pass of the window (statistics, XGBoost's rows, predictions) and removed.
+        # (Persisting them in cluster memory instead hits dask/dask#11160 with dask 2026.8.)
+        scratch = out / f"_window-{test_year}"
+        compute(backend.to_parquet(frame, scratch), label=f"train {test_year}: score posts", show=progress)
+        frame = backend.read_parquet(scratch)
+        timings["families_columns"] = timings.get("families_columns", 0.0) + time.perf_counter() - t
+        t = time.perf_counter()
+        all_cols = [*S.feature_columns, *fam_cols]
+        stat_cols = all_cols if engine == "stats" else list(S.har_columns)
+        months = collect_moments(frame, stat_cols, target, progress=progress, label=f"train {test_year}: statistics")
+        timings["window_statistics"] = timings.get("window_statistics", 0.0) + time.perf_counter() - t
+    else:
+        frame = None
+        all_cols = list(S.feature_columns)
+        stat_cols = all_cols if engine == "stats" else list(S.har_columns)
+        months = dict(stats)
+    window = Window(
+        test_year,
+        train_years,
+        S,
+        in_years(months, train_years),
+        in_years(months, [test_year]),
+        stat_cols,
+        engine,
+        backend,
+        client,
+        frame=frame,
+        columns=all_cols,
+    )
+    fits = {}
+    for e in entries:
+        t = time.perf_counter()
+        fits[e.key] = e.make(params).fit(window)
+        timings[f"fit_{e.model}"] = timings.get(f"fit_{e.model}", 0.0) + time.perf_counter() - t
+
+    t = time.perf_counter()
+    keys = [e.key for e in entries]
+    columns = {k: [all_cols.index(c) for c in m.columns_] for k, m in fits.items()}
+    data = window.data
+    test = data[data["year"] == test_year]
+    preds = test.map_partitions(
+        predict_partition,
+        feature_cols=all_cols,
+        target=target,
+        fits=fits,
+        columns=columns,
+        meta=_pred_meta(data._meta, keys),
+    )
+    write = backend.to_parquet(preds, out / "predictions" / f"test_year={test_year}")
+    daily_parts = preds.map_partitions(daily_partition, keys=keys, meta=_daily_meta(data._meta, keys))
+    _, daily_raw = compute(write, daily_parts, label=f"train {test_year}: predictions", show=progress)
+    timings["predict"] = timings.get("predict", 0.0) + time.perf_counter() - t
+    if scratch is not None:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return WindowRun(window, fits, combine_daily(daily_raw, keys), fitted)
 
 
 def run(
@@ -287,35 +474,53 @@ def run(
     params: TrainParams,
     progress: bool = False,
 ) -> StageResult:
-    """Fit and evaluate every model in every rolling window; write the results folder.
+    """Fit and evaluate every model on every feature set in every rolling window.
 
     Parameters
     ----------
     inputs
         ``features`` (text models) and/or ``volatility`` (HAR on the whole panel when given
-        alone; the stock-days without posts for ``sample="all"``).
+        alone; the stock-days without posts for ``sample="all"``); ``links``, ``signals``
+        and ``embeddings`` for the fitted families (default: the datasets the features
+        stage read).
     out
         The results folder.
     backend
         CPU or GPU; decides the frames, the ridge estimator and the XGBoost device.
     params
-        ``models`` (HAR is always included: it is the DM benchmark), ``target``,
-        ``train_years``, ``sample`` and the ``ridge`` and ``xgboost`` sections.
+        ``models`` (HAR is always included: it is the benchmark), ``feature_sets``,
+        ``target``, ``train_years``, ``sample`` and the model and family sections.
     """
-    models = model_names(params.models) if inputs.get("features") is not None else ["har"]
-    if inputs.get("features") is None and params.models != ("har",):
+    features = inputs.get("features")
+    models = model_names(params.models) if features is not None else ["har"]
+    if features is None and params.models != ("har",):
         log("train: no --features, so no text: fitting HAR on the volatility panel only")
     target, engine = params.target, params.ridge.engine
     S = load_sample(
-        features=inputs.get("features"),
-        volatility=inputs.get("volatility"),
-        sample=params.sample,
-        target=target,
-        backend=backend,
+        features=features, volatility=inputs.get("volatility"), sample=params.sample, target=target, backend=backend
     )
+    sources = post_sources(inputs, features)
+    sets: list[FeatureSet] = []
+    skipped: dict[str, str] = {}
+    if features is not None:
+        sets, skipped = resolve_feature_sets(
+            params.feature_sets,
+            S.feature_columns,
+            tfidf_terms=params.tfidf.terms,
+            max_topics=params.topics.max_topics,
+            fitted_available=sources is not None,
+            embeddings_available=sources is not None and sources.embeddings is not None,
+        )
+        for name, why in skipped.items():
+            log(f"train: feature set '{name}' skipped: {why}")
+        if not sets:
+            reasons = "; ".join(f"{k}: {v}" for k, v in skipped.items())
+            raise WsbError(f"none of the feature sets can run ({reasons}); fix train.feature_sets")
+    fams = families_asked(sets)
+    entries = entries_of(models, sets)
     timings: dict[str, float] = {}
 
-    # Pass 1: per-month statistics (all features for the stats engine, else the HAR block).
+    # Pass 1: per-month statistics (every column with the stats engine, else the HAR block).
     stat_cols = S.feature_columns if engine == "stats" else S.har_columns
     t = time.perf_counter()
     stats = collect_moments(S.ddf, stat_cols, target, progress=progress, label="train: statistics")
@@ -323,43 +528,49 @@ def run(
     if not stats:
         msg = "the sample is empty after dropping rows with a missing target or HAR regressor; check the inputs"
         raise WsbError(msg)
-    windows = plan_windows(S, stats, stat_cols, params, backend=backend, client=client)
+    windows = plan(stats, params.train_years)
+    posts = sources.posts() if fams else None
 
-    # Pass 2: every model in every window.
-    t = time.perf_counter()
-    fitted: dict[str, dict[int, Model]] = {name: {} for name in models}
-    for window in windows:
-        for name in models:
-            fitted[name][window.test_year] = MODELS[name](params).fit(window)
-    timings["fit"] = time.perf_counter() - t
+    runs = []
+    for test_year, train_years in windows:
+        runs.append(
+            run_window(
+                test_year,
+                train_years,
+                S,
+                entries,
+                stats,
+                stat_cols,
+                params=params,
+                out=out,
+                backend=backend,
+                client=client,
+                fams=fams,
+                sources=sources,
+                posts=posts,
+                progress=progress,
+                timings=timings,
+            )
+        )
 
-    # Pass 3: predictions of every model, written, plus per-day error sums.
-    test_years = [w.test_year for w in windows]
+    rows, coefs, losses = evaluate(runs, entries, S)
     t = time.perf_counter()
-    feats = S.feature_columns
-    columns = {
-        name: [feats.index(c) for c in next(iter(by_year.values())).columns_] for name, by_year in fitted.items()
-    }
-    preds = S.ddf[S.ddf["year"].isin(test_years)].map_partitions(
-        predict_partition,
-        feature_cols=feats,
-        target=target,
-        models=models,
-        fits=fitted,
-        columns=columns,
-        meta=_pred_meta(S.ddf._meta, models),
+    pvalues = model_confidence_set(losses, reps=params.mcs.reps, block_size=params.mcs.block_size, seed=params.mcs.seed)
+    timings["mcs"] = time.perf_counter() - t
+    for row in rows:
+        if row["test_year"] == "all":
+            p = pvalues.get(row["key"], float("nan"))
+            row["mcs_pvalue"] = p
+            for level in MCS_LEVELS:
+                row[f"in_mcs_{round(level * 100):d}"] = bool(p >= level) if math.isfinite(p) else None
+    table = pd.DataFrame(rows)
+    table[[*METRIC_COLUMNS, *[c for c in ("mcs_pvalue", "in_mcs_10", "in_mcs_25") if c in table]]].to_csv(
+        out / "metrics.csv", index=False
     )
-    write = backend.to_parquet(preds, out / "predictions")
-    daily_parts = preds.map_partitions(daily_partition, models=models, meta=_daily_meta(S.ddf._meta, models))
-    _, daily_raw = compute(write, daily_parts, label="train: predictions", show=progress)
-    timings["predict"] = time.perf_counter() - t
-    daily = combine_daily(daily_raw, models)
-
-    rows, coefs = evaluate(windows, fitted, daily, S)
-    pd.DataFrame(rows, columns=METRIC_COLUMNS).to_csv(out / "metrics.csv", index=False)
-    pd.DataFrame(coefs, columns=list(coefs[0]) if coefs else ["model", "test_year"]).to_csv(
+    pd.DataFrame(coefs, columns=list(coefs[0]) if coefs else ["model", "feature_set", "test_year"]).to_csv(
         out / "coefficients.csv", index=False
     )
+    test_years = [r.window.test_year for r in runs]
     report = {
         "target": target,
         "sample": S.sample,
@@ -367,30 +578,60 @@ def run(
         "engine": engine,
         "train_years": int(params.train_years),
         "models": models,
+        "feature_sets": {s.name: {"families": list(s.families), "columns": len(s.columns)} for s in sets},
+        "skipped_feature_sets": skipped,
+        "entries": [{"key": e.key, "model": e.model, "feature_set": e.set_name} for e in entries],
         "lambdas": lambda_grid(params.ridge.n_lambdas, params.ridge.lambda_min, params.ridge.lambda_max).tolist(),
         "cv_folds": int(params.ridge.cv_folds),
-        "features": feats,
+        "features": S.feature_columns,
         "dm": {
             "benchmark": "har",
             "loss": "squared error, averaged across stocks per trading day",
             "lag_rule": DM_LAG_RULE,
             "pvalue": DM_PVALUE,
         },
-        "metrics": _jsonable(rows),
-        "cv": {str(y): m.info() for y, m in fitted.get("ridge", {}).items()},
-        "xgboost": {str(y): m.info() for y, m in fitted.get("xgboost", {}).items()},
+        "mcs": {
+            "method": "Hansen, Lunde and Nason (2011), range statistic, stationary bootstrap (arch.bootstrap.MCS)",
+            "loss": "daily mean squared error of each (model, feature set) over every test day",
+            "reps": int(params.mcs.reps),
+            "block_size": params.mcs.block_size,
+            "levels": {f"{round(level * 100):d}": f"in the MCS when mcs_pvalue >= {level}" for level in MCS_LEVELS},
+            "pvalues": {k: (None if not math.isfinite(v) else v) for k, v in pvalues.items()},
+            "days": int(len(losses.dropna())),
+        },
+        "metrics": _jsonable([{k: v for k, v in r.items() if k != "key"} for r in rows]),
+        "cv": {
+            e.key: {str(r.window.test_year): r.fits[e.key].info() for r in runs} for e in entries if e.model == "ridge"
+        },
+        "xgboost": {
+            e.key: {str(r.window.test_year): r.fits[e.key].info() for r in runs}
+            for e in entries
+            if e.model == "xgboost"
+        },
         "timings_s": {k: round(v, 3) for k, v in timings.items()},
     }
     (out / "metrics.json").write_text(json.dumps(report, indent=2, allow_nan=True) + "\n")
-    (out / "models.json").write_text(json.dumps(fits_json(fitted, S), allow_nan=True) + "\n")
+    (out / "models.json").write_text(json.dumps(fits_json(runs, entries), allow_nan=True) + "\n")
+    (out / "signals.json").write_text(
+        json.dumps(window_info({r.window.test_year: r.fitted for r in runs if r.fitted is not None}), indent=1) + "\n"
+    )
     return StageResult(
         rows_in=sum(int(m.n) for m in stats.values()),
-        rows_out=int(daily["n"].sum()),
+        rows_out=int(sum(r.daily["n"].sum() for r in runs)),
         fields={
             "models": models,
+            "feature_sets": [s.name for s in sets],
+            "fitted_families": list(fams),
             "test_years": test_years,
             "timings_s": {k: round(v, 3) for k, v in timings.items()},
-            "outputs": ["metrics.csv", "metrics.json", "coefficients.csv", "models.json", "predictions/"],
+            "outputs": [
+                "metrics.csv",
+                "metrics.json",
+                "coefficients.csv",
+                "models.json",
+                "signals.json",
+                "predictions/",
+            ],
         },
     )
 
@@ -399,42 +640,48 @@ def run(
 
 
 def evaluate(
-    windows: Sequence[Window], fitted: Mapping[str, Mapping[int, Model]], daily: pd.DataFrame, sample: Sample
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Metric rows (per model × test year, then pooled) and the HAR-term coefficient rows.
+    runs: Sequence[WindowRun], entries: Sequence[Entry], sample: Sample
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], pd.DataFrame]:
+    """Metric rows (per entry × test year, then pooled), the HAR-term coefficient rows and
+    the daily loss table (one column per entry) of the Model Confidence Set.
 
-    The squared error of a model in a year is exact from the moments where the model can
+    The squared error of an entry in a year is exact from the moments where the model can
     tell it (:meth:`Model.test_sse`), else summed from the prediction pass's daily rows,
     which also give the Diebold–Mariano loss differentials against HAR.
     """
-    models = list(fitted)
     har_cols = sample.har_columns
     rows, coefs = [], []
-    day_d: dict[str, list[np.ndarray]] = {m: [] for m in models}
-    pooled = {m: {"sse": 0.0, "sst": 0.0, "sst_oos": 0.0, "n": 0, "n_train": 0} for m in models}
-    for window in windows:
+    day_d: dict[str, list[np.ndarray]] = {e.key: [] for e in entries}
+    loss_parts = []
+    pooled = {e.key: {"sse": 0.0, "sst": 0.0, "sst_oos": 0.0, "n": 0, "n_train": 0} for e in entries}
+    for r in runs:
+        window, d = r.window, r.daily
         year = window.test_year
         train_m = window.moments(har_cols)
-        d = daily[daily["year"] == year]
         if len(d) == 0:
             continue
         n_test, mean_test, sst = _group_sst(d["n"].to_numpy(float), d["y_mean"].to_numpy(), d["y_m2"].to_numpy())
         sst_oos = sst + n_test * (mean_test - train_m.y_mean) ** 2
-        for name in models:
-            model = fitted[name][year]
+        loss_parts.append(
+            pd.DataFrame({e.key: (d[f"sse_{e.key}"] / d["n"]).to_numpy() for e in entries}, index=d["date"].to_numpy())
+        )
+        for e in entries:
+            model = r.fits[e.key]
             exact = model.test_sse(window)
-            sse, n = exact if exact is not None else (float(d[f"sse_{name}"].sum()), n_test)
+            sse, n = exact if exact is not None else (float(d[f"sse_{e.key}"].sum()), n_test)
             dm_stat = dm_p = dm_p2 = float("nan")
             dm_lag = None
-            if name != "har":
-                series = ((d[f"sse_{name}"] - d["sse_har"]) / d["n"]).to_numpy()
+            if e.key != "har":
+                series = ((d[f"sse_{e.key}"] - d["sse_har"]) / d["n"]).to_numpy()
                 dm_stat, dm_p, dm_lag = diebold_mariano(series, alternative="less")
                 dm_p2 = diebold_mariano(series)[1]
-                day_d[name].append(series)
+                day_d[e.key].append(series)
             lam = model.lam
             rows.append(
                 {
-                    "model": name,
+                    "key": e.key,
+                    "model": e.model,
+                    "feature_set": e.set_name,
                     "test_year": str(year),
                     "n_train": int(train_m.n),
                     "n_test": int(n),
@@ -449,7 +696,7 @@ def evaluate(
                     "n_days": int(len(d)),
                 }
             )
-            acc = pooled[name]
+            acc = pooled[e.key]
             acc["sse"] += sse
             acc["sst"] += sst
             acc["sst_oos"] += sst_oos
@@ -457,30 +704,33 @@ def evaluate(
             acc["n_train"] += train_m.n
             fit = model.linear
             if fit is not None:
-                har_coef = fit.coef[[model.columns_.index(c) for c in har_cols]] if name != "har" else fit.coef
+                har_coef = fit.coef[[model.columns_.index(c) for c in har_cols]]
                 coefs.append(
                     {
-                        "model": name,
+                        "model": e.model,
+                        "feature_set": e.set_name,
                         "test_year": year,
                         "lambda": lam,
                         "intercept": fit.intercept,
                         **{c: float(v) for c, v in zip(har_cols, har_coef)},
                     }
                 )
-    for name in models:
-        acc = pooled[name]
+    for e in entries:
+        acc = pooled[e.key]
         if acc["n"] == 0:
             continue
         dm_stat = dm_p = dm_p2 = float("nan")
         dm_lag = None
-        n_days = sum(len(s) for s in day_d[name]) if name != "har" else None
-        if name != "har" and day_d[name]:
-            series = np.concatenate(day_d[name])
+        n_days = sum(len(s) for s in day_d[e.key]) if e.key != "har" else None
+        if e.key != "har" and day_d[e.key]:
+            series = np.concatenate(day_d[e.key])
             dm_stat, dm_p, dm_lag = diebold_mariano(series, alternative="less")
             dm_p2 = diebold_mariano(series)[1]
         rows.append(
             {
-                "model": name,
+                "key": e.key,
+                "model": e.model,
+                "feature_set": e.set_name,
                 "test_year": "all",
                 "n_train": int(acc["n_train"]),
                 "n_test": int(acc["n"]),
@@ -495,17 +745,21 @@ def evaluate(
                 "n_days": n_days,
             }
         )
-    return rows, coefs
+    losses = pd.concat(loss_parts) if loss_parts else pd.DataFrame(columns=[e.key for e in entries])
+    return rows, coefs, losses
 
 
-def fits_json(fitted: Mapping[str, Mapping[int, Model]], sample: Sample) -> dict[str, Any]:
-    """Every linear model's fitted state per test year: λ, intercept, coefficients and scaler."""
+def fits_json(runs: Sequence[WindowRun], entries: Sequence[Entry]) -> dict[str, Any]:
+    """Every linear entry's fitted state per test year: λ, intercept, coefficients, scaler."""
     out: dict[str, Any] = {}
-    for name, by_year in fitted.items():
-        for year, model in by_year.items():
+    for e in entries:
+        for r in runs:
+            model = r.fits[e.key]
             fit = model.linear
             if fit is not None:
-                out.setdefault(name, {})[str(year)] = {
+                out.setdefault(e.key, {})[str(r.window.test_year)] = {
+                    "model": e.model,
+                    "feature_set": e.set_name,
                     "lambda": float(fit.lam),
                     "intercept": float(fit.intercept),
                     "columns": list(model.columns_),

@@ -41,7 +41,7 @@ FILES = {
 }
 
 DEFAULT_EFFECT = 0.5
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # 2: attention, tone and topic channels; hype phrases with positive words
 CHUNK_RECORDS = 40_000  # target records per chunk (bounds each worker's memory)
 
 
@@ -65,6 +65,9 @@ def generate(
     end: str | dt.date = "2019-12-31",
     posts_per_day: float = 200.0,
     effect: float = DEFAULT_EFFECT,
+    effect_attention: float = 0.0,
+    effect_tone: float = 0.0,
+    effect_topic: float = 0.0,
     malformed: float = 0.0,
     processes: int | None = None,
     params: dict | None = None,
@@ -89,8 +92,14 @@ def generate(
         Mean records (submissions + comments) per calendar day over the range; activity
         grows over the years and is lower at weekends.
     effect
-        ``b`` in ``log sigma[t+1] = base + b * h[t]``; 0 is the placebo (hype never
-        enters volatility).
+        ``b`` in ``log sigma[t+1] = base + b * h[t] + ...``: the hype, which moves both the
+        number and the tone of the posts about a stock. 0 with the three below 0 is the
+        placebo (no text state enters volatility).
+    effect_attention, effect_tone, effect_topic
+        The effects of the states that each move one observable only: the number of
+        posts (attention), the share of hype phrases (tone) and the share of earnings
+        talk (topic). 0 by default; planting one alone (with ``effect=0``) makes a world
+        where only that signal can forecast volatility.
     malformed
         Rate of broken lines (blank, truncated JSON, invalid UTF-8) inserted per record.
     processes
@@ -116,8 +125,11 @@ def generate(
         raise WsbError(f"--end ({end_d}) must be after --start ({start_d}); pass a later --end")
     if not (posts_per_day > 0 and math.isfinite(posts_per_day)):
         raise WsbError(f"--posts-per-day must be a positive number, got {posts_per_day!r}")
-    if not math.isfinite(effect):
-        raise WsbError(f"--effect must be a finite number, got {effect!r}; 0 is the placebo")
+    effects = {"attention": effect_attention, "tone": effect_tone, "topic": effect_topic}
+    for name, value in {"effect": effect, **{f"effect-{k}": v for k, v in effects.items()}}.items():
+        if not math.isfinite(value):
+            raise WsbError(f"--{name} must be a finite number, got {value!r}; 0 plants nothing")
+    effects = {k: float(v) for k, v in effects.items()}
     if not 0.0 <= malformed <= 0.5:
         raise WsbError(f"--malformed must be a rate between 0 and 0.5, got {malformed!r}; e.g. 0.001")
     seed = int(seed)
@@ -131,7 +143,7 @@ def generate(
     out.mkdir(parents=True, exist_ok=True)
     days = trading_days(start_d, end_d)
     stocks = build_universe(days, int(tickers), seed)
-    latent = simulate_latent(stocks, len(days), seed=seed, effect=float(effect), params=p)
+    latent = simulate_latent(stocks, len(days), seed=seed, effect=float(effect), effects=effects, params=p)
     n_st = len(stocks)
 
     # --- calendar days -> trading day, and the symbol each stock goes by ----------------
@@ -155,15 +167,15 @@ def generate(
     rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(dumps.STREAM_PLAN,))))
     g = dumps.day_factor(cal, tp["yearly_growth"], tp["weekend_factor"])
     weight = np.array([s.weight for s in stocks])
-    kappa = tp["hype_count_loading"]
+    kappa, kappa_g = tp["hype_count_loading"], tp["attention_count_loading"]
     h_cal = np.zeros((len(cal), n_st))
-    h_cal[td_ok] = latent["hype"][day_td[td_ok]]
+    h_cal[td_ok] = kappa * latent["hype"][day_td[td_ok]] + kappa_g * latent["attention"][day_td[td_ok]]
     lam = (
         tp["mention_share"]
         * posts_per_day
         * g[:, None]
         * weight[None, :]
-        * np.exp(kappa * h_cal - kappa * kappa / 2.0)
+        * np.exp(h_cal - (kappa * kappa + kappa_g * kappa_g) / 2.0)
         * (sym_idx >= 0)
     )
     n_about = rng.poisson(lam)
@@ -202,6 +214,8 @@ def generate(
         gen_sub=gen_sub,
         gen_com=gen_com,
         hype=latent["hype"],
+        tone_state=latent["tone"],
+        topic_state=latent["topic"],
         chunk_days=chunk_days,
         sub_offset=sub_offset,
         com_offset=com_offset,
@@ -239,6 +253,7 @@ def generate(
             end=end_d,
             posts_per_day=posts_per_day,
             effect=float(effect),
+            effects=effects,
             malformed=float(malformed),
             p=p,
             tp=tp,
@@ -290,6 +305,7 @@ def generate(
         "processes": processes,
         "seed": seed,
         "effect": float(effect),
+        "effects": effects,
         "tickers": int(tickers),
         "truth": str(paths["truth"]),
     }
@@ -391,9 +407,9 @@ def _special_cases(stocks, days, cal) -> tuple[list[dict], dict]:
 
 def _write_latent(path: Path, stocks, days, latent, lat_rows) -> None:
     n_days, n = latent["alive"].shape
-    counts = np.zeros((n_days, n, 3), dtype=np.int64)
-    for t, j, c0, c1, c2 in lat_rows:
-        counts[t, j] += (c0, c1, c2)
+    counts = np.zeros((n_days, n, 4), dtype=np.int64)
+    for t, j, *c in lat_rows:
+        counts[t, j] += c
     ti, jj = np.nonzero(latent["alive"])
     permno = np.array([s.permno for s in stocks], dtype=np.int64)
     table = pa.table(
@@ -401,12 +417,16 @@ def _write_latent(path: Path, stocks, days, latent, lat_rows) -> None:
             "permno": permno[jj],
             "date": pa.array(days[ti].astype("datetime64[D]"), type=pa.date32()),
             "hype": latent["hype"][ti, jj],
+            "attention": latent["attention"][ti, jj],
+            "tone": latent["tone"][ti, jj],
+            "topic": latent["topic"][ti, jj],
             "log_sigma_base": latent["log_sigma_base"][ti, jj],
             "log_sigma": latent["log_sigma"][ti, jj],
             "ret": latent["ret"][ti, jj],
             "n_posts": counts[ti, jj, 0].astype(np.int32),
             "n_hype_phrases": counts[ti, jj, 1].astype(np.int32),
             "n_tone_phrases": counts[ti, jj, 2].astype(np.int32),
+            "n_topic_posts": counts[ti, jj, 3].astype(np.int32),
         }
     )
     order = np.lexsort((days[ti], permno[jj]))
@@ -421,6 +441,7 @@ def _truth(
     end,
     posts_per_day,
     effect,
+    effects,
     malformed,
     p,
     tp,
@@ -472,20 +493,33 @@ def _truth(
             "end": end.isoformat(),
             "posts_per_day": posts_per_day,
             "effect": effect,
+            **{f"effect_{k}": v for k, v in effects.items()},
             "malformed": malformed,
         },
         "effect": {
             "b": effect,
-            "placebo": effect == 0,
-            "formula": "log_sigma[t,i] = mu_i + m[t] + a[t,i] + b * h[t-1,i];  ret[t,i] = sigma[t,i] * z[t,i]",
+            "channels": {"hype": effect, **effects},
+            "placebo": effect == 0 and not any(effects.values()),
+            "formula": (
+                "log_sigma[t,i] = mu_i + m[t] + a[t,i] + b * h[t-1,i] + b_attention * g[t-1,i] "
+                "+ b_tone * u[t-1,i] + b_topic * q[t-1,i];  ret[t,i] = sigma[t,i] * z[t,i]"
+            ),
             "timing": (
                 "h of trading day t drives the posts dated (UTC) on the calendar days after the "
                 "previous trading day up to and including t, and the log-volatility of the next "
                 "trading day t+1"
             ),
-            "hype": "h[t,i] = phi * h[t-1,i] + sqrt(1 - phi^2) * eta[t,i], eta ~ N(0,1)",
-            "posts_about_stock": "Poisson(mention_share * posts_per_day * g(d) * w_i * exp(kappa*h - kappa^2/2))",
-            "tone": "each phrase is hype with probability sigmoid(gamma * h + mood), mood ~ N(0, mood_sd^2)",
+            "hype": "h[t,i] = phi * h[t-1,i] + sqrt(1 - phi^2) * eta[t,i], eta ~ N(0,1); g, u, q: the same, own streams",
+            "posts_about_stock": (
+                "Poisson(mention_share * posts_per_day * g(d) * w_i * exp(kappa*h + kappa_g*g - (kappa^2 + kappa_g^2)/2))"
+            ),
+            "tone": (
+                "each phrase is hype with probability sigmoid(gamma * h + gamma_u * u + mood), mood ~ N(0, mood_sd^2)"
+            ),
+            "topic": (
+                "a post is earnings talk with probability sigmoid(logit(topic_share) + topic_loading * q); "
+                "then each phrase is an earnings phrase with probability topic_phrase_share"
+            ),
         },
         "process": p,
         "text": tp,
@@ -495,6 +529,7 @@ def _truth(
             "submissions": n_sub,
             "comments": n_com,
             "posts_about_stocks": about,
+            "topic_posts": sum(r[5] for r in lat_rows),
             "trading_days": n_days,
             "calendar_days": n_cal,
             "chunks": n_chunks,

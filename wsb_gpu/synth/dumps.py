@@ -34,8 +34,13 @@ COM_ID_BASE = 36**6  # first comment id "1000000"
 DEFAULT_TEXT_PARAMS: dict = {
     "mention_share": 0.30,  # expected share of records that are about a stock
     "submission_share": 0.10,  # share of records that are submissions (rest comments)
-    "hype_count_loading": 0.6,  # kappa: posts about a stock scale with exp(kappa * h)
-    "hype_tone_loading": 1.5,  # gamma: tone s = sigmoid(gamma * h + mood)
+    "hype_count_loading": 0.6,  # kappa: posts about a stock scale with exp(kappa * h + kappa_g * g)
+    "hype_tone_loading": 1.5,  # gamma: tone s = sigmoid(gamma * h + gamma_u * u + mood)
+    "attention_count_loading": 0.6,  # kappa_g: the attention state moves only the number of posts
+    "tone_loading": 1.5,  # gamma_u: the tone state moves only the share of hype phrases
+    "topic_share": 0.15,  # share of about-posts that are earnings talk when the topic state is 0
+    "topic_loading": 1.5,  # the topic state q moves that share: sigmoid(logit(topic_share) + loading * q)
+    "topic_phrase_share": 0.7,  # share of a topic post's phrases that are earnings phrases
     "mood_sd": 0.8,  # sd of the author's own mood shift
     "second_mention_share": 0.08,  # about-posts that also name another stock
     "old_symbol_share": 0.10,  # posts about a renamed stock that still use the old symbol
@@ -117,6 +122,8 @@ class DumpContext:
     gen_sub: np.ndarray  # (days,) planned generic submissions
     gen_com: np.ndarray
     hype: np.ndarray  # (trading days x stocks)
+    tone_state: np.ndarray  # (trading days x stocks) u: moves the tone only
+    topic_state: np.ndarray  # (trading days x stocks) q: moves the share of earnings posts only
     chunk_days: int
     sub_offset: np.ndarray  # (chunks + 1,) first submission counter of each chunk
     com_offset: np.ndarray
@@ -373,8 +380,8 @@ def _times(rng: np.random.Generator, n: int, day_start: int, share_hours: float)
 def make_chunk(ctx: DumpContext, k: int) -> tuple[bytes, bytes, dict, list]:
     """Records of chunk ``k``: (submission NDJSON bytes, comment NDJSON bytes, stats, latent).
 
-    ``latent`` is ``[(trading day, stock, n_posts, n_hype_phrases, n_tone_phrases), ...]``
-    for the stock-days this chunk's posts are about.
+    ``latent`` is ``[(trading day, stock, n_posts, n_hype_phrases, n_tone_phrases,
+    n_topic_posts), ...]`` for the stock-days this chunk's posts are about.
     """
     rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(ctx.seed, spawn_key=(STREAM_CHUNK, k))))
     d = tx.Draws(
@@ -410,7 +417,8 @@ def make_chunk(ctx: DumpContext, k: int) -> tuple[bytes, bytes, dict, list]:
     stats: dict = {}
     td_lo = max(int(ctx.day_td[lo:hi].min()), 0) if hi > lo else 0
     td_hi = int(ctx.day_td[lo:hi].max()) + 1 if hi > lo else 0
-    lat = np.zeros((max(td_hi - td_lo, 1), n_stocks, 3), dtype=np.int64)
+    lat = np.zeros((max(td_hi - td_lo, 1), n_stocks, 4), dtype=np.int64)
+    topic_logit = math.log(tp["topic_share"] / (1.0 - tp["topic_share"]))
     forced_ids: dict = {}
 
     sub_sel = np.flatnonzero(kinds == 0)
@@ -437,8 +445,9 @@ def make_chunk(ctx: DumpContext, k: int) -> tuple[bytes, bytes, dict, list]:
             sym = ctx.old_symbol[j]
             stats["old_symbol"] = stats.get("old_symbol", 0) + 1
         td = int(ctx.day_td[di])
-        h = float(ctx.hype[td, j])
-        tone = _sigmoid(tp["hype_tone_loading"] * h + tp["mood_sd"] * d.normal())
+        h, u = float(ctx.hype[td, j]), float(ctx.tone_state[td, j])
+        tone = _sigmoid(tp["hype_tone_loading"] * h + tp["tone_loading"] * u + tp["mood_sd"] * d.normal())
+        on_topic = d.u() < _sigmoid(topic_logit + tp["topic_loading"] * float(ctx.topic_state[td, j]))
         other = None
         if d.u() < tp["second_mention_share"]:
             j2 = int(d.u() * n_stocks)
@@ -446,11 +455,15 @@ def make_chunk(ctx: DumpContext, k: int) -> tuple[bytes, bytes, dict, list]:
             if j2 != j and s2 >= 0:
                 other = ctx.symbols[s2]
                 stats["second_mention"] = stats.get("second_mention", 0) + 1
-        title, body, n_hype, n_tone = tx.about_text(sym, bool(ctx.protected[j]), tone, submission, d, stats, other)
+        topic = tp["topic_phrase_share"] if on_topic else 0.0
+        title, body, n_hype, n_tone, _ = tx.about_text(
+            sym, bool(ctx.protected[j]), tone, submission, d, stats, other, topic
+        )
         cell = lat[td - td_lo, j]
         cell[0] += 1
         cell[1] += n_hype
         cell[2] += n_tone
+        cell[3] += on_topic
         return title, body
 
     def finish(rec: dict, year: int, created: int, text_key: str, is_sub: bool, keep_text: bool = False) -> bytes:
@@ -483,7 +496,7 @@ def make_chunk(ctx: DumpContext, k: int) -> tuple[bytes, bytes, dict, list]:
                 rec["edited"] = when
                 stats["edited_int"] = stats.get("edited_int", 0) + 1
         escaped = year <= q["ascii_escaped_until"]
-        if d.u() < q["lone_surrogate"]:
+        if d.u() < q["lone_surrogate"] and rec[text_key] not in ("[deleted]", "[removed]"):
             rec[text_key] += "\ud83d"
             escaped = True
             stats["lone_surrogate"] = stats.get("lone_surrogate", 0) + 1
@@ -615,7 +628,7 @@ def make_chunk(ctx: DumpContext, k: int) -> tuple[bytes, bytes, dict, list]:
     latent = []
     for a, j in zip(*np.nonzero(lat[..., 0])):
         c = lat[a, j]
-        latent.append((int(a + td_lo), int(j), int(c[0]), int(c[1]), int(c[2])))
+        latent.append((int(a + td_lo), int(j), int(c[0]), int(c[1]), int(c[2]), int(c[3])))
     stats["forced_ids"] = forced_ids
     return out[0], out[1], stats, latent
 

@@ -9,13 +9,19 @@ the returns are bit-identical whatever the hype does.
 The model (``t`` = trading day of the global calendar, ``i`` = stock)::
 
     h[t, i] = phi * h[t-1, i] + sqrt(1 - phi**2) * eta[t, i]            hype, N(0, 1)
+    g, u, q = three more states of the same AR(1) form, each on its own stream:
+              attention (only how many posts), tone (only what share of hype phrases)
+              and topic (only how many posts are earnings talk)
     a[t, i] = c_d * a[t-1] + c_w * mean(a[t-5:t]) + c_m * mean(a[t-22:t]) + s_a * e[t, i]
     m[t]    = same HAR recursion with s_m (market-wide log-volatility)
-    log_sigma[t, i] = mu_i + m[t] + a[t, i] + effect * h[t-1, i]
+    log_sigma[t, i] = mu_i + m[t] + a[t, i]
+                      + b * h[t-1, i] + b_att * g[t-1, i] + b_tone * u[t-1, i] + b_topic * q[t-1, i]
     ret[t, i] = sigma[t, i] * z[t, i],   z ~ Student-t(nu) scaled to unit variance
 
-``e`` is Student-t too (fat-tailed volatility shocks). The hype of day ``t`` therefore
-raises the log-volatility of the *next* trading day only; it never enters ``a`` or ``m``.
+``e`` is Student-t too (fat-tailed volatility shocks). Each state of day ``t`` raises the
+log-volatility of the *next* trading day only; none enters ``a`` or ``m``. The hype ``h``
+moves both the number and the tone of the posts (the world of ``effect``); ``g``, ``u`` and
+``q`` each move one observable only, so each text channel can be planted on its own.
 """
 
 from __future__ import annotations
@@ -29,6 +35,10 @@ from wsb_gpu.errors import WsbError
 
 # Random streams (spawn keys); fixed forever so that outputs stay reproducible.
 STREAM_UNIVERSE, STREAM_HYPE, STREAM_VOL, STREAM_MARKET, STREAM_RET, STREAM_CRSP = range(1, 7)
+STREAM_ATTENTION, STREAM_TONE, STREAM_TOPIC = range(7, 10)
+
+CHANNELS = ("attention", "tone", "topic")
+"""The text channels that can be planted one at a time (``effects`` of :func:`simulate_latent`)."""
 
 MIN_TICKERS = 10
 
@@ -256,28 +266,46 @@ def _har(shocks: np.ndarray, c_d: float, c_w: float, c_m: float) -> np.ndarray:
     return out
 
 
+def _ar1(rng: np.random.Generator, shape: tuple[int, int], phi: float) -> np.ndarray:
+    """A stationary AR(1) with unit variance along axis 0."""
+    eta = rng.standard_normal(shape)
+    out = np.empty(shape)
+    out[0] = eta[0]
+    scale = np.sqrt(1.0 - phi * phi)
+    for t in range(1, shape[0]):
+        out[t] = phi * out[t - 1] + scale * eta[t]
+    return out
+
+
 def simulate_latent(
-    stocks: list[Stock], n_days: int, *, seed: int, effect: float, params: dict | None = None
+    stocks: list[Stock],
+    n_days: int,
+    *,
+    seed: int,
+    effect: float,
+    effects: dict | None = None,
+    params: dict | None = None,
 ) -> dict[str, np.ndarray]:
     """Simulate the latent panel on ``n_days`` trading days (arrays of shape days x stocks).
 
-    Returns ``hype``, ``log_sigma_base`` (the log-volatility without the hype term),
-    ``log_sigma`` (= base + effect * hype of the previous trading day), ``ret`` and
-    ``alive`` (bool). The hype, volatility and return shocks come from separate random
-    streams, so ``log_sigma_base`` and ``ret / sigma`` do not depend on ``effect``.
+    Returns the states ``hype``, ``attention``, ``tone`` and ``topic``, ``log_sigma_base``
+    (the log-volatility without any text term), ``log_sigma`` (= base + ``effect`` * hype +
+    ``effects[c]`` * state ``c`` of the previous trading day, for the :data:`CHANNELS`),
+    ``ret`` and ``alive`` (bool). Every state and shock has its own random stream, so
+    ``log_sigma_base`` and ``ret / sigma`` do not depend on the effects.
     """
     p = {**DEFAULT_PARAMS, **(params or {})}
+    effects = {c: float((effects or {}).get(c, 0.0)) for c in CHANNELS}
     n, burn = len(stocks), int(p["burn_in"])
     total = n_days + burn
 
-    rng_h = _rng(seed, STREAM_HYPE)
-    eta = rng_h.standard_normal((total, n))
     phi = p["hype_phi"]
-    hype = np.empty((total, n))
-    hype[0] = eta[0]
-    scale = np.sqrt(1.0 - phi * phi)
-    for t in range(1, total):
-        hype[t] = phi * hype[t - 1] + scale * eta[t]
+    hype = _ar1(_rng(seed, STREAM_HYPE), (total, n), phi)
+    states = {
+        "attention": _ar1(_rng(seed, STREAM_ATTENTION), (total, n), phi),
+        "tone": _ar1(_rng(seed, STREAM_TONE), (total, n), phi),
+        "topic": _ar1(_rng(seed, STREAM_TOPIC), (total, n), phi),
+    }
 
     rng_v = _rng(seed, STREAM_VOL)
     mu = p["mu_mean"] + p["mu_sd"] * rng_v.standard_normal(n)
@@ -289,8 +317,14 @@ def simulate_latent(
     )
 
     base = mu[None, :] + m + a
-    hype_prev = np.vstack([np.zeros((1, n)), hype[:-1]])
-    log_sigma = base + effect * hype_prev if effect != 0 else base.copy()
+
+    def previous(x: np.ndarray) -> np.ndarray:
+        return np.vstack([np.zeros((1, n)), x[:-1]])
+
+    log_sigma = base + effect * previous(hype) if effect != 0 else base.copy()
+    for c in CHANNELS:
+        if effects[c] != 0:
+            log_sigma += effects[c] * previous(states[c])
 
     rng_r = _rng(seed, STREAM_RET)
     z = _unit_t(rng_r, p["ret_df"], (total, n))
@@ -302,6 +336,7 @@ def simulate_latent(
     sl = slice(burn, None)
     return {
         "hype": hype[sl],
+        **{c: states[c][sl] for c in CHANNELS},
         "log_sigma_base": base[sl],
         "log_sigma": log_sigma[sl],
         "ret": ret[sl],

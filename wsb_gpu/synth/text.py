@@ -1,11 +1,14 @@
 """WSB-like text: vocabulary, ticker mention forms, and post composition.
 
 A post *about* a stock is built from short phrases. Each phrase is drawn from the
-**hype** bank (squeeze, moon, calls, 🚀, tendies ...) with probability ``s`` and from the
-**calm** bank (dividend, hold, earnings, guidance ...) otherwise, where
-``s = sigmoid(gamma * h + delta)`` is the post's tone, ``h`` the stock's hype state that
-day and ``delta`` the author's own mood. So what the posts about a stock *say* moves
-with its hype; averaged over a stock-day, the share of hype phrases estimates ``h``.
+**hype** bank (squeeze, moon, calls, 🚀, tendies, with clearly positive words) with
+probability ``s`` and from the **calm** bank (dividend, hold, valuation ...) otherwise, where
+``s = sigmoid(gamma * h + gamma_u * u + delta)`` is the post's tone, ``h`` the stock's hype
+state that day, ``u`` its tone state and ``delta`` the author's own mood. So what the posts
+about a stock *say* moves with its hype; averaged over a stock-day, the share of hype
+phrases estimates ``gamma * h + gamma_u * u``. A post is about the **topic** (earnings and
+guidance talk, the ``TOPIC`` bank, tone-free) with a probability that moves with the
+stock's topic state ``q``; most of its phrases are then topic phrases.
 
 Posts that mention no stock (most of them) are generic chatter whose tone is unrelated
 to any hype. They carry the traps of real WSB text: common words in capitals (``ALL IN``,
@@ -23,56 +26,70 @@ import string
 import numpy as np
 
 HYPE = (
-    "{T} to the moon 🚀🚀🚀",
-    "short squeeze incoming on {T}",
-    "loaded up on {T} calls, {S}c {D} 🚀",
-    "tendies tonight boys",
-    "diamond hands 💎🙌 not selling {T}",
-    "this is going parabolic",
-    "gamma squeeze is real, shorts are trapped",
-    "YOLO'd my entire savings into {T} calls",
+    "{T} to the moon 🚀🚀🚀 love it",
+    "short squeeze incoming on {T}, so excited",
+    "loaded up on {T} calls, {S}c {D} 🚀 best trade ever",
+    "tendies tonight boys, what a win",
+    "diamond hands 💎🙌 not selling {T}, this is amazing",
+    "this is going parabolic, awesome",
+    "gamma squeeze is real, huge gains coming",
+    "YOLO'd my entire savings into {T} calls, feeling great",
     "apes together strong 🦍🦍",
-    "buy the dip and hold the line, {T} squeeze not squoze",
-    "FOMO'd in at the open, IV is insane",
-    "short interest over {PCT}%, hedgies are fukd",
-    "{T} 🚀🚀 next stop ${S}",
-    "can't stop won't stop 🚀",
-    "lambo or food stamps, all in on {T}",
-    "calls are printing, literally free money",
-    "{T} ripping after hours, moon mission confirmed 🌕",
-    "bought more {T} weeklies, we ride at dawn",
-    "shorts haven't covered, squeeze of the century",
-    "{T} options chain is on fire, {S}c for {D}",
-    "my {T} calls went up {PCT}% today 🚀",
-    "hold 💎🙌 the squeeze hasn't even started",
-    "retail is buying every dip on {T}, tendies incoming",
-    "rocket fuel loaded 🚀🚀 {T} breaking out",
+    "buy the dip and hold the line, {T} squeeze not squoze, so happy",
+    "FOMO'd in at the open, best day ever",
+    "short interest over {PCT}%, hedgies are fukd, we win",
+    "{T} 🚀🚀 next stop ${S}, love this",
+    "unstoppable 🚀 great vibes",
+    "lambo or food stamps, all in on {T}, excited",
+    "calls are printing, literally free money, amazing",
+    "{T} ripping after hours, moon mission confirmed 🌕 wonderful",
+    "bought more {T} weeklies, we ride at dawn, glorious",
+    "squeeze of the century, incredible gains",
+    "{T} options chain is on fire, {S}c for {D}, best play",
+    "my {T} calls went up {PCT}% today 🚀 huge win",
+    "hold 💎🙌 the squeeze is just starting, great",
+    "retail is buying every dip on {T}, tendies incoming, awesome",
+    "rocket fuel loaded 🚀🚀 {T} breaking out, love it",
 )
+"""Exuberant phrases: VADER and FinBERT-style sentiment read them as clearly positive."""
 
 CALM = (
     "{T} pays a solid dividend, I just reinvest it",
     "holding {T} for the long term, boring but steady",
-    "earnings next week, guidance should be in line",
-    "P/E around {PE}, fair valuation imo",
+    "P/E around {PE}, valuation in the usual range",
     "balance sheet looks healthy, low debt",
     "selling covered calls on {T} for a little income",
-    "quarterly revenue grew {PCT}% year over year",
-    "management reiterated full-year guidance",
     "nothing happening with {T} today, flat as usual",
     "dollar cost averaging into {T} every month",
-    "free cash flow covers the payout easily",
-    "analysts expect EPS of {EPS} this quarter",
+    "free cash flow covers the payout",
     "trimmed my {T} position to rebalance the portfolio",
-    "waiting for the 10-K before adding more {T}",
-    "{T} is a value play, margins are stable",
+    "{T} is a value stock, margins unchanged",
     "the dividend yield on {T} is about {DY}%",
-    "conference call was uneventful, outlook unchanged",
     "long term holder of {T}, I check it once a quarter",
     "{T} trades in a tight range, low volatility",
     "buyback program continues, slow and steady",
-    "{T} reports earnings after the close, expecting a small beat",
     "fundamentals look fine, nothing to see here",
+    "not much going on, {T} is just sitting there",
 )
+"""Unexcited phrases (about neutral for VADER)."""
+
+TOPIC = (
+    "earnings next week, guidance should be in line",
+    "quarterly revenue grew {PCT}% year over year",
+    "management reiterated full-year guidance",
+    "analysts expect EPS of {EPS} this quarter",
+    "waiting for the 10-K before adding more {T}",
+    "conference call was uneventful, outlook unchanged",
+    "{T} reports earnings after the close",
+    "{T} earnings call tomorrow, watch the guidance",
+    "consensus EPS estimate is {EPS} for the quarter",
+    "the quarterly report comes out {D}, revenue and margins in focus",
+    "guidance for next quarter is what matters in the {T} report",
+    "earnings whisper number for {T} is {EPS}",
+    "{T} earnings date is {D}, implied move {PCT}%",
+    "reading the {T} earnings transcript, segment revenue in line",
+)
+"""Earnings and guidance talk: one topic, tone-free (VADER scores these phrases 0)."""
 
 NEUTRAL = (
     "what do you guys think about {T}?",
@@ -254,30 +271,46 @@ def _fill(template: str, tick: str, d: Draws) -> str:
     return template.format(**{name: _slot(name, tick, d) for name in slots})
 
 
-def tone_phrases(tick: str, tone: float, k: int, d: Draws) -> tuple[list[str], int]:
-    """``k`` phrases, each hype with probability ``tone``; returns (phrases, n_hype)."""
-    out, n_hype = [], 0
+def tone_phrases(tick: str, tone: float, k: int, d: Draws, topic: float = 0.0) -> tuple[list[str], int, int]:
+    """``k`` phrases: each a topic phrase with probability ``topic``, else hype with
+    probability ``tone``, else calm; returns (phrases, n_hype, n_topic).
+
+    With ``topic = 0`` no extra random number is drawn.
+    """
+    out, n_hype, n_topic = [], 0, 0
     for _ in range(k):
-        if d.u() < tone:
+        if topic > 0.0 and d.u() < topic:
+            out.append(_fill(d.pick(TOPIC), tick, d))
+            n_topic += 1
+        elif d.u() < tone:
             out.append(_fill(d.pick(HYPE), tick, d))
             n_hype += 1
         else:
             out.append(_fill(d.pick(CALM), tick, d))
-    return out, n_hype
+    return out, n_hype, n_topic
 
 
 def about_text(
-    sym: str, protected: bool, tone: float, submission: bool, d: Draws, stats: dict, other: str | None = None
-) -> tuple[str, str, int, int]:
-    """Text of a post about one stock: returns (title, body, n_hype_phrases, n_tone_phrases).
+    sym: str,
+    protected: bool,
+    tone: float,
+    submission: bool,
+    d: Draws,
+    stats: dict,
+    other: str | None = None,
+    topic: float = 0.0,
+) -> tuple[str, str, int, int, int]:
+    """Text of a post about one stock: returns (title, body, n_hype_phrases,
+    n_tone_phrases, n_topic_phrases).
 
     For comments the title is empty. The first phrase carries the ticker; a second,
-    unrelated ticker ``other`` is mentioned in passing when given.
+    unrelated ticker ``other`` is mentioned in passing when given. ``topic`` is the share of
+    phrases that are earnings talk (0 for a post that is not about the topic).
     """
     form, tick = mention(sym, protected, d)
     stats["form_" + form] = stats.get("form_" + form, 0) + 1
     k = (2 + int(d.u() * 4)) if submission else (1 + int(d.u() * 2.2))
-    phrases, n_hype = tone_phrases(tick, tone, k, d)
+    phrases, n_hype, n_topic = tone_phrases(tick, tone, k, d, topic)
     if tick not in phrases[0]:
         phrases[0] = f"{tick} {phrases[0]}" if d.u() < 0.5 else f"{phrases[0]} {tick}"
     if d.u() < 0.25:
@@ -292,8 +325,8 @@ def about_text(
         if d.u() < 0.2:
             rest.append(_fill(d.pick(URLS), sym, d))
         sep = "\n\n" if d.u() < 0.5 else " "
-        return title, sep.join(rest), n_hype, k
-    return "", " ".join(phrases), n_hype, k
+        return title, sep.join(rest), n_hype, k - n_topic, n_topic
+    return "", " ".join(phrases), n_hype, k - n_topic, n_topic
 
 
 def generic_text(submission: bool, d: Draws) -> tuple[str, str]:

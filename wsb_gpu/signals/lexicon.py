@@ -1,0 +1,173 @@
+"""A market-learned lexicon: each word's score is what followed the stock-days it appeared on.
+
+Fitted inside one training window (never on the test year):
+
+1. Every training post's distinct content words (stop words out) are paired with the
+   stock-day the post belongs to (its link), and that stock-day's **label**: by default
+   ``log(y / vol_22)``, the log of the next-day volatility over its monthly level, i.e.
+   how unusually volatile the next day was (``train.lexicon.label``).
+2. What counts is whether a word appears on a stock-day, not how often: the unit is the
+   distinct (word, stock-day) pair.
+3. A word's score is the mean label over its pairs minus the mean label of the window's
+   training rows (so an unknown or uninformative word scores about 0), kept only when the
+   word appears on at least ``min_dates`` distinct dates (``train.lexicon.min_dates``,
+   default 10): rare words give spurious scores.
+4. A post's score is the mean score of its distinct content words, unknown words counting
+   0; a stock-day's ``lexicon`` column is the mean over its posts.
+
+This is the dictionary of the PolicyPulse seed (word × date presence, forward market
+change, a minimum number of distinct dates) built per rolling window, where the seed built
+it once on the whole sample.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from wsb_gpu.signals.words import content_words, distinct
+
+LABELS = ("log_ratio", "har_residual")
+
+
+def label_values(y: np.ndarray, vol_22: np.ndarray, har_prediction: np.ndarray | None, kind: str) -> np.ndarray:
+    """The lexicon's label of each training row: ``log(y / vol_22)`` or ``y - HAR(y)``.
+
+    Rows where ``log_ratio`` is undefined (a zero volatility) get NaN and are left out.
+
+    >>> label_values(np.array([2.0, 1.0, 0.0]), np.array([1.0, 1.0, 1.0]), None, "log_ratio").round(4).tolist()
+    [0.6931, 0.0, nan]
+    """
+    if kind == "log_ratio":
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out = np.log(y / vol_22)
+        return np.where(np.isfinite(out), out, np.nan)
+    if kind == "har_residual":
+        return y - har_prediction
+    raise ValueError(f"unknown lexicon label {kind!r}; choose from {', '.join(LABELS)}")
+
+
+def word_day_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """Kernel: one row per (word, post) from posts with ``tokens, permno, day, label``.
+
+    The words are each post's distinct content words; the caller drops the duplicates of a
+    word on the same stock-day (two posts of the day with the same word count once).
+
+    >>> f = pd.DataFrame({"tokens": ["the moon moon", "dip"], "permno": [1, 2], "day": [18263, 18263],
+    ...                   "label": [0.5, -1.0]})
+    >>> word_day_rows(f)[["word", "permno", "label"]].values.tolist()
+    [['moon', 1, 0.5], ['dip', 2, -1.0]]
+    """
+    words = [distinct(content_words(t)) for t in frame["tokens"].astype("string").fillna("").tolist()]
+    counts = np.fromiter((len(w) for w in words), dtype=np.int64, count=len(words))
+    take = np.repeat(np.arange(len(words)), counts)
+    out = frame[["permno", "day", "label"]].iloc[take].reset_index(drop=True)
+    out.insert(0, "word", pd.array([w for ws in words for w in ws], dtype="string"))
+    return out
+
+
+@dataclass
+class Lexicon:
+    """A fitted lexicon (see the module docstring).
+
+    Attributes
+    ----------
+    scores
+        Word -> score (mean label of its stock-days minus ``mean_label``).
+    n_dates
+        Word -> distinct dates it appeared on, in the training window.
+    mean_label
+        The mean label of the window's training rows.
+    min_dates
+        The threshold a word passed.
+    """
+
+    scores: dict[str, float]
+    n_dates: dict[str, int]
+    mean_label: float
+    min_dates: int
+    candidates: int = 0
+    label: str = "log_ratio"
+    _cache: dict = field(default_factory=dict, repr=False)
+
+    def score(self, tokens: str | None) -> float:
+        """The score of a post (its ``tokens`` value): the mean over its distinct content
+        words, unknown words counting 0; 0 for a post without words.
+
+        >>> Lexicon({"moon": 0.4, "dip": -0.2}, {}, 0.0, 10).score("to the moon and the dip and rockets")
+        0.06666666666666667
+        """
+        words = distinct(content_words(tokens))
+        if not words:
+            return 0.0
+        get = self.scores.get
+        return math.fsum(get(w, 0.0) for w in words) / len(words)
+
+    def scores_of(self, tokens: Sequence[str | None]) -> np.ndarray:
+        """:meth:`score` of many posts (float64)."""
+        return np.fromiter((self.score(t) for t in tokens), dtype=np.float64, count=len(tokens))
+
+    def top(self, k: int = 10) -> dict[str, list[list]]:
+        """The ``k`` highest and lowest scoring words with their scores and date counts."""
+        ranked = sorted(self.scores.items(), key=lambda kv: (-kv[1], kv[0]))
+        row = lambda w, s: [w, round(s, 6), int(self.n_dates.get(w, 0))]  # noqa: E731
+        return {"highest": [row(w, s) for w, s in ranked[:k]], "lowest": [row(w, s) for w, s in ranked[::-1][:k]]}
+
+    def info(self) -> dict:
+        return {
+            "label": self.label,
+            "words": len(self.scores),
+            "candidates": self.candidates,
+            "min_dates": self.min_dates,
+            "mean_label": self.mean_label,
+            **self.top(),
+        }
+
+
+def lexicon_from_counts(counts: pd.DataFrame, mean_label: float, min_dates: int, label: str = "log_ratio") -> Lexicon:
+    """The lexicon from per-word sums over distinct (word, stock-day) pairs.
+
+    ``counts`` has ``word, label_sum, n, n_dates``: the sum and number of the labels of the
+    word's stock-days and its number of distinct dates.
+
+    >>> c = pd.DataFrame({"word": ["a", "b"], "label_sum": [3.0, 1.0], "n": [3, 1], "n_dates": [12, 1]})
+    >>> lexicon_from_counts(c, 0.5, 10).scores
+    {'a': 0.5}
+    """
+    kept = counts[counts["n_dates"] >= min_dates]
+    means = (kept["label_sum"].to_numpy(np.float64) / kept["n"].to_numpy(np.float64)) - float(mean_label)
+    words = kept["word"].astype(str).tolist()
+    return Lexicon(
+        scores=dict(zip(words, means.tolist())),
+        n_dates=dict(zip(words, kept["n_dates"].astype(int).tolist())),
+        mean_label=float(mean_label),
+        min_dates=int(min_dates),
+        candidates=len(counts),
+        label=label,
+    )
+
+
+def fit_lexicon_reference(
+    posts: Iterable[tuple[str, object, object, float]], mean_label: float, min_dates: int
+) -> dict[str, float]:
+    """The lexicon by a plain loop, as the seed builds it: for each word, the set of
+    (stock, date) pairs it appears on and their labels. For the tests.
+
+    ``posts`` yields ``(tokens, permno, date, label)``.
+
+    >>> fit_lexicon_reference([("moon", 1, "d1", 1.0), ("moon moon", 1, "d1", 1.0), ("moon", 2, "d2", 0.0)], 0.0, 2)
+    {'moon': 0.5}
+    """
+    seen: dict[str, dict[tuple, float]] = {}
+    for tokens, permno, date, label in posts:
+        for w in set(content_words(tokens)):
+            seen.setdefault(w, {})[(permno, date)] = label
+    out = {}
+    for w, days in seen.items():
+        if len({d for _, d in days}) >= min_dates:
+            out[w] = sum(days.values()) / len(days) - mean_label
+    return out
