@@ -38,13 +38,21 @@ from benchmarks import common
 from benchmarks.common import STAGES, error_row, normalise_row
 
 # Which module measures which stage (ingest.py measures both ingest and mentions).
-MODULES = {"ingest": "ingest", "mentions": "ingest", "embed": "embed", "volatility": "volatility", "train": "train"}
-# Default sizes: records (ingest, mentions), posts (embed), stock-days (volatility, train).
+MODULES = {
+    "ingest": "ingest",
+    "mentions": "ingest",
+    "embed": "embed",
+    "signals": "signals",  # signals.py also measures the lexicon, TF-IDF and topics families
+    "volatility": "volatility",
+    "train": "train",
+}
+# Default sizes: records (ingest, mentions), posts (embed, signals), stock-days (volatility, train).
 # Volatility and train are the seed's shapes (25.7M CRSP rows; ~1M stock-days x 772).
 DEFAULT_SIZES = {
     "ingest": 1_000_000,
     "mentions": 1_000_000,
     "embed": 2_000,
+    "signals": 100_000,
     "volatility": 25_700_000,
     "train": 1_000_000,
 }

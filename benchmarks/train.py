@@ -103,6 +103,8 @@ def bench(backend: str, size: int, repeats: int = 3, engines: tuple[str, ...] = 
                     train_years=4,
                     sample="posts",
                     ridge={**RIDGE, "engine": engine},
+                    # One set of the seed's shape (HAR + embedding + attention = 772 columns).
+                    feature_sets={"text": ["embedding", "attention"]},
                 )
 
             times = time_call(run, repeats=repeats, warmup=0)

@@ -197,7 +197,7 @@ def test_harness_runs_every_stage_and_writes_csv_and_section(tmp_path, monkeypat
             "--peers",
             "none",
             "--size",
-            "ingest=3000,embed=16,volatility=20000,train=3000",
+            "ingest=3000,embed=16,signals=1500,volatility=20000,train=3000",
             "--out-dir",
             str(tmp_path),
             "--csv",

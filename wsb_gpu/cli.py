@@ -216,8 +216,8 @@ def run(
     no_progress: bool,
     **values: Any,
 ) -> None:
-    """Run the whole pipeline (ingest → mentions → embed, volatility, features → train →
-    report) in one Dask client; stages whose outputs are up to date are skipped.
+    """Run the whole pipeline (ingest → mentions → embed, signals, volatility → links → features
+    → train → report) in one Dask client; stages whose outputs are up to date are skipped.
 
     \b
     Example:

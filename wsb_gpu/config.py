@@ -190,6 +190,9 @@ class RidgeParams(Section):
     lambda_min: float = Field(gt=0)
     lambda_max: float = Field(gt=0)
     cv_folds: int = Field(ge=2)
+    penalize_har: bool = Field(
+        description="Penalise the HAR terms too (false: only the text columns are shrunk, so ridge nests HAR)."
+    )
 
 
 class XGBoostParams(Section):

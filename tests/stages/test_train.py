@@ -1,6 +1,7 @@
 """Rolling-year training: exact HAR, engines agree, no look-ahead, planted effect found."""
 
 import json
+import math
 
 import numpy as np
 import pandas as pd
@@ -177,6 +178,36 @@ def test_engines_agree_and_stats_metrics_equal_residuals(tmp_path, feats_dir):
         row = ma[(ma.model == "ridge") & (ma.test_year == y)].iloc[0]
         assert abs(row["mse"] - np.mean(e * e)) <= 1e-10 * row["mse"]
         assert abs(row["r2"] - (1 - (e @ e) / np.sum((g.y - g.y.mean()) ** 2))) <= 1e-10
+
+
+def _dm_by_hand(d: np.ndarray) -> float:
+    """One-sided DM statistic with a Bartlett (Newey-West 1994) variance, written out."""
+    T = len(d)
+    L = int(np.floor(4 * (T / 100) ** (2 / 9)))
+    x = d - d.mean()
+    v = x @ x / T + 2 * sum((1 - k / (L + 1)) * (x[k:] @ x[:-k]) / T for k in range(1, L + 1))
+    return d.mean() / np.sqrt(v / T)
+
+
+def test_with_vs_without_the_text_compares_each_model_with_its_har_set(tmp_path, feats_dir):
+    """dm_base_*: each (model, set) against the same model on the HAR terms alone (its `har`
+    set), from the daily mean loss differential of the saved predictions."""
+    out, m, _ = run(tmp_path, "base", features=feats_dir, feature_sets={"har": [], "text": ["embedding"]})
+    p = pd.read_parquet(out / "predictions")
+    p["year"] = pd.to_datetime(p["date"].astype("datetime64[s]")).dt.year.astype(str)
+    rows = m.set_index(["model", "feature_set", "test_year"]).sort_index()
+    assert rows.loc[("har", "har"), "dm_base_pvalue"].isna().all()
+    assert rows.loc[("ridge", "har"), "dm_base_pvalue"].isna().all()  # the base itself
+    # The HAR terms are unpenalised (train.ridge.penalize_har: false): ridge on them alone is
+    # HAR, and a DM test of the two would test round-off.
+    np.testing.assert_allclose(p["yhat_ridge__har"], p["yhat_har"], rtol=1e-9)
+    assert rows.loc[("ridge", "har"), "dm_pvalue"].isna().all()
+    loss = lambda g, key: ((g["y"] - g[f"yhat_{key}"]) ** 2).groupby(g["date"]).mean()  # noqa: E731
+    for year, g in [*p.groupby("year"), ("all", p)]:
+        d = (loss(g, "ridge__text") - loss(g, "ridge__har")).sort_index().to_numpy()
+        got = rows.loc[("ridge", "text", year)]
+        assert got["dm_base_stat"] == pytest.approx(_dm_by_hand(d), rel=1e-9)
+        assert got["dm_base_pvalue"] == pytest.approx(0.5 * math.erfc(-_dm_by_hand(d) / math.sqrt(2)), rel=1e-9)
 
 
 def test_no_look_ahead_and_row_order_free(tmp_path, panel):

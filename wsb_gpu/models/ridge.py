@@ -2,11 +2,18 @@
 
 The model for one training set is
 
-    minimise  || y - b0 - Z w ||^2 + lam * || w ||^2,   Z = (X - mean) / scale,
+    minimise  || y - b0 - Z w ||^2 + lam * || w_pen ||^2,   Z = (X - mean) / scale,
 
 with ``mean`` and ``scale`` (population standard deviation) taken from the training rows
-only and the intercept ``b0`` not penalised. This is scikit-learn's ``Ridge(alpha=lam)``
-on standardised inputs. Coefficients are reported on the original scale:
+only and the intercept ``b0`` not penalised. ``w_pen`` is every coefficient but the first
+``free`` ones: the training stage puts the HAR terms first and leaves them unpenalised
+(``train.ridge.penalize_har: false``), so the model nests HAR and λ shrinks only the text
+columns. With ``free = 0`` this is scikit-learn's ``Ridge(alpha=lam)`` on standardised
+inputs. With ``free = k`` the free block is partialled out (Frisch–Waugh–Lovell): the text
+block solves ``(S + lam I) w_t = r`` with the Schur complement ``S = Z_t'Z_t - Z_t'Z_f
+(Z_f'Z_f)^-1 Z_f'Z_t`` and ``r`` the same reduction of ``Z'y``, then
+``w_f = (Z_f'Z_f)^-1 (Z_f'y - Z_f'Z_t w_t)``; the estimator engine fits scikit-learn's /
+cuML's ridge on the text columns residualised on the free ones, the same solution. Coefficients are reported on the original scale:
 ``coef = w / scale``, ``intercept = mean(y) - mean @ coef``. Columns that are constant in
 the training rows get ``scale = 1`` (as scikit-learn's ``StandardScaler`` does).
 
@@ -85,7 +92,7 @@ def lambda_grid(n_lambdas: int, lambda_min: float, lambda_max: float) -> np.ndar
 
 
 def solve_ridge_path(
-    m: Moments, lambdas: Sequence[float], xp: Any = np
+    m: Moments, lambdas: Sequence[float], xp: Any = np, free: int = 0
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Ridge solutions for every lambda from the moments of the training rows.
 
@@ -104,6 +111,8 @@ def solve_ridge_path(
         Penalties (scikit-learn's ``alpha``) on the standardised coefficients.
     xp
         Array module for the eigendecomposition (NumPy on the driver, CuPy on a GPU).
+    free
+        The first ``free`` coefficients are not penalised (see the module docstring).
 
     Returns
     -------
@@ -124,16 +133,37 @@ def solve_ridge_path(
     """
     G, c, mean_x, scale = standardised(m)
     lam = np.asarray(lambdas, dtype=np.float64).reshape(-1)
+    k = int(free)
     # One BLAS thread: at p ~ 800 OpenBLAS's threaded potrf/syevd gain little, and on busy
     # cores their spin-waiting threads make them several times slower (measured on 2 shared
     # cores: Cholesky 0.15 s threaded vs 0.03 s single-threaded, eigh 0.95 s vs 0.23 s).
     with threadpool_limits(1, user_api="blas"):
-        beta_z = _cholesky_path(G, c, lam) if lam.size <= _CHOLESKY_MAX_LAMBDAS else None
-        if beta_z is None:
-            beta_z = _eigen_path(G, c, lam, xp)
+        if k:
+            # Partial out the free block: F = Gff^-1 [Gft | cf] (a k x k solve, k = 4 HAR terms).
+            F = _solve_small(G[:k, :k], np.column_stack([G[:k, k:], c[:k]]))
+            S = G[k:, k:] - G[k:, :k] @ F[:, :-1]
+            r = c[k:] - G[k:, :k] @ F[:, -1]
+        else:
+            S, r = G, c
+        if S.shape[0] == 0:
+            beta_t = np.zeros((0, lam.size))
+        else:
+            beta_t = _cholesky_path(S, r, lam) if lam.size <= _CHOLESKY_MAX_LAMBDAS else None
+            if beta_t is None:
+                beta_t = _eigen_path(S, r, lam, xp)
+        beta_z = np.vstack([F[:, -1:] - F[:, :-1] @ beta_t, beta_t]) if k else beta_t
     coef = beta_z / scale[:, None]
     intercept = m.y_mean - mean_x @ coef
     return coef, intercept, mean_x, scale
+
+
+def _solve_small(A: np.ndarray, B: np.ndarray) -> np.ndarray:
+    """``A^-1 B`` for the small, normally positive definite block of the free columns
+    (least squares if it is singular, e.g. a HAR term constant in a window)."""
+    try:
+        return cho_solve(cho_factor(A, check_finite=False), B, check_finite=False)
+    except LinAlgError:
+        return np.linalg.lstsq(A, B, rcond=None)[0]
 
 
 def _cholesky_path(G: np.ndarray, c: np.ndarray, lam: np.ndarray) -> np.ndarray | None:
@@ -181,6 +211,7 @@ def ridge_cv_from_moments(
     lambdas: Sequence[float],
     index: Sequence[int] | None = None,
     xp: Any = np,
+    free: int = 0,
 ) -> CVResult:
     """Blocked-CV ridge over the given training months, entirely from per-month moments.
 
@@ -194,6 +225,8 @@ def ridge_cv_from_moments(
         The penalty grid.
     index
         Columns of the moments to use (features then ``y``); None = all.
+    free
+        Leading columns left unpenalised (the HAR terms).
     """
     lambdas = np.asarray(lambdas, dtype=np.float64)
 
@@ -207,11 +240,11 @@ def ridge_cv_from_moments(
     for k in range(len(blocks)):
         train = sum_moments(m for j, m in enumerate(block_totals) if j != k)
         valid = block_totals[k]
-        coef, icpt, _, _ = solve_ridge_path(train, lambdas, xp=xp)
+        coef, icpt, _, _ = solve_ridge_path(train, lambdas, xp=xp, free=free)
         fold_mse[k] = moments_sse(valid, coef, icpt) / valid.n
     best, cv = _choose(lambdas, fold_mse)
     window = sum_moments(block_totals)
-    coef, icpt, mean, scale = solve_ridge_path(window, [best], xp=xp)
+    coef, icpt, mean, scale = solve_ridge_path(window, [best], xp=xp, free=free)
     return CVResult(LinearFit(coef[:, 0], float(icpt[0]), mean, scale, best), lambdas, cv, fold_mse)
 
 
@@ -231,6 +264,9 @@ class StandardizedRidge:
         Penalty on the standardised coefficients (the intercept is not penalised).
     backend
         Where to fit; None = CPU.
+    free
+        The first ``free`` columns are not penalised: the estimator is fitted on the other
+        columns residualised on them (Frisch–Waugh–Lovell; see the module docstring).
 
     Examples
     --------
@@ -241,12 +277,13 @@ class StandardizedRidge:
     ([1.0, 0.1, 10.0], 2.0)
     """
 
-    def __init__(self, alpha: float = 1.0, backend: Backend | None = None) -> None:
+    def __init__(self, alpha: float = 1.0, backend: Backend | None = None, free: int = 0) -> None:
         self.alpha = alpha
         self.backend = backend
+        self.free = free
 
     def get_params(self, deep: bool = True) -> dict[str, Any]:
-        return {"alpha": self.alpha, "backend": self.backend}
+        return {"alpha": self.alpha, "backend": self.backend, "free": self.free}
 
     def set_params(self, **params: Any) -> StandardizedRidge:
         for k, v in params.items():
@@ -264,15 +301,37 @@ class StandardizedRidge:
         Z = X - mean
         Z /= xp.asarray(scale_h)
         backend = self.backend or Backend("cpu")
-        est = backend.ridge_estimator(float(self.alpha))
-        if "copy_X" in est.get_params():
-            est.set_params(copy_X=False)  # Z is our own temporary: no need for the estimator to copy it
-        est = est.fit(Z, y)
-        coef_z = np.asarray(to_numpy(est.coef_), dtype=np.float64).reshape(-1)
+        k = int(self.free)
+        F = None
+        if k:
+            # Residualise the penalised columns and y on the free ones (centred: no intercept).
+            Zf = Z[:, :k]
+            yc = y - xp.mean(y)
+            B = np.column_stack([to_numpy(Zf.T @ Z[:, k:]), to_numpy(Zf.T @ yc)])  # k x (p - k + 1), on the host
+            F = xp.asarray(_solve_small(to_numpy(Zf.T @ Zf), B))
+            Zt = Z[:, k:] - Zf @ F[:, :-1]
+            y_fit = yc - Zf @ F[:, -1]
+        else:
+            Zt, y_fit = Z, y
+        if Zt.shape[1]:
+            est = backend.ridge_estimator(float(self.alpha))
+            if "copy_X" in est.get_params():
+                est.set_params(copy_X=False)  # Z is our own temporary: no need for the estimator to copy it
+            est = est.fit(Zt, y_fit)
+            coef_t = np.asarray(to_numpy(est.coef_), dtype=np.float64).reshape(-1)
+        else:
+            coef_t = np.zeros(0)
+        if k:
+            Fh = np.asarray(to_numpy(F), dtype=np.float64)
+            coef_z = np.concatenate([Fh[:, -1] - Fh[:, :-1] @ coef_t, coef_t])
+            icpt_z = float(to_numpy(xp.mean(y)))
+        else:
+            coef_z = coef_t
+            icpt_z = float(np.asarray(to_numpy(est.intercept_)).reshape(-1)[0])
         self.mean_ = mean_h
         self.scale_ = scale_h
         self.coef_ = coef_z / scale_h
-        self.intercept_ = float(np.asarray(to_numpy(est.intercept_)).reshape(-1)[0]) - float(mean_h @ self.coef_)
+        self.intercept_ = icpt_z - float(mean_h @ self.coef_)
         return self
 
     def predict(self, X: Array) -> Any:
@@ -290,6 +349,7 @@ def ridge_cv_from_rows(
     folds: BlockedTimeFolds,
     lambdas: Sequence[float],
     backend: Backend | None = None,
+    free: int = 0,
 ) -> CVResult:
     """Blocked-CV ridge with one estimator fit per fold and lambda, then a refit.
 
@@ -303,11 +363,11 @@ def ridge_cv_from_rows(
         tr, va = xp.asarray(train_rows), xp.asarray(valid_rows)
         X_tr, y_tr, X_va, y_va = X[tr], y[tr], X[va], y[va]  # gathered once per fold, not per lambda
         for j, lam in enumerate(lambdas):
-            est = StandardizedRidge(alpha=lam, backend=backend).fit(X_tr, y_tr)
+            est = StandardizedRidge(alpha=lam, backend=backend, free=free).fit(X_tr, y_tr)
             resid = y_va - est.predict(X_va)
             fold_mse[k, j] = float(to_numpy(xp.mean(resid * resid)))
     best, cv = _choose(lambdas, fold_mse)
-    est = StandardizedRidge(alpha=best, backend=backend).fit(X, y)
+    est = StandardizedRidge(alpha=best, backend=backend, free=free).fit(X, y)
     return CVResult(est.to_fit(), lambdas, cv, fold_mse)
 
 
@@ -334,13 +394,19 @@ class RidgeModel(Model):
 
     def fit(self, window: Window) -> RidgeModel:
         self._start(window)
+        # The HAR terms lead the columns; unless penalize_har, they are left unpenalised.
+        har = list(window.sample.har_columns)
+        free = 0 if self.params.ridge.penalize_har else len(har)
+        if free and self.columns_[:free] != har:
+            free = 0
+        self.free_ = free
         if window.engine == "stats":
             blocks = self.folds.blocks(sorted(window.months))
             index = window.index(self.columns_)
-            self.cv_ = ridge_cv_from_moments(window.months, blocks, self.lambdas, index=index, xp=window.xp)
+            self.cv_ = ridge_cv_from_moments(window.months, blocks, self.lambdas, index=index, xp=window.xp, free=free)
         else:
             X, y, periods = window.rows(self.columns_)
-            self.cv_ = ridge_cv_from_rows(X, y, periods, self.folds, self.lambdas, backend=window.backend)
+            self.cv_ = ridge_cv_from_rows(X, y, periods, self.folds, self.lambdas, backend=window.backend, free=free)
         return self
 
     def predict_array(self, X: Array) -> Any:
@@ -354,7 +420,12 @@ class RidgeModel(Model):
 
     def info(self) -> dict[str, Any]:
         c = self.cv_
-        return {"lambda": c.fit.lam, "cv_mse": c.cv_mse.tolist(), "fold_mse": c.fold_mse.tolist()}
+        return {
+            "lambda": c.fit.lam,
+            "unpenalised": self.columns_[: self.free_],
+            "cv_mse": c.cv_mse.tolist(),
+            "fold_mse": c.fold_mse.tolist(),
+        }
 
     @property
     def linear(self) -> LinearFit:

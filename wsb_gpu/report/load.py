@@ -79,7 +79,9 @@ def headline(metrics: pd.DataFrame) -> list[str]:
 
 def signal_table(metrics: pd.DataFrame) -> pd.DataFrame:
     """The "which signal helps" table: per (feature set, model), the pooled ΔR², MSE change
-    and one-sided DM p-value against HAR and the Model Confidence Set membership.
+    and one-sided DM p-value against HAR, the DM p-value against the same model on the HAR
+    terms alone (``dm_base_pvalue``, when the run has a ``har`` set) and the Model Confidence
+    Set membership.
 
     >>> m = pd.DataFrame({"model": ["har", "ridge__v"], "family": ["har", "ridge"], "feature_set": ["har", "v"],
     ...                   "test_year": ["all", "all"], "mse": [2.0, 1.0], "r2": [0.1, 0.3], "n_test": [5, 5],
@@ -102,6 +104,7 @@ def signal_table(metrics: pd.DataFrame) -> pd.DataFrame:
                 "d_r2": float(c["d_r2"]),
                 "mse_change": float(c["mse_change"]),
                 "dm_pvalue": float(r["dm_pvalue"]) if pd.notna(r.get("dm_pvalue")) else float("nan"),
+                "dm_base_pvalue": float(r["dm_base_pvalue"]) if pd.notna(r.get("dm_base_pvalue")) else float("nan"),
                 "mcs_pvalue": float(r["mcs_pvalue"]) if pd.notna(r.get("mcs_pvalue")) else float("nan"),
                 "in_mcs_10": _flag(r.get("in_mcs_10")),
                 "in_mcs_25": _flag(r.get("in_mcs_25")),

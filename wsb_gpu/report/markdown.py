@@ -192,27 +192,28 @@ def signal_section(metrics: pd.DataFrame) -> str:
     if table.empty:
         return "_One forecast only: no feature sets to compare._"
     families = list(dict.fromkeys(table["family"]))
+    base = "dm_base_pvalue" in table and table["dm_base_pvalue"].notna().any()
+    width = 5 if base else 4
     header = ["feature set"]
     for fam in families:
         name = model_label(fam).split(" (")[0]
-        header += [f"{name}: ΔR²", f"{name}: MSE vs HAR", f"{name}: DM p", f"{name}: MCS"]
+        header += [f"{name}: ΔR²", f"{name}: MSE vs HAR", f"{name}: DM p"]
+        header += [f"{name}: DM p vs own HAR set"] if base else []
+        header += [f"{name}: MCS"]
     rows = []
     for fs in dict.fromkeys(table["feature_set"]):
         row = [f"**{fs}**"]
         for fam in families:
             hit = table[(table["feature_set"] == fs) & (table["family"] == fam)]
             if not len(hit):
-                row += ["—"] * 4
+                row += ["—"] * width
                 continue
             r = hit.iloc[0]
             p = r["dm_pvalue"]
             star = " *" if isinstance(p, float) and math.isfinite(p) and p < 0.05 else ""
-            row += [
-                r2(r["d_r2"], sign=True) + star,
-                pct(r["mse_change"]),
-                pvalue(p),
-                mcs_mark(r["in_mcs_10"], r["in_mcs_25"]),
-            ]
+            row += [r2(r["d_r2"], sign=True) + star, pct(r["mse_change"]), pvalue(p)]
+            row += [pvalue(r["dm_base_pvalue"]) if fs != "har" else "—"] if base else []
+            row += [mcs_mark(r["in_mcs_10"], r["in_mcs_25"])]
         rows.append(row)
     return markdown_table(header, rows, "l" + "r" * (len(header) - 1))
 
@@ -392,7 +393,10 @@ def render_markdown(
         "",
         "Each row is a feature set: the four HAR terms plus the set's families of text columns "
         "(docs/signals.md). ΔR² and MSE are pooled over the test years against HAR; * = one-sided "
-        "Diebold–Mariano p < 0.05 (H1: smaller loss than HAR). MCS = the Model Confidence Set of "
+        'Diebold–Mariano p < 0.05 (H1: smaller loss than HAR). "DM p vs own HAR set" tests the same '
+        "model with and without the set's text columns (the model on the HAR terms alone, set `har`): "
+        "a set can beat HAR only because trees bend the HAR terms (ridge leaves them unpenalised "
+        "unless train.ridge.penalize_har); this column separates what the text adds. MCS = the Model Confidence Set of "
         "Hansen, Lunde and Nason (2011) over every forecast of the run, HAR included: the forecasts "
         "the test days cannot tell apart from the best, at 90 % (p ≥ 0.10) and 75 % (p ≥ 0.25).",
         "",

@@ -13,8 +13,10 @@ embedding           ``e000`` … (mean post embedding)                          
 finbert_sentiment   ``p_*`` (mean class probabilities) and ``p_net``           --
 vader               ``vader_compound, vader_pos, vader_neg, vader_neu``,       --
                     ``vader_pos_share``, ``vader_neg_share``
-topics              ``topic_00`` … (share of posts per topic), ``topic_other``, training
-                    ``topic_tone_00`` … (mean VADER compound within a topic)    window
+topics              ``topic_00`` … (share of posts per topic), ``topic_other``  training
+                                                                               window
+topic_tone          ``topic_tone_00`` … (mean VADER compound within a topic)   training
+                                                                               window
 lexicon             ``lexicon`` (mean market-learned word score of the posts)  training
                                                                                window
 tfidf               ``tfidf_00`` … (mean TF-IDF vector over K terms)           training
@@ -35,10 +37,10 @@ from dataclasses import dataclass
 
 from wsb_gpu.errors import WsbError
 
-FAMILIES = ("attention", "embedding", "finbert_sentiment", "vader", "topics", "lexicon", "tfidf")
+FAMILIES = ("attention", "embedding", "finbert_sentiment", "vader", "topics", "topic_tone", "lexicon", "tfidf")
 """Every family, in the order their columns appear in a design matrix."""
 
-FITTED = ("topics", "lexicon", "tfidf")
+FITTED = ("topics", "topic_tone", "lexicon", "tfidf")
 """The families fitted inside each training window."""
 
 DESCRIPTIONS = {
@@ -46,7 +48,8 @@ DESCRIPTIONS = {
     "embedding": "the mean text embedding of the stock-day's posts (FinBERT CLS by default)",
     "finbert_sentiment": "mean FinBERT class probabilities and mean p_positive - p_negative",
     "vader": "mean VADER scores and the shares of positive and negative posts",
-    "topics": "topic shares and within-topic tone from UMAP + HDBSCAN on the training window's posts",
+    "topics": "the share of the stock-day's posts in each topic (UMAP + HDBSCAN on the training window's posts)",
+    "topic_tone": "the mean VADER compound of the stock-day's posts within each topic",
     "lexicon": "mean score of a market-learned lexicon fitted on the training window",
     "tfidf": "mean TF-IDF vector over the training window's K most frequent terms",
 }
@@ -60,8 +63,8 @@ def family_columns(family: str, columns: Sequence[str], *, tfidf_terms: int = 50
 
     >>> family_columns("vader", ["vol_1", "vader_compound", "vader_pos_share", "e000"])
     ['vader_compound', 'vader_pos_share']
-    >>> family_columns("topics", [], max_topics=2)
-    ['topic_00', 'topic_01', 'topic_other', 'topic_tone_00', 'topic_tone_01']
+    >>> family_columns("topics", [], max_topics=2), family_columns("topic_tone", [], max_topics=2)
+    (['topic_00', 'topic_01', 'topic_other'], ['topic_tone_00', 'topic_tone_01'])
     """
     if family == "attention":
         return [c for c in ("log_posts", "log_mentions", "has_posts") if c in columns]
@@ -76,8 +79,9 @@ def family_columns(family: str, columns: Sequence[str], *, tfidf_terms: int = 50
     if family == "tfidf":
         return [f"tfidf_{k:02d}" for k in range(tfidf_terms)]
     if family == "topics":
-        shares = [f"topic_{k:02d}" for k in range(max_topics)]
-        return [*shares, "topic_other", *[f"topic_tone_{k:02d}" for k in range(max_topics)]]
+        return [*(f"topic_{k:02d}" for k in range(max_topics)), "topic_other"]
+    if family == "topic_tone":
+        return [f"topic_tone_{k:02d}" for k in range(max_topics)]
     msg = f"unknown feature family {family!r}; choose from {', '.join(FAMILIES)}"
     raise WsbError(msg)
 
@@ -104,7 +108,7 @@ def check_feature_sets(sets: Mapping[str, Sequence[str]]) -> dict[str, tuple[str
     >>> check_feature_sets({"x": ["vadr"]})
     Traceback (most recent call last):
     ...
-    wsb_gpu.errors.WsbError: feature set 'x' names unknown famil(ies) vadr; choose from attention, embedding, finbert_sentiment, vader, topics, lexicon, tfidf
+    wsb_gpu.errors.WsbError: feature set 'x' names unknown famil(ies) vadr; choose from attention, embedding, finbert_sentiment, vader, topics, topic_tone, lexicon, tfidf
     """
     if not sets:
         raise WsbError("train.feature_sets is empty; name at least one set, e.g. {har: [], text: [embedding]}")
@@ -147,7 +151,7 @@ def resolve_feature_sets(
         if not fitted_available and any(f in FITTED for f in fams):
             skipped[name] = "the fitted families need the links and signals datasets (pass --links and --signals)"
             continue
-        if not embeddings_available and "topics" in fams:
+        if not embeddings_available and ("topics" in fams or "topic_tone" in fams):
             skipped[name] = "the topics family needs the embeddings dataset (pass --embeddings)"
             continue
         cols: list[str] = []

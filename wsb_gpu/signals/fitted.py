@@ -166,9 +166,17 @@ def fit_families(
         )
         rows = pairs.map_partitions(word_day_rows, meta=meta)
         # The unit is the (word, stock-day) pair: a word used twice on a stock-day counts once.
-        rows = rows.drop_duplicates(subset=["word", "permno", "day"], split_out=nparts)
-        per_day = rows.groupby(["word", "day"])["label"].agg(["sum", "count"], split_out=nparts).reset_index()
-        per_word = per_day.groupby("word").agg({"sum": "sum", "count": "sum", "day": "count"}, split_out=nparts)
+        # Float sums in a fixed order (the task-based shuffle concatenates in partition order;
+        # a shuffle that concatenates in arrival order would change the last bits run to run).
+        rows = rows.drop_duplicates(subset=["word", "permno", "day"], split_out=nparts, shuffle_method="tasks")
+        per_day = (
+            rows.groupby(["word", "day"])["label"]
+            .agg(["sum", "count"], split_out=nparts, shuffle_method="tasks")
+            .reset_index()
+        )
+        per_word = per_day.groupby("word").agg(
+            {"sum": "sum", "count": "sum", "day": "count"}, split_out=nparts, shuffle_method="tasks"
+        )
         counts, mean_label = compute(per_word.reset_index(), lab["label"].mean(), label="train: lexicon", show=progress)
         counts = counts.rename(columns={"sum": "label_sum", "count": "n", "day": "n_dates"})
         fitted.lexicon = lexicon_from_counts(counts, float(mean_label), p.min_dates, p.label)
@@ -228,12 +236,23 @@ def _id_hash(ids: pd.Series) -> pd.Series:
 
 
 def output_columns(params: TrainParams, families: Sequence[str]) -> list[str]:
-    """The stock-day columns the fitted ``families`` add, in family order."""
+    """The stock-day columns the fitted ``families`` add: every column of the topic model
+    when either topic family is asked (one model gives both), in family order."""
     cols: list[str] = []
-    for fam in ("topics", "lexicon", "tfidf"):
-        if fam in families:
+    for fam in ("topics", "topic_tone", "lexicon", "tfidf"):
+        if fam in families or (fam.startswith("topic") and "topics" in families_fitted(families)):
             cols += family_columns(fam, [], tfidf_terms=params.tfidf.terms, max_topics=params.topics.max_topics)
     return cols
+
+
+def families_fitted(families: Sequence[str]) -> list[str]:
+    """The models to fit for the asked families: ``topics`` for either topic family.
+
+    >>> families_fitted(["topic_tone", "lexicon"])
+    ['topics', 'lexicon']
+    """
+    out = ["topics"] if any(f in ("topics", "topic_tone") for f in families) else []
+    return out + [f for f in ("lexicon", "tfidf") if f in families]
 
 
 def score_posts(frame: pd.DataFrame, fitted: Fitted, emb_cols: Sequence[str], max_topics: int) -> pd.DataFrame:
@@ -301,7 +320,11 @@ def family_columns_frame(
     meta_in = window._meta
     scored_meta = score_posts(meta_in, fitted, emb_cols, max_topics)
     scored = window.map_partitions(score_posts, fit, emb_cols, max_topics, meta=scored_meta)
-    sums = scored.groupby(["permno", "day"]).sum(split_out=max(scored.npartitions, 1)).reset_index()
+    sums = (
+        scored.groupby(["permno", "day"])
+        .sum(split_out=max(scored.npartitions, 1), shuffle_method="tasks")
+        .reset_index()
+    )
     meta = finish_columns(scored_meta, fitted=fitted, max_topics=max_topics)
     return sums.map_partitions(_finish, fit, max_topics, meta=meta)
 
@@ -311,8 +334,8 @@ def _finish(sums: pd.DataFrame, fitted: Fitted, max_topics: int) -> pd.DataFrame
 
 
 def families_asked(sets: Sequence[Any]) -> list[str]:
-    """The fitted families any of the feature sets uses."""
-    return [f for f in ("topics", "lexicon", "tfidf") if any(f in s.fitted for s in sets)]
+    """The models to fit for the feature sets (``topics`` for either topic family)."""
+    return families_fitted([f for s in sets for f in s.fitted])
 
 
 def window_info(fitted: Mapping[int, Fitted]) -> dict[str, Any]:

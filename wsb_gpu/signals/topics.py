@@ -182,8 +182,15 @@ def fit_topics(
     UMAP, HDBSCAN, _ = _cluster_classes(backend)
     xp = backend.xp
     Xd = xp.asarray(X, dtype=xp.float32)
+    # umap-learn runs single-threaded when seeded (and warns unless told so); cuML has no n_jobs.
+    threads = {} if backend.is_gpu else {"n_jobs": 1}
     reducer = UMAP(
-        n_neighbors=int(n_neighbors), n_components=int(n_components), min_dist=0.0, metric="cosine", random_state=seed
+        n_neighbors=int(n_neighbors),
+        n_components=int(n_components),
+        min_dist=0.0,
+        metric="cosine",
+        random_state=seed,
+        **threads,
     )
     reduced = reducer.fit_transform(Xd)
     clusterer = HDBSCAN(min_cluster_size=int(min_topic_size), prediction_data=assign == "transform")

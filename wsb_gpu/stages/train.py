@@ -98,6 +98,8 @@ METRIC_COLUMNS = [
     "lambda",
     "dm_stat",
     "dm_pvalue",
+    "dm_base_stat",
+    "dm_base_pvalue",
 ]
 MCS_LEVELS = (0.10, 0.25)
 DM_LAG_RULE = "floor(4 * (T / 100) ** (2 / 9)) (Newey and West, 1994), Bartlett kernel"
@@ -639,6 +641,17 @@ def run(
 # --- evaluation -------------------------------------------------------------------------
 
 
+def _differential(daily: pd.DataFrame, key: str, benchmark: str) -> np.ndarray:
+    """The daily mean loss differential of ``key`` against ``benchmark``; NaN when the two
+    forecasts are the same up to round-off (ridge on the HAR terms alone, unpenalised, is
+    HAR: a DM test of round-off would be noise)."""
+    a, b = daily[f"sse_{key}"].to_numpy(float), daily[f"sse_{benchmark}"].to_numpy(float)
+    n = daily["n"].to_numpy(float)
+    if np.all(np.abs(a - b) <= 1e-9 * np.abs(b)):
+        return np.full(len(n), np.nan)
+    return (a - b) / n
+
+
 def evaluate(
     runs: Sequence[WindowRun], entries: Sequence[Entry], sample: Sample
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], pd.DataFrame]:
@@ -652,6 +665,16 @@ def evaluate(
     har_cols = sample.har_columns
     rows, coefs = [], []
     day_d: dict[str, list[np.ndarray]] = {e.key: [] for e in entries}
+    # The same model on the HAR terms alone (its ``har`` feature set, when the run has one):
+    # the "with vs without the text" comparison, which separates what the set's columns add
+    # from what the model does differently with the HAR terms (ridge shrinks them, trees bend them).
+    keys = {e.key for e in entries}
+    base = {
+        e.key: f"{e.model}__har"
+        for e in entries
+        if e.key != "har" and e.set_name != "har" and f"{e.model}__har" in keys
+    }
+    day_b: dict[str, list[np.ndarray]] = {k: [] for k in base}
     loss_parts = []
     pooled = {e.key: {"sse": 0.0, "sst": 0.0, "sst_oos": 0.0, "n": 0, "n_train": 0} for e in entries}
     for r in runs:
@@ -672,10 +695,15 @@ def evaluate(
             dm_stat = dm_p = dm_p2 = float("nan")
             dm_lag = None
             if e.key != "har":
-                series = ((d[f"sse_{e.key}"] - d["sse_har"]) / d["n"]).to_numpy()
+                series = _differential(d, e.key, "har")
                 dm_stat, dm_p, dm_lag = diebold_mariano(series, alternative="less")
                 dm_p2 = diebold_mariano(series)[1]
                 day_d[e.key].append(series)
+            base_stat = base_p = float("nan")
+            if e.key in base:
+                series = _differential(d, e.key, base[e.key])
+                base_stat, base_p, _ = diebold_mariano(series, alternative="less")
+                day_b[e.key].append(series)
             lam = model.lam
             rows.append(
                 {
@@ -692,6 +720,8 @@ def evaluate(
                     "dm_stat": dm_stat,
                     "dm_pvalue": dm_p,
                     "dm_pvalue_two_sided": dm_p2,
+                    "dm_base_stat": base_stat,
+                    "dm_base_pvalue": base_p,
                     "dm_lag": dm_lag,
                     "n_days": int(len(d)),
                 }
@@ -726,6 +756,9 @@ def evaluate(
             series = np.concatenate(day_d[e.key])
             dm_stat, dm_p, dm_lag = diebold_mariano(series, alternative="less")
             dm_p2 = diebold_mariano(series)[1]
+        base_stat = base_p = float("nan")
+        if day_b.get(e.key):
+            base_stat, base_p, _ = diebold_mariano(np.concatenate(day_b[e.key]), alternative="less")
         rows.append(
             {
                 "key": e.key,
@@ -741,6 +774,8 @@ def evaluate(
                 "dm_stat": dm_stat,
                 "dm_pvalue": dm_p,
                 "dm_pvalue_two_sided": dm_p2,
+                "dm_base_stat": base_stat,
+                "dm_base_pvalue": base_p,
                 "dm_lag": dm_lag,
                 "n_days": n_days,
             }

@@ -40,7 +40,7 @@ DEFAULT_TEXT_PARAMS: dict = {
     "tone_loading": 1.5,  # gamma_u: the tone state moves only the share of hype phrases
     "topic_share": 0.15,  # share of about-posts that are earnings talk when the topic state is 0
     "topic_loading": 1.5,  # the topic state q moves that share: sigmoid(logit(topic_share) + loading * q)
-    "topic_phrase_share": 0.7,  # share of a topic post's phrases that are earnings phrases
+    "topic_phrase_share": 1.0,  # share of a topic post's non-hype phrases that are earnings talk
     "mood_sd": 0.8,  # sd of the author's own mood shift
     "second_mention_share": 0.08,  # about-posts that also name another stock
     "old_symbol_share": 0.10,  # posts about a renamed stock that still use the old symbol

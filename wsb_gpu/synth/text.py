@@ -54,10 +54,10 @@ HYPE = (
 """Exuberant phrases: VADER and FinBERT-style sentiment read them as clearly positive."""
 
 CALM = (
-    "{T} pays a solid dividend, I just reinvest it",
-    "holding {T} for the long term, boring but steady",
+    "{T} pays a dividend, I just reinvest it",
+    "holding {T} for the long term, steady as it goes",
     "P/E around {PE}, valuation in the usual range",
-    "balance sheet looks healthy, low debt",
+    "balance sheet looks fine, debt unchanged",
     "selling covered calls on {T} for a little income",
     "nothing happening with {T} today, flat as usual",
     "dollar cost averaging into {T} every month",
@@ -66,12 +66,12 @@ CALM = (
     "{T} is a value stock, margins unchanged",
     "the dividend yield on {T} is about {DY}%",
     "long term holder of {T}, I check it once a quarter",
-    "{T} trades in a tight range, low volatility",
+    "{T} trades in a tight range most days",
     "buyback program continues, slow and steady",
-    "fundamentals look fine, nothing to see here",
+    "fundamentals unchanged, nothing new here",
     "not much going on, {T} is just sitting there",
 )
-"""Unexcited phrases (about neutral for VADER)."""
+"""Unexcited phrases (VADER scores nearly all of them 0, as it does the topic phrases)."""
 
 TOPIC = (
     "earnings next week, guidance should be in line",
@@ -272,19 +272,21 @@ def _fill(template: str, tick: str, d: Draws) -> str:
 
 
 def tone_phrases(tick: str, tone: float, k: int, d: Draws, topic: float = 0.0) -> tuple[list[str], int, int]:
-    """``k`` phrases: each a topic phrase with probability ``topic``, else hype with
-    probability ``tone``, else calm; returns (phrases, n_hype, n_topic).
+    """``k`` phrases: each hype with probability ``tone``, else a topic phrase with
+    probability ``topic``, else calm; returns (phrases, n_hype, n_topic).
 
     With ``topic = 0`` no extra random number is drawn.
     """
     out, n_hype, n_topic = [], 0, 0
     for _ in range(k):
-        if topic > 0.0 and d.u() < topic:
-            out.append(_fill(d.pick(TOPIC), tick, d))
-            n_topic += 1
-        elif d.u() < tone:
+        if d.u() < tone:
             out.append(_fill(d.pick(HYPE), tick, d))
             n_hype += 1
+        elif topic > 0.0 and d.u() < topic:
+            # A topic post talks earnings where another post would be calm: its tone (the
+            # share of hype phrases) is the same as any post's.
+            out.append(_fill(d.pick(TOPIC), tick, d))
+            n_topic += 1
         else:
             out.append(_fill(d.pick(CALM), tick, d))
     return out, n_hype, n_topic
