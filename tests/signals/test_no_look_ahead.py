@@ -167,6 +167,16 @@ def test_lexicon_equals_the_plain_loop_on_the_training_years(worlds):
     for w, s in ref.items():
         assert got.scores[w] == pytest.approx(s, abs=1e-9)
 
+    # Cross-fitting: each training year's posts are scored by the lexicon of the other years.
+    years = pd.to_datetime(train["date"]).dt.year
+    assert sorted(got.held_out) == list(TRAIN_YEARS)
+    for year in TRAIN_YEARS:
+        other = [x for x in posts if pd.Timestamp(x[2]).year != year]
+        ref_y = fit_lexicon_reference(other, float(label[years != year].mean()), min_dates=5)
+        assert set(got.held_out[year].scores) == set(ref_y)
+        for w, s in ref_y.items():
+            assert got.held_out[year].scores[w] == pytest.approx(s, abs=1e-9)
+
     # What a leak would look like: the same loop over a window that includes 2019 learns zzz,
     # and its 2019 stock-day scores track 2019's labels; the window's lexicon does not.
     test = f[f["year"] == TEST_YEAR]

@@ -10,7 +10,8 @@ stock-days are keyed by ``(permno, day)`` with ``day`` the trading date as days 
 For a window with training years ``T`` and test year ``Y``:
 
 1. :func:`fit_families` fits each asked family on the posts of ``T`` only: the lexicon from
-   the labels of ``T``'s stock-days, the TF-IDF vocabulary and IDF from ``T``'s posts, the
+   the labels of ``T``'s stock-days (cross-fitted: a training post is scored by the lexicon
+   of the *other* training years, or its own label would be in its score), the TF-IDF vocabulary and IDF from ``T``'s posts, the
    topic model from a sample of ``T``'s posts. Nothing of ``Y`` is read.
 2. :func:`family_columns_frame` scores every post of ``T`` and ``Y`` with what was fitted
    and averages per stock-day: the window's ``lexicon``, ``tfidf_*`` and ``topic_*``
@@ -174,12 +175,16 @@ def fit_families(
             .agg(["sum", "count"], split_out=nparts, shuffle_method="tasks")
             .reset_index()
         )
-        per_word = per_day.groupby("word").agg(
+        per_day = per_day.assign(year=_year_of(per_day["day"]))
+        # Per (word, year): the lexicon of the whole window and the cross-fitted ones (each
+        # training year scored by the lexicon of the other years) are sums of these rows.
+        per_word = per_day.groupby(["word", "year"]).agg(
             {"sum": "sum", "count": "sum", "day": "count"}, split_out=nparts, shuffle_method="tasks"
         )
-        counts, mean_label = compute(per_word.reset_index(), lab["label"].mean(), label="train: lexicon", show=progress)
+        lab_year = lab.assign(year=_year_of(lab["day"])).groupby("year")["label"].agg(["sum", "count"])
+        counts, by_year = compute(per_word.reset_index(), lab_year, label="train: lexicon", show=progress)
         counts = counts.rename(columns={"sum": "label_sum", "count": "n", "day": "n_dates"})
-        fitted.lexicon = lexicon_from_counts(counts, float(mean_label), p.min_dates, p.label)
+        fitted.lexicon = cross_fitted_lexicon(counts, by_year, p.min_dates, p.label)
         fitted.seconds["lexicon"] = time.perf_counter() - t
     docs = None
     if "tfidf" in families or "topics" in families:
@@ -230,6 +235,46 @@ def fit_families(
     return fitted
 
 
+def _year_of(day: Any) -> Any:
+    """Calendar year of a day number (days since 1970), for pandas or Dask series.
+
+    >>> _year_of(pd.Series([0, 18322])).tolist()
+    [1970, 2020]
+    """
+    return (day.astype("int64") * 86400).astype("datetime64[s]").dt.year.astype("int64")
+
+
+def cross_fitted_lexicon(counts: pd.DataFrame, by_year: pd.DataFrame, min_dates: int, label: str) -> Lexicon:
+    """The window's lexicon and, per training year, the lexicon of the other training years.
+
+    ``counts`` has ``word, year, label_sum, n, n_dates`` (sums over the word's distinct
+    (word, stock-day) pairs of that year), ``by_year`` the sum and count of the training
+    rows' labels per year. A word's dates add up across years (a date lies in one year).
+
+    >>> c = pd.DataFrame({"word": ["a", "a", "b"], "year": [1, 2, 1], "label_sum": [2.0, 4.0, 1.0],
+    ...                   "n": [2, 2, 1], "n_dates": [2, 2, 1]})
+    >>> y = pd.DataFrame({"sum": [2.0, 2.0], "count": [4, 4]}, index=[1, 2])
+    >>> lex = cross_fitted_lexicon(c, y, 2, "log_ratio")
+    >>> lex.scores, lex.held_out[1].scores, lex.held_out[2].scores
+    ({'a': 1.0}, {'a': 1.5}, {'a': 0.5})
+    """
+    total = counts.groupby("word", sort=False)[["label_sum", "n", "n_dates"]].sum().reset_index()
+    full = lexicon_from_counts(total, float(by_year["sum"].sum() / by_year["count"].sum()), min_dates, label)
+    # Only words of the whole window's lexicon can reach min_dates in a subset of its years.
+    counts = counts[counts["word"].isin(set(full.scores))]
+    kept = total[total["word"].isin(set(full.scores))].set_index("word")
+    for year in sorted(int(y) for y in by_year.index):
+        mine = counts[counts["year"] == year].set_index("word")[["label_sum", "n", "n_dates"]]
+        rest = kept.sub(mine.reindex(kept.index, fill_value=0), fill_value=0)
+        rest = rest[rest["n"] > 0].reset_index()
+        others = by_year.drop(index=year)
+        if others.empty:
+            continue
+        mean = float(others["sum"].sum() / others["count"].sum())
+        full.held_out[year] = lexicon_from_counts(rest, mean, min_dates, label)
+    return full
+
+
 def _id_hash(ids: pd.Series) -> pd.Series:
     """A fixed hash of each post id (pandas' SipHash with its fixed key): the topic sample."""
     return pd.Series(pd.util.hash_pandas_object(ids.astype(str), index=False).to_numpy(), index=ids.index, name="_h")
@@ -278,7 +323,7 @@ def score_posts(frame: pd.DataFrame, fitted: Fitted, emb_cols: Sequence[str], ma
             out[f"_c_{k:02d}"] = ind * compound
         out["_t_other"] = (topic == OTHER).astype(np.float64)
     if fitted.lexicon is not None:
-        out["lexicon"] = fitted.lexicon.scores_of(tokens)
+        out["lexicon"] = fitted.lexicon.scores_of(tokens, frame["year"].to_numpy(np.int64) if n else None)
     if fitted.tfidf is not None:
         vectors = fitted.tfidf.transform(tokens)
         for k in range(vectors.shape[1]):

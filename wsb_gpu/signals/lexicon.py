@@ -14,6 +14,13 @@ Fitted inside one training window (never on the test year):
    default 10): rare words give spurious scores.
 4. A post's score is the mean score of its distinct content words, unknown words counting
    0; a stock-day's ``lexicon`` column is the mean over its posts.
+5. **Cross-fitted** on the training years: a word's score averages the labels of the days it
+   appears on, so a training post scored with the whole window's lexicon carries its own
+   stock-day's label, and a model fitted on those rows trusts the column far more than it
+   deserves out of sample (on the synthetic placebo the lexicon set lost 0.1-0.2 points of
+   R² to HAR on every seed). A training post of year ``t`` is therefore scored with the
+   lexicon of the window's other training years (``held_out[t]``); test-year posts with
+   the whole window's lexicon.
 
 This is the dictionary of the PolicyPulse seed (word × date presence, forward market
 change, a minimum number of distinct dates) built per rolling window, where the seed built
@@ -84,6 +91,9 @@ class Lexicon:
         The mean label of the window's training rows.
     min_dates
         The threshold a word passed.
+    held_out
+        Training year -> the lexicon fitted on the window's other training years, which
+        scores that year's posts (cross-fitting; empty = score every post with this one).
     """
 
     scores: dict[str, float]
@@ -92,6 +102,7 @@ class Lexicon:
     min_dates: int
     candidates: int = 0
     label: str = "log_ratio"
+    held_out: dict[int, Lexicon] = field(default_factory=dict, repr=False)
     _cache: dict = field(default_factory=dict, repr=False)
 
     def score(self, tokens: str | None) -> float:
@@ -107,9 +118,20 @@ class Lexicon:
         get = self.scores.get
         return math.fsum(get(w, 0.0) for w in words) / len(words)
 
-    def scores_of(self, tokens: Sequence[str | None]) -> np.ndarray:
-        """:meth:`score` of many posts (float64)."""
-        return np.fromiter((self.score(t) for t in tokens), dtype=np.float64, count=len(tokens))
+    def scores_of(self, tokens: Sequence[str | None], years: np.ndarray | None = None) -> np.ndarray:
+        """:meth:`score` of many posts (float64); with ``years``, a post of a held-out
+        training year is scored by that year's lexicon (:attr:`held_out`).
+
+        >>> lex = Lexicon({"moon": 0.4}, {}, 0.0, 10, held_out={2019: Lexicon({"moon": 0.1}, {}, 0.0, 10)})
+        >>> lex.scores_of(["moon", "moon"], np.array([2019, 2020])).tolist()
+        [0.1, 0.4]
+        """
+        if years is None or not self.held_out:
+            return np.fromiter((self.score(t) for t in tokens), dtype=np.float64, count=len(tokens))
+        pick = self.held_out.get
+        return np.fromiter(
+            ((pick(int(y)) or self).score(t) for t, y in zip(tokens, years)), dtype=np.float64, count=len(tokens)
+        )
 
     def top(self, k: int = 10) -> dict[str, list[list]]:
         """The ``k`` highest and lowest scoring words with their scores and date counts."""
@@ -120,6 +142,7 @@ class Lexicon:
     def info(self) -> dict:
         return {
             "label": self.label,
+            "cross_fitted": {str(y): len(lex.scores) for y, lex in sorted(self.held_out.items())},
             "words": len(self.scores),
             "candidates": self.candidates,
             "min_dates": self.min_dates,

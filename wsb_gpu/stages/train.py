@@ -647,7 +647,7 @@ def _differential(daily: pd.DataFrame, key: str, benchmark: str) -> np.ndarray:
     HAR: a DM test of round-off would be noise)."""
     a, b = daily[f"sse_{key}"].to_numpy(float), daily[f"sse_{benchmark}"].to_numpy(float)
     n = daily["n"].to_numpy(float)
-    if np.all(np.abs(a - b) <= 1e-9 * np.abs(b)):
+    if len(b) and np.max(np.abs(a - b)) <= 1e-8 * np.mean(np.abs(b)):
         return np.full(len(n), np.nan)
     return (a - b) / n
 
