@@ -120,6 +120,8 @@ def test_ridge_moments_and_solves_are_standard():
     coef_np = solve_ridge_path(whole, lambdas)[0]
     coef_strict = solve_ridge_path(whole, lambdas, xp=xps)[0]
     np.testing.assert_allclose(coef_strict, coef_np, rtol=1e-10)
+    free_np = solve_ridge_path(whole, lambdas, free=2)[0]  # HAR-like leading block unpenalised
+    np.testing.assert_allclose(solve_ridge_path(whole, lambdas, xp=xps, free=2)[0], free_np, rtol=1e-10)
     G = values.T @ values
     np.testing.assert_allclose(
         _eigen_path(G, values[0], np.array([1.0]), xps), _eigen_path(G, values[0], np.array([1.0]), np), rtol=1e-10

@@ -55,7 +55,9 @@ def run_world(root: Path, effects: dict, feature_sets: dict, model: str, pooling
     pooled = metrics[metrics["test_year"] == "all"]
     har = pooled[pooled["model"] == "har"].iloc[0]
     ridge = pooled[(pooled["model"] == "ridge") & (pooled["feature_set"] != "har")].set_index("feature_set")
-    return ridge.assign(d_r2=ridge["r2"] - har["r2"])
+    ridge = ridge.assign(d_r2=ridge["r2"] - har["r2"])
+    print(ridge[["d_r2", "dm_pvalue", "dm_base_pvalue", "mcs_pvalue"]].to_string())  # shown by pytest -rP
+    return ridge
 
 
 @pytest.fixture(scope="module")
