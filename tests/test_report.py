@@ -249,3 +249,21 @@ def test_report_refuses_a_folder_without_metrics(tmp_path):
     with pytest.raises(WsbError, match="no metrics.csv"):
         write_report(tmp_path, tmp_path / "report")
     assert not (tmp_path / "report").exists()
+
+
+def test_demo_console_table_fits_80_columns(tmp_path):
+    """The demo prints the which-signal table: one row per set, readable on 80 columns."""
+    from rich.console import Console
+
+    from wsb_gpu.demo import metrics_table
+    from wsb_gpu.report.load import read_metrics
+
+    console = Console(width=80, record=True, color_system=None)
+    console.print(metrics_table(read_metrics(make_results(tmp_path))))
+    text = console.export_text()
+    assert max(len(line) for line in text.splitlines()) <= 80
+    row = next(line for line in text.splitlines() if line.startswith("│ all"))
+    cells = [c.strip() for c in row.strip("│").split("│")]
+    # all: ridge ΔR² +0.087, DM p < 0.001; XGBoost ΔR² -0.015 (0.115 - 0.130).
+    assert cells[:3] == ["all", "+0.087", "<0.001"] and cells[4] == "-0.015"
+    assert "…" not in text

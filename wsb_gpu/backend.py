@@ -40,7 +40,12 @@ Also backend-specific, kept where their subject lives: the GPU JSON block parser
 (``cudf.read_json``; :mod:`wsb_gpu.sources.pushshift`: pandas has no counterpart), the
 device out-of-memory test of the encoder (:func:`wsb_gpu.encoder.is_out_of_memory`), and the
 text cleaning of :mod:`wsb_gpu.text`, which stays on the host on purpose (Python regular
-expressions with inline flags, which libcudf's regex engine does not have).
+expressions with inline flags, which libcudf's regex engine does not have). The text
+signals are host work on both backends too (VADER and the word families are pure Python;
+:mod:`wsb_gpu.stages.signals` and :mod:`wsb_gpu.signals.fitted` read pandas partitions); the
+topics family clusters on the device with cuML's ``UMAP`` and ``HDBSCAN`` (same parameters as
+umap-learn and hdbscan; cuML's UMAP has no ``n_jobs``), chosen in
+:func:`wsb_gpu.signals.topics._cluster_classes`.
 
 GPU libraries are imported only inside functions, so ``import wsb_gpu`` works on a laptop
 without them; detecting a GPU imports neither torch nor cuDF (:func:`gpu_status`).
