@@ -98,6 +98,11 @@ class WorkerSetup(WorkerPlugin):
       column into each partition; with hundreds of embedding columns pandas then warns that
       the frame "is highly fragmented", which says nothing a user can act on and floods the
       console from every worker.
+    * A closing worker does not report the tasks it was running: when the driver stops the
+      cluster mid-task (Ctrl-C, a failed stage), a task cut off by the worker's shutdown
+      fails with whatever the dying interpreter raises (``'NoneType' object is not
+      callable``); its result is discarded anyway, and its "Compute Failed" traceback would
+      bury the driver's one-line message.
     """
 
     idempotent = True
@@ -105,6 +110,10 @@ class WorkerSetup(WorkerPlugin):
     def setup(self, worker: Any) -> None:
         ignore_sigint_in_worker()
         _ignore_pandas_performance_warnings()
+
+    def teardown(self, worker: Any) -> None:
+        # Worker.close tears the plugins down first, before its executing tasks end.
+        logging.getLogger("distributed.worker").setLevel(logging.CRITICAL)
 
 
 def dashboard_link(client: Client | None) -> str | None:

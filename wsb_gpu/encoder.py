@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import gc
 import importlib.util
+import logging
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -697,4 +698,9 @@ class EncoderPlugin(_worker_plugin_base()):  # type: ignore[misc]
         await asyncio.get_running_loop().run_in_executor(None, _load_cached, self.spec, spec)
 
     def teardown(self, worker: Any) -> None:
+        if getattr(getattr(worker, "status", None), "name", "") in ("closing", "closed", "closing_gracefully"):
+            # The worker is shutting down (Ctrl-C, a failed stage) and may still be running an
+            # embed task, which fails once the model is released below; its result is
+            # discarded, and its traceback must not bury the driver's one-line message.
+            logging.getLogger("distributed.worker").setLevel(logging.CRITICAL)
         release_encoder(self.spec)
