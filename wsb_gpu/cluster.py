@@ -110,10 +110,31 @@ class WorkerSetup(WorkerPlugin):
     def setup(self, worker: Any) -> None:
         ignore_sigint_in_worker()
         _ignore_pandas_performance_warnings()
+        log = logging.getLogger("distributed.worker")
+        if not any(isinstance(f, _QuietWhileClosing) for f in log.filters):
+            log.addFilter(_QuietWhileClosing(worker))
 
     def teardown(self, worker: Any) -> None:
-        # Worker.close tears the plugins down first, before its executing tasks end.
+        # Worker.close tears the plugins down before its executing tasks end.
         logging.getLogger("distributed.worker").setLevel(logging.CRITICAL)
+
+
+class _QuietWhileClosing(logging.Filter):
+    """Drop the worker's error records once it has begun to close (see :class:`WorkerSetup`).
+
+    >>> class W: status = type("S", (), {"name": "closing"})()
+    >>> r = logging.LogRecord("distributed.worker", logging.ERROR, __file__, 1, "Compute Failed", None, None)
+    >>> _QuietWhileClosing(W()).filter(r)
+    False
+    """
+
+    def __init__(self, worker: Any) -> None:
+        super().__init__()
+        self.worker = worker
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        status = getattr(getattr(self.worker, "status", None), "name", "running")
+        return record.levelno < logging.ERROR or status not in ("closing", "closed", "closing_gracefully", "failed")
 
 
 def dashboard_link(client: Client | None) -> str | None:

@@ -547,15 +547,10 @@ class Encoder:
         return contextlib.nullcontext()
 
     def close(self) -> None:
-        """Drop the model and give device memory back."""
+        """Drop the model and give device memory back (only when nothing else uses it)."""
         self.model = None
         self.tokenizer = None
-        gc.collect()
-        with contextlib.suppress(Exception):
-            import torch
-
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
+        _free_memory()
 
     def describe(self) -> dict[str, Any]:
         """What was loaded, for manifests and logs."""
@@ -650,14 +645,28 @@ def _load_cached(key: EncoderSpec, spec: EncoderSpec) -> Encoder:
         return encoder
 
 
+def _free_memory() -> None:
+    """Collect what is no longer referenced and give cached device memory back."""
+    gc.collect()
+    with contextlib.suppress(Exception):
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
 def release_encoder(spec: EncoderSpec | None = None) -> None:
-    """Free one cached encoder (or all of them)."""
+    """Forget one cached encoder (or all of them); its memory is freed once no task uses it.
+
+    The encoder is dropped from the cache, not closed: an embed task still running on the
+    worker (the driver unregisters the plugin when a stage is interrupted or fails) keeps its
+    own reference and finishes, instead of calling a model set to None under it.
+    """
     with _ENCODERS_LOCK:
         specs = [spec] if spec is not None else list(_ENCODERS)
         for s in specs:
-            encoder = _ENCODERS.pop(s, None)
-            if encoder is not None:
-                encoder.close()
+            _ENCODERS.pop(s, None)
+    _free_memory()
 
 
 def _worker_plugin_base() -> type:
