@@ -598,7 +598,7 @@ def _parse_fast_gpu(buf: bytes, n_lines: int, kind: str) -> tuple[Any, np.ndarra
     cu_ok = str_ok | num_ok
     if bool((cu_ok & (cu_dec.str.len() > 18)).any()):
         raise _FastParseFailed("created_utc may overflow int64")  # the exact path decides
-    ok = (id_ok & cu_ok).to_numpy()  # (Series.values_host is gone in cuDF 26.08)
+    ok = (id_ok & cu_ok).to_numpy()  # (cuDF 26.08 removed the host-values property; to_numpy works on both)
     cu = cu_dec.where(cu_ok, "0").astype("int64")
     out = cudf.DataFrame({name: dec[name] for name in fields})
     out["created_utc"] = cu
