@@ -45,6 +45,8 @@ MODULES = {
     "signals": "signals",  # signals.py also measures the lexicon, TF-IDF and topics families
     "volatility": "volatility",
     "train": "train",
+    "enet": "enet",  # one window's elastic-net CV from moments (rows enet-p64, enet-p772)
+    "sequence": "sequence",  # one window's LSTM fit
 }
 # Default sizes: records (ingest, mentions), posts (embed, signals), stock-days (volatility, train).
 # Volatility and train are the seed's shapes (25.7M CRSP rows; ~1M stock-days x 772).
@@ -55,6 +57,8 @@ DEFAULT_SIZES = {
     "signals": 100_000,
     "volatility": 25_700_000,
     "train": 1_000_000,
+    "enet": 200_000,  # rows of one window
+    "sequence": 40_000,  # training stock-days of one window
 }
 # MLlib's CrossValidator needs minutes per 10k stock-days at 772 features on 2 cores: at
 # the seed's 1M it would run for hours, so the Spark ridge peer (and ours beside it, for

@@ -37,7 +37,7 @@ SYNTH_SPAN = ("2012-01-01", "2019-12-31")  # the synthetic posts' dates (wsb_gpu
 RESULTS_DIR = HERE / "results"
 RESULTS_MD = HERE / "RESULTS.md"
 
-STAGES = ("ingest", "mentions", "embed", "signals", "volatility", "train")
+STAGES = ("ingest", "mentions", "embed", "signals", "volatility", "train", "enet", "sequence")
 ROW_FIELDS = (
     "stage",
     "impl",

@@ -37,6 +37,8 @@ SCALING_SIZES: dict[str, tuple[int, ...]] = {
     "signals": (25_000, 50_000, 100_000),
     "volatility": (1_000_000, 5_000_000, 25_700_000),
     "train": (100_000, 300_000, 1_000_000),
+    "enet": (50_000, 100_000, 200_000),
+    "sequence": (10_000, 20_000, 40_000),
 }
 THREAD_VARS = (
     "OMP_NUM_THREADS",

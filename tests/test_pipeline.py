@@ -159,7 +159,7 @@ def test_every_stage_output_manifest_and_report(full_run):
     assert emb["id"].is_unique and set(mentions["id"]) <= set(posts["id"])
 
     metrics = _metrics(lake)
-    assert {"har", "ridge", "xgboost"} == set(metrics.index.get_level_values("model"))
+    assert {"har", "log_har", "ridge", "enet", "xgboost"} == set(metrics.index.get_level_values("model"))
     assert {"2016", "2017", "all"} == set(metrics.index.get_level_values("test_year"))
     assert np.isfinite(metrics["mse"]).all()
 
@@ -167,12 +167,15 @@ def test_every_stage_output_manifest_and_report(full_run):
     assert result.report == report
     md = report.read_text()
     assert "## Pooled out-of-sample results" in md and "| **Overall** |" in md
+    assert "## Losses of the volatility literature" in md and "DM p (QLIKE)" in md
     for name in (
         "fig1_volatility.png",
         "fig2_r2_by_year.png",
         "fig3_predicted_vs_realized.png",
         "fig4_ridge_lambda_coefficients.png",
         "fig5_mentions_top_tickers.png",
+        "fig6_scatter_matrix.png",
+        "fig7_rolling_beta.png",
     ):
         assert (lake / "report" / name).stat().st_size > 10_000, name
 

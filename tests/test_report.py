@@ -200,8 +200,14 @@ def test_report_tables_figures_and_provenance(tmp_path):
     row = _cells(md.split("## Which signal helps?")[1], "**all**")
     assert row[1] == "+0.087 *" and row[3] == "< 0.001" and row[7] == "0.760"
 
-    # All five figures exist, are real PNGs of a readable size, and are linked.
-    for name in FIGURES.values():
+    # Every figure exists, is a real PNG of a readable size, and is linked; the scatter
+    # matrix and the rolling β are among them (drawn from volatility/).
+    assert {"fig6_scatter_matrix.png", "fig7_rolling_beta.png"} <= set(FIGURES.values())
+    assert "*Figure 6. Scatter / KDE matrix" in md and "*Figure 7. Rolling β" in md
+    for key, name in FIGURES.items():
+        if key == "roc_pr":  # the spike task's figure (tests/stages/test_spike.py)
+            assert not (tmp_path / "report" / name).exists()
+            continue
         png = tmp_path / "report" / name
         assert png.is_file(), name
         with Image.open(png) as im:
@@ -214,11 +220,12 @@ def test_report_tables_figures_and_provenance(tmp_path):
         "| ingest | ran | 100 | 90 | 12.5 MB/s | 3.2 |" in md or "| ingest | ran | 100 | 90 | 12.5 MB/s | 3.3 |" in md
     )
     manifest = json.loads((tmp_path / "report" / "_manifest.json").read_text())
-    assert manifest["stage"] == "report" and manifest["rows_out"] == len(FIGURES)
+    assert manifest["stage"] == "report" and manifest["rows_out"] == len(FIGURES) - 1  # all but the spike figure
 
 
 def test_report_data_helpers_against_plain_references(tmp_path):
     from wsb_gpu.report import daily_mean_volatility, mentions_per_day, read_metrics, read_ridge_details
+    from wsb_gpu.report.load import rolling_beta
 
     results = make_results(tmp_path)
     daily = daily_mean_volatility(tmp_path / "volatility")
@@ -230,6 +237,95 @@ def test_report_data_helpers_against_plain_references(tmp_path):
     assert lambdas.to_dict() == LAMBDAS
     assert list(coefs.columns) == ["vol_1", "vol_5", "vol_22", "vol_63"]  # embedding terms dropped
     assert coefs.loc[2017, "vol_1"] == pytest.approx(0.0044)
+    # y_1 = vol_1 for both stocks of the fixture: a slope of one once 22 dates are in.
+    beta = rolling_beta(tmp_path / "volatility")
+    assert beta["beta"].iloc[:21].isna().all() and beta["n"].iloc[21] == 44
+    assert beta["beta"].iloc[21:].to_numpy() == pytest.approx(1.0, rel=1e-10)
+
+
+def _random_panel(seed: int = 0) -> pd.DataFrame:
+    """A small volatility panel: stocks on different subsets of the dates, values missing at
+    random, the slope of y_1 on vol_1 drifting over time, vol_1 constant on the first dates."""
+    rng = np.random.default_rng(seed)
+    days = pd.bdate_range("2020-01-01", periods=90)
+    frames = []
+    for permno in range(10001, 10008):
+        dates = days[rng.random(len(days)) < 0.75]
+        x = rng.gamma(2.0, 0.01, len(dates))
+        slope = np.sin(np.arange(len(dates)) / 9.0)
+        frame = pd.DataFrame(
+            {
+                "permno": permno,
+                "date": dates.date,
+                "vol_1": x,
+                "vol_5": x * 2 + rng.gamma(2.0, 0.01, len(dates)),
+                "vol_22": rng.gamma(4.0, 0.02, len(dates)),
+                "vol_63": rng.gamma(8.0, 0.02, len(dates)),
+                "y_1": 0.01 + slope * x + rng.normal(0, 0.004, len(dates)),
+            }
+        )
+        frame.loc[frame["date"] < days[24].date(), "vol_1"] = 0.03  # no variance to regress on
+        for col in ("vol_1", "vol_22", "y_1"):
+            frame.loc[rng.random(len(frame)) < 0.1, col] = np.nan
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
+
+
+def _write_panel(panel: pd.DataFrame, folder, parts: int) -> None:
+    """``panel`` as ``parts`` Parquet files split by stock, as the volatility stage writes it."""
+    folder.mkdir()
+    for i, chunk in enumerate(np.array_split(panel["permno"].unique(), parts)):
+        panel[panel["permno"].isin(chunk)].to_parquet(folder / f"part.{i}.parquet", index=False)
+
+
+def test_rolling_beta_is_the_pooled_ols_slope_of_each_window(tmp_path):
+    from wsb_gpu.report.load import rolling_beta
+
+    panel = _random_panel()
+    # Several files, each with every date: the per-date sums are merged across batches.
+    _write_panel(panel, tmp_path / "vol", parts=3)
+    got = rolling_beta(tmp_path / "vol", window=22)
+
+    rows = panel.dropna(subset=["vol_1", "y_1"]).assign(date=lambda d: pd.to_datetime(d["date"]))
+    dates = np.sort(rows["date"].unique())
+    assert got["date"].tolist() == list(pd.to_datetime(dates))
+    constant_until = pd.Timestamp(pd.bdate_range("2020-01-01", periods=90)[24])
+    for t in range(len(dates)):
+        inside = rows[rows["date"].isin(dates[max(0, t - 21) : t + 1])]
+        assert got["n"].iloc[t] == len(inside)
+        if t < 21 or inside["vol_1"].nunique() == 1:
+            assert np.isnan(got["beta"].iloc[t]), t
+            continue
+        design = np.column_stack([np.ones(len(inside)), inside["vol_1"].to_numpy()])
+        slope = np.linalg.lstsq(design, inside["y_1"].to_numpy(), rcond=None)[0][1]
+        assert got["beta"].iloc[t] == pytest.approx(slope, rel=1e-10, abs=0), t
+    assert got["beta"].notna().sum() > 30
+    assert got.loc[got["date"] < constant_until, "beta"].isna().all()  # zero variance: no slope
+
+
+def test_volatility_sample_is_reproducible_complete_and_uniform_over_rows(tmp_path):
+    from wsb_gpu.report.load import SAMPLE_COLUMNS, volatility_sample
+
+    panel = _random_panel()
+    _write_panel(panel, tmp_path / "one", parts=1)
+    _write_panel(panel, tmp_path / "three", parts=3)
+    sample = volatility_sample(tmp_path / "one", n=200, seed=0)
+    assert len(sample) == 200
+    assert list(sample.columns) == ["permno", "date", *SAMPLE_COLUMNS]
+    assert sample[list(SAMPLE_COLUMNS)].notna().all().all()
+    # Real rows of the panel, each once.
+    complete = panel.dropna(subset=list(SAMPLE_COLUMNS)).assign(date=lambda d: pd.to_datetime(d["date"]))
+    assert len(sample.merge(complete, on=list(sample.columns))) == 200
+    assert not sample.duplicated(["permno", "date"]).any()
+    # The same rows for the same seed, however the dataset is split; others for another seed.
+    pd.testing.assert_frame_equal(sample, volatility_sample(tmp_path / "one", n=200, seed=0))
+    pd.testing.assert_frame_equal(sample, volatility_sample(tmp_path / "three", n=200, seed=0))
+    # Two independent uniform draws of 200 share about 200² / N rows (hypergeometric, sd ≈ 5).
+    other = volatility_sample(tmp_path / "one", n=200, seed=1)
+    assert abs(len(sample.merge(other, on=["permno", "date"])) - 200**2 / len(complete)) < 25
+    # Every stock is drawn; asking for more rows than there are gives every complete row.
+    assert sample["permno"].nunique() == panel["permno"].nunique()
+    assert len(volatility_sample(tmp_path / "three", n=10**6)) == len(complete)
 
 
 def test_report_without_lake_and_with_har_only(tmp_path):
@@ -242,6 +338,9 @@ def test_report_without_lake_and_with_har_only(tmp_path):
     assert "## HAR" in md and "## Ridge" not in md and "## Against HAR" not in md
     assert "provenance is unknown" in md
     assert "Not drawn: no volatility dataset" in md
+    assert not (path.parent / FIGURES["scatter_matrix"]).exists()
+    assert "Figure 6. Scatter / KDE matrix" in md and "Figure 7. Rolling β" in md
+    assert md.count("Not drawn: no volatility dataset") == 3
     assert (path.parent / FIGURES["r2"]).is_file()
 
 
@@ -265,5 +364,5 @@ def test_demo_console_table_fits_80_columns(tmp_path):
     row = next(line for line in text.splitlines() if line.startswith("│ all"))
     cells = [c.strip() for c in row.strip("│").split("│")]
     # all: ridge ΔR² +0.087, DM p < 0.001; XGBoost ΔR² -0.015 (0.115 - 0.130).
-    assert cells[:3] == ["all", "+0.087", "<0.001"] and cells[4] == "-0.015"
+    assert cells[:3] == ["all", "+0.087", "<0.001"] and cells[3] == "-0.015"
     assert "…" not in text

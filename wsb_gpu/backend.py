@@ -189,6 +189,45 @@ class Backend:
 
         return Ridge(alpha=alpha, fit_intercept=fit_intercept, solver="auto")
 
+    def enet_estimator(
+        self, alpha: float, l1_ratio: float, fit_intercept: bool = True, max_iter: int = 1000, tol: float = 1e-7
+    ) -> Any:
+        """An elastic-net regressor with the scikit-learn contract: cuML on GPU, scikit-learn
+        on CPU, both minimising ``(1/2n)||y - Xw||² + alpha (l1_ratio ||w||₁ + (1 - l1_ratio)/2 ||w||²)``
+        by cyclic coordinate descent."""
+        if self.is_gpu:
+            cuml_linear = _import("cuml.linear_model", "the GPU elastic-net engine", package="cuml-cu12")
+            # cuML 26.10's ElasticNet(alpha, *, l1_ratio, fit_intercept, max_iter, tol, solver,
+            # selection, output_type, verbose) (cuml/linear_model/elastic_net.py): no
+            # normalize, warm_start or precompute. solver="cd" is what "auto" picks for dense
+            # input; cuML's cd stops on its own rule (its CPU interop scales tol by 10).
+            return cuml_linear.ElasticNet(
+                alpha=alpha,
+                l1_ratio=l1_ratio,
+                fit_intercept=fit_intercept,
+                max_iter=max_iter,
+                tol=tol,
+                solver="cd",
+                selection="cyclic",
+            )
+        from sklearn.linear_model import ElasticNet  # lazy: scikit-learn takes half a second to import
+
+        return ElasticNet(
+            alpha=alpha, l1_ratio=l1_ratio, fit_intercept=fit_intercept, tol=tol, max_iter=max_iter, selection="cyclic"
+        )
+
+    def logistic_estimator(self, C: float, max_iter: int = 1000) -> Any:
+        """An L2 logistic regression with the scikit-learn contract: cuML on GPU,
+        scikit-learn on CPU. cuML's default ``penalty_normalized=True`` divides both the loss
+        and the penalty by the rows, the same minimiser as scikit-learn's ``C`` (cuML 26.10
+        ``_params_from_cpu`` maps scikit-learn's ``C`` unchanged)."""
+        if self.is_gpu:
+            cuml_linear = _import("cuml.linear_model", "the GPU spike classifier", package="cuml-cu12")
+            return cuml_linear.LogisticRegression(C=float(C), max_iter=int(max_iter), tol=1e-6)
+        from sklearn.linear_model import LogisticRegression
+
+        return LogisticRegression(C=float(C), max_iter=int(max_iter), tol=1e-6)
+
     def from_pandas(self, frame: pd.DataFrame) -> Frame:
         """Move a pandas frame to this backend (a no-op on CPU)."""
         return self.xdf.from_pandas(frame) if self.is_gpu else frame

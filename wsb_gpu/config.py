@@ -52,6 +52,7 @@ SampleName = Literal["posts", "all"]
 RidgeEngine = Literal["stats", "estimator"]
 LexiconLabel = Literal["log_ratio", "har_residual"]
 TopicAssign = Literal["centroid", "transform"]
+TaskName = Literal["regression", "spike"]
 
 
 def choices(literal: Any) -> tuple[str, ...]:
@@ -195,6 +196,45 @@ class RidgeParams(Section):
     )
 
 
+class EnetParams(Section):
+    l1_ratios: tuple[float, ...] = Field(min_length=1)
+    n_lambdas: int = Field(ge=1)
+    eps: float = Field(gt=0, lt=1)
+    cv_folds: int = Field(ge=2)
+    penalize_har: bool
+    max_iter: int = Field(ge=1)
+    tol: float = Field(gt=0)
+
+    @field_validator("l1_ratios")
+    @classmethod
+    def _ratios(cls, v: tuple[float, ...]) -> tuple[float, ...]:
+        bad = [a for a in v if not 0 < a <= 1]
+        if bad:
+            raise ValueError(f"every l1_ratio must be in (0, 1] (0 is ridge: use the ridge model), got {bad}")
+        return tuple(sorted({float(a) for a in v}))
+
+
+class SequenceParams(Section):
+    feature_set: str
+    length: int = Field(ge=1)
+    pca_components: int = Field(ge=0)
+    hidden: int = Field(ge=1)
+    filters: int = Field(ge=1)
+    kernel: int = Field(ge=1)
+    dense: int = Field(ge=1)
+    epochs: int = Field(ge=1)
+    patience: int = Field(ge=1)
+    batch_size: int = Field(ge=1)
+    learning_rate: float = Field(gt=0)
+    seed: int
+
+
+class SpikeParams(Section):
+    k: float = Field(gt=0)
+    C: float = Field(gt=0)
+    n_estimators: int = Field(ge=1)
+
+
 class XGBoostParams(Section):
     n_estimators: int = Field(ge=1)
     max_depth: int = Field(ge=1)
@@ -235,12 +275,21 @@ class McsParams(Section):
 
 
 class TrainParams(Section):
-    models: tuple[str, ...] = Field(description="Comma-separated models: har,ridge,xgboost.")
+    models: tuple[str, ...] = Field(
+        description="Comma-separated models: har,log_har,ridge,enet,xgboost,lstm,cnn,cnn_lstm."
+    )
     target: Target = Field(description="Forecast target.")
     train_years: int = Field(ge=1, description="Years per training window.")
     sample: SampleName = Field(description="posts = stock-days with posts; all = every stock-day.")
+    task: TaskName = Field(description="regression = forecast the target; spike = classify y_1 > k * vol_22.")
+    forecast_floor: float = Field(
+        gt=0, lt=1, description="QLIKE floor on forecasts, as a share of the training window's mean target."
+    )
     feature_sets: dict[str, tuple[str, ...]]
     ridge: RidgeParams
+    enet: EnetParams
+    sequence: SequenceParams
+    spike: SpikeParams
     xgboost: XGBoostParams
     lexicon: LexiconParams
     tfidf: TfidfParams

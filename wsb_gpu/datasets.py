@@ -132,7 +132,8 @@ DATASETS: dict[str, Dataset] = {
             "results",
             "train",
             {"permno": "int64", "date": None, "y": "double"},
-            {r"yhat_\w+": "double"},
+            # yhat_<entry> forecasts (regression) or p_<entry> spike probabilities (spike task).
+            {r"(?:yhat|p)_\w+": "double"},
             min_matches=1,
             files=("metrics.csv", "metrics.json", "coefficients.csv", "models.json", "signals.json"),
             parquet="predictions",

@@ -235,8 +235,8 @@ def metrics_table(
     metrics: pd.DataFrame, title: str = "Which signal helps? (pooled over the test years, vs HAR)"
 ) -> Table:
     """A rich table narrow enough for an 80-column terminal: per feature set, each model's
-    ΔR² and one-sided DM p-value against HAR and its Model Confidence Set membership (the
-    with-vs-without test against each model's own HAR set is in the report)."""
+    ΔR² and one-sided DM p-value against HAR (the Model Confidence Set, QLIKE and the
+    with-vs-without test against each model's own HAR set are in the report)."""
     table = Table(title=title, title_justify="left")
     signals = signal_table(metrics)
     har = next((r for m, r, _ in pooled_rows(metrics) if m == "har"), None)
@@ -246,22 +246,20 @@ def metrics_table(
         name = short_label(fam)
         table.add_column(f"{name} ΔR²", justify="right")
         table.add_column(f"{name} DM p", justify="right")
-        table.add_column(f"{name} MCS", justify="right")
     if har is not None:
         table.caption = (
             f"HAR: MSE {har['mse']:.4g}, R² {r2(har['r2'])} on {int(har['n_test']):,} test rows. "
-            "DM p: one-sided, H1 = lower loss than HAR. MCS: in the 75 % / 90 % "
-            "Model Confidence Set, or out. Per-year tables: the report."
+            "DM p: one-sided, H1 = lower loss than HAR. The report adds QLIKE, the "
+            "Model Confidence Set and the per-year tables."
         )
     for fs in dict.fromkeys(signals["feature_set"]) if len(signals) else []:
         row = [fs]
         for fam in families:
             hit = signals[(signals["feature_set"] == fs) & (signals["family"] == fam)]
             if not len(hit):
-                row += ["—"] * 3
+                row += ["—"] * 2
                 continue
             r = hit.iloc[0]
-            mcs = "75%" if r["in_mcs_25"] else "90%" if r["in_mcs_10"] else "out" if r["in_mcs_10"] is not None else "—"
-            row += [r2(r["d_r2"], sign=True), pvalue(r["dm_pvalue"]).replace("< ", "<"), mcs]
+            row += [r2(r["d_r2"], sign=True), pvalue(r["dm_pvalue"]).replace("< ", "<")]
         table.add_row(*row)
     return table

@@ -9,11 +9,15 @@ a feature set; its key is ``har`` for the benchmark and ``<model>__<set>`` other
 from __future__ import annotations
 
 from wsb_gpu.models.base import Model
-from wsb_gpu.models.har import HARModel
+from wsb_gpu.models.enet import EnetModel
+from wsb_gpu.models.har import HARModel, LogHARModel
 from wsb_gpu.models.ridge import RidgeModel
+from wsb_gpu.models.sequence import CNNLSTMModel, CNNModel, LSTMModel
 from wsb_gpu.models.xgb import XGBoostModel
 
-MODELS: dict[str, type[Model]] = {m.name: m for m in (HARModel, RidgeModel, XGBoostModel)}
+MODELS: dict[str, type[Model]] = {
+    m.name: m for m in (HARModel, LogHARModel, RidgeModel, EnetModel, XGBoostModel, LSTMModel, CNNModel, CNNLSTMModel)
+}
 """Every model family, in the order the report lists them; HAR, the benchmark, first."""
 
 

@@ -22,13 +22,14 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from wsb_gpu.backend import Backend, array_namespace, matrix, to_numpy
+from wsb_gpu.backend import Backend, array_namespace, matrix, to_numpy, to_pandas
 from wsb_gpu.config import TrainParams
 from wsb_gpu.models.moments import LinearFit, Moments, sum_moments
 from wsb_gpu.models.splits import period_year
 
 if TYPE_CHECKING:
     import dask.dataframe as dd
+    import pandas as pd
     from distributed import Client
 
     from wsb_gpu.backend import Array, Frame
@@ -81,6 +82,9 @@ class Window:
         The columns of those moments (without the target).
     engine
         ``stats`` (fit from the moments) or ``estimator`` (fit on the collected rows).
+    floor
+        The smallest forecast QLIKE scores (``train.forecast_floor`` x the training mean of
+        the target); log-HAR takes logs at it.
     backend, client
         Where to compute.
     """
@@ -96,8 +100,10 @@ class Window:
     client: Client | None = None
     frame: dd.DataFrame | None = None
     columns: list[str] | None = None
+    floor: float = float("nan")
     _rows: Any = field(default=None, repr=False)
     _year_rows: dict = field(default_factory=dict, repr=False)
+    _history: Any = field(default=None, repr=False)
 
     @property
     def data(self) -> dd.DataFrame:
@@ -172,6 +178,42 @@ class Window:
         xp = array_namespace(X)
         return xp.take(X, xp.asarray([all_cols.index(c) for c in columns]), axis=1), y, periods
 
+    def history(self, columns: Sequence[str]) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+        """The training and test years' rows of every stock, in time order, for the models
+        that read a stock's past rows (:mod:`wsb_gpu.models.sequence`).
+
+        The rows (``permno, day, year``, ``columns`` and the target only) are collected once
+        per window, moved to the host and kept: a later call whose columns are among the kept
+        ones reads them from that copy (the three sequence models share one collection).
+
+        Returns
+        -------
+        keys : pandas.DataFrame
+            ``permno, day, year`` (int64) of the ``n`` rows, sorted by ``(permno, day)``,
+            index ``0 … n-1``.
+        X : (n, len(columns)) float32 NumPy array
+            The columns, NaN where missing.
+        y : (n,) float64 NumPy array
+            The target.
+        """
+        cols = list(columns)
+        kept = self._history
+        if kept is None or not set(cols) <= set(kept[1]):
+            have = list(kept[1]) if kept is not None else []
+            need = have + [c for c in cols if c not in have]
+            data, target = self.data, self.sample.target
+            years = [*self.train_years, self.test_year]
+            part = data[data["year"].isin(years)][["permno", "day", "year", *need, target]].compute()
+            part = to_pandas(part).sort_values(["permno", "day"]).reset_index(drop=True)
+            keys = part[["permno", "day", "year"]].astype("int64")
+            X = part[need].to_numpy(dtype="float32", na_value=np.nan)
+            y = part[target].to_numpy(dtype="float64", na_value=np.nan)
+            kept = self._history = (keys, need, X, y)
+        keys, have, X, y = kept
+        if cols == have:
+            return keys, X, y
+        return keys, X[:, [have.index(c) for c in cols]], y
+
 
 def in_years(table: Mapping[int, Moments], years: Sequence[int]) -> dict[int, Moments]:
     """The months of ``table`` that fall in ``years``."""
@@ -196,6 +238,7 @@ class Model(ABC):
     short: ClassVar[str]
     color: ClassVar[str]
     uses_feature_sets: ClassVar[bool] = True
+    predicts_by_key: ClassVar[bool] = False
 
     def __init__(self, params: TrainParams, feature_set: FeatureSet | None = None) -> None:
         self.params = params
@@ -225,6 +268,17 @@ class Model(ABC):
     def predict(self, frame: Frame) -> Any:
         """Predictions for a pandas/cuDF partition holding :meth:`columns`."""
         return self.predict_array(matrix(frame, self.columns_))
+
+    def predict_frame(self, frame: Frame) -> Any:
+        """Predictions for a partition of the test year's rows (``permno``, ``day`` and the
+        feature columns), aligned with its rows.
+
+        The prediction pass calls this for the models with ``predicts_by_key = True``, which
+        forecast every test row during :meth:`fit` (from each stock's history) and look the
+        rows up by ``(permno, day)``: they return a float64 NumPy array, NaN where they have
+        no forecast. The default is :meth:`predict`.
+        """
+        return self.predict(frame)
 
     def test_sse(self, window: Window) -> tuple[float, int] | None:
         """The exact test-year squared error and row count, when the model can tell them

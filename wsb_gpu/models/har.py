@@ -7,11 +7,12 @@
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from wsb_gpu.backend import array_namespace, to_numpy
+from wsb_gpu.backend import array_namespace, matrix, to_numpy
 from wsb_gpu.errors import WsbError
 from wsb_gpu.models.base import Model, Window
 from wsb_gpu.models.moments import LinearFit, Moments, moments_sse, solve_ols
@@ -119,3 +120,63 @@ class HARModel(Model):
     @property
     def lam(self) -> float:
         return float("nan")
+
+
+class LogHARModel(Model):
+    """log-HAR: OLS of ``log y`` on the logs of the four HAR terms, back-transformed.
+
+    ``log y = b0 + sum_w b_w log vol_w + e``; the forecast is ``exp(b0 + b' log x + s²/2)``
+    with ``s²`` the residual variance of the training fit (the lognormal mean correction:
+    ``exp`` of a mean log forecast is the median, ``s²/2`` restores the mean). Values at or
+    below the window's floor (``train.forecast_floor`` x the training mean of the target; a
+    day without a price change has ``vol_1 = 0``) enter as the floor. The forecast is positive by construction (QLIKE still raises a forecast below the floor
+    to it, as for every model).
+    Fitted on the window's training rows (five columns collected; the ``stats`` engine's
+    moments are of the untransformed columns).
+    """
+
+    name = "log_har"
+    label = "log-HAR"
+    short = "log-HAR"
+    color = "#8C8C8C"
+
+    uses_feature_sets = False
+
+    def columns(self, window: Window) -> list[str]:
+        return list(window.sample.har_columns)
+
+    def fit(self, window: Window) -> LogHARModel:
+        self._start(window)
+        S, data = window.sample, window.data
+        part = data[data["year"].isin(list(window.train_years))][[*self.columns_, S.target]].compute()
+        X, y = matrix(part, self.columns_), matrix(part, [S.target])[:, 0]
+        xp = array_namespace(X)
+        floor = window.floor
+        if not math.isfinite(floor):  # a Window built outside the training stage
+            floor = float(self.params.forecast_floor) * float(to_numpy(xp.mean(y)))
+        self.floor_ = floor
+        Xl, yl = self._log(X), xp.log(xp.maximum(y, self.floor_))
+        har = HAR().fit(Xl, yl)
+        resid = yl - har.predict(Xl)
+        dof = max(int(X.shape[0]) - int(X.shape[1]) - 1, 1)
+        self.sigma2_ = float(to_numpy(xp.sum(resid * resid))) / dof
+        self.fit_ = har.to_fit()
+        self.n_train_ = int(X.shape[0])
+        return self
+
+    def _log(self, X: Array) -> Any:
+        xp = array_namespace(X)
+        return xp.log(xp.maximum(X, self.floor_))
+
+    def predict_array(self, X: Array) -> Any:
+        xp = array_namespace(X)
+        return xp.exp(self.fit_.predict_array(self._log(X)) + 0.5 * self.sigma2_)
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "coef": self.fit_.coef.tolist(),
+            "intercept": self.fit_.intercept,
+            "sigma2": self.sigma2_,
+            "floor": self.floor_,
+            "n_train": self.n_train_,
+        }

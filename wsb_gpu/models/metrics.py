@@ -1,6 +1,15 @@
-"""Forecast accuracy and the Diebold–Mariano test.
+"""Forecast accuracy, the losses of the volatility literature and the Diebold–Mariano test.
 
-* ``mse`` = SSE / n.
+* ``mse`` = SSE / n; ``rmse`` its root; ``mae`` = mean |y - yhat|; ``mape`` = mean
+  |y - yhat| / y over the rows with y > 0 (a zero next-day return has no percentage error).
+* ``qlike`` (Patton 2011): with the variance proxy ``s = y^2`` and the forecast variance
+  ``h = max(yhat, floor)^2``, ``L = log h + s / h``. It differs from the normalised form
+  ``s/h - log(s/h) - 1`` only by a term of ``y`` alone, so differences between models (the
+  Diebold–Mariano input) and rankings are the same, and it is defined when ``y = 0`` (a
+  day without a price change), where the normalised form is not. QLIKE is the loss that
+  ranks volatility forecasts consistently when the proxy is noisy (Patton 2011) and
+  penalises under-prediction more than over-prediction; the floor (``train.forecast_floor``)
+  makes it defined for forecasts at or below zero, which a linear model can produce.
 * ``r2`` = 1 - SSE / SST with SST around the **test-year mean** (as the seed reports).
 * ``r2_oos`` = 1 - SSE / SST with SST around the **training-window mean** (Campbell and
   Thompson's out-of-sample R²: positive only if the model beats the historical mean).
@@ -33,6 +42,41 @@ def mse(y: Array, yhat: Any) -> float:
     """
     e = np.asarray(y, dtype=np.float64) - np.asarray(yhat, dtype=np.float64)
     return float(np.mean(e * e))
+
+
+def loss_terms(y: Array, yhat: Array, floor: float) -> dict[str, Array]:
+    """Row-wise losses of a volatility forecast (Array API: NumPy, CuPy, array-api-strict).
+
+    Returns ``se`` (squared error), ``ae`` (absolute error), ``ql`` (QLIKE, see the module
+    docstring) and ``ape`` (absolute percentage error, 0 where ``y <= 0``; divide its sum by
+    the count of ``y > 0``).
+
+    >>> t = loss_terms(np.array([0.02, 0.0]), np.array([0.01, -0.01]), floor=1e-4)
+    >>> [round(float(v), 6) for v in (t["se"][0], t["ae"][1], t["ape"][0], t["ape"][1])]
+    [0.0001, 0.01, 0.5, 0.0]
+    >>> round(float(t["ql"][0]), 4) == round(2 * math.log(0.01) + 4.0, 4)
+    True
+    """
+    from wsb_gpu.backend import array_namespace
+
+    xp = array_namespace(y, yhat)
+    e = y - yhat
+    h = xp.maximum(yhat, xp.asarray(floor, dtype=yhat.dtype))
+    ratio = y / h
+    positive = y > 0
+    ape = xp.where(positive, xp.abs(e) / xp.where(positive, y, xp.ones_like(y)), xp.zeros_like(y))
+    return {"se": e * e, "ae": xp.abs(e), "ql": 2.0 * xp.log(h) + ratio * ratio, "ape": ape}
+
+
+def qlike(y: Array, yhat: Any, floor: float = 1e-4) -> float:
+    """Mean QLIKE ``log h + y^2 / h`` with ``h = max(yhat, floor)^2`` (NumPy reference form).
+
+    >>> round(qlike(np.array([0.02]), np.array([0.02])), 6) == round(2 * math.log(0.02) + 1, 6)
+    True
+    """
+    y = np.asarray(y, dtype=np.float64)
+    h = np.maximum(np.asarray(yhat, dtype=np.float64), floor) ** 2
+    return float(np.mean(np.log(h) + y * y / h))
 
 
 def r2(y: Array, yhat: Any, center: float | None = None) -> float:
@@ -127,13 +171,28 @@ def model_confidence_set(
     >>> p = model_confidence_set(L, reps=200)
     >>> p["good"] == 1.0, p["bad"] < 0.01
     (True, True)
+    >>> model_confidence_set(L.assign(twin=L["bad"], triplet=L["bad"]), reps=200)["triplet"] == p["bad"]
+    True
     """
     from arch.bootstrap import MCS
 
     table = losses.dropna()
-    if table.shape[1] < 2 or len(table) < 10:
+    # Forecasts identical up to round-off (HAR, and ridge / elastic net on the HAR terms
+    # alone, unpenalised) enter once and share its p-value: arch's elimination fails on
+    # three identical columns, and duplicates carry no information about each other.
+    same: dict[str, str] = {}
+    kept: list[str] = []
+    for c in table.columns:
+        v = table[c].to_numpy(float)
+        twin = next(
+            (k for k in kept if np.max(np.abs(v - table[k].to_numpy(float))) <= 1e-8 * np.mean(np.abs(v))), None
+        )
+        same[str(c)] = str(twin if twin is not None else c)
+        if twin is None:
+            kept.append(c)
+    if len(kept) < 2 or len(table) < 10:
         return {str(c): float("nan") for c in losses.columns}
-    mcs = MCS(table, size=0.10, reps=int(reps), block_size=block_size, method="R", seed=int(seed))
+    mcs = MCS(table[kept], size=0.10, reps=int(reps), block_size=block_size, method="R", seed=int(seed))
     mcs.compute()
     pvalues = mcs.pvalues["Pvalue"]
-    return {str(c): float(pvalues.get(c, float("nan"))) for c in losses.columns}
+    return {str(c): float(pvalues.get(same.get(str(c), c), float("nan"))) for c in losses.columns}

@@ -14,7 +14,7 @@ import pandas as pd
 
 from wsb_gpu.models import MODELS, color
 from wsb_gpu.models import label as model_label
-from wsb_gpu.report.load import WINDOWS, models_of
+from wsb_gpu.report.load import SAMPLE_COLUMNS, WINDOWS, models_of
 
 WINDOW_LABEL = {"vol_1": "1 day", "vol_5": "5 days (week)", "vol_22": "22 days (month)", "vol_63": "63 days (quarter)"}
 FIGURES = {
@@ -24,6 +24,9 @@ FIGURES = {
     "predicted": "fig3_predicted_vs_realized.png",
     "ridge": "fig4_ridge_lambda_coefficients.png",
     "mentions": "fig5_mentions_top_tickers.png",
+    "scatter_matrix": "fig6_scatter_matrix.png",
+    "rolling_beta": "fig7_rolling_beta.png",
+    "roc_pr": "fig8_spike_roc_pr.png",
 }
 
 
@@ -287,4 +290,151 @@ def plot_mentions(per_day: Any, path: Path) -> Path | None:
     axes[0, 0].legend(loc="upper right", frameon=False, fontsize=8, ncol=2)
     axes[-1, 0].set_xlabel("UTC date of the post")
     fig.suptitle(f"Posts per day mentioning the {len(tickers)} most mentioned tickers")
+    return _save(fig, path)
+
+
+def _log_limits(values: np.ndarray) -> tuple[float, float]:
+    """Axis limits of a log axis: the 0.5 % and 99.5 % quantiles of the positive values,
+    widened a little (and around the value when there is only one).
+
+    >>> _log_limits(np.array([1.0, 1.0]))
+    (0.5, 2.0)
+    """
+    lo, hi = (float(q) for q in np.quantile(values, [0.005, 0.995])) if values.size else (1e-3, 1.0)
+    return (lo / 2, hi * 2) if hi <= lo * 1.5 else (lo / 1.1, hi * 1.1)
+
+
+def _density(ax: Any, values: np.ndarray, limits: tuple[float, float]) -> None:
+    """The diagonal panel: a KDE of log10 of the values, a histogram when that fails."""
+    from scipy.stats import gaussian_kde
+
+    logs = np.log10(values)
+    grid = np.linspace(np.log10(limits[0]), np.log10(limits[1]), 200)
+    try:
+        # gaussian_kde needs spread: a constant column makes its covariance singular.
+        density = gaussian_kde(logs)(grid)
+    except (np.linalg.LinAlgError, ValueError):
+        ax.hist(values, bins=np.logspace(grid[0], grid[-1], 30), color="0.5")
+        return
+    ax.fill_between(10**grid, density, color="C0", alpha=0.35, lw=0)
+    ax.plot(10**grid, density, color="C0", lw=1.2)
+    ax.set_ylim(bottom=0)
+
+
+def _log_ticks(axis: Any) -> None:
+    """Plain-number ticks at 1 and 3 × 10ᵏ on a log axis, no minor labels: a panel of a
+    pairs plot is too small for 10ᵏ labels at every minor tick."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 3.0), numticks=6))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(NullFormatter())
+
+
+def plot_scatter_matrix(sample: Any, path: Path) -> Path | None:
+    """Pairwise scatter of ``vol_1 … vol_63`` and ``y_1`` with a KDE of each on the diagonal.
+
+    ``sample`` is :func:`wsb_gpu.report.load.volatility_sample`'s frame. All axes are log
+    scale, limited to each column's 0.5 %–99.5 % quantiles of the positive values: the
+    volatilities are right-skewed over orders of magnitude, and a linear axis would squash
+    the bulk into a corner. Rows with a zero (days without a price change) cannot be shown
+    on a log axis; the title counts them. The diagonal is the KDE of log10 of the column
+    (a histogram when the column is constant); each scatter panel notes the correlation
+    of the logs.
+    """
+    if sample is None or sample.empty or any(c not in sample.columns for c in SAMPLE_COLUMNS):
+        return None
+    data = sample[list(SAMPLE_COLUMNS)].to_numpy(float)
+    positive = np.isfinite(data).all(axis=1) & (data > 0).all(axis=1)
+    shown, hidden = data[positive], int((~positive).sum())
+    if len(shown) < 2:
+        return None
+    plt = _pyplot()
+    k = len(SAMPLE_COLUMNS)
+    limits = [_log_limits(shown[:, j]) for j in range(k)]
+    logs = np.log10(shown)
+    fig, axes = plt.subplots(k, k, figsize=(11, 11), squeeze=False)
+    for i in range(k):
+        for j in range(k):
+            ax = axes[i, j]
+            ax.set_xscale("log")
+            if i == j:
+                _density(ax, shown[:, j], limits[j])
+                ax.set_yticks([])
+            else:
+                ax.set_yscale("log")
+                ax.scatter(shown[:, j], shown[:, i], s=2, alpha=0.15, color="C0", lw=0, rasterized=True)
+                ax.set_ylim(limits[i])
+                if logs[:, j].std() > 0 and logs[:, i].std() > 0:
+                    rho = np.corrcoef(logs[:, j], logs[:, i])[0, 1]
+                    ax.text(0.04, 0.92, f"ρ = {rho:.2f}", transform=ax.transAxes, fontsize=8, va="top")
+            ax.set_xlim(limits[j])
+            ax.tick_params(labelsize=7)
+            _log_ticks(ax.xaxis)
+            if i != j:
+                _log_ticks(ax.yaxis)
+            # Labels on the outer panels only, as in a pairs plot (the diagonal has no y scale).
+            ax.tick_params(which="both", labelbottom=i == k - 1, labelleft=j == 0 and i != 0)
+            if i == k - 1:
+                ax.set_xlabel(SAMPLE_COLUMNS[j])
+                ax.tick_params(axis="x", which="both", labelrotation=45)
+            if j == 0 and i != 0:
+                ax.set_ylabel(SAMPLE_COLUMNS[i])
+    note = f"; {hidden:,} rows with a zero not shown" if hidden else ""
+    fig.suptitle(
+        f"Volatility lags vs next-day volatility y_1: {len(shown):,} sampled stock-days{note}\n"
+        "log axes (0.5–99.5 % quantiles); diagonal: KDE of log10; ρ: correlation of the logs"
+    )
+    return _save(fig, path)
+
+
+def plot_rolling_beta(beta: Any, path: Path, window: int = 22) -> Path | None:
+    """The rolling β of ``y_1`` on ``vol_1`` over time, with a zero line.
+
+    ``beta`` is :func:`wsb_gpu.report.load.rolling_beta`'s frame (``date, beta, n``),
+    computed over ``window`` trading dates (for the title).
+    """
+    if beta is None or beta.empty or "beta" not in beta.columns or not np.isfinite(beta["beta"]).any():
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    ax.plot(pd.to_datetime(beta["date"]), beta["beta"].to_numpy(float), lw=0.9, color="C0")
+    ax.axhline(0, color="black", lw=0.8)
+    ax.set_title(f"Rolling {window}-trading-day β of y_1 on vol_1 (OLS pooled over every stock-day in the window)")
+    ax.set_xlabel("last trading date of the window")
+    ax.set_ylabel("β  (Δ y_1 per unit of vol_1)")
+    return _save(fig, path)
+
+
+def plot_roc_pr(pred: Any, keys: list[str], path: Path) -> Path | None:
+    """The spike task: ROC and precision–recall curves of each forecast on the pooled test rows."""
+    if pred is None or len(pred) == 0 or "label" not in pred or not keys:
+        return None
+    y = pred["label"].to_numpy(bool)
+    if y.all() or not y.any():
+        return None
+    from wsb_gpu.models.classify import SPIKE_LABELS, _sorted_counts, average_precision, roc_auc
+
+    plt = _pyplot()
+    fig, (ax_roc, ax_pr) = plt.subplots(1, 2, figsize=(10, 4.4))
+    for key in keys:
+        col = f"p_{key}"
+        if col not in pred:
+            continue
+        p = pred[col].to_numpy(float)
+        # One point per distinct score, as the AUC and AP in the legend count ties.
+        tp, fp, _ = _sorted_counts(y, p)
+        tpr, fpr = np.r_[0.0, tp / y.sum()], np.r_[0.0, fp / (~y).sum()]
+        precision = tp / (tp + fp)
+        model, _, fs = key.partition("__")
+        name = SPIKE_LABELS.get(model, (model, model))[1] + (f" · {fs}" if fs else "")
+        kw = {"color": color(key), "lw": 1.4 if model == "har" else 1.1}
+        ax_roc.plot(fpr, tpr, label=f"{name} (AUC {roc_auc(y, p):.3f})", **kw)
+        ax_pr.plot(tpr[1:], precision, label=f"{name} (AP {average_precision(y, p):.3f})", **kw)
+    ax_roc.plot([0, 1], [0, 1], color="0.6", lw=0.8, ls="--")
+    ax_roc.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC")
+    ax_pr.axhline(y.mean(), color="0.6", lw=0.8, ls="--", label=f"base rate {y.mean():.3f}")
+    ax_pr.set(xlabel="recall", ylabel="precision", title="Precision–recall", ylim=(0, 1.02))
+    for ax in (ax_roc, ax_pr):
+        ax.legend(fontsize=7, loc="lower right" if ax is ax_roc else "upper right")
     return _save(fig, path)

@@ -49,10 +49,22 @@ def read_metrics(results_dir: Path) -> Any:
         metrics["feature_set"] = ["har" if m == "har" else "all" for m in metrics["model"]]
         return metrics
     fs = metrics["feature_set"].where(metrics["feature_set"].notna(), None)
-    metrics["model"] = [
-        m if (m == "har" or f is None or f == "") else f"{m}__{f}" for m, f in zip(metrics["model"], fs)
-    ]
+    metrics["model"] = [_key(m, f) for m, f in zip(metrics["model"], fs)]
     return metrics
+
+
+def _key(model: str, feature_set: str | None) -> str:
+    """The forecast key of a metrics row: the bare model for HAR and the models without
+    feature sets (log-HAR), ``<model>__<set>`` otherwise.
+
+    >>> _key("har", "har"), _key("log_har", "har"), _key("ridge", "har"), _key("ridge", None)
+    ('har', 'log_har', 'ridge__har', 'ridge')
+    """
+    if feature_set is None or feature_set == "":
+        return model
+    if model in MODELS and not MODELS[model].uses_feature_sets:
+        return model
+    return f"{model}__{feature_set}"
 
 
 def headline(metrics: pd.DataFrame) -> list[str]:
@@ -90,7 +102,10 @@ def signal_table(metrics: pd.DataFrame) -> pd.DataFrame:
     [['v', 'ridge', 0.19999999999999998, -0.5, True]]
     """
     vs = versus_har(metrics)
-    pooled = metrics[(metrics["test_year"] == "all") & (metrics["family"] != "har")]
+    # The models without feature sets (log-HAR) have no signal to tell apart: they are in the
+    # pooled and losses tables.
+    no_sets = {m for m, cls in MODELS.items() if not cls.uses_feature_sets}
+    pooled = metrics[(metrics["test_year"] == "all") & ~metrics["family"].isin(no_sets)]
     rows = []
     for _, r in pooled.iterrows():
         if (r["model"], "all") not in vs.index:
@@ -171,6 +186,197 @@ def daily_mean_volatility(volatility: Path) -> Any:
         return pd.DataFrame()
     out = pd.DataFrame({c: sums[(c, "sum")] / sums[(c, "count")] for c in WINDOWS if (c, "sum") in sums})
     return out.sort_index()
+
+
+SAMPLE_COLUMNS = (*WINDOWS, "y_1")
+
+
+def _splitmix64(x: np.ndarray) -> np.ndarray:
+    """The SplitMix64 finaliser: a fixed, well-mixed 64-bit hash of each value (wraps mod 2⁶⁴).
+
+    >>> int(_splitmix64(np.array([0], dtype=np.uint64))[0])
+    16294208416658607535
+    """
+    z = x.astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def _row_hash(frame: pd.DataFrame, seed: int) -> np.ndarray:
+    """A seeded 64-bit hash of each row's ``(permno, date)``: the row's sampling key."""
+    permno = frame["permno"].to_numpy(np.int64).view(np.uint64)
+    day = pd.to_datetime(frame["date"]).to_numpy("datetime64[D]").astype(np.int64).view(np.uint64)
+    return _splitmix64(_splitmix64(permno ^ _splitmix64(np.array([seed], dtype=np.uint64))) ^ day)
+
+
+def _smallest(frame: pd.DataFrame, n: int) -> pd.DataFrame:
+    """The ``n`` rows of ``frame`` with the smallest ``_key``."""
+    if len(frame) <= n:
+        return frame
+    keep = np.argpartition(frame["_key"].to_numpy(), n - 1)[:n]
+    return frame.iloc[keep]
+
+
+def volatility_sample(volatility: Path, n: int = 5000, seed: int = 0) -> Any:
+    """A reproducible uniform sample of the stock-days that have ``vol_1 … vol_63`` and ``y_1``.
+
+    Bottom-k hash sampling: every complete row gets the key SplitMix64(permno, date, seed)
+    and the ``n`` rows with the smallest keys are kept, a running selection over the record
+    batches (memory: one batch plus ``n`` rows). As the key depends on the row only, the
+    sample is a uniform draw without replacement that does not depend on how the dataset is
+    split into files or batches; another ``seed`` draws another sample.
+
+    Parameters
+    ----------
+    volatility
+        The volatility stage's Parquet folder (``permno, date, vol_1 … vol_63, y_1, …``).
+    n
+        Rows wanted (all complete rows when there are fewer).
+    seed
+        Selects the sample.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``permno, date, vol_1, vol_5, vol_22, vol_63, y_1`` sorted by permno, date; empty
+        when the dataset lacks one of these columns or has no complete row.
+    """
+    columns = ["permno", "date", *SAMPLE_COLUMNS]
+    kept = None
+    for frame in _parquet_batches(volatility, columns, required=columns):
+        frame = frame.dropna(subset=list(SAMPLE_COLUMNS))
+        if not len(frame):
+            continue
+        frame = frame.assign(_key=_row_hash(frame, seed))
+        kept = _smallest(frame if kept is None else pd.concat([kept, _smallest(frame, n)]), n)
+    if kept is None:
+        return pd.DataFrame(columns=columns)
+    kept = kept.drop(columns="_key").assign(date=lambda d: pd.to_datetime(d["date"]))
+    return kept.sort_values(["permno", "date"], kind="stable").reset_index(drop=True)
+
+
+_MOMENTS = ["n", "mx", "my", "cxx", "cxy"]
+
+
+def _daily_moments(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per date: count, means of x and y, centred sums of squares Σ(x−x̄)² and products
+    Σ(x−x̄)(y−ȳ) of the rows of ``frame`` (columns ``date, x, y``, no missing values)."""
+    g = frame.groupby("date", sort=True)
+    dx = frame["x"] - g["x"].transform("mean")
+    dy = frame["y"] - g["y"].transform("mean")
+    centred = pd.DataFrame({"date": frame["date"], "cxx": dx * dx, "cxy": dx * dy}).groupby("date", sort=True)
+    return pd.DataFrame(
+        {
+            "n": g.size().astype(float),
+            "mx": g["x"].mean(),
+            "my": g["y"].mean(),
+            "cxx": centred["cxx"].sum(),
+            "cxy": centred["cxy"].sum(),
+        }
+    )
+
+
+def _combine(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Pooled moments of two groups from theirs (Chan, Golub and LeVeque's parallel formula);
+    a group with ``n = 0`` leaves the other unchanged.
+
+    >>> one = {"n": np.array([2.0]), "mx": np.array([1.0]), "my": np.array([2.0]),
+    ...        "cxx": np.array([2.0]), "cxy": np.array([4.0])}     # x = 0, 2; y = 0, 4
+    >>> two = {"n": np.array([1.0]), "mx": np.array([4.0]), "my": np.array([8.0]),
+    ...        "cxx": np.array([0.0]), "cxy": np.array([0.0])}     # x = 4; y = 8
+    >>> {k: float(v[0]) for k, v in _combine(one, two).items()}   # x = 0, 2, 4; y = 0, 4, 8
+    {'n': 3.0, 'mx': 2.0, 'my': 4.0, 'cxx': 8.0, 'cxy': 16.0}
+    """
+    n = a["n"] + b["n"]
+    share = np.divide(b["n"], n, out=np.zeros_like(n), where=n > 0)
+    dx, dy = b["mx"] - a["mx"], b["my"] - a["my"]
+    return {
+        "n": n,
+        "mx": a["mx"] + dx * share,
+        "my": a["my"] + dy * share,
+        "cxx": a["cxx"] + b["cxx"] + dx * dx * a["n"] * share,
+        "cxy": a["cxy"] + b["cxy"] + dx * dy * a["n"] * share,
+    }
+
+
+def _accumulate(total: pd.DataFrame | None, part: pd.DataFrame) -> pd.DataFrame:
+    """Per-date moments of two sets of batches (dates seen in either)."""
+    if total is None:
+        return part
+    index = total.index.union(part.index)
+    a = total.reindex(index, fill_value=0.0)
+    b = part.reindex(index, fill_value=0.0)
+    out = _combine({k: a[k].to_numpy() for k in _MOMENTS}, {k: b[k].to_numpy() for k in _MOMENTS})
+    return pd.DataFrame(out, index=index)
+
+
+def _trailing(daily: pd.DataFrame, window: int) -> dict[str, np.ndarray]:
+    """Moments pooled over each run of ``window`` consecutive dates, summed directly over the
+    window's dates (no running cumulative sums, whose differences lose precision)."""
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    win = {k: sliding_window_view(daily[k].to_numpy(float), window) for k in _MOMENTS}
+    n = win["n"].sum(axis=1)
+    mx = (win["n"] * win["mx"]).sum(axis=1) / n
+    my = (win["n"] * win["my"]).sum(axis=1) / n
+    dx, dy = win["mx"] - mx[:, None], win["my"] - my[:, None]
+    cxx = (win["cxx"] + win["n"] * dx * dx).sum(axis=1)
+    cxy = (win["cxy"] + win["n"] * dx * dy).sum(axis=1)
+    return {"n": n, "mx": mx, "cxx": cxx, "cxy": cxy}
+
+
+def rolling_beta(volatility: Path, window: int = 22) -> Any:
+    """The trailing ``window``-trading-day OLS slope of ``y_1`` on ``vol_1``, per date.
+
+    This is the pooled cross-section version of the seed's rolling β (the seed computed it
+    from rolling cov and var windows and does not say how it pooled the stocks): for date
+    t, the slope β_t = Sxy / Sxx of the OLS fit of y = y_1 on x = vol_1 (with intercept)
+    over every stock-day of the last ``window`` dates up to t that has both, i.e.
+    β_t = (Σxy − ΣxΣy/n) / (Σx² − (Σx)²/n).
+
+    The dataset is streamed: per date, the count, the means and the centred sums
+    Σ(x−x̄)², Σ(x−x̄)(y−ȳ) of each record batch are merged with the parallel-variance
+    formula (a date's rows span many batches, as the data is sorted by permno); the window
+    then pools its dates' centred moments directly, so no large raw sums are subtracted.
+
+    Parameters
+    ----------
+    volatility
+        The volatility stage's Parquet folder (``permno, date, vol_1, y_1, …``).
+    window
+        Trading dates per window: the dates with at least one stock-day that has both.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``date, beta, n`` per such date: β (NaN for the first ``window − 1`` dates and
+        where vol_1 does not vary in the window) and the stock-days in the window (fewer
+        dates at the start). Empty when the dataset lacks the columns or has no such row.
+    """
+    total = None
+    for frame in _parquet_batches(volatility, ["date", "vol_1", "y_1"], required=["date", "vol_1", "y_1"]):
+        frame = frame.dropna(subset=["vol_1", "y_1"])
+        if len(frame):
+            part = pd.DataFrame(
+                {
+                    "date": pd.to_datetime(frame["date"]),
+                    "x": frame["vol_1"].to_numpy(float),
+                    "y": frame["y_1"].to_numpy(float),
+                }
+            )
+            total = _accumulate(total, _daily_moments(part))
+    if total is None or total.empty:
+        return pd.DataFrame(columns=["date", "beta", "n"])
+    total = total.sort_index()
+    counts = total["n"].rolling(window, min_periods=1).sum().to_numpy()
+    beta = np.full(len(total), np.nan)
+    if len(total) >= window:
+        w = _trailing(total, window)
+        # Identical x values still leave a centred sum of about 1e-32 · n · x̄² from rounding.
+        varies = w["cxx"] > w["n"] * (1e-12 * np.abs(w["mx"])) ** 2
+        beta[window - 1 :] = np.where(varies, w["cxy"] / np.where(varies, w["cxx"], 1.0), np.nan)
+    return pd.DataFrame({"date": total.index, "beta": beta, "n": counts.astype(np.int64)})
 
 
 def mentions_per_day(mentions: Path, top: int = 5) -> Any:

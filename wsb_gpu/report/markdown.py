@@ -12,6 +12,7 @@ import pandas as pd
 import yaml
 
 from wsb_gpu.models import label as model_label
+from wsb_gpu.models import ordered
 from wsb_gpu.report.load import headline, mcs_of, models_of, pooled_rows, signal_table, versus_har
 from wsb_gpu.signals.families import DESCRIPTIONS
 
@@ -119,6 +120,49 @@ def pooled_table(metrics: pd.DataFrame) -> str:
     )
 
 
+def _share(value: Any) -> str:
+    """A share as an unsigned percentage (MAPE).
+
+    >>> _share(0.4512), _share(float("nan"))
+    ('45.12 %', '—')
+    """
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return "—"
+    return f"{100 * v:.2f} %" if math.isfinite(v) else "—"
+
+
+def losses_table(metrics: pd.DataFrame) -> str:
+    """Every forecast's pooled RMSE, MAE, MAPE and QLIKE, and the Diebold–Mariano p-values
+    against HAR on squared error and on QLIKE ("" for results without these columns)."""
+    if "qlike" not in metrics.columns:
+        return ""
+    pooled = metrics[metrics["test_year"] == "all"].set_index("model")
+    if "har" not in pooled.index:
+        return ""
+    har_q = pooled.loc["har", "qlike"]
+    rows = []
+    for key in ordered(list(pooled.index)):
+        r = pooled.loc[key]
+        is_har = key == "har"
+        rows.append(
+            [
+                f"**{model_label(key)}**" if is_har else model_label(key),
+                fmt(r.get("rmse")),
+                fmt(r.get("mae")),
+                _share(r.get("mape")),
+                fmt(r.get("qlike")),
+                "—" if is_har else fmt(r.get("qlike") - har_q),
+                "—" if is_har else pvalue(r.get("dm_pvalue")),
+                "—" if is_har else pvalue(r.get("dm_qlike_pvalue")),
+            ]
+        )
+    return markdown_table(
+        ["forecast", "RMSE", "MAE", "MAPE", "QLIKE", "QLIKE − HAR", "DM p (squared error)", "DM p (QLIKE)"], rows
+    )
+
+
 def _int(v: Any) -> Any:
     try:
         return int(v)
@@ -129,7 +173,7 @@ def _int(v: Any) -> Any:
 def per_year_table(metrics: pd.DataFrame, model: str) -> str:
     sub = metrics[metrics["model"] == model]
     years = sub[sub["test_year"] != "all"].assign(y=lambda d: d["test_year"].astype(int)).sort_values("y")
-    with_lambda = model.split("__")[0] == "ridge" and "lambda" in sub.columns
+    with_lambda = model.split("__")[0] in ("ridge", "enet") and "lambda" in sub.columns
     header = ["Test Year", "train rows", "test rows", "MSE", "R²"] + (["λ"] if with_lambda else [])
     rows = []
     for _, r in years.iterrows():
@@ -424,6 +468,20 @@ def render_markdown(
         "Newey–West variance); a negative statistic means smaller errors than HAR.",
         "",
     ]
+    losses = losses_table(metrics)
+    if losses:
+        parts += [
+            "## Losses of the volatility literature",
+            "",
+            losses,
+            "",
+            "Pooled over the test years. QLIKE (Patton 2011) = mean of log h + y²/h with h the squared "
+            "forecast, floored at train.forecast_floor × the training window's mean target (a linear forecast can be ≤ 0); it ranks volatility "
+            "forecasts consistently under a noisy proxy and weighs under-prediction more. Its level has no "
+            "meaning on its own; a negative QLIKE − HAR is better. MAPE skips the rows with y = 0. The DM "
+            "p-values are one-sided (H1: smaller loss than HAR).",
+            "",
+        ]
     for model in shown:
         parts += [f"## {model_label(model)}", "", per_year_table(metrics, model), ""]
     vs = versus_har_table(metrics, shown)
@@ -440,6 +498,11 @@ def render_markdown(
         "predicted": "Figure 3. Predicted vs realized next-day volatility on the test rows.",
         "ridge": "Figure 4. Ridge: λ chosen in each training window, and the coefficients of the HAR terms.",
         "mentions": "Figure 5. Posts per day mentioning the most mentioned tickers.",
+        "scatter_matrix": "Figure 6. Scatter / KDE matrix of vol_1, vol_5, vol_22, vol_63 and the target y_1 on a "
+        "uniform sample of up to 5,000 stock-days (log axes limited to the 0.5–99.5 % quantiles; days with a zero "
+        "are not shown).",
+        "rolling_beta": "Figure 7. Rolling β of y_1 on vol_1: the OLS slope pooled over every stock-day of the "
+        "trailing 22 trading dates.",
     }
     parts += ["## Figures", ""]
     for key, caption in captions.items():
@@ -451,6 +514,10 @@ def render_markdown(
                 "ridge": "no ridge results",
                 "predicted": "no predictions in the results",
                 "r2": "no per-year metrics",
+                "scatter_matrix": "no volatility dataset beside the results, or no stock-days with "
+                "vol_1 … vol_63 and y_1 all positive",
+                "rolling_beta": "no volatility dataset beside the results, or fewer than 22 trading dates "
+                "with vol_1 and y_1 (or no spread in vol_1)",
             }[key]
             parts += [f"_{caption} Not drawn: {why}._", ""]
         else:

@@ -96,6 +96,7 @@ def _volatility_summary(m: Mapping[str, Any]) -> str:
 def _train_summary(m: Mapping[str, Any]) -> str:
     sets = m.get("feature_sets") or []
     on = f" on {len(sets)} feature sets" if sets else ""
+    on += " (spike task)" if m.get("task") == "spike" else ""
     return (
         f"train: {len(m['test_years'])} test years x {len(m['models'])} models "
         f"({', '.join(m['models'])}){on}, {m['rows_in']:,} rows ({m['seconds']:.1f} s, {m['backend']})"
@@ -290,14 +291,18 @@ STAGES: tuple[Stage, ...] = (
         output="results",
         params=TrainParams,
         entry="wsb_gpu.stages.train:run",
-        doc="""Fit HAR, and ridge and XGBoost on every feature set, in rolling yearly windows;
-        evaluate them out of sample (MSE, R², Diebold–Mariano against HAR, Model Confidence Set).
+        doc="""Fit HAR, and ridge, elastic net, XGBoost (and log-HAR, LSTM, CNN, CNN-LSTM when
+        asked) on every feature set, in rolling yearly windows; evaluate them out of sample
+        (MSE, QLIKE, MAE, R², Diebold–Mariano against HAR, Model Confidence Set). With
+        --task spike: classify next-day volatility spikes (AUC, average precision, F1).
 
         \b
         Example:
           wsb-gpu train --features run/features --out run/results
           wsb-gpu train --volatility run/volatility --models har --out run/har-only
           wsb-gpu train --features run/features --models har,ridge --engine estimator --out run/r2
+          wsb-gpu train --features run/features --models har,log_har,lstm --out run/seq
+          wsb-gpu train --features run/features --task spike --out run/spikes
         """,
         summary=_train_summary,
     ),

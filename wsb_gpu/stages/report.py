@@ -2,7 +2,7 @@
 
 The report reads the train stage's results and, when it is given the run directory, the
 volatility and mentions datasets and ``run.json`` for the figures and the provenance
-(:mod:`wsb_gpu.report.load`), draws the five figures (:mod:`wsb_gpu.report.figures`) and
+(:mod:`wsb_gpu.report.load`), draws the figures (:mod:`wsb_gpu.report.figures`) and
 writes the Markdown (:mod:`wsb_gpu.report.markdown`).
 """
 
@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from wsb_gpu.backend import Backend
 from wsb_gpu.config import EmptyParams
 from wsb_gpu.report import figures as fig
-from wsb_gpu.report import load
+from wsb_gpu.report import load, spike
 from wsb_gpu.report.markdown import render_markdown
 from wsb_gpu.stages.base import StageResult
 
@@ -38,22 +38,22 @@ def run(
     ----------
     inputs
         ``results``: the train stage's output (``metrics.csv``, ``metrics.json``,
-        ``predictions/``); ``lake``: the run directory, for the volatility and mentions
-        figures and ``run.json`` (default: the parent of ``results`` when it looks like a
-        run directory; a folder that does not exist is allowed and gives no such figures).
+        ``predictions/``); ``lake``: the run directory, for the volatility figures (daily
+        mean, scatter matrix, rolling β), the mentions figure and ``run.json`` (default: the
+        parent of ``results`` when it looks like a run directory; a folder that does not
+        exist is allowed and gives no such figures).
     """
     results = inputs["results"]
-    metrics = load.read_metrics(results)
     lake = load.find_lake(results, inputs.get("lake"))
     run_record = load.read_run(lake)
     vol_dir = lake / "volatility" if lake is not None else None
     men_dir = lake / "mentions" if lake is not None else None
-    figures: dict[str, Path | None] = {}
+    figures = volatility_figures(vol_dir, out)
+    if spike.is_spike(results):
+        return _spike_report(results, out, figures, run_record, lake)
+    metrics = load.read_metrics(results)
     shown = load.headline(metrics)
     figures["signals"] = fig.plot_signals(load.signal_table(metrics), out / fig.FIGURES["signals"])
-    figures["volatility"] = fig.plot_volatility(
-        load.daily_mean_volatility(vol_dir) if load.has_parquet(vol_dir) else None, out / fig.FIGURES["volatility"]
-    )
     figures["r2"] = fig.plot_r2(metrics[metrics["model"].isin(shown)], out / fig.FIGURES["r2"])
     figures["predicted"] = fig.plot_predicted(load.read_predictions(results, shown), out / fig.FIGURES["predicted"])
     ridge = next((k for k in shown if k.split("__")[0] == "ridge"), "ridge")
@@ -70,4 +70,36 @@ def run(
     made = sorted(p.name for p in figures.values() if p is not None)
     return StageResult(
         rows_in=len(metrics), rows_out=len(made), fields={"lake": str(lake) if lake else None, "figures": made}
+    )
+
+
+def volatility_figures(vol_dir: Path | None, out: Path) -> dict[str, Path | None]:
+    """The figures of the volatility panel: daily means, the scatter / KDE matrix, rolling β."""
+    has_vol = load.has_parquet(vol_dir)
+    return {
+        "volatility": fig.plot_volatility(
+            load.daily_mean_volatility(vol_dir) if has_vol else None, out / fig.FIGURES["volatility"]
+        ),
+        "scatter_matrix": fig.plot_scatter_matrix(
+            load.volatility_sample(vol_dir) if has_vol else None, out / fig.FIGURES["scatter_matrix"]
+        ),
+        "rolling_beta": fig.plot_rolling_beta(
+            load.rolling_beta(vol_dir) if has_vol else None, out / fig.FIGURES["rolling_beta"]
+        ),
+    }
+
+
+def _spike_report(
+    results: Path, out: Path, figures: dict[str, Path | None], run_record: Any, lake: Path | None
+) -> StageResult:
+    """The spike task's report (:mod:`wsb_gpu.report.spike`)."""
+    table, info = spike.read_spike_metrics(results)
+    keys = list(dict.fromkeys(table["key"]))
+    pred = spike.read_spike_predictions(results, keys)
+    figures["roc_pr"] = fig.plot_roc_pr(pred, keys, out / fig.FIGURES["roc_pr"])
+    text = spike.render_spike_markdown(table, info, figures, run_record, results)
+    (out / "report.md").write_text(text, encoding="utf-8")
+    made = sorted(p.name for p in figures.values() if p is not None)
+    return StageResult(
+        rows_in=len(table), rows_out=len(made), fields={"lake": str(lake) if lake else None, "figures": made}
     )

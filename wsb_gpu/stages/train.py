@@ -5,10 +5,13 @@ Y - 1`` and evaluated on year ``Y`` (see :class:`~wsb_gpu.models.splits.RollingY
 All models of a run use the same rows: the sample is built once (rows with a missing
 target or HAR regressor dropped) and every model is scored on it.
 
-Every model but HAR is fitted once per **feature set** (``train.feature_sets``: the HAR
-terms plus named families of text columns, :mod:`wsb_gpu.signals.families`), so the run
-answers which signal helps, not only whether the text as a whole does. HAR is the
-benchmark of every comparison.
+Ridge, the elastic net and XGBoost are fitted once per **feature set**
+(``train.feature_sets``: the HAR terms plus named families of text columns,
+:mod:`wsb_gpu.signals.families`), so the run answers which signal helps, not only whether
+the text as a whole does; HAR and log-HAR are fitted once, the sequence models on the set
+``train.sequence.feature_set`` (else the first set). HAR is the benchmark of every
+comparison. With ``train.task: spike`` the stage classifies volatility spikes instead
+(:mod:`wsb_gpu.stages.spike`).
 
 Passes over the data
 --------------------
@@ -61,7 +64,7 @@ from wsb_gpu.lake import read_manifest
 from wsb_gpu.models import MODELS, ordered
 from wsb_gpu.models.base import Model, Sample, Window, in_years
 from wsb_gpu.models.har import HAR_COLUMNS
-from wsb_gpu.models.metrics import diebold_mariano, model_confidence_set
+from wsb_gpu.models.metrics import diebold_mariano, loss_terms, model_confidence_set
 from wsb_gpu.models.moments import Moments, collect_moments, solve_ols, sum_moments
 from wsb_gpu.models.ridge import lambda_grid
 from wsb_gpu.models.splits import RollingYearSplit, month_period, period_year
@@ -95,9 +98,15 @@ METRIC_COLUMNS = [
     "mse",
     "r2",
     "r2_oos",
+    "rmse",
+    "mae",
+    "mape",
+    "qlike",
     "lambda",
     "dm_stat",
     "dm_pvalue",
+    "dm_qlike_stat",
+    "dm_qlike_pvalue",
     "dm_base_stat",
     "dm_base_pvalue",
 ]
@@ -237,16 +246,25 @@ def model_names(models: Sequence[str]) -> list[str]:
     return ordered(["har", *[m for m in models if m != "har"]])
 
 
-def entries_of(models: Sequence[str], sets: Sequence[FeatureSet]) -> list[Entry]:
-    """HAR once, then every other model on every feature set.
+def entries_of(models: Sequence[str], sets: Sequence[FeatureSet], sequence_set: str | None = None) -> list[Entry]:
+    """HAR once, the other models without feature sets (log-HAR) once, the sequence models
+    on the set named ``sequence_set`` (else on the first set), every other model on every set.
 
     >>> fs = [FeatureSet("har", (), ()), FeatureSet("vader", ("vader",), ("vader_compound",))]
-    >>> [e.key for e in entries_of(["har", "ridge"], fs)]
-    ['har', 'ridge__har', 'ridge__vader']
+    >>> [e.key for e in entries_of(["har", "log_har", "ridge"], fs)]
+    ['har', 'log_har', 'ridge__har', 'ridge__vader']
     """
     out = [Entry("har", None)]
     for m in models:
-        if m != "har":
+        cls = MODELS[m]
+        if m == "har":
+            continue
+        if not cls.uses_feature_sets:
+            out.append(Entry(m, None))
+        elif getattr(cls, "predicts_by_key", False):
+            chosen = [fs for fs in sets if fs.name == sequence_set] or list(sets[:1])
+            out += [Entry(m, fs) for fs in chosen]
+        else:
             out += [Entry(m, fs) for fs in sets]
     return out
 
@@ -269,6 +287,11 @@ def predict_partition(
     columns_out = {"y": column_array(frame[target], "float64")}
     all_cols = list(range(X.shape[1]))
     for key, fit in fits.items():
+        if getattr(fit, "predicts_by_key", False):
+            # Sequence models forecast from stock histories they kept at fit time: by (permno, day).
+            yhat = fit.predict_frame(frame) if X.shape[0] else np.zeros(0)
+            columns_out[f"yhat_{key}"] = xp.astype(xp.asarray(yhat), xp.float64)
+            continue
         cols = [int(c) for c in columns[key]]
         # The entry's columns are taken once, and not at all when it uses them all.
         Xm = X if cols == all_cols else xp.take(X, xp.asarray(cols), axis=1)
@@ -278,12 +301,24 @@ def predict_partition(
     return concat_columns([out, frame_from_arrays(out, columns_out)])
 
 
-def daily_partition(frame: Frame, *, keys: Sequence[str]) -> Frame:
-    """Kernel: per date, the count, mean and centred sum of squares of ``y`` and each SSE."""
-    work = frame[["date", "y"]].copy()
+LOSSES = ("sse", "sae", "sql", "sape")
+"""The per-day loss sums of the prediction pass: squared, absolute, QLIKE and absolute
+percentage error (:func:`~wsb_gpu.models.metrics.loss_terms`)."""
+_TERM = {"sse": "se", "sae": "ae", "sql": "ql", "sape": "ape"}
+
+
+def daily_partition(frame: Frame, *, keys: Sequence[str], floor: float) -> Frame:
+    """Kernel: per date, the count, mean and centred sum of squares of ``y``, the count of
+    ``y > 0`` and each entry's loss sums (:data:`LOSSES`)."""
+    y = column_array(frame["y"], "float64")
+    xp = array_namespace(y)
+    cols: dict[str, Any] = {"y": y, "n_pos": xp.astype(y > 0, xp.float64)}
     for k in keys:
-        e = frame["y"] - frame[f"yhat_{k}"]
-        work[f"sse_{k}"] = (e * e).values
+        terms = loss_terms(y, column_array(frame[f"yhat_{k}"], "float64"), floor)
+        for loss in LOSSES:
+            cols[f"{loss}_{k}"] = terms[_TERM[loss]]
+    dates = frame[["date"]].reset_index(drop=True)
+    work = concat_columns([dates, frame_from_arrays(dates, cols)])
     g = work.groupby("date")
     out = g.sum().rename(columns={"y": "y_sum"})
     out["n"] = g.size()
@@ -296,7 +331,7 @@ def combine_daily(daily: Frame, keys: Sequence[str]) -> pd.DataFrame:
     d = to_pandas(daily).copy()
     d["y_mean"] = d["y_sum"] / d["n"]
     g = d.groupby("date", sort=True)
-    out = g[["n", "y_sum", *[f"sse_{k}" for k in keys]]].sum()
+    out = g[["n", "n_pos", "y_sum", *[f"{loss}_{k}" for k in keys for loss in LOSSES]]].sum()
     out["y_mean"] = out["y_sum"] / out["n"]
     d = d.join(out["y_mean"].rename("day_mean"), on="date")
     d["y_m2"] = d["y_m2"].fillna(0.0) + d["n"] * (d["y_mean"] - d["day_mean"]) ** 2
@@ -315,20 +350,17 @@ def _group_sst(n: np.ndarray, mean: np.ndarray, m2: np.ndarray) -> tuple[int, fl
 
 def _pred_meta(meta: Frame, keys: Sequence[str]) -> Frame:
     out = meta[["permno", "date"]].iloc[:0].reset_index(drop=True)
-    out["y"] = np.zeros(0, dtype="float64")
-    for k in keys:
-        out[f"yhat_{k}"] = np.zeros(0, dtype="float64")
-    return out
+    cols = ["y", *[f"yhat_{k}" for k in keys]]
+    # One block: column-by-column insertion fragments a frame of hundreds of columns.
+    return concat_columns([out, frame_from_arrays(out, {c: np.zeros(0, dtype="float64") for c in cols})])
 
 
 def _daily_meta(meta: Frame, keys: Sequence[str]) -> Frame:
     out = meta[["date"]].iloc[:0].reset_index(drop=True)
-    out["y_sum"] = np.zeros(0, dtype="float64")
-    for k in keys:
-        out[f"sse_{k}"] = np.zeros(0, dtype="float64")
-    out["n"] = np.zeros(0, dtype="int64")
-    out["y_m2"] = np.zeros(0, dtype="float64")
-    return out
+    cols: dict[str, Any] = {"y_sum": np.zeros(0), "n_pos": np.zeros(0)}
+    cols |= {f"{loss}_{k}": np.zeros(0) for k in keys for loss in LOSSES}
+    cols |= {"n": np.zeros(0, dtype="int64"), "y_m2": np.zeros(0)}
+    return concat_columns([out, frame_from_arrays(out, cols)])
 
 
 # --- the windows ------------------------------------------------------------------------
@@ -360,6 +392,79 @@ class WindowRun:
     fitted: Fitted | None
 
 
+@dataclass
+class WindowFrame:
+    """A window's rows with its fitted family columns (None without fitted families: the
+    run's sample then serves), the columns of its design matrix and the family fits."""
+
+    frame: dd.DataFrame | None
+    columns: list[str]
+    fitted: Fitted | None
+    scratch: Path | None
+
+    def close(self) -> None:
+        """Remove the window's scratch rows."""
+        if self.scratch is not None:
+            shutil.rmtree(self.scratch, ignore_errors=True)
+
+
+def window_frame(
+    test_year: int,
+    train_years: tuple[int, ...],
+    S: Sample,
+    stats: Mapping[int, Moments],
+    stats_columns: Sequence[str],
+    *,
+    params: TrainParams,
+    out: Path,
+    backend: Backend,
+    fams: Sequence[str],
+    sources: PostSources | None,
+    posts: dd.DataFrame | None,
+    progress: bool,
+    timings: dict[str, float],
+) -> WindowFrame:
+    """Fit the window's families on its training years and join their stock-day columns to
+    its rows (training and test years), written once to a scratch folder and read back."""
+    if not fams:
+        return WindowFrame(None, list(S.feature_columns), None, None)
+    target = S.target
+    years = [*train_years, test_year]
+    t = time.perf_counter()
+    # The window's HAR fit from the statistics (for the lexicon's har_residual label).
+    idx = [stats_columns.index(c) for c in HAR_COLUMNS] + [len(stats_columns)]
+    har = solve_ols(sum_moments(stats[p].select(idx) for p in sorted(in_years(stats, train_years))))
+    train_rows = S.ddf[S.ddf["year"].isin(list(train_years))]
+    labels = to_host(train_rows[["permno", "day", target, *HAR_COLUMNS]])
+    fitted = fit_families(
+        fams,
+        posts,
+        sources,
+        labels,
+        train_years,
+        params=params,
+        target=target,
+        har=har,
+        backend=backend,
+        progress=progress,
+    )
+    timings["families_fit"] = timings.get("families_fit", 0.0) + time.perf_counter() - t
+    t = time.perf_counter()
+    fam_cols = output_columns(params, fams)
+    cols = family_columns_frame(fitted, posts, sources, years, max_topics=params.topics.max_topics)
+    rows = S.ddf[S.ddf["year"].isin(years)]
+    frame = rows.merge(backend.from_host(cols), on=["permno", "day"], how="left")
+    frame = frame.assign(**{c: frame[c].fillna(0.0) for c in fam_cols})
+    # The window's rows with its family columns are computed once and written, then read
+    # by every pass of the window (statistics, XGBoost's rows, predictions) and removed.
+    # (Persisting them in cluster memory instead hits dask/dask#11160 with dask 2026.8.)
+    scratch = out / f"_window-{test_year}"
+    compute(backend.to_parquet(frame, scratch), label=f"train {test_year}: score posts", show=progress)
+    frame = backend.read_parquet(scratch)
+    timings["families_columns"] = timings.get("families_columns", 0.0) + time.perf_counter() - t
+    return WindowFrame(frame, [*S.feature_columns, *fam_cols], fitted, scratch)
+
+
 def run_window(
     test_year: int,
     train_years: tuple[int, ...],
@@ -380,51 +485,28 @@ def run_window(
 ) -> WindowRun:
     """Fit every entry in one window and predict its test year."""
     engine, target = params.ridge.engine, S.target
-    years = [*train_years, test_year]
-    fitted = None
-    scratch = None
-    t = time.perf_counter()
-    if fams:
-        # The window's HAR fit from the statistics (for the lexicon's har_residual label).
-        idx = [stats_columns.index(c) for c in HAR_COLUMNS] + [len(stats_columns)]
-        har = solve_ols(sum_moments(stats[p].select(idx) for p in sorted(in_years(stats, train_years))))
-        train_rows = S.ddf[S.ddf["year"].isin(list(train_years))]
-        labels = to_host(train_rows[["permno", "day", target, *HAR_COLUMNS]])
-        fitted = fit_families(
-            fams,
-            posts,
-            sources,
-            labels,
-            train_years,
-            params=params,
-            target=target,
-            har=har,
-            backend=backend,
-            progress=progress,
-        )
-        timings["families_fit"] = timings.get("families_fit", 0.0) + time.perf_counter() - t
+    wf = window_frame(
+        test_year,
+        train_years,
+        S,
+        stats,
+        stats_columns,
+        params=params,
+        out=out,
+        backend=backend,
+        fams=fams,
+        sources=sources,
+        posts=posts,
+        progress=progress,
+        timings=timings,
+    )
+    frame, all_cols, fitted = wf.frame, wf.columns, wf.fitted
+    stat_cols = all_cols if engine == "stats" else list(S.har_columns)
+    if frame is not None:
         t = time.perf_counter()
-        fam_cols = output_columns(params, fams)
-        cols = family_columns_frame(fitted, posts, sources, years, max_topics=params.topics.max_topics)
-        rows = S.ddf[S.ddf["year"].isin(years)]
-        frame = rows.merge(backend.from_host(cols), on=["permno", "day"], how="left")
-        frame = frame.assign(**{c: frame[c].fillna(0.0) for c in fam_cols})
-        # The window's rows with its family columns are computed once and written, then read
-        # by every pass of the window (statistics, XGBoost's rows, predictions) and removed.
-        # (Persisting them in cluster memory instead hits dask/dask#11160 with dask 2026.8.)
-        scratch = out / f"_window-{test_year}"
-        compute(backend.to_parquet(frame, scratch), label=f"train {test_year}: score posts", show=progress)
-        frame = backend.read_parquet(scratch)
-        timings["families_columns"] = timings.get("families_columns", 0.0) + time.perf_counter() - t
-        t = time.perf_counter()
-        all_cols = [*S.feature_columns, *fam_cols]
-        stat_cols = all_cols if engine == "stats" else list(S.har_columns)
         months = collect_moments(frame, stat_cols, target, progress=progress, label=f"train {test_year}: statistics")
         timings["window_statistics"] = timings.get("window_statistics", 0.0) + time.perf_counter() - t
     else:
-        frame = None
-        all_cols = list(S.feature_columns)
-        stat_cols = all_cols if engine == "stats" else list(S.har_columns)
         months = dict(stats)
     window = Window(
         test_year,
@@ -439,6 +521,7 @@ def run_window(
         frame=frame,
         columns=all_cols,
     )
+    window.floor = float(params.forecast_floor) * window.moments(S.har_columns).y_mean
     fits = {}
     for e in entries:
         t = time.perf_counter()
@@ -459,12 +542,77 @@ def run_window(
         meta=_pred_meta(data._meta, keys),
     )
     write = backend.to_parquet(preds, out / "predictions" / f"test_year={test_year}")
-    daily_parts = preds.map_partitions(daily_partition, keys=keys, meta=_daily_meta(data._meta, keys))
+    daily_parts = preds.map_partitions(
+        daily_partition, keys=keys, floor=window.floor, meta=_daily_meta(data._meta, keys)
+    )
     _, daily_raw = compute(write, daily_parts, label=f"train {test_year}: predictions", show=progress)
     timings["predict"] = timings.get("predict", 0.0) + time.perf_counter() - t
-    if scratch is not None:
-        shutil.rmtree(scratch, ignore_errors=True)
+    wf.close()
     return WindowRun(window, fits, combine_daily(daily_raw, keys), fitted)
+
+
+@dataclass
+class Prepared:
+    """What every task of the stage starts from: the sample, its feature sets, the
+    per-month statistics of pass 1 and the windows they allow."""
+
+    sample: Sample
+    sources: PostSources | None
+    sets: list[FeatureSet]
+    skipped: dict[str, str]
+    fams: list[str]
+    models: list[str]
+    stats: dict[int, Moments]
+    stat_cols: list[str]
+    windows: list[tuple[int, tuple[int, ...]]]
+    posts: dd.DataFrame | None
+    timings: dict[str, float]
+
+
+def prepare(
+    inputs: Mapping[str, Path | None], *, params: TrainParams, backend: Backend, progress: bool, stat_all: bool
+) -> Prepared:
+    """Load the sample, resolve the feature sets and compute the per-month statistics (of
+    every feature column when ``stat_all``, else of the HAR block)."""
+    features = inputs.get("features")
+    models = model_names(params.models) if features is not None else ["har"]
+    if features is None and params.models != ("har",):
+        log("train: no --features, so no text: fitting HAR on the volatility panel only")
+    target = params.target
+    S = load_sample(
+        features=features, volatility=inputs.get("volatility"), sample=params.sample, target=target, backend=backend
+    )
+    sources = post_sources(inputs, features)
+    sets: list[FeatureSet] = []
+    skipped: dict[str, str] = {}
+    if features is not None:
+        sets, skipped = resolve_feature_sets(
+            params.feature_sets,
+            S.feature_columns,
+            tfidf_terms=params.tfidf.terms,
+            max_topics=params.topics.max_topics,
+            fitted_available=sources is not None,
+            embeddings_available=sources is not None and sources.embeddings is not None,
+        )
+        for name, why in skipped.items():
+            log(f"train: feature set '{name}' skipped: {why}")
+        if not sets:
+            reasons = "; ".join(f"{k}: {v}" for k, v in skipped.items())
+            raise WsbError(f"none of the feature sets can run ({reasons}); fix train.feature_sets")
+    fams = list(families_asked(sets))
+    timings: dict[str, float] = {}
+
+    # Pass 1: per-month statistics (every column with the stats engine, else the HAR block).
+    stat_cols = list(S.feature_columns if stat_all else S.har_columns)
+    t = time.perf_counter()
+    stats = collect_moments(S.ddf, stat_cols, target, progress=progress, label="train: statistics")
+    timings["statistics"] = time.perf_counter() - t
+    if not stats:
+        msg = "the sample is empty after dropping rows with a missing target or HAR regressor; check the inputs"
+        raise WsbError(msg)
+    windows = plan(stats, params.train_years)
+    posts = sources.posts() if fams else None
+    return Prepared(S, sources, sets, skipped, fams, models, stats, stat_cols, windows, posts, timings)
 
 
 def run(
@@ -493,45 +641,21 @@ def run(
         ``models`` (HAR is always included: it is the benchmark), ``feature_sets``,
         ``target``, ``train_years``, ``sample`` and the model and family sections.
     """
-    features = inputs.get("features")
-    models = model_names(params.models) if features is not None else ["har"]
-    if features is None and params.models != ("har",):
-        log("train: no --features, so no text: fitting HAR on the volatility panel only")
-    target, engine = params.target, params.ridge.engine
-    S = load_sample(
-        features=features, volatility=inputs.get("volatility"), sample=params.sample, target=target, backend=backend
-    )
-    sources = post_sources(inputs, features)
-    sets: list[FeatureSet] = []
-    skipped: dict[str, str] = {}
-    if features is not None:
-        sets, skipped = resolve_feature_sets(
-            params.feature_sets,
-            S.feature_columns,
-            tfidf_terms=params.tfidf.terms,
-            max_topics=params.topics.max_topics,
-            fitted_available=sources is not None,
-            embeddings_available=sources is not None and sources.embeddings is not None,
-        )
-        for name, why in skipped.items():
-            log(f"train: feature set '{name}' skipped: {why}")
-        if not sets:
-            reasons = "; ".join(f"{k}: {v}" for k, v in skipped.items())
-            raise WsbError(f"none of the feature sets can run ({reasons}); fix train.feature_sets")
-    fams = families_asked(sets)
-    entries = entries_of(models, sets)
-    timings: dict[str, float] = {}
+    if params.task == "spike":
+        from wsb_gpu.stages.spike import run_spike
 
-    # Pass 1: per-month statistics (every column with the stats engine, else the HAR block).
-    stat_cols = S.feature_columns if engine == "stats" else S.har_columns
-    t = time.perf_counter()
-    stats = collect_moments(S.ddf, stat_cols, target, progress=progress, label="train: statistics")
-    timings["statistics"] = time.perf_counter() - t
-    if not stats:
-        msg = "the sample is empty after dropping rows with a missing target or HAR regressor; check the inputs"
-        raise WsbError(msg)
-    windows = plan(stats, params.train_years)
-    posts = sources.posts() if fams else None
+        return run_spike(inputs, out, backend=backend, client=client, params=params, progress=progress)
+    engine = params.ridge.engine
+    R = prepare(inputs, params=params, backend=backend, progress=progress, stat_all=engine == "stats")
+    S, sources, sets, skipped, fams, models = R.sample, R.sources, R.sets, R.skipped, R.fams, R.models
+    target, stats, stat_cols, windows, posts, timings = S.target, R.stats, R.stat_cols, R.windows, R.posts, R.timings
+    entries = entries_of(models, sets, params.sequence.feature_set)
+    sequence = [m for m in models if getattr(MODELS[m], "predicts_by_key", False)]
+    if sequence and sets and params.sequence.feature_set not in {s.name for s in sets}:
+        log(
+            f"train: train.sequence.feature_set '{params.sequence.feature_set}' is not among the run's feature "
+            f"sets; {', '.join(sequence)} read the set '{sets[0].name}'"
+        )
 
     runs = []
     for test_year, train_years in windows:
@@ -588,9 +712,16 @@ def run(
         "features": S.feature_columns,
         "dm": {
             "benchmark": "har",
-            "loss": "squared error, averaged across stocks per trading day",
+            "loss": "squared error (dm_*) and QLIKE (dm_qlike_*), averaged across stocks per trading day",
             "lag_rule": DM_LAG_RULE,
             "pvalue": DM_PVALUE,
+        },
+        "losses": {
+            "qlike": "mean of log(h) + y^2 / h, h = max(yhat, floor)^2, floor = forecast_floor x the "
+            "training window's mean target (Patton 2011)",
+            "mape": "mean |y - yhat| / y over the test rows with y > 0",
+            "forecast_floor": float(params.forecast_floor),
+            "floor": {str(r.window.test_year): r.window.floor for r in runs},
         },
         "mcs": {
             "method": "Hansen, Lunde and Nason (2011), range statistic, stationary bootstrap (arch.bootstrap.MCS)",
@@ -609,6 +740,12 @@ def run(
             e.key: {str(r.window.test_year): r.fits[e.key].info() for r in runs}
             for e in entries
             if e.model == "xgboost"
+        },
+        # What the other models' fits chose: elastic net (a, λ), log-HAR, the sequence models.
+        "fits": {
+            e.key: {str(r.window.test_year): r.fits[e.key].info() for r in runs}
+            for e in entries
+            if e.model not in ("har", "ridge", "xgboost")
         },
         "timings_s": {k: round(v, 3) for k, v in timings.items()},
     }
@@ -641,15 +778,50 @@ def run(
 # --- evaluation -------------------------------------------------------------------------
 
 
-def _differential(daily: pd.DataFrame, key: str, benchmark: str) -> np.ndarray:
-    """The daily mean loss differential of ``key`` against ``benchmark``; NaN when the two
-    forecasts are the same up to round-off (ridge on the HAR terms alone, unpenalised, is
-    HAR: a DM test of round-off would be noise)."""
-    a, b = daily[f"sse_{key}"].to_numpy(float), daily[f"sse_{benchmark}"].to_numpy(float)
+def _differential(daily: pd.DataFrame, key: str, benchmark: str, loss: str = "sse") -> np.ndarray:
+    """The daily mean loss differential of ``key`` against ``benchmark`` (``loss`` one of
+    :data:`LOSSES`); NaN when the two forecasts are the same up to round-off (ridge on the
+    HAR terms alone, unpenalised, is HAR: a DM test of round-off would be noise)."""
+    a, b = daily[f"{loss}_{key}"].to_numpy(float), daily[f"{loss}_{benchmark}"].to_numpy(float)
     n = daily["n"].to_numpy(float)
     if len(b) and np.max(np.abs(a - b)) <= 1e-8 * np.mean(np.abs(b)):
         return np.full(len(n), np.nan)
     return (a - b) / n
+
+
+# The Diebold–Mariano comparisons of every row: (column prefix, benchmark, loss).
+_DM_TESTS = (("dm", "har", "sse"), ("dm_qlike", "har", "sql"), ("dm_base", "base", "sse"))
+
+
+def _dm_columns(series: Mapping[str, np.ndarray | None]) -> dict[str, Any]:
+    """The DM statistic and one-sided p-value of each comparison (NaN without a series);
+    the two-sided p-value and the lag of the squared-error test against HAR."""
+    out: dict[str, Any] = {}
+    for prefix, _, _ in _DM_TESTS:
+        stat = p = float("nan")
+        lag = None
+        d = series.get(prefix)
+        if d is not None:
+            stat, p, lag = diebold_mariano(d, alternative="less")
+        out[f"{prefix}_stat"], out[f"{prefix}_pvalue"] = stat, p
+        if prefix == "dm":
+            out["dm_pvalue_two_sided"] = diebold_mariano(d)[1] if d is not None else float("nan")
+            out["dm_lag"] = lag
+    return out
+
+
+def _loss_columns(acc: Mapping[str, float]) -> dict[str, float]:
+    """MSE, R², RMSE, MAE, MAPE and QLIKE from summed losses and counts."""
+    n, sse = acc["n"], acc["sse"]
+    return {
+        "mse": sse / n,
+        "r2": 1.0 - sse / acc["sst"],
+        "r2_oos": 1.0 - sse / acc["sst_oos"],
+        "rmse": math.sqrt(sse / n),
+        "mae": acc["sae"] / n,
+        "mape": acc["sape"] / acc["n_pos"] if acc["n_pos"] else float("nan"),
+        "qlike": acc["sql"] / n,
+    }
 
 
 def evaluate(
@@ -660,11 +832,12 @@ def evaluate(
 
     The squared error of an entry in a year is exact from the moments where the model can
     tell it (:meth:`Model.test_sse`), else summed from the prediction pass's daily rows,
-    which also give the Diebold–Mariano loss differentials against HAR.
+    which also give the other losses and the Diebold–Mariano loss differentials: against
+    HAR on squared error (``dm_*``) and on QLIKE (``dm_qlike_*``), and against the same
+    model on its ``har`` set (``dm_base_*``).
     """
     har_cols = sample.har_columns
     rows, coefs = [], []
-    day_d: dict[str, list[np.ndarray]] = {e.key: [] for e in entries}
     # The same model on the HAR terms alone (its ``har`` feature set, when the run has one):
     # the "with vs without the text" comparison, which separates what the set's columns add
     # from what the model does differently with the HAR terms (ridge shrinks them, trees bend them).
@@ -674,9 +847,10 @@ def evaluate(
         for e in entries
         if e.key != "har" and e.set_name != "har" and f"{e.model}__har" in keys
     }
-    day_b: dict[str, list[np.ndarray]] = {k: [] for k in base}
+    days: dict[str, dict[str, list[np.ndarray]]] = {e.key: {p: [] for p, _, _ in _DM_TESTS} for e in entries}
     loss_parts = []
-    pooled = {e.key: {"sse": 0.0, "sst": 0.0, "sst_oos": 0.0, "n": 0, "n_train": 0} for e in entries}
+    zero = dict.fromkeys(("sse", "sae", "sql", "sape", "sst", "sst_oos", "n", "n_pos", "n_train"), 0.0)
+    pooled = {e.key: dict(zero) for e in entries}
     for r in runs:
         window, d = r.window, r.daily
         year = window.test_year
@@ -692,18 +866,20 @@ def evaluate(
             model = r.fits[e.key]
             exact = model.test_sse(window)
             sse, n = exact if exact is not None else (float(d[f"sse_{e.key}"].sum()), n_test)
-            dm_stat = dm_p = dm_p2 = float("nan")
-            dm_lag = None
-            if e.key != "har":
-                series = _differential(d, e.key, "har")
-                dm_stat, dm_p, dm_lag = diebold_mariano(series, alternative="less")
-                dm_p2 = diebold_mariano(series)[1]
-                day_d[e.key].append(series)
-            base_stat = base_p = float("nan")
-            if e.key in base:
-                series = _differential(d, e.key, base[e.key])
-                base_stat, base_p, _ = diebold_mariano(series, alternative="less")
-                day_b[e.key].append(series)
+            series: dict[str, np.ndarray | None] = {}
+            for prefix, bench, loss in _DM_TESTS:
+                against = base.get(e.key) if bench == "base" else (bench if e.key != bench else None)
+                if against is not None:
+                    series[prefix] = _differential(d, e.key, against, loss)
+                    days[e.key][prefix].append(series[prefix])
+            acc = {
+                "sse": sse,
+                "sst": sst,
+                "sst_oos": sst_oos,
+                "n": n,
+                "n_pos": float(d["n_pos"].sum()),
+                **{loss: float(d[f"{loss}_{e.key}"].sum()) for loss in ("sae", "sql", "sape")},
+            }
             lam = model.lam
             rows.append(
                 {
@@ -713,25 +889,16 @@ def evaluate(
                     "test_year": str(year),
                     "n_train": int(train_m.n),
                     "n_test": int(n),
-                    "mse": sse / n,
-                    "r2": 1.0 - sse / sst,
-                    "r2_oos": 1.0 - sse / sst_oos,
+                    **_loss_columns(acc),
                     "lambda": lam,
-                    "dm_stat": dm_stat,
-                    "dm_pvalue": dm_p,
-                    "dm_pvalue_two_sided": dm_p2,
-                    "dm_base_stat": base_stat,
-                    "dm_base_pvalue": base_p,
-                    "dm_lag": dm_lag,
+                    **_dm_columns(series),
                     "n_days": int(len(d)),
                 }
             )
-            acc = pooled[e.key]
-            acc["sse"] += sse
-            acc["sst"] += sst
-            acc["sst_oos"] += sst_oos
-            acc["n"] += n
-            acc["n_train"] += train_m.n
+            total = pooled[e.key]
+            for k, v in acc.items():
+                total[k] += v
+            total["n_train"] += train_m.n
             fit = model.linear
             if fit is not None:
                 har_coef = fit.coef[[model.columns_.index(c) for c in har_cols]]
@@ -749,16 +916,7 @@ def evaluate(
         acc = pooled[e.key]
         if acc["n"] == 0:
             continue
-        dm_stat = dm_p = dm_p2 = float("nan")
-        dm_lag = None
-        n_days = sum(len(s) for s in day_d[e.key]) if e.key != "har" else None
-        if e.key != "har" and day_d[e.key]:
-            series = np.concatenate(day_d[e.key])
-            dm_stat, dm_p, dm_lag = diebold_mariano(series, alternative="less")
-            dm_p2 = diebold_mariano(series)[1]
-        base_stat = base_p = float("nan")
-        if day_b.get(e.key):
-            base_stat, base_p, _ = diebold_mariano(np.concatenate(day_b[e.key]), alternative="less")
+        series = {p: np.concatenate(parts) for p, parts in days[e.key].items() if parts}
         rows.append(
             {
                 "key": e.key,
@@ -767,17 +925,10 @@ def evaluate(
                 "test_year": "all",
                 "n_train": int(acc["n_train"]),
                 "n_test": int(acc["n"]),
-                "mse": acc["sse"] / acc["n"],
-                "r2": 1.0 - acc["sse"] / acc["sst"],
-                "r2_oos": 1.0 - acc["sse"] / acc["sst_oos"],
+                **_loss_columns(acc),
                 "lambda": float("nan"),
-                "dm_stat": dm_stat,
-                "dm_pvalue": dm_p,
-                "dm_pvalue_two_sided": dm_p2,
-                "dm_base_stat": base_stat,
-                "dm_base_pvalue": base_p,
-                "dm_lag": dm_lag,
-                "n_days": n_days,
+                **_dm_columns(series),
+                "n_days": len(series["dm"]) if "dm" in series else None,
             }
         )
     losses = pd.concat(loss_parts) if loss_parts else pd.DataFrame(columns=[e.key for e in entries])

@@ -1,0 +1,309 @@
+"""The volatility-spike task: classifiers and the metrics of a rare-event forecast.
+
+A stock-day is a **spike** when the next day's volatility jumps above a multiple of the
+month's: ``y_1 > k * vol_22`` (``train.spike.k``; with ``vol_22`` the root of 22 squared
+returns, the default ``k = 0.55`` is a move of 2.6 daily standard deviations, ~5 % of
+stock-days once returns have fat tails). The classifiers
+mirror the regression families:
+
+``har``
+    Logistic regression on the four standardised HAR terms (practically unpenalised,
+    ``C = 1e6``): the benchmark.
+``ridge``
+    L2-penalised logistic regression on the HAR terms and a feature set's columns
+    (standardised; ``train.spike.C``), the linear model of seed 002's comparison. (Seed
+    002 tuned an RBF SVM; its kernel matrix is quadratic in the rows, hours on a panel of
+    millions of stock-days, so the linear model stands in for it.)
+``xgboost``
+    Gradient-boosted trees (``binary:logistic``) with seed 002's settings: 200 rounds
+    (``train.spike.n_estimators``), depth, learning rate and subsampling from
+    ``train.xgboost``, ``scale_pos_weight = negatives / positives`` of the fitting rows,
+    early stopping on the window's last training year.
+
+Metrics (NumPy, written out here and tested against scikit-learn): ROC AUC (Mann–Whitney
+with average ranks for ties), average precision (scikit-learn's step-wise definition), the
+Brier score, the log loss, and accuracy, precision, recall and F1 at a threshold chosen on
+the training window (the F1-maximising one: on the training rows for the logistic models,
+on the held-out last training year for XGBoost, whose training rows it has memorised).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from wsb_gpu.backend import Backend, array_namespace, to_numpy
+from wsb_gpu.errors import WsbError
+from wsb_gpu.models.moments import safe_scale
+
+if TYPE_CHECKING:
+    from wsb_gpu.backend import Array
+    from wsb_gpu.config import TrainParams
+
+SPIKE_MODELS = ("har", "ridge", "xgboost")
+"""The models that have a spike form (the ``train.models`` names)."""
+SPIKE_LABELS = {
+    "har": ("Logistic HAR", "Logit HAR"),
+    "ridge": ("Penalised logistic (HAR + text)", "Logit"),
+    "xgboost": ("XGBoost classifier (HAR + text)", "XGBoost"),
+}
+"""Report label and short name of each spike model."""
+_HAR_C = 1e6  # the benchmark logistic model: practically unpenalised
+
+
+# --- metrics ---------------------------------------------------------------------------
+
+
+def _sorted_counts(y: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """True and false positives at each distinct score, highest score first, and the scores."""
+    order = np.argsort(-p, kind="mergesort")
+    ys, ps = y[order].astype(np.float64), p[order]
+    last = np.r_[np.flatnonzero(np.diff(ps) != 0), ys.size - 1]
+    tp = np.cumsum(ys)[last]
+    fp = (last + 1) - tp
+    return tp, fp, ps[last]
+
+
+def roc_auc(y: Any, p: Any) -> float:
+    """Area under the ROC curve: the Mann–Whitney statistic with average ranks for ties
+    (NaN when ``y`` has one class).
+
+    >>> roc_auc(np.array([0, 0, 1, 1]), np.array([0.1, 0.4, 0.35, 0.8]))
+    0.75
+    """
+    from scipy.stats import rankdata
+
+    y, p = np.asarray(y, dtype=bool), np.asarray(p, dtype=np.float64)
+    n1 = int(y.sum())
+    n0 = y.size - n1
+    if n1 == 0 or n0 == 0:
+        return float("nan")
+    ranks = rankdata(p)
+    return float((ranks[y].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+
+
+def average_precision(y: Any, p: Any) -> float:
+    """Average precision: ``sum_k (R_k - R_{k-1}) P_k`` over the distinct thresholds
+    (scikit-learn's definition; NaN without positives).
+
+    >>> average_precision(np.array([0, 0, 1, 1]), np.array([0.1, 0.4, 0.35, 0.8]))
+    0.8333333333333333
+    """
+    y, p = np.asarray(y, dtype=bool), np.asarray(p, dtype=np.float64)
+    n1 = int(y.sum())
+    if n1 == 0:
+        return float("nan")
+    tp, fp, _ = _sorted_counts(y, p)
+    precision = tp / (tp + fp)
+    recall = tp / n1
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
+def delong(y: Any, p_a: Any, p_b: Any) -> tuple[float, float]:
+    """DeLong, DeLong and Clarke-Pearson's (1988) test of two correlated ROC AUCs on the
+    same rows: ``(z, p)`` with ``z = (AUC_a - AUC_b) / se`` and the one-sided ``p`` for
+    H1 "a has the larger AUC" (NaN with one class or a zero variance). The covariance of
+    the two AUCs comes from their placement values (Sun and Xu's 2014 midrank algorithm,
+    O(n log n)). It treats the rows as independent; stock-days of one date are not, so
+    read the p-value as indicative.
+
+    >>> y = np.array([0, 0, 0, 1, 1, 1]); a = np.array([.1, .2, .3, .7, .8, .9])
+    >>> b = np.array([.1, .6, .3, .2, .8, .4])
+    >>> [round(v, 4) for v in delong(y, a, b)]
+    [1.2247, 0.1103]
+    """
+    from scipy.stats import norm, rankdata
+
+    y = np.asarray(y, dtype=bool)
+    m, n = int(y.sum()), int((~y).sum())
+    if m == 0 or n == 0:
+        return float("nan"), float("nan")
+    aucs, v01, v10 = [], [], []
+    for p in (np.asarray(p_a, dtype=np.float64), np.asarray(p_b, dtype=np.float64)):
+        pos, neg = p[y], p[~y]
+        tz = rankdata(np.r_[pos, neg])
+        tx, ty = rankdata(pos), rankdata(neg)
+        aucs.append((tz[:m].sum() - m * (m + 1) / 2) / (m * n))
+        v01.append((tz[:m] - tx) / n)  # per positive: the share of negatives scored below it
+        v10.append(1.0 - (tz[m:] - ty) / m)  # per negative: the share of positives scored above it
+    S = np.cov(np.vstack(v01)) / m + np.cov(np.vstack(v10)) / n
+    var = S[0, 0] + S[1, 1] - 2 * S[0, 1]
+    if not var > 0:
+        return float("nan"), float("nan")
+    z = (aucs[0] - aucs[1]) / math.sqrt(var)
+    return float(z), float(norm.sf(z))
+
+
+def brier(y: Any, p: Any) -> float:
+    """Mean squared error of the probabilities.
+
+    >>> brier(np.array([0, 1]), np.array([0.2, 0.6]))
+    0.1
+    """
+    d = np.asarray(p, dtype=np.float64) - np.asarray(y, dtype=np.float64)
+    return float(round(np.mean(d * d), 15))
+
+
+def log_loss(y: Any, p: Any, eps: float = float(np.finfo(np.float64).eps)) -> float:
+    """Mean negative log-likelihood of the labels (probabilities clipped to [eps, 1 - eps],
+    eps the float64 machine epsilon, as scikit-learn does)."""
+    y = np.asarray(y, dtype=np.float64)
+    p = np.clip(np.asarray(p, dtype=np.float64), eps, 1 - eps)
+    return float(-np.mean(y * np.log(p) + (1 - y) * np.log1p(-p)))
+
+
+def best_f1_threshold(y: Any, p: Any) -> float:
+    """The score threshold (predict a spike when ``p >= threshold``) with the largest F1
+    on ``(y, p)``; 0.5 when ``y`` has no positives.
+
+    >>> best_f1_threshold(np.array([0, 0, 1, 1]), np.array([0.1, 0.4, 0.35, 0.8]))
+    0.35
+    """
+    y, p = np.asarray(y, dtype=bool), np.asarray(p, dtype=np.float64)
+    n1 = int(y.sum())
+    if n1 == 0 or y.size == 0:
+        return 0.5
+    tp, fp, scores = _sorted_counts(y, p)
+    f1 = 2 * tp / (2 * tp + fp + (n1 - tp))
+    return float(scores[int(np.argmax(f1))])
+
+
+def threshold_counts(y: Any, p: Any, threshold: float) -> dict[str, int]:
+    """True/false positives and negatives when ``p >= threshold`` predicts a spike."""
+    y, hit = np.asarray(y, dtype=bool), np.asarray(p, dtype=np.float64) >= threshold
+    return {
+        "tp": int(np.sum(hit & y)),
+        "fp": int(np.sum(hit & ~y)),
+        "fn": int(np.sum(~hit & y)),
+        "tn": int(np.sum(~hit & ~y)),
+    }
+
+
+def rates(c: dict[str, int]) -> dict[str, float]:
+    """Accuracy, precision, recall and F1 from :func:`threshold_counts` (NaN where undefined).
+
+    >>> rates({"tp": 2, "fp": 1, "fn": 2, "tn": 5})
+    {'accuracy': 0.7, 'precision': 0.6666666666666666, 'recall': 0.5, 'f1': 0.5714285714285714}
+    """
+    tp, fp, fn, tn = c["tp"], c["fp"], c["fn"], c["tn"]
+    n = tp + fp + fn + tn
+
+    def div(a: float, b: float) -> float:
+        return a / b if b else float("nan")
+
+    return {
+        "accuracy": div(tp + tn, n),
+        "precision": div(tp, tp + fp),
+        "recall": div(tp, tp + fn),
+        "f1": div(2 * tp, 2 * tp + fp + fn),
+    }
+
+
+# --- classifiers -----------------------------------------------------------------------
+
+
+def _check_rows(X: Array) -> None:
+    if int(X.shape[0]) == 0:
+        msg = "no training rows for a spike classifier in this window's fitting years; use more training years"
+        raise WsbError(msg)
+
+
+@dataclass
+class LogitClassifier:
+    """Logistic regression on standardised columns (scikit-learn's or cuML's; the scaler
+    from the fitting rows). A window with one class gets its base rate as the forecast."""
+
+    C: float
+    backend: Backend
+
+    def fit(self, X: Array, y: Array) -> LogitClassifier:
+        _check_rows(X)
+        xp = array_namespace(X)
+        mean = xp.mean(X, axis=0)
+        self.mean_ = mean
+        self.scale_ = xp.asarray(safe_scale(to_numpy(xp.std(X, axis=0)), to_numpy(mean)))
+        labels = to_numpy(y).astype(bool)
+        self.rate_ = float(labels.mean()) if labels.size else float("nan")
+        self.est_ = None
+        if 0 < labels.sum() < labels.size:
+            est = self.backend.logistic_estimator(self.C)
+            self.est_ = est.fit((X - mean) / self.scale_, xp.astype(y, xp.float64))
+        return self
+
+    def predict_proba(self, X: Array) -> np.ndarray:
+        if self.est_ is None:
+            return np.full(int(X.shape[0]), self.rate_)
+        proba = self.est_.predict_proba((X - self.mean_) / self.scale_)
+        return np.asarray(to_numpy(proba), dtype=np.float64)[:, 1]
+
+    def info(self) -> dict[str, Any]:
+        coef = None if self.est_ is None else np.asarray(to_numpy(self.est_.coef_), dtype=np.float64).ravel().tolist()
+        return {"C": self.C, "coef_standardised": coef, "train_rate": self.rate_}
+
+
+@dataclass
+class XGBClassifier:
+    """Boosted trees for the spike label (see the module docstring)."""
+
+    params: TrainParams
+    backend: Backend
+
+    def fit(self, X: Array, y: Array, Xv: Array | None = None, yv: Array | None = None) -> XGBClassifier:
+        from wsb_gpu.models.xgb import _xgboost, booster_params
+
+        _check_rows(X)
+        xgb = _xgboost()
+        labels = to_numpy(y).astype(bool)
+        pos = int(labels.sum())
+        bp = booster_params(self.backend, **self.params.xgboost.to_dict())
+        bp.update(
+            objective="binary:logistic",
+            eval_metric="logloss",
+            scale_pos_weight=(labels.size - pos) / pos if pos else 1.0,
+        )
+        dtrain = xgb.QuantileDMatrix(X, label=y, max_bin=bp["max_bin"])
+        evals = []
+        if Xv is not None and yv is not None and int(Xv.shape[0]):
+            evals = [(xgb.QuantileDMatrix(Xv, label=yv, ref=dtrain, max_bin=bp["max_bin"]), "valid")]
+        self.booster_ = xgb.train(
+            bp,
+            dtrain,
+            num_boost_round=int(self.params.spike.n_estimators),
+            evals=evals,
+            early_stopping_rounds=int(self.params.xgboost.early_stopping_rounds) if evals else None,
+            verbose_eval=False,
+        )
+        best = getattr(self.booster_, "best_iteration", None)
+        self.n_rounds_ = int(best) + 1 if (evals and best is not None) else self.booster_.num_boosted_rounds()
+        self.scale_pos_weight_ = float(bp["scale_pos_weight"])
+        return self
+
+    def predict_proba(self, X: Array) -> np.ndarray:
+        p = self.booster_.inplace_predict(X, iteration_range=(0, self.n_rounds_))
+        return np.asarray(to_numpy(p), dtype=np.float64)
+
+    def info(self) -> dict[str, Any]:
+        return {"n_rounds": self.n_rounds_, "scale_pos_weight": self.scale_pos_weight_}
+
+
+def make_classifier(model: str, params: TrainParams, backend: Backend) -> LogitClassifier | XGBClassifier:
+    """The spike form of a ``train.models`` name (:data:`SPIKE_MODELS`)."""
+    if model == "har":
+        return LogitClassifier(_HAR_C, backend)
+    if model == "ridge":
+        return LogitClassifier(float(params.spike.C), backend)
+    return XGBClassifier(params, backend)
+
+
+def spike_rate_note(k: float) -> str:
+    """What ``k`` means in daily standard deviations (``vol_22`` sums 22 squared returns).
+
+    >>> spike_rate_note(0.55)
+    'y_1 > 0.55 * vol_22 (a move of about 2.58 daily standard deviations of the last 22 days)'
+    """
+    return (
+        f"y_1 > {k:g} * vol_22 (a move of about {k * math.sqrt(22):.2f} daily standard deviations of the last 22 days)"
+    )
