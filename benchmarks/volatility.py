@@ -18,6 +18,10 @@ returns missing), generated in memory:
   Parquet file (``PERMNO: int64, date: date32, RET: float64``, what the harness also gives
   the PySpark peer) and once from a CRSP-style CSV (``PERMNO,date,RET``, ``YYYY-MM-DD``,
   6-decimal returns, missing returns written as the letter code ``C``: what users run).
+* ``polars`` / ``duckdb``: the tools a researcher who wants speed on one machine reaches
+  for, file to file on the same CSV: :func:`polars_file` (``rolling_sum().over("permno")``)
+  and :func:`duckdb_file` (window functions), each writing the same columns to Parquet, on
+  every core (``pip install -e '.[bench]'``; a row says so when one is missing).
 
 The input files are generated once per size into ``benchmarks/data/volatility-<size>/``
 (git-ignored) and reused. ``--spark`` also times the seed's PySpark implementation
@@ -147,6 +151,85 @@ def pandas_rolling(panel: Any) -> Any:
     return out
 
 
+WINDOWS = (1, 5, 22, 63)
+
+
+def polars_file(src: Path, dst: Path) -> None:
+    """The polars peer, file to file: read the CRSP-style CSV (letter codes as missing), sort,
+    ``sqrt(rolling_sum(ret², w)).over(permno)`` (missing when the window holds fewer than w
+    returns), next row's value per stock, write Parquet — what a polars user writes."""
+    import polars as pl
+
+    df = pl.read_csv(
+        src, schema_overrides={"PERMNO": pl.Int64, "date": pl.Date, "RET": pl.Float64}, null_values=["C"]
+    ).sort(["PERMNO", "date"])
+    r2 = pl.col("RET") ** 2
+    df = df.with_columns(r2.rolling_sum(w, min_samples=w).over("PERMNO").sqrt().alias(f"vol_{w}") for w in WINDOWS)
+    df = df.with_columns(pl.col(f"vol_{w}").shift(-1).over("PERMNO").alias(f"y_{w}") for w in WINDOWS)
+    df.write_parquet(dst)
+
+
+def duckdb_file(src: Path, dst: Path, threads: int | None = None) -> None:
+    """The DuckDB peer, file to file: the same with window functions
+    (``sum(ret²) OVER (PARTITION BY permno ORDER BY date ROWS w-1 PRECEDING)``, kept when the
+    window counts w returns; ``lead`` for the targets), ``COPY … TO`` Parquet."""
+    import duckdb
+
+    con = duckdb.connect()
+    if threads:
+        con.execute(f"SET threads = {int(threads)}")
+    win = {w: f"(PARTITION BY PERMNO ORDER BY date ROWS BETWEEN {w - 1} PRECEDING AND CURRENT ROW)" for w in WINDOWS}
+    vols = ", ".join(
+        f"CASE WHEN count(RET) OVER {win[w]} = {w} THEN sqrt(sum(RET * RET) OVER {win[w]}) END AS vol_{w}"
+        for w in WINDOWS
+    )
+    leads = ", ".join(f"lead(vol_{w}) OVER (PARTITION BY PERMNO ORDER BY date) AS y_{w}" for w in WINDOWS)
+    src_sql = (
+        f"read_csv('{src}', header = true, nullstr = 'C', "
+        "columns = {'PERMNO': 'BIGINT', 'date': 'DATE', 'RET': 'DOUBLE'})"
+    )
+    con.execute(
+        f"COPY (WITH v AS (SELECT PERMNO, date, RET, {vols} FROM {src_sql}) "
+        f"SELECT *, {leads} FROM v ORDER BY PERMNO, date) TO '{dst}' (FORMAT parquet)"
+    )
+    con.close()
+
+
+def peer_rows(inputs: dict[str, Path], size: int, repeats: int) -> list[dict]:
+    """polars and DuckDB from the CSV to a Parquet file, on every core (skipped when absent)."""
+    import importlib.util
+
+    rows: list[dict] = []
+    for name, fn in (("polars", polars_file), ("duckdb", duckdb_file)):
+        if importlib.util.find_spec(name) is None:
+            rows.append(error_row(STAGE, name, "cpu", size, f"{name} is not installed (pip install -e '.[bench]')"))
+            continue
+        tmp = Path(tempfile.mkdtemp(prefix=f"wsb-bench-vol-{name}-"))
+        try:
+            times = time_call(
+                lambda fn=fn, tmp=tmp: fn(inputs["csv"], tmp / "out.parquet"),
+                repeats=max(1, min(repeats, 2)),
+                warmup=0,
+            )
+            rows.append(
+                make_row(
+                    STAGE,
+                    name,
+                    "cpu",
+                    size,
+                    times,
+                    unit="rows/s",
+                    workers=usable_cores(),
+                    note="whole stage: CSV in -> rolling window sums per permno -> next row -> Parquet out",
+                )
+            )
+        except Exception as e:  # pragma: no cover - recorded, not hidden
+            rows.append(error_row(STAGE, name, "cpu", size, f"{type(e).__name__}: {e}"))
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return rows
+
+
 def bench(backend: str, size: int, repeats: int = 3) -> list[dict]:
     """Rows for the kernel, the kernel on unsorted partitions, the pandas baseline, the stage."""
     from wsb_gpu.backend import resolve_backend
@@ -231,7 +314,7 @@ def bench(backend: str, size: int, repeats: int = 3) -> list[dict]:
             rows.append(error_row(STAGE, "wsb_gpu", backend, size, f"stage ({kind}): {type(e).__name__}: {e}"))
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-    return rows
+    return rows + peer_rows(inputs, size, repeats)
 
 
 def spark_rows(size: int, repeats: int, cores: int, backend: str = "cpu") -> list[dict]:

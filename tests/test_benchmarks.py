@@ -386,3 +386,36 @@ def test_spark_unavailable_rows_say_why():
     assert rows[0]["impl"] == "pyspark" and rows[0]["error"] == "skipped: no Java runtime found"
     assert not common.ok(rows[0])
     assert importlib.util.find_spec("benchmarks.spark_peer") is not None
+
+
+@pytest.mark.parametrize("peer", ["polars", "duckdb"])
+def test_volatility_peers_compute_what_the_stage_computes(tmp_path, peer):
+    """The polars and DuckDB peers of benchmarks/volatility.py give the stage's vol_w and
+    y_w on a CRSP-style CSV with missing returns (letter code C) and unsorted rows."""
+    pytest.importorskip(peer)
+    import pandas as pd
+
+    from benchmarks import volatility as vb
+    from wsb_gpu.backend import Backend
+    from wsb_gpu.stages import run_stage
+
+    panel = vb.make_panel(3000, seed=3).sample(frac=1.0, random_state=1)
+    csv = tmp_path / "crsp.csv"
+    text = panel.assign(
+        PERMNO=panel["permno"],
+        date=pd.to_datetime(panel["date"]).dt.strftime("%Y-%m-%d"),
+        RET=panel["ret"].round(6).map(lambda v: "C" if pd.isna(v) else f"{v:.6f}"),
+    )[["PERMNO", "date", "RET"]]
+    text.to_csv(csv, index=False)
+    assert (text["RET"] == "C").any()
+    getattr(vb, f"{peer}_file")(csv, tmp_path / "peer.parquet")
+    got = pd.read_parquet(tmp_path / "peer.parquet").rename(columns={"PERMNO": "permno"})
+    run_stage("volatility", tmp_path / "vol", crsp=csv, backend=Backend("cpu"))
+    ours = pd.read_parquet(tmp_path / "vol")
+    key = ["permno", "date"]
+    got["date"] = pd.to_datetime(got["date"]).dt.date
+    ours["date"] = pd.to_datetime(ours["date"]).dt.date
+    m = ours.merge(got, on=key, suffixes=("", "_peer"))
+    assert len(m) == len(ours) == len(panel)
+    for c in [f"{p}_{w}" for p in ("vol", "y") for w in vb.WINDOWS]:
+        np.testing.assert_allclose(m[f"{c}_peer"].to_numpy(float), m[c].to_numpy(float), rtol=1e-9, equal_nan=True)

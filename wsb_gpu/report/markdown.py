@@ -153,7 +153,7 @@ def losses_table(metrics: pd.DataFrame) -> str:
                 fmt(r.get("mae")),
                 _share(r.get("mape")),
                 fmt(r.get("qlike")),
-                "—" if is_har else fmt(r.get("qlike") - har_q),
+                "—" if is_har else f"{r.get('qlike') - har_q:+.4f}",
                 "—" if is_har else pvalue(r.get("dm_pvalue")),
                 "—" if is_har else pvalue(r.get("dm_qlike_pvalue")),
             ]

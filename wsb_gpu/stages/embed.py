@@ -8,7 +8,8 @@ How the work is cut, and why:
 
 * **Deterministic shards.** Post ids are hashed (``pandas.util.hash_pandas_object``, a fixed
   SipHash key, identical in every process) into ``n_shards = ceil(mentioned posts /
-  partition_size)`` buckets. Posts (``id, text``) and mention ids are both moved to their
+  partition_size)`` buckets, and at least one per worker while each keeps
+  :data:`MIN_SHARD_POSTS` posts (:func:`n_shards_for`). Posts (``id, text``) and mention ids are both moved to their
   bucket with one shuffle (``set_index`` on the bucket with explicit divisions, so
   partition *i* is bucket *i*), and the semi-join (posts whose id is mentioned) is then a
   local ``isin`` inside each partition: the post texts cross the network once. Rows in a
@@ -96,16 +97,37 @@ def shard_name(i: int, n: int) -> str:
     return f"part-{i:05d}-of-{n:05d}.parquet"
 
 
-def n_shards_for(n_posts: int, partition_size: int) -> int:
-    """Shards for ``n_posts`` posts at ``partition_size`` posts each (at least one).
+MIN_SHARD_POSTS = 500
+"""The fewest posts a shard is cut to so that every worker gets one: below this, loading the
+model on another worker costs more than it saves."""
+
+
+def n_shards_for(n_posts: int, partition_size: int, workers: int = 1) -> int:
+    """Shards for ``n_posts`` posts at ``partition_size`` posts each (at least one), and at
+    least one per worker while each keeps :data:`MIN_SHARD_POSTS` posts: 2,000 posts on two
+    workers make two shards, not one that a single worker encodes alone.
 
     >>> n_shards_for(0, 100), n_shards_for(100, 100), n_shards_for(101, 100)
     (1, 1, 2)
+    >>> n_shards_for(2_000, 20_000, workers=2), n_shards_for(700, 20_000, workers=4), n_shards_for(90_000, 20_000, 2)
+    (2, 1, 5)
     """
     if int(partition_size) < 1:
         msg = f"partition_size must be a positive number of posts, got {partition_size}; the default is 20000"
         raise WsbError(msg)
-    return max(1, math.ceil(int(n_posts) / int(partition_size)))
+    by_size = math.ceil(int(n_posts) / int(partition_size))
+    per_worker = min(int(workers), int(n_posts) // MIN_SHARD_POSTS)
+    return max(1, by_size, per_worker)
+
+
+def _n_workers(client: Client | None) -> int:
+    """Workers of the cluster (1 without one: the threaded scheduler in this process)."""
+    if client is None:
+        return 1
+    try:
+        return max(1, len(client.scheduler_info().get("workers", {})))
+    except Exception:
+        return 1
 
 
 def bucket_of(ids: Any, n: int) -> np.ndarray:
@@ -323,7 +345,7 @@ def run(
         state = {
             "version": STATE_VERSION,
             "key": key,
-            "n_shards": n_shards_for(int(n_mentioned), params.partition_size),
+            "n_shards": n_shards_for(int(n_mentioned), params.partition_size, workers=_n_workers(client)),
         }
         write_json(out / STATE, state)
     n = int(state["n_shards"])
