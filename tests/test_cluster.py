@@ -87,3 +87,40 @@ def test_dask_config_untouched_by_session():
     with session(load_settings(overrides={"cluster.kind": "none"})):
         pass
     assert dask.config.get("scheduler", None) == before
+
+
+def test_small_inputs_run_in_process_unless_a_cluster_is_asked_for(tmp_path: Path):
+    """cluster.in_process_below: a single-stage command on small inputs skips the default
+    LocalCluster; --cluster, --workers, a config file naming the kind, --profile keep it."""
+    from wsb_gpu.cluster import in_process, input_bytes
+
+    (tmp_path / "ds").mkdir()
+    (tmp_path / "ds" / "part.0.parquet").write_bytes(b"x" * 1000)
+    (tmp_path / "f.csv").write_bytes(b"y" * 500)
+    inputs = {"a": tmp_path / "ds", "b": tmp_path / "f.csv", "c": None, "d": tmp_path / "missing"}
+    assert input_bytes(inputs) == 1500
+    assert in_process(load_settings(), inputs) == 1500
+    assert in_process(load_settings(overrides={"cluster.in_process_below": "1KiB"}), inputs) is None  # too big
+    assert in_process(load_settings(overrides={"cluster.in_process_below": 0}), inputs) is None
+    assert in_process(load_settings(overrides={"cluster.kind": "local"}), inputs) is None  # --cluster local
+    assert in_process(load_settings(overrides={"cluster.n_workers": 2}), inputs) is None  # --workers 2
+    assert in_process(load_settings(overrides={"profile": str(tmp_path / "p.html")}), inputs) is None
+    config = tmp_path / "run.yaml"
+    config.write_text("cluster:\n  kind: local\n")
+    assert in_process(load_settings(config), inputs) is None
+    config.write_text("cluster:\n  threads_per_worker: 1\n")
+    assert in_process(load_settings(config), inputs) == 1500
+    assert in_process(load_settings(overrides={"cluster.kind": "none"}), inputs) is None  # already in process
+    with pytest.raises(WsbError, match="256MiB"):
+        load_settings(overrides={"cluster.in_process_below": "lots"})
+
+
+def test_stage_command_on_small_inputs_says_it_runs_in_process(tmp_path: Path, capsys):
+    from wsb_gpu.cli import main
+
+    csv = tmp_path / "crsp.csv"
+    csv.write_text("PERMNO,date,RET\n" + "".join(f"10001,2020-01-{d:02d},0.01\n" for d in range(1, 29)))
+    rc = main(["--backend", "cpu", "volatility", "--crsp", str(csv), "--out", str(tmp_path / "vol"), "--progress"])
+    assert rc == 0
+    err = capsys.readouterr().err
+    assert "of input: in this process" in err and "Dask dashboard" not in err

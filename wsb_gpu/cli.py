@@ -417,7 +417,7 @@ def stage_command(stage: Stage) -> click.Command:
     @click.pass_context
     def callback(ctx: click.Context, **values: Any) -> None:
         from wsb_gpu.backend import resolve_backend
-        from wsb_gpu.cluster import session
+        from wsb_gpu.cluster import in_process, session
         from wsb_gpu.progress import log
         from wsb_gpu.stages import preflight, run_stage
         from wsb_gpu.stages.base import interrupted_message
@@ -438,8 +438,16 @@ def stage_command(stage: Stage) -> click.Command:
         # Bad inputs or a bad --out fail here, before a cluster starts.
         preflight(stage, out, inputs, settings.params(stage.section or stage.name))
         backend = resolve_backend(settings.backend)
+        small = in_process(settings, inputs)
+        if small is not None:
+            settings = settings.replace(**{"cluster.kind": "none"})
         if progress:
-            log(f"[{stage.name}] → {out} ({backend.name})")
+            where = (
+                f"; {small / 2**20:,.0f} MiB of input: in this process (--cluster local starts workers)"
+                if small is not None
+                else ""
+            )
+            log(f"[{stage.name}] → {out} ({backend.name}{where})")
         try:
             with session(settings) as client:
                 manifest = run_stage(

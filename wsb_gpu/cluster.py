@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sys
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from dask.utils import parse_bytes
 from distributed import Client, LocalCluster, performance_report
 from distributed.diagnostics.plugin import WorkerPlugin
 
@@ -135,6 +138,39 @@ class _QuietWhileClosing(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         status = getattr(getattr(self.worker, "status", None), "name", "running")
         return record.levelno < logging.ERROR or status not in ("closing", "closed", "closing_gracefully", "failed")
+
+
+def input_bytes(inputs: Mapping[str, Any]) -> int:
+    """Bytes of a command's input files and dataset folders (missing ones count 0)."""
+    total = 0
+    for value in inputs.values():
+        if value is None:
+            continue
+        path = Path(value)
+        if path.is_file():
+            total += path.stat().st_size
+        elif path.is_dir():
+            for root, _, files in os.walk(path):
+                total += sum((Path(root) / f).stat().st_size for f in files)
+    return total
+
+
+def in_process(settings: Settings, inputs: Mapping[str, Any]) -> int | None:
+    """The input bytes when a single-stage command should run in this process instead of
+    starting its default ``LocalCluster`` (``cluster.in_process_below``), else None.
+
+    Only the packaged default counts: ``--cluster``, ``--workers``, a config file naming the
+    cluster kind or the number of workers, and ``--profile`` (a performance report needs a
+    client) keep the cluster.
+    """
+    c = settings.cluster
+    below = c["in_process_below"]
+    limit = int(parse_bytes(below)) if isinstance(below, str) else int(below)
+    chosen = {"cluster.kind", "cluster.n_workers"} & settings.explicit
+    if c["kind"] != "local" or chosen or limit <= 0 or settings.profile:
+        return None
+    size = input_bytes(inputs)
+    return size if size < limit else None
 
 
 def dashboard_link(client: Client | None) -> str | None:

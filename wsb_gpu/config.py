@@ -16,6 +16,7 @@ frozen model (:meth:`Settings.params`), never the raw configuration.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import difflib
 import re
 import typing
@@ -108,8 +109,20 @@ class Cluster(Section):
     memory_limit: int | str
     dashboard_address: str | None
     local_directory: str | None
+    in_process_below: int | str
     cuda: CudaCluster
     slurm: SlurmCluster
+
+    @field_validator("in_process_below")
+    @classmethod
+    def _size(cls, v: int | str) -> int | str:
+        try:
+            n = int(parse_bytes(v)) if isinstance(v, str) else int(v)
+        except (ValueError, TypeError) as e:
+            raise ValueError("it must be a size such as '256MiB' (0 = always start the cluster)") from e
+        if n < 0:
+            raise ValueError("it must be a size such as '256MiB' (0 = always start the cluster)")
+        return v
 
     @field_validator("memory_limit")
     @classmethod
@@ -376,6 +389,9 @@ class Settings:
     data: Mapping[str, Any]
     sources: tuple[str, ...] = field(default=())
     config: Config | None = field(default=None, compare=False, repr=False)
+    explicit: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
+    """The dotted keys a layer above the packaged defaults set (a config file, the
+    environment's dask config is not counted, the command line)."""
 
     @property
     def backend(self) -> str:
@@ -418,7 +434,8 @@ class Settings:
         data = _thaw(self.data)
         origins: dict[str, str] = {}
         _apply_overrides(data, overrides, "replace()", origins)
-        return _validated(data, self.sources, origins)
+        out = _validated(data, self.sources, origins)
+        return dataclasses.replace(out, explicit=self.explicit | out.explicit)
 
     def to_dict(self) -> dict[str, Any]:
         """A plain, JSON-serialisable copy (for manifests and reports)."""
@@ -537,7 +554,7 @@ def _validated(data: dict, sources: tuple[str, ...], origins: Mapping[str, str])
         config = Config.model_validate(data)
     except ValidationError as e:
         raise WsbError("\n".join(validation_messages(e, origins))) from None
-    return Settings(_freeze(config.to_dict()), tuple(sources), config)
+    return Settings(_freeze(config.to_dict()), tuple(sources), config, frozenset(origins))
 
 
 def validate_params(model: type[Section], values: Mapping[str, Any], section: str) -> Section:
