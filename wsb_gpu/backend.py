@@ -212,8 +212,17 @@ class Backend:
             )
         from sklearn.linear_model import ElasticNet  # lazy: scikit-learn takes half a second to import
 
+        # precompute=True: coordinate descent on the fold's Gram matrix (one n·p² product per
+        # fit) instead of sweeps over the rows (n·p per sweep, hundreds of sweeps): on the
+        # demo's 390-column set ~20x faster, the same solution.
         return ElasticNet(
-            alpha=alpha, l1_ratio=l1_ratio, fit_intercept=fit_intercept, tol=tol, max_iter=max_iter, selection="cyclic"
+            alpha=alpha,
+            l1_ratio=l1_ratio,
+            fit_intercept=fit_intercept,
+            tol=tol,
+            max_iter=max_iter,
+            selection="cyclic",
+            precompute=True,
         )
 
     def logistic_estimator(self, C: float, max_iter: int = 1000) -> Any:

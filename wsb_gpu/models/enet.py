@@ -683,7 +683,8 @@ class EnetModel(Model):
             self.cv_ = enet_cv_from_moments(window.months, blocks, e.l1_ratios, index=index, **grid)
         else:
             X, y, periods = window.rows(self.columns_)
-            self.cv_ = enet_cv_from_rows(X, y, periods, self.folds, e.l1_ratios, backend=window.backend, **grid)
+            with threadpool_limits(1, user_api="blas"):  # as for ridge's estimator engine
+                self.cv_ = enet_cv_from_rows(X, y, periods, self.folds, e.l1_ratios, backend=window.backend, **grid)
         return self
 
     def predict_array(self, X: Array) -> Any:
