@@ -52,9 +52,9 @@ from threadpoolctl import threadpool_limits  # a dependency of scikit-learn
 from wsb_gpu.backend import Backend, array_namespace, to_numpy
 from wsb_gpu.config import TrainParams
 from wsb_gpu.errors import WsbError
-from wsb_gpu.models.base import Model, Window
+from wsb_gpu.models.base import Window
 from wsb_gpu.models.moments import LinearFit, Moments, moments_sse, safe_scale, standardised, sum_moments
-from wsb_gpu.models.ridge import _solve_small
+from wsb_gpu.models.ridge import PenalizedLinearModel, _solve_small
 from wsb_gpu.models.splits import BlockedTimeFolds
 
 if TYPE_CHECKING:
@@ -648,7 +648,7 @@ def _path_estimator(backend: Backend, alpha: float, l1_ratio: float, max_iter: i
 # --- the model family ------------------------------------------------------------------
 
 
-class EnetModel(Model):
+class EnetModel(PenalizedLinearModel):
     """Elastic net on HAR + text, ``(a, λ)`` chosen per window by blocked-in-time CV.
 
     The folds are the ridge's (:class:`BlockedTimeFolds` of the window's months), the grid
@@ -670,12 +670,7 @@ class EnetModel(Model):
     def fit(self, window: Window) -> EnetModel:
         self._start(window)
         e = self.params.enet
-        # The HAR terms lead the columns; unless penalize_har, they are left unpenalised.
-        har = list(window.sample.har_columns)
-        free = 0 if e.penalize_har else len(har)
-        if free and self.columns_[:free] != har:
-            free = 0
-        self.free_ = free
+        free = self._free(window, e.penalize_har)
         grid = {"n_lambdas": e.n_lambdas, "eps": e.eps, "free": free, "max_iter": e.max_iter, "tol": e.tol}
         if window.engine == "stats":
             blocks = self.folds.blocks(sorted(window.months))
@@ -686,15 +681,6 @@ class EnetModel(Model):
             with threadpool_limits(1, user_api="blas"):  # as for ridge's estimator engine
                 self.cv_ = enet_cv_from_rows(X, y, periods, self.folds, e.l1_ratios, backend=window.backend, **grid)
         return self
-
-    def predict_array(self, X: Array) -> Any:
-        return self.cv_.fit.predict_array(X)
-
-    def test_sse(self, window: Window) -> tuple[float, int] | None:
-        if window.engine != "stats":
-            return None
-        tm = window.test_moments(self.columns_)
-        return float(moments_sse(tm, self.cv_.fit.coef, self.cv_.fit.intercept)[0]), tm.n
 
     def info(self) -> dict[str, Any]:
         c = self.cv_
@@ -709,14 +695,6 @@ class EnetModel(Model):
             "nonzero": int(np.count_nonzero(c.fit.coef[self.free_ :])),
             "converged": c.converged,
         }
-
-    @property
-    def linear(self) -> LinearFit:
-        return self.cv_.fit
-
-    @property
-    def lam(self) -> float:
-        return float(self.cv_.fit.lam)
 
     @property
     def l1_ratio(self) -> float:

@@ -371,7 +371,42 @@ def ridge_cv_from_rows(
     return CVResult(est.to_fit(), lambdas, cv, fold_mse)
 
 
-class RidgeModel(Model):
+class PenalizedLinearModel(Model):
+    """What ridge and the elastic net share: HAR terms first and unpenalised unless the
+    model's ``penalize_har``, a cross-validated :class:`LinearFit` in ``cv_.fit``, the
+    test-year error exactly from the moments on the ``stats`` engine.
+
+    Subclasses set :meth:`fit` (calling :meth:`_free` after ``_start``) and :meth:`info`.
+    """
+
+    def _free(self, window: Window, penalize_har: bool) -> int:
+        """The leading HAR columns left unpenalised (0 when penalised or not leading)."""
+        har = list(window.sample.har_columns)
+        free = 0 if penalize_har else len(har)
+        if free and self.columns_[:free] != har:
+            free = 0
+        self.free_ = free
+        return free
+
+    def predict_array(self, X: Array) -> Any:
+        return self.cv_.fit.predict_array(X)
+
+    def test_sse(self, window: Window) -> tuple[float, int] | None:
+        if window.engine != "stats":
+            return None
+        tm = window.test_moments(self.columns_)
+        return float(moments_sse(tm, self.cv_.fit.coef, self.cv_.fit.intercept)[0]), tm.n
+
+    @property
+    def linear(self) -> LinearFit:
+        return self.cv_.fit
+
+    @property
+    def lam(self) -> float:
+        return float(self.cv_.fit.lam)
+
+
+class RidgeModel(PenalizedLinearModel):
     """Ridge on HAR + text, λ chosen per window by blocked-in-time cross-validation.
 
     The folds are contiguous blocks of the window's months (:class:`BlockedTimeFolds`), the
@@ -394,12 +429,7 @@ class RidgeModel(Model):
 
     def fit(self, window: Window) -> RidgeModel:
         self._start(window)
-        # The HAR terms lead the columns; unless penalize_har, they are left unpenalised.
-        har = list(window.sample.har_columns)
-        free = 0 if self.params.ridge.penalize_har else len(har)
-        if free and self.columns_[:free] != har:
-            free = 0
-        self.free_ = free
+        free = self._free(window, self.params.ridge.penalize_har)
         if window.engine == "stats":
             blocks = self.folds.blocks(sorted(window.months))
             index = window.index(self.columns_)
@@ -415,15 +445,6 @@ class RidgeModel(Model):
                 )
         return self
 
-    def predict_array(self, X: Array) -> Any:
-        return self.cv_.fit.predict_array(X)
-
-    def test_sse(self, window: Window) -> tuple[float, int] | None:
-        if window.engine != "stats":
-            return None
-        tm = window.test_moments(self.columns_)
-        return float(moments_sse(tm, self.cv_.fit.coef, self.cv_.fit.intercept)[0]), tm.n
-
     def info(self) -> dict[str, Any]:
         c = self.cv_
         return {
@@ -432,11 +453,3 @@ class RidgeModel(Model):
             "cv_mse": c.cv_mse.tolist(),
             "fold_mse": c.fold_mse.tolist(),
         }
-
-    @property
-    def linear(self) -> LinearFit:
-        return self.cv_.fit
-
-    @property
-    def lam(self) -> float:
-        return float(self.cv_.fit.lam)

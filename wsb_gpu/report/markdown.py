@@ -120,17 +120,17 @@ def pooled_table(metrics: pd.DataFrame) -> str:
     )
 
 
-def _share(value: Any) -> str:
-    """A share as an unsigned percentage (MAPE).
+def fixed(value: Any, digits: int = 3, scale: float = 1.0, suffix: str = "") -> str:
+    """A number with fixed decimals (times ``scale``), ``—`` when missing or not finite.
 
-    >>> _share(0.4512), _share(float("nan"))
-    ('45.12 %', '—')
+    >>> fixed(0.6461), fixed(0.4512, 2, 100, " %"), fixed(float("nan")), fixed(None)
+    ('0.646', '45.12 %', '—', '—')
     """
     try:
         v = float(value)
     except (TypeError, ValueError):
         return "—"
-    return f"{100 * v:.2f} %" if math.isfinite(v) else "—"
+    return f"{scale * v:.{digits}f}{suffix}" if math.isfinite(v) else "—"
 
 
 def losses_table(metrics: pd.DataFrame) -> str:
@@ -151,7 +151,7 @@ def losses_table(metrics: pd.DataFrame) -> str:
                 f"**{model_label(key)}**" if is_har else model_label(key),
                 fmt(r.get("rmse")),
                 fmt(r.get("mae")),
-                _share(r.get("mape")),
+                fixed(r.get("mape"), 2, 100, " %"),
                 fmt(r.get("qlike")),
                 "—" if is_har else f"{r.get('qlike') - har_q:+.4f}",
                 "—" if is_har else pvalue(r.get("dm_pvalue")),

@@ -19,7 +19,7 @@ import pandas as pd
 from wsb_gpu.errors import WsbError
 from wsb_gpu.models.classify import SPIKE_LABELS
 from wsb_gpu.report.load import _parquet_batches, has_parquet
-from wsb_gpu.report.markdown import fmt, markdown_table, provenance_section, pvalue
+from wsb_gpu.report.markdown import fixed, fmt, markdown_table, provenance_section, pvalue
 
 SPIKE_COLUMNS = ("model", "feature_set", "test_year", "n_test", "auc", "ap", "brier")
 
@@ -66,14 +66,6 @@ def name(key: str) -> str:
     return long if not fs else f"{short} · {fs}"
 
 
-def _num(v: Any, digits: int = 3) -> str:
-    try:
-        x = float(v)
-    except (TypeError, ValueError):
-        return "—"
-    return f"{x:.{digits}f}" if math.isfinite(x) else "—"
-
-
 def signal_table(table: pd.DataFrame) -> str:
     """Per feature set (rows) and model (columns): pooled AUC, ΔAUC against the logistic
     HAR and DeLong's one-sided p-value."""
@@ -98,7 +90,7 @@ def signal_table(table: pd.DataFrame) -> str:
             r = hit.iloc[0]
             p = r.get("auc_pvalue")
             star = " *" if isinstance(p, float) and math.isfinite(p) and p < 0.05 else ""
-            row += [_num(r["auc"]), f"{r['auc'] - har_auc:+.3f}{star}", pvalue(p), _num(r["ap"])]
+            row += [fixed(r["auc"]), f"{r['auc'] - har_auc:+.3f}{star}", pvalue(p), fixed(r["ap"])]
         rows.append(row)
     return markdown_table(header, rows, "l" + "r" * (len(header) - 1))
 
@@ -110,14 +102,14 @@ def pooled_table(table: pd.DataFrame) -> str:
         [
             f"**{name(r['key'])}**" if r["key"] == "har" else name(r["key"]),
             fmt(int(r["n_test"])),
-            _num(r["base_rate"]),
-            _num(r["auc"]),
-            _num(r["ap"]),
-            _num(r["brier"], 4),
-            _num(r["log_loss"], 4),
-            _num(r["precision"]),
-            _num(r["recall"]),
-            _num(r["f1"]),
+            fixed(r["base_rate"]),
+            fixed(r["auc"]),
+            fixed(r["ap"]),
+            fixed(r["brier"], 4),
+            fixed(r["log_loss"], 4),
+            fixed(r["precision"]),
+            fixed(r["recall"]),
+            fixed(r["f1"]),
         ]
         for _, r in pooled.iterrows()
     ]
@@ -132,7 +124,7 @@ def per_year_table(table: pd.DataFrame) -> str:
     auc = table.set_index(["key", "test_year"])["auc"]
     rate = table[table["key"] == "har"].set_index("test_year")["base_rate"]
     rows = [
-        [y, _num(rate.get(y))] + [_num(auc.get((k, y))) for k in keys] for y in [*years, "all"] if (keys[0], y) in auc
+        [y, fixed(rate.get(y))] + [fixed(auc.get((k, y))) for k in keys] for y in [*years, "all"] if (keys[0], y) in auc
     ]
     if rows and rows[-1][0] == "all":
         rows[-1][0] = "**Overall**"
