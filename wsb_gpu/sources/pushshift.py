@@ -378,23 +378,48 @@ def _bad_utf8_lines(block: bytes, starts: np.ndarray, ends: np.ndarray) -> np.nd
     return np.asarray(bad, dtype=np.int64)
 
 
-def _gather(block: bytes, starts: np.ndarray, ends: np.ndarray, idx: np.ndarray) -> bytes:
-    """The block with only the given lines left: the others are blanked with spaces.
+def _line_array(block: bytes, starts: np.ndarray) -> Any:
+    """The block's lines as a zero-copy Arrow binary array, each line with its ``\\n``.
 
-    The fast parsers skip white-space-only lines, so rows still map in order to ``idx``;
-    blanking a few lines in one copy is cheaper than joining the many runs between them.
+    Vectorised per-line work (a regex, a gather) then runs in Arrow's C++ kernels.
     """
-    if idx.size == len(starts):
-        return block
-    if idx.size < len(starts) // 2:
-        return b"\n".join(block[starts[i] : ends[i]] for i in idx.tolist())
-    out = bytearray(block)
-    keep = np.zeros(len(starts), dtype=bool)
-    keep[idx] = True
-    for i in np.flatnonzero(~keep).tolist():
-        s, e = int(starts[i]), int(ends[i])
-        out[s:e] = b" " * (e - s)
-    return bytes(out)
+    offsets = np.append(starts, len(block)).astype(np.int64)
+    return pa.Array.from_buffers(pa.large_binary(), len(starts), [None, pa.py_buffer(offsets), pa.py_buffer(block)])
+
+
+def _gather(block: bytes, lines: Any, idx: np.ndarray) -> Any:
+    """The given lines of the block, in order, as one buffer (the block itself when all are given).
+
+    ``lines.take`` copies the chosen lines, newlines included, into one contiguous data
+    buffer: a single C++ pass, whatever the number of lines kept.
+
+    >>> b = b'{"a":1}\\n{"b":2}\\n{"c":3}'
+    >>> lines = _line_array(b, line_bounds(b)[0])
+    >>> _gather(b, lines, np.array([0, 2])).to_pybytes()
+    b'{"a":1}\\n{"c":3}'
+    """
+    if idx.size == len(lines):
+        return pa.py_buffer(block)
+    kept = lines.take(pa.array(idx))
+    offsets = np.frombuffer(kept.buffers()[1], dtype=np.int64, count=len(kept) + 1, offset=kept.offset * 8)
+    return kept.buffers()[2][int(offsets[0]) : int(offsets[-1])]
+
+
+def _created_groups(lines: Any, idx: np.ndarray) -> list[tuple[np.ndarray, Any]]:
+    """Split lines by the JSON type of their ``created_utc``: ``(lines, Arrow type)`` pairs.
+
+    Pushshift dumps mix both (older records hold ``"created_utc": "1325376000"``) and a
+    typed Arrow parse takes one type per column, so each group is parsed with its own.
+    A regex over each line decides; it is only a hint (a key inside a text, say): a line in
+    the wrong group fails its group's parse, which is then bisected as any other failure.
+
+    >>> b = b'{"created_utc": "1"}\\n{"created_utc": 2}\\n'
+    >>> [(g.tolist(), str(t)) for g, t in _created_groups(_line_array(b, line_bounds(b)[0]), np.array([0, 1]))]
+    [([0], 'string'), ([1], 'int64')]
+    """
+    is_str = pc.match_substring_regex(lines, r'"created_utc"\s*:\s*"').to_numpy(zero_copy_only=False)[idx]
+    groups = ((idx[is_str], pa.string()), (idx[~is_str], pa.int64()))
+    return [(g, t) for g, t in groups if g.size]
 
 
 def parse_block(block: bytes, kind: str, *, engine: str = "cpu") -> tuple[Any, BlockCounts]:
@@ -432,17 +457,23 @@ def parse_block(block: bytes, kind: str, *, engine: str = "cpu") -> tuple[Any, B
     slow_idx = [int(i) for i in np.flatnonzero(~fast)]
 
     tables: list[tuple[np.ndarray, Any]] = []
-    stack = [fast_idx] if fast_idx.size else []
+    lines = _line_array(block, starts)
+    if not fast_idx.size:
+        stack = []
+    elif engine == "gpu":  # cudf reads created_utc as text: one parse takes both JSON types
+        stack = [(fast_idx, pa.string())]
+    else:
+        stack = _created_groups(lines, fast_idx)
     while stack:
-        idx = stack.pop()
+        idx, created_type = stack.pop()
         try:
-            table, ok = _parse_fast(_gather(block, starts, ends, idx), idx.size, kind, engine)
+            table, ok = _parse_fast(_gather(block, lines, idx), idx.size, kind, engine, created_type)
         except _FastParseFailed:
             if idx.size <= _BISECT_MIN_LINES:
                 slow_idx.extend(int(i) for i in idx)
             else:
                 half = idx.size // 2
-                stack.extend((idx[half:], idx[:half]))
+                stack.extend(((idx[half:], created_type), (idx[:half], created_type)))
             continue
         n_ok = int(ok.sum())
         counts.malformed["bad_record"] += int(idx.size - n_ok)
@@ -492,28 +523,28 @@ def _empty_table(kind: str) -> Any:
     return pa.table({name: pa.array([], type=_arrow_type(name)) for name in FIELDS[kind]})
 
 
-def _parse_fast(buf: bytes, n_lines: int, kind: str, engine: str) -> tuple[Any, np.ndarray]:
+def _parse_fast(buf: Any, n_lines: int, kind: str, engine: str, created_type: Any) -> tuple[Any, np.ndarray]:
     if engine == "gpu":
-        return _parse_fast_gpu(buf, n_lines, kind)
-    return _parse_fast_cpu(buf, n_lines, kind)
+        return _parse_fast_gpu(buf.to_pybytes(), n_lines, kind)
+    return _parse_fast_cpu(buf, n_lines, kind, created_type)
 
 
-def _parse_fast_cpu(buf: bytes, n_lines: int, kind: str) -> tuple[Any, np.ndarray]:
+def _parse_fast_cpu(buf: Any, n_lines: int, kind: str, first: Any) -> tuple[Any, np.ndarray]:
     """pyarrow.json over known-clean lines; ``ok`` marks rows with a valid id/created_utc.
 
     Every field has an explicit type, so pyarrow rejects a block where ``id`` is not a
-    string, ``created_utc`` is not an int64 (or, on the second try, not a string), or a
-    text field is not a string; the caller then bisects and the exact path decides.
+    string, ``created_utc`` is neither of type ``first`` (the line group's hint, see
+    :func:`_created_groups`) nor, on the second try, of the other type, or a text field
+    is not a string; the caller then bisects and the exact path decides.
     """
 
-    first = _created_type_hint(buf)
     last_error = ""
     for cu_type in (first, pa.string() if first == pa.int64() else pa.int64()):
         schema = pa.schema([(name, cu_type if name == "created_utc" else pa.string()) for name in FIELDS[kind]])
         try:
             table = pj.read_json(
-                io.BytesIO(buf),
-                read_options=pj.ReadOptions(use_threads=False, block_size=max(len(buf) + 1, 1 << 16)),
+                pa.BufferReader(buf),
+                read_options=pj.ReadOptions(use_threads=False, block_size=max(buf.size + 1, 1 << 16)),
                 parse_options=pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore"),
             )
             break
@@ -535,21 +566,6 @@ def _parse_fast_cpu(buf: bytes, n_lines: int, kind: str) -> tuple[Any, np.ndarra
             raise _FastParseFailed("created_utc overflow") from e
         table = table.set_column(table.schema.get_field_index("created_utc"), "created_utc", cu)
     return table, ok
-
-
-def _created_type_hint(buf: bytes) -> Any:
-    """int64 or string: the JSON type of the first ``created_utc`` value in the buffer.
-
-    >>> _created_type_hint(b'{"created_utc": "12"}')
-    DataType(string)
-    """
-
-    at = buf.find(b'"created_utc"')
-    if at >= 0:
-        rest = buf[at + 13 : at + 40].lstrip(b" \t:")
-        if rest[:1] == b'"':
-            return pa.string()
-    return pa.int64()
 
 
 def _parse_fast_gpu(buf: bytes, n_lines: int, kind: str) -> tuple[Any, np.ndarray]:
