@@ -102,6 +102,205 @@ def pandas_mentions(posts: Path, tickers: Path, stop: frozenset[str], out: Path)
     return len(res)
 
 
+# --- the polars and DuckDB peers: ingest + mentions in one program ------------------------------
+#
+# Neither library reads the dumps itself: polars has no zstd NDJSON reader for a stream, and
+# DuckDB's zstd reader refuses the 2 GiB window ("Frame requires too much memory"). So both
+# get the same help a user would write: Python's zstandard streams the file and cuts
+# newline-aligned 64 MiB blocks, which the library parses (on all cores) into the posts rows
+# (Parquet, one file per block) and the mention rows of the same rules, written as
+# polars expressions / SQL. No lookaround exists in either (Rust regex, RE2), so the token
+# rules are those of our ``strings`` extractor (:func:`wsb_gpu.stages.mentions.tokens_strings`).
+# Differences to ours, counted by :func:`compare_mentions`: HTML entities other than the five
+# replaced below stay escaped; DuckDB's ``ignore_errors`` drops the lines it cannot parse (the
+# lone-surrogate escapes, which we keep with U+FFFD); malformed lines are dropped, not counted.
+
+PEER_BLOCK = 64 << 20
+ENTITIES = (("&lt;", "<"), ("&gt;", ">"), ("&quot;", '"'), ("&#39;", "'"), ("&amp;", "&"))
+PEER_FIELDS = {
+    "submission": ("id", "created_utc", "author", "title", "selftext"),
+    "comment": ("id", "created_utc", "author", "body"),
+}
+
+
+def zstd_blocks(path: Path, size: int = PEER_BLOCK):
+    """Decompressed newline-aligned blocks of a dump (2 GiB window), what a peer's user writes."""
+    import zstandard
+
+    dctx = zstandard.ZstdDecompressor(max_window_size=2**31)
+    rest = b""
+    with open(path, "rb") as fh, dctx.stream_reader(fh, read_size=1 << 20) as raw:
+        while chunk := raw.read(size):
+            buf = rest + chunk
+            cut = buf.rfind(b"\n") + 1
+            if cut == 0:
+                rest = buf
+                continue
+            rest = buf[cut:]
+            yield buf[:cut]
+    if rest:
+        yield rest
+
+
+def peer_alive(tickers: Path) -> Any:
+    """The name history as ``ticker, permno, first_day, last_day`` (days since 1970), as pandas."""
+    from wsb_gpu.sources.tickers import read_stocknames
+    from wsb_gpu.stages.mentions import alive_table
+
+    return alive_table(read_stocknames(tickers))
+
+
+def polars_ingest_mentions(
+    submissions: Path, comments: Path, tickers: Path, stop: frozenset[str], out: Path
+) -> tuple[int, int]:
+    """The polars peer: ``read_ndjson`` per block -> posts Parquet; token expressions + join -> mentions."""
+    import io
+
+    import polars as pl
+
+    alive = pl.from_pandas(peer_alive(tickers))
+    stop_s = pl.Series(sorted(stop), dtype=pl.String)
+    (out / "posts").mkdir(parents=True, exist_ok=True)
+    n_posts, mentions = 0, []
+    for path, kind in ((submissions, "submission"), (comments, "comment")):
+        schema = dict.fromkeys(PEER_FIELDS[kind], pl.String)
+        for i, block in enumerate(zstd_blocks(path)):
+            raw = pl.read_ndjson(io.BytesIO(block), schema=schema, ignore_errors=True)
+            text = (
+                pl.col("title").fill_null("") + "\n" + pl.col("selftext").fill_null("")
+                if kind == "submission"
+                else pl.col("body").fill_null("")
+            )
+            posts = raw.select(
+                pl.col("id"),
+                pl.lit(kind).alias("kind"),
+                pl.col("created_utc").cast(pl.Int64, strict=False),
+                pl.col("author"),
+                text.alias("text"),
+                pl.lit(path.name).alias("source"),
+            ).filter(pl.col("id").is_not_null() & pl.col("created_utc").is_not_null())
+            posts = posts.with_columns((pl.col("created_utc") // 86400).cast(pl.Int32).cast(pl.Date).alias("date"))
+            posts.write_parquet(out / "posts" / f"{kind}-{i:05d}.parquet")
+            n_posts += posts.height
+            s = pl.col("text")
+            for ent, rep in ENTITIES:
+                s = s.str.replace_all(ent, rep, literal=True)
+            s = s.str.replace_all(r"[^A-Za-z0-9_$]", "  ").str.replace_all(r"([A-Za-z0-9_])\$", "${1}  #")
+            tokens = (
+                posts.select(
+                    "id",
+                    "kind",
+                    "created_utc",
+                    (pl.lit(" ") + s + pl.lit(" ")).str.extract_all(r" #?\$*[A-Z]{1,5} ").alias("tok"),
+                )
+                .explode("tok")
+                .drop_nulls("tok")
+                .with_columns(pl.col("tok").str.strip_chars(" "))
+                .with_columns(pl.col("tok").str.strip_chars_start("#$").alias("ticker"))
+            )
+            dollar = pl.col("tok").str.contains("$", literal=True)
+            bare = (
+                ~dollar
+                & ~pl.col("tok").str.starts_with("#")
+                & (pl.col("tok").str.len_bytes() >= 2)
+                & ~pl.col("ticker").is_in(stop_s)
+            )
+            counted = (
+                tokens.filter(dollar | bare)
+                .group_by("id", "kind", "created_utc", "ticker")
+                .agg(pl.len().cast(pl.Int32).alias("n_occ"))
+                .with_columns((pl.col("created_utc") // 86400).alias("day"))
+            )
+            m = counted.join(alive, on="ticker").filter(
+                (pl.col("first_day") <= pl.col("day")) & (pl.col("day") <= pl.col("last_day"))
+            )
+            mentions.append(m.select("id", "kind", "created_utc", "ticker", "permno", "n_occ"))
+    result = pl.concat(mentions) if mentions else pl.DataFrame()
+    (out / "mentions").mkdir(parents=True, exist_ok=True)
+    result.write_parquet(out / "mentions" / "part.0.parquet")
+    return n_posts, result.height
+
+
+def duckdb_ingest_mentions(
+    submissions: Path, comments: Path, tickers: Path, stop: frozenset[str], out: Path
+) -> tuple[int, int]:
+    """The DuckDB peer: ``read_json`` per block (``ignore_errors``) -> posts Parquet; SQL regexes + a range join -> mentions."""
+    import io
+
+    import duckdb
+
+    con = duckdb.connect()
+    con.register("alive", peer_alive(tickers))
+    con.register("stop", __import__("pandas").DataFrame({"ticker": sorted(stop)}))
+    (out / "posts").mkdir(parents=True, exist_ok=True)
+    text_sql = {
+        "submission": "coalesce(title, '') || chr(10) || coalesce(selftext, '')",
+        "comment": "coalesce(body, '')",
+    }
+    unescape = "text"
+    for ent, rep in ENTITIES:
+        unescape = f"replace({unescape}, '{ent}', '{rep.replace(chr(39), chr(39) * 2)}')"
+    n_posts, parts = 0, []
+    for path, kind in ((submissions, "submission"), (comments, "comment")):
+        columns = dict.fromkeys(PEER_FIELDS[kind], "VARCHAR")
+        for i, block in enumerate(zstd_blocks(path)):
+            raw = con.read_json(io.BytesIO(block), format="newline_delimited", columns=columns, ignore_errors=True)
+            con.register("raw", raw)
+            con.execute(
+                f"""CREATE OR REPLACE TEMP TABLE posts AS
+                SELECT id, '{kind}' AS kind, TRY_CAST(created_utc AS BIGINT) AS created_utc, author,
+                       {text_sql[kind]} AS text, '{path.name}' AS source
+                FROM raw WHERE id IS NOT NULL AND TRY_CAST(created_utc AS BIGINT) IS NOT NULL"""
+            )
+            part = out / "posts" / f"{kind}-{i:05d}.parquet"
+            con.execute(
+                f"COPY (SELECT id, kind, created_utc, CAST(to_timestamp(created_utc) AS DATE) AS date, author, text, source "
+                f"FROM posts) TO '{part}' (FORMAT parquet)"
+            )
+            n_posts += con.execute("SELECT count(*) FROM posts").fetchone()[0]
+            parts.append(
+                con.execute(
+                    rf"""WITH s AS (
+                        SELECT id, kind, created_utc,
+                               ' ' || regexp_replace(regexp_replace({unescape}, '[^A-Za-z0-9_$]', '  ', 'g'),
+                                                     '([A-Za-z0-9_])\$', '\1  #', 'g') || ' ' AS s
+                        FROM posts),
+                    t AS (SELECT id, kind, created_utc, trim(unnest(regexp_extract_all(s, ' #?\$*[A-Z]{{1,5}} '))) AS tok FROM s),
+                    c AS (SELECT id, kind, created_utc, ltrim(tok, '#$') AS ticker, CAST(count(*) AS INTEGER) AS n_occ
+                          FROM t
+                          WHERE contains(tok, '$')
+                             OR (NOT starts_with(tok, '#') AND length(tok) >= 2 AND ltrim(tok, '#$') NOT IN (SELECT ticker FROM stop))
+                          GROUP BY ALL)
+                    SELECT c.id, c.kind, c.created_utc, c.ticker, a.permno, c.n_occ
+                    FROM c JOIN alive a ON c.ticker = a.ticker
+                     AND a.first_day <= c.created_utc // 86400 AND c.created_utc // 86400 <= a.last_day"""
+                ).to_arrow_table()
+            )
+            con.unregister("raw")
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    result = pa.concat_tables(parts) if parts else pa.table({})
+    (out / "mentions").mkdir(parents=True, exist_ok=True)
+    pq.write_table(result, out / "mentions" / "part.0.parquet")
+    con.close()
+    return n_posts, result.num_rows
+
+
+def compare_mentions(ours: Path, peer: Path) -> dict[str, int]:
+    """Row-set difference of two mentions datasets on ``(id, kind, ticker, permno, n_occ)``."""
+    import pyarrow.dataset as ds
+
+    cols = ["id", "kind", "ticker", "permno", "n_occ"]
+
+    def keys(folder: Path) -> set:
+        t = ds.dataset(str(folder), format="parquet", exclude_invalid_files=True).to_table(columns=cols)
+        return set(zip(*(t.column(c).to_pylist() for c in cols)))
+
+    a, b = keys(ours), keys(peer)
+    return {"ours": len(a), "peer": len(b), "only_ours": len(a - b), "only_peer": len(b - a)}
+
+
 # --- the benchmark --------------------------------------------------------------------------
 
 

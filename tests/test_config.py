@@ -185,3 +185,11 @@ def test_every_key_is_documented():
     doc = (Path(__file__).resolve().parent.parent / "docs" / "configuration.md").read_text(encoding="utf-8")
     missing = [k for k in _leaves(_packaged()) if f"`{k}`" not in doc]
     assert not missing, f"keys of defaults.yaml missing from docs/configuration.md: {missing}"
+
+
+def test_model_names_are_the_registry():
+    """Settings validate model names without importing the models: the two lists must agree."""
+    from wsb_gpu.config import MODEL_NAMES
+    from wsb_gpu.models import MODELS
+
+    assert tuple(MODELS) == MODEL_NAMES

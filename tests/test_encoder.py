@@ -289,3 +289,32 @@ else:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split()[-1] == "True", out.stdout
+
+
+def test_plain_bert_loads_without_transformers(models, tmp_path):
+    """A plain BERT folder runs on wsb_gpu.bert: transformers is never imported (its import
+    costs more than the model's load); the outputs are pinned to transformers' above."""
+    import json
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from wsb_gpu.encoder import Encoder, EncoderSpec\n"
+        f"e = Encoder.load(EncoderSpec({str(models['head'])!r}, max_length=24))\n"
+        "r = e.encode(['gme to the moon', 'sell'])\n"
+        "assert r.probs.shape == (2, 3), r.probs.shape\n"
+        "print(type(e.model).__name__, 'transformers' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["BertNative", "False"]
+
+    # what it does not cover goes through transformers, as before
+    import shutil
+
+    other = tmp_path / "relu"
+    shutil.copytree(models["plain"], other)
+    config = json.loads((other / "config.json").read_text())
+    (other / "config.json").write_text(json.dumps({**config, "hidden_act": "relu"}))
+    encoder = Encoder.load(EncoderSpec(str(other), max_length=24))
+    assert type(encoder.model).__name__ == "BertModel"
+    assert encoder.encode(["gme"]).embeddings.shape == (1, 32)

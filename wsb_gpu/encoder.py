@@ -336,11 +336,6 @@ class Encoder:
     def load(cls, spec: EncoderSpec) -> Encoder:
         """Load tokenizer and model for ``spec`` (safetensors only unless ``allow_pickle``)."""
         import torch
-        import transformers
-        from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, AutoTokenizer
-
-        # Per-tensor progress bars would flood worker logs, once per worker and model.
-        transformers.utils.logging.disable_progress_bar()
 
         if spec.pooling not in POOLINGS:
             msg = f"unknown pooling {spec.pooling!r}; choose one of: {', '.join(POOLINGS)}"
@@ -356,35 +351,20 @@ class Encoder:
         precision = resolve_precision(spec.precision, device)
         num_threads = choose_num_threads(spec.num_threads)
         torch.set_num_threads(num_threads)
-        common = {"local_files_only": bool(spec.local_files_only) or local, "trust_remote_code": False}
-        try:
-            config = AutoConfig.from_pretrained(source, **common)
-            tokenizer = AutoTokenizer.from_pretrained(source, use_fast=True, **common)
-            archs = list(getattr(config, "architectures", None) or [])
-            has_head = any(a.endswith("ForSequenceClassification") for a in archs)
-            auto = AutoModelForSequenceClassification if has_head else AutoModel
-            model = auto.from_pretrained(
-                source,
-                config=config,
-                # None = prefer safetensors, fall back to pickle: only when the user allowed it.
-                use_safetensors=None if spec.allow_pickle else True,
-                # fp32 master copy whatever the checkpoint's dtype; cast below on purpose.
-                dtype=torch.float32,
-                **common,
-            )
-        except WsbError:
-            raise
-        except (OSError, ValueError) as e:
-            hint = (
-                "check the name, or pass --local-files-only with a folder / cached copy when offline"
-                if not local
-                else "the folder must hold config.json, tokenizer files and model.safetensors"
-            )
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            if "safetensors" in str(e).lower() and not spec.allow_pickle:
-                hint = "the model has no safetensors weights; convert it, or pass --allow-pickle if you trust its pickle checkpoint"
-            msg = f"cannot load model '{spec.model}' ({first}); {hint}"
-            raise WsbError(msg) from e
+        native = None
+        if local:
+            from wsb_gpu import bert  # a plain BERT folder: no transformers import (1.5-2.5 s)
+
+            config = bert.native_config(source)
+            try:
+                native = None if config is None else bert.load(source, config)
+            except ValueError:
+                native = None
+        if native is not None:
+            model, tokenizer = native
+            has_head = bool(config.head)
+        else:
+            config, tokenizer, model, has_head = _load_transformers(spec, source, local)
         if not getattr(tokenizer, "is_fast", False):
             msg = f"model '{spec.model}' has no fast (Rust) tokenizer (tokenizer.json); save one with a recent transformers, or pick another model"
             raise WsbError(msg)
@@ -585,6 +565,47 @@ def is_out_of_memory(exc: BaseException) -> bool:
         return True
     text = f"{type(exc).__name__} {exc}".lower().replace(" ", "")
     return any(mark.replace(" ", "") in text for mark in _OOM_MARKS)
+
+
+def _load_transformers(spec: EncoderSpec, source: str, local: bool) -> tuple[Any, Any, Any, bool]:
+    """Config, fast tokenizer, fp32 model and whether it has a classification head, through
+    transformers (hub ids, architectures other than plain BERT, pickle checkpoints)."""
+    import torch
+    import transformers
+    from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, AutoTokenizer
+
+    # Per-tensor progress bars would flood worker logs, once per worker and model.
+    transformers.utils.logging.disable_progress_bar()
+    common = {"local_files_only": bool(spec.local_files_only) or local, "trust_remote_code": False}
+    try:
+        config = AutoConfig.from_pretrained(source, **common)
+        tokenizer = AutoTokenizer.from_pretrained(source, use_fast=True, **common)
+        archs = list(getattr(config, "architectures", None) or [])
+        has_head = any(a.endswith("ForSequenceClassification") for a in archs)
+        auto = AutoModelForSequenceClassification if has_head else AutoModel
+        model = auto.from_pretrained(
+            source,
+            config=config,
+            # None = prefer safetensors, fall back to pickle: only when the user allowed it.
+            use_safetensors=None if spec.allow_pickle else True,
+            # fp32 master copy whatever the checkpoint's dtype; cast below on purpose.
+            dtype=torch.float32,
+            **common,
+        )
+    except WsbError:
+        raise
+    except (OSError, ValueError) as e:
+        hint = (
+            "check the name, or pass --local-files-only with a folder / cached copy when offline"
+            if not local
+            else "the folder must hold config.json, tokenizer files and model.safetensors"
+        )
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if "safetensors" in str(e).lower() and not spec.allow_pickle:
+            hint = "the model has no safetensors weights; convert it, or pass --allow-pickle if you trust its pickle checkpoint"
+        msg = f"cannot load model '{spec.model}' ({first}); {hint}"
+        raise WsbError(msg) from e
+    return config, tokenizer, model, has_head
 
 
 def _rust_tokenizer(tokenizer: Any, max_length: int) -> Any:
