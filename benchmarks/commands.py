@@ -211,9 +211,9 @@ def embed_inputs(n: int = EMBED_POSTS) -> dict[str, Path]:
     return paths
 
 
-def onnx_model(model_dir: str) -> Path:
+def onnx_model(model_dir: str, folder: Path | None = None) -> Path:
     """The model exported to ONNX (fp32, dynamic batch and length) once, with its tokenizer."""
-    folder = DATA / "commands-onnx-minilm"
+    folder = folder or DATA / "commands-onnx-minilm"
     if (folder / "model.onnx").exists():
         return folder
     import torch

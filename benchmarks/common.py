@@ -356,7 +356,7 @@ def compute_ratios(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
 # --- machine description -----------------------------------------------------------------
 
 # The peers' libraries, reported beside the ones wsb_gpu.sysinfo.versions() always lists.
-PEER_LIBRARIES = ("polars", "pyspark")
+PEER_LIBRARIES = ("polars", "duckdb", "pyspark", "sentence_transformers", "onnxruntime")
 
 
 def machine_info() -> dict[str, Any]:

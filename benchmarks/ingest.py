@@ -154,7 +154,6 @@ def polars_ingest_mentions(
     submissions: Path, comments: Path, tickers: Path, stop: frozenset[str], out: Path
 ) -> tuple[int, int]:
     """The polars peer: ``read_ndjson`` per block -> posts Parquet; token expressions + join -> mentions."""
-    import io
 
     import polars as pl
 
@@ -165,7 +164,7 @@ def polars_ingest_mentions(
     for path, kind in ((submissions, "submission"), (comments, "comment")):
         schema = dict.fromkeys(PEER_FIELDS[kind], pl.String)
         for i, block in enumerate(zstd_blocks(path)):
-            raw = pl.read_ndjson(io.BytesIO(block), schema=schema, ignore_errors=True)
+            raw = _polars_block(block, schema)
             text = (
                 pl.col("title").fill_null("") + "\n" + pl.col("selftext").fill_null("")
                 if kind == "submission"
@@ -221,11 +220,35 @@ def polars_ingest_mentions(
     return n_posts, result.height
 
 
+def _polars_block(block: bytes, schema: dict) -> Any:
+    """``read_ndjson`` of a block; a block it rejects (``ignore_errors`` does not cover a line
+    that is not JSON) is read again without the lines ``json.loads`` refuses."""
+    import io
+    import json
+
+    import polars as pl
+
+    try:
+        return pl.read_ndjson(io.BytesIO(block), schema=schema, ignore_errors=True)
+    except pl.exceptions.ComputeError:
+        pass
+
+    def is_object(line: bytes) -> bool:
+        try:
+            return isinstance(json.loads(line.decode("utf-8")), dict)
+        except ValueError:
+            return False
+
+    good = b"\n".join(line for line in block.split(b"\n") if is_object(line))
+    return pl.read_ndjson(io.BytesIO(good), schema=schema, ignore_errors=True)
+
+
 def duckdb_ingest_mentions(
     submissions: Path, comments: Path, tickers: Path, stop: frozenset[str], out: Path
 ) -> tuple[int, int]:
     """The DuckDB peer: ``read_json`` per block (``ignore_errors``) -> posts Parquet; SQL regexes + a range join -> mentions."""
     import io
+    import warnings
 
     import duckdb
 
@@ -258,9 +281,8 @@ def duckdb_ingest_mentions(
                 f"FROM posts) TO '{part}' (FORMAT parquet)"
             )
             n_posts += con.execute("SELECT count(*) FROM posts").fetchone()[0]
-            parts.append(
-                con.execute(
-                    rf"""WITH s AS (
+            result = con.execute(
+                rf"""WITH s AS (
                         SELECT id, kind, created_utc,
                                ' ' || regexp_replace(regexp_replace({unescape}, '[^A-Za-z0-9_$]', '  ', 'g'),
                                                      '([A-Za-z0-9_])\$', '\1  #', 'g') || ' ' AS s
@@ -274,8 +296,10 @@ def duckdb_ingest_mentions(
                     SELECT c.id, c.kind, c.created_utc, c.ticker, a.permno, c.n_occ
                     FROM c JOIN alive a ON c.ticker = a.ticker
                      AND a.first_day <= c.created_utc // 86400 AND c.created_utc // 86400 <= a.last_day"""
-                ).to_arrow_table()
             )
+            with warnings.catch_warnings():  # "an extra copy": of the few mention rows only
+                warnings.simplefilter("ignore")
+                parts.append(result.to_arrow_table())
             con.unregister("raw")
     import pyarrow as pa
     import pyarrow.parquet as pq

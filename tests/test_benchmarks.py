@@ -419,3 +419,74 @@ def test_volatility_peers_compute_what_the_stage_computes(tmp_path, peer):
     assert len(m) == len(ours) == len(panel)
     for c in [f"{p}_{w}" for p in ("vol", "y") for w in vb.WINDOWS]:
         np.testing.assert_allclose(m[f"{c}_peer"].to_numpy(float), m[c].to_numpy(float), rtol=1e-9, equal_nan=True)
+
+
+def test_ingest_peers_give_our_posts_and_mention_rows(tmp_path):
+    """The polars peer of ingest+mentions gives exactly our posts and mention rows on
+    synthetic dumps (malformed lines, lone surrogates, entities, both created_utc types);
+    DuckDB only loses the lines its JSON reader rejects (ignore_errors drops them)."""
+    pytest.importorskip("polars")
+    pytest.importorskip("duckdb")
+    import pyarrow.dataset as ds
+
+    from benchmarks import ingest as ib
+    from wsb_gpu.backend import Backend
+    from wsb_gpu.stages import run_stage
+    from wsb_gpu.stages.mentions import load_stoplist
+    from wsb_gpu.synth import FILES, generate
+
+    data = tmp_path / "data"
+    generate(data, seed=5, tickers=20, start="2019-01-01", end="2019-03-31", posts_per_day=150, malformed=0.01)
+    sub, com, names = (data / FILES[k] for k in ("submissions", "comments", "stocknames"))
+    res = run_stage("ingest", tmp_path / "posts", submissions=sub, comments=com, backend=Backend("cpu"))
+    assert sum(res["malformed"].values()) > 0 and res["surrogates_replaced"] > 0  # the hard cases are there
+    run_stage("mentions", tmp_path / "m", posts=tmp_path / "posts", tickers=names, backend=Backend("cpu"))
+    ours = ds.dataset(str(tmp_path / "posts"), format="parquet").to_table(columns=["id"]).column("id").to_pylist()
+
+    n_posts, n_rows = ib.polars_ingest_mentions(sub, com, names, load_stoplist(), tmp_path / "pl")
+    diff = ib.compare_mentions(tmp_path / "m", tmp_path / "pl" / "mentions")
+    assert n_posts == len(ours) == res["rows_out"]
+    assert diff["only_ours"] == diff["only_peer"] == 0 and diff["peer"] == n_rows > 0
+
+    n_posts, n_rows = ib.duckdb_ingest_mentions(sub, com, names, load_stoplist(), tmp_path / "dk")
+    diff = ib.compare_mentions(tmp_path / "m", tmp_path / "dk" / "mentions")
+    kept = set(
+        ds.dataset(str(tmp_path / "dk" / "posts"), format="parquet").to_table(columns=["id"]).column("id").to_pylist()
+    )
+    assert kept <= set(ours) and len(ours) - n_posts <= res["surrogates_replaced"]
+    assert diff["only_peer"] == 0 and diff["peer"] == n_rows
+
+
+def test_embed_peers_compute_our_vectors(tmp_path):
+    """sentence-transformers and ONNX Runtime (the model exported by the benchmark) give our
+    mean-pooled vectors on a tiny BERT, in fp32."""
+    pytest.importorskip("sentence_transformers")
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from benchmarks import commands
+    from tests.fixtures.tiny_models import build_tiny_bert
+    from wsb_gpu.encoder import Encoder, EncoderSpec
+
+    model = build_tiny_bert(tmp_path / "bert", seed=4)
+    texts = ["GME to the moon", "sell everything now", "yolo calls " * 30, "", "diamond hands"]
+    posts, mentions = tmp_path / "posts", tmp_path / "mentions"
+    for folder, table in (
+        (posts, {"id": [f"p{i}" for i in range(5)], "text": texts}),
+        (mentions, {"id": ["p0", "p1", "p2", "p3", "p4"]}),
+    ):
+        folder.mkdir()
+        pq.write_table(pa.table(table), folder / "part.0.parquet")
+    ours = Encoder.load(EncoderSpec(str(model), max_length=commands.EMBED_MAX_LENGTH, pooling="mean", precision="fp32"))
+    want = ours.encode(texts).embeddings
+
+    commands.st_embed(posts, mentions, str(model), tmp_path / "st", dtype="fp32")
+    onnx_dir = commands.onnx_model(str(model), folder=tmp_path / "onnx")
+    commands.onnx_embed(posts, mentions, onnx_dir, tmp_path / "ort")
+    for out in ("st", "ort"):
+        t = pq.read_table(tmp_path / out / "part.0.parquet")
+        got = np.asarray(t.column("embedding").to_pylist(), dtype=np.float32)
+        order = [int(i[1:]) for i in t.column("id").to_pylist()]
+        np.testing.assert_allclose(got, want[order], atol=2e-4, rtol=1e-3, err_msg=out)

@@ -12,12 +12,10 @@ import contextlib
 import logging
 import os
 import sys
-import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 from dask.utils import parse_bytes
 from distributed import Client, LocalCluster, performance_report
 from distributed.diagnostics.plugin import WorkerPlugin
@@ -87,20 +85,12 @@ def _slurm_cluster(settings: Settings) -> Any:
     return slurm_cluster(settings)
 
 
-def _ignore_pandas_performance_warnings() -> None:
-    warnings.filterwarnings("ignore", category=pd.errors.PerformanceWarning)
-
-
 class WorkerSetup(WorkerPlugin):
     """Worker plugin, on every worker of a session.
 
     * The worker ignores SIGINT: a terminal's Ctrl-C reaches the whole process group, and
       the driver stops its workers itself (:mod:`wsb_gpu.interrupt`), rather than each
       worker dying mid-task with a traceback.
-    * pandas' ``PerformanceWarning`` is silenced: Dask's shuffles and groupbys insert a
-      column into each partition; with hundreds of embedding columns pandas then warns that
-      the frame "is highly fragmented", which says nothing a user can act on and floods the
-      console from every worker.
     * A closing worker does not report the tasks it was running: when the driver stops the
       cluster mid-task (Ctrl-C, a failed stage), a task cut off by the worker's shutdown
       fails with whatever the dying interpreter raises (``'NoneType' object is not
@@ -112,7 +102,6 @@ class WorkerSetup(WorkerPlugin):
 
     def setup(self, worker: Any) -> None:
         ignore_sigint_in_worker()
-        _ignore_pandas_performance_warnings()
         log = logging.getLogger("distributed.worker")
         if not any(isinstance(f, _QuietWhileClosing) for f in log.filters):
             log.addFilter(_QuietWhileClosing(worker))

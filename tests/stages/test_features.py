@@ -160,20 +160,40 @@ def test_features_follow_the_rules(inputs, backend):
     assert manifest["schema"]["date"].startswith("date32")
 
 
-def test_features_on_a_distributed_cluster(inputs):
+@pytest.mark.parametrize("partial_bytes", [None, 2000])
+def test_features_on_a_distributed_cluster(inputs, monkeypatch, partial_bytes):
     # The two permno shuffles must land the same stocks in the same partitions under
-    # the distributed (p2p) shuffle too.
+    # the distributed (p2p) shuffle too; with a tiny PARTIAL_SUM_BYTES the sums are reduced
+    # into several partitions through a p2p shuffle, whose frames must not make pandas warn
+    # that they are fragmented (the warning's source was fixed, not silenced).
+    import warnings
+
     from distributed import Client, LocalCluster
 
     from wsb_gpu.backend import Backend
+    from wsb_gpu.stages import features
 
     root, vol, mentions, emb = inputs
+    embeddings = root / "emb"
+    if partial_bytes is not None:
+        monkeypatch.setattr(features, "PARTIAL_SUM_BYTES", partial_bytes)  # a few reduced partitions
+        # 150 more embedding columns: pandas warns about fragmentation only past 100 blocks
+        wide = pd.read_parquet(embeddings)
+        extra = pd.DataFrame(np.ones((len(wide), 150), np.float32), columns=[f"e{i:03d}" for i in range(3, 153)])
+        embeddings = root / "emb-wide"
+        if not embeddings.exists():
+            embeddings.mkdir()
+            pd.concat([wide, extra], axis=1).to_parquet(embeddings / "part.0.parquet", index=False)
+    out = root / f"f2-{partial_bytes}"
     with (
         LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster,
         Client(cluster) as client,
+        warnings.catch_warnings(record=True) as caught,
     ):
-        build_features(root / "men", root / "emb", root / "vol", root / "f2", backend=Backend("cpu"), client=client)
-    _check(root / "f2", vol, mentions, emb)
+        warnings.simplefilter("always")
+        build_features(root / "men", embeddings, root / "vol", out, backend=Backend("cpu"), client=client)
+    _check(out, vol, mentions, emb)
+    assert not [w for w in caught if issubclass(w.category, pd.errors.PerformanceWarning)]
 
 
 def test_links_follow_the_rules(inputs, backend):

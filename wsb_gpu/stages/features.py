@@ -17,13 +17,17 @@ Rules
 The families fitted on data (topics, lexicon, TF-IDF) are not here: they are fitted inside
 each rolling training window by the training stage, from the links and the signals.
 
-How it runs (one Dask graph, no driver loop): links ⋈ embeddings ⋈ signals on ``id`` (hash
-joins), sums per (permno, date) (a groupby whose tree reduction shrinks the wide embedding
-rows before they move again), means, then a hash join with the volatility rows.
+How it runs (one Dask graph, no driver loop): links ⋈ signals on ``id`` (narrow rows: a
+hash join), then those rows are broadcast to the embedding partitions, so the wide embedding
+rows (hundreds of float32 columns per post) never move; each partition sums its rows per
+(permno, date) in float32 (pandas and cuDF sum with a compensated / wider accumulator), and
+only these partial sums, one row per stock-day and partition, are combined (a tree
+reduction), turned into means and joined with the volatility rows.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -33,6 +37,7 @@ import dask.dataframe as dd
 
 from wsb_gpu.backend import Backend, array_namespace, column_array, concat_columns, divide_rows, frame_from_arrays
 from wsb_gpu.config import EmptyParams
+from wsb_gpu.datasets import count_rows
 from wsb_gpu.errors import WsbError
 from wsb_gpu.progress import compute
 from wsb_gpu.signals import vader
@@ -42,6 +47,9 @@ if TYPE_CHECKING:
     from distributed import Client
 
     from wsb_gpu.backend import Frame
+
+PARTIAL_SUM_BYTES = 256 * 2**20
+"""Bytes of per-(permno, date) sums per output partition of the reduction (see features_frame)."""
 
 VADER_COLUMNS = [*vader.COLUMNS, "vader_pos_share", "vader_neg_share"]
 """The VADER columns of a stock-day: four means and two shares."""
@@ -58,40 +66,57 @@ def text_columns(columns: Sequence[str]) -> list[str]:
     return emb + probs
 
 
-def post_columns(frame: Frame, tcols: Sequence[str]) -> Frame:
-    """Kernel: ``id`` and every per-post column to average, as one float64 block.
+def post_columns(frame: Frame, tcols: Sequence[str], keys: Sequence[str] = ("id",)) -> Frame:
+    """Kernel: the ``keys`` and every per-post column to average, as one float32 block.
 
     Adds ``p_net`` (``p_positive - p_negative``) when both exist and the VADER shares'
     indicators. One block, not one column insert at a time: hundreds of embedding columns
-    would fragment the frame and make every later insert (by us or by dask's shuffle) slow.
+    would fragment the frame and make every later insert (by us or by a shuffle) slow.
 
     >>> import pandas as pd
     >>> f = pd.DataFrame({"id": ["a"], "p_negative": [0.25], "p_positive": [0.5], "vader_compound": [-0.2],
     ...                   "vader_pos": [0.0], "vader_neg": [0.3], "vader_neu": [0.7]})
     >>> out = post_columns(f, ["p_negative", "p_positive"])
-    >>> list(out.columns[1:4]), out.iloc[0, 1:].astype(float).tolist()
+    >>> list(out.columns[1:4]), out.iloc[0, 1:].astype(float).round(6).tolist()
     (['p_negative', 'p_positive', 'p_net'], [0.25, 0.5, 0.25, -0.2, 0.0, 0.3, 0.7, 0.0, 1.0])
     """
-    values = frame[[*tcols, *vader.COLUMNS]].astype("float64").reset_index(drop=True)
-    blocks = [frame[["id"]].reset_index(drop=True), values[list(tcols)]]
+    values = frame[[*tcols, *vader.COLUMNS]].astype("float32").reset_index(drop=True)
+    blocks = [frame[list(keys)].reset_index(drop=True), values[list(tcols)]]
     if "p_positive" in tcols and "p_negative" in tcols:
-        net = column_array(values["p_positive"], "float64") - column_array(values["p_negative"], "float64")
+        net = column_array(values["p_positive"], "float32") - column_array(values["p_negative"], "float32")
         blocks.append(frame_from_arrays(frame, {"p_net": net}))
-    compound = column_array(values["vader_compound"], "float64")
+    compound = column_array(values["vader_compound"], "float32")
     xp = array_namespace(compound)
     shares = {
-        "vader_pos_share": xp.astype(compound > vader.POSITIVE, xp.float64),
-        "vader_neg_share": xp.astype(compound < vader.NEGATIVE, xp.float64),
+        "vader_pos_share": xp.astype(compound > vader.POSITIVE, xp.float32),
+        "vader_neg_share": xp.astype(compound < vader.NEGATIVE, xp.float32),
     }
     blocks += [values[list(vader.COLUMNS)], frame_from_arrays(frame, shares)]
     return concat_columns(blocks)
 
 
+def stock_day_sums(linked: Frame, tcols: Sequence[str]) -> Frame:
+    """Kernel: one partition's (post, stock) rows -> per-(permno, date) sums of every column
+    to average, with ``_posts`` (rows) and ``n_mentions`` (occurrences), in float32."""
+    block = post_columns(linked, tcols, keys=("permno", "date"))
+    n_occ = column_array(linked["n_occ"], "int64")
+    xp = array_namespace(n_occ)
+    counts = frame_from_arrays(linked, {"_posts": xp.ones_like(n_occ), "n_mentions": n_occ})
+    block = concat_columns([block, counts])
+    return block.groupby(["permno", "date"], sort=False).sum().reset_index()
+
+
 def stock_day_means(sums: Frame, cols: Sequence[str]) -> Frame:
-    """Kernel: per-(permno, date) sums -> ``n_posts, n_mentions`` and the means (float32)."""
+    """Kernel: per-(permno, date) sums, indexed by (permno, date) as the groupby leaves them,
+    -> ``permno, date, n_posts, n_mentions`` and the means (float32).
+
+    The keys come from ``index.to_frame``, not ``reset_index``: a frame that comes out of a
+    distributed (p2p) shuffle holds one block per column, and inserting the keys into it is
+    what made pandas warn that the frame "is highly fragmented".
+    """
     counts = column_array(sums["_posts"], "float64")
     means = divide_rows(sums[list(cols)].reset_index(drop=True), counts).astype("float32")
-    head = sums[["permno", "date"]].reset_index(drop=True)
+    head = sums.index.to_frame(index=False)
     head = head.assign(
         n_posts=sums["_posts"].astype("int64").reset_index(drop=True),
         n_mentions=sums["n_mentions"].astype("int64").reset_index(drop=True),
@@ -114,17 +139,15 @@ def features_frame(
     s = backend.read_parquet(signals, ["id", *vader.COLUMNS])
     v = backend.read_parquet(volatility)
 
-    per_post = e[["id", *tcols]].merge(s, on="id", how="inner")
-    per_post = per_post.map_partitions(post_columns, tcols)
-    cols = [c for c in per_post.columns if c != "id"]
-    joined = lk.merge(per_post, on="id", how="inner")
-    joined = joined.assign(_posts=1, n_mentions=joined["n_occ"].astype("int64"))
-    sums = (
-        joined[["permno", "date", "_posts", "n_mentions", *cols]]
-        .groupby(["permno", "date"])
-        .sum(split_out=max(joined.npartitions, 1))
-        .reset_index()
-    )
+    narrow = lk.merge(s, on="id", how="inner")
+    linked = e[["id", *tcols]].merge(narrow, on="id", how="inner", broadcast=True)
+    partial = linked.map_partitions(stock_day_sums, tcols)
+    cols = [c for c in partial.columns if c not in ("permno", "date", "_posts", "n_mentions")]
+    # Stock-days <= links: the partial sums' size is bounded before anything runs, and one
+    # output partition per PARTIAL_SUM_BYTES keeps them apart only when they are large (a
+    # shuffle costs seconds of fixed latency; at demo size a tree reduction into one is faster).
+    bound = count_rows(links) * (len(cols) + 4) * 4
+    sums = partial.groupby(["permno", "date"]).sum(split_out=max(1, math.ceil(bound / PARTIAL_SUM_BYTES)))
     means = sums.map_partitions(stock_day_means, cols)
     vol = v.assign(permno=v["permno"].astype("int64"))
     out = means.merge(vol, on=["permno", "date"], how="inner")
