@@ -124,3 +124,10 @@ def test_stage_command_on_small_inputs_says_it_runs_in_process(tmp_path: Path, c
     assert rc == 0
     err = capsys.readouterr().err
     assert "of input: in this process" in err and "Dask dashboard" not in err
+
+
+def test_only_stages_that_release_the_gil_run_in_process():
+    """VADER scores posts in Python: `wsb-gpu signals` keeps one process per core."""
+    from wsb_gpu.stages import STAGES
+
+    assert [s.name for s in STAGES if s.holds_gil] == ["signals"]

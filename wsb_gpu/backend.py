@@ -458,11 +458,23 @@ def divide_rows(frame: Frame, divisor: Array) -> Frame:
     values = matrix(frame, list(frame.columns))
     xp = array_namespace(values)
     divisor = xp.astype(xp.asarray(divisor), xp.float64)
-    quotient = values / xp.expand_dims(divisor, axis=1)
-    xdf = dataframe_module(frame)
-    if is_gpu_frame(frame):
-        return xdf.DataFrame(quotient, columns=list(frame.columns), nan_as_null=False)
-    return xdf.DataFrame(quotient, columns=list(frame.columns), copy=False)
+    return frame_from_matrix(frame, values / xp.expand_dims(divisor, axis=1), list(frame.columns))
+
+
+def frame_from_matrix(like: Frame, values: Array, columns: Sequence[str]) -> Frame:
+    """A frame of ``like``'s kind from a 2-D array, as one block.
+
+    Wide frames built column by column hold one block per column; pandas then warns that
+    they are "highly fragmented" at the next insert (a groupby's keys, ``reset_index``), and
+    every insert copies. cuDF keeps NaN (``nan_as_null=False``), as pandas does.
+
+    >>> frame_from_matrix(pd.DataFrame(), np.ones((2, 3)), ["a", "b", "c"])._mgr.nblocks
+    1
+    """
+    xdf = dataframe_module(like)
+    if is_gpu_frame(like):
+        return xdf.DataFrame(values, columns=list(columns), nan_as_null=False)
+    return xdf.DataFrame(values, columns=list(columns), copy=False)
 
 
 def replace_with_backrefs(series: Column, pattern: str, replacement: str) -> Column:

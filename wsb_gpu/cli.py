@@ -438,7 +438,7 @@ def stage_command(stage: Stage) -> click.Command:
         # Bad inputs or a bad --out fail here, before a cluster starts.
         preflight(stage, out, inputs, settings.params(stage.section or stage.name))
         backend = resolve_backend(settings.backend)
-        small = in_process(settings, inputs)
+        small = None if stage.holds_gil else in_process(settings, inputs)
         if small is not None:
             settings = settings.replace(**{"cluster.kind": "none"})
         if progress:

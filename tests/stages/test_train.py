@@ -390,3 +390,21 @@ def test_gpu_new_models_match_cpu(tmp_path, feats_dir, backend):
     np.testing.assert_allclose(gpu.loc[exact, "mse"], cpu.loc[exact, "mse"], rtol=1e-6)
     assert gpu.loc[exact, "lambda"].equals(cpu.loc[exact, "lambda"])
     np.testing.assert_allclose(gpu.loc[~exact, "mse"], cpu.loc[~exact, "mse"], rtol=0.1)
+
+
+def test_daily_sums_of_many_forecasts_do_not_fragment():
+    """With a hundred loss columns (26 forecasts x 4 losses, as in the demo) the per-date
+    kernel builds one block: pandas' "highly fragmented" warning came from here."""
+    import warnings
+
+    from wsb_gpu.stages.train import daily_partition
+
+    rng = np.random.default_rng(0)
+    keys = [f"m{i}" for i in range(30)]
+    frame = pd.DataFrame({"date": np.repeat(np.arange(5), 4), "y": rng.random(20)})
+    frame = pd.concat([frame, pd.DataFrame({f"yhat_{k}": rng.random(20) for k in keys})], axis=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", pd.errors.PerformanceWarning)
+        out = daily_partition(frame, keys=keys, floor=0.01)
+    assert len(out) == 5 and out["n"].tolist() == [4] * 5
+    np.testing.assert_allclose(out["sse_m0"], ((frame["y"] - frame["yhat_m0"]) ** 2).groupby(frame["date"]).sum())

@@ -196,6 +196,7 @@ STAGES: tuple[Stage, ...] = (
             f"({m['seconds']:.1f} s, {m['rows_out'] / max(m['seconds'], 1e-9):,.0f} posts/s)"
         ),
         unit="posts/s",
+        holds_gil=True,
     ),
     Stage(
         name="volatility",

@@ -142,6 +142,9 @@ class Stage:
         ``"module:function"`` of a check of the stage's raw inputs that runs before any work
         (``check(inputs, params)``: a dump's magic bytes, a sample of a CRSP file parsed on the
         driver …); it raises a one-line :class:`~wsb_gpu.errors.WsbError`.
+    holds_gil
+        Its kernel runs in Python (VADER), so threads in one process do not use the cores: the
+        command always starts its cluster, whatever ``cluster.in_process_below`` says.
     """
 
     name: str
@@ -157,6 +160,7 @@ class Stage:
     default_out: Callable[[Mapping[str, Any]], Path] | None = None
     claims: tuple[str, ...] = ()
     check: str | None = None
+    holds_gil: bool = False
 
     @property
     def contract(self) -> Dataset:

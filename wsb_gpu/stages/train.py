@@ -54,6 +54,7 @@ from wsb_gpu.backend import (
     column_array,
     concat_columns,
     frame_from_arrays,
+    frame_from_matrix,
     matrix,
     to_host,
     to_pandas,
@@ -318,7 +319,8 @@ def daily_partition(frame: Frame, *, keys: Sequence[str], floor: float) -> Frame
         for loss in LOSSES:
             cols[f"{loss}_{k}"] = terms[_TERM[loss]]
     dates = frame[["date"]].reset_index(drop=True)
-    work = concat_columns([dates, frame_from_arrays(dates, cols)])
+    names = list(cols)  # one block: with a hundred loss columns, one per column would fragment
+    work = concat_columns([dates, frame_from_matrix(dates, xp.stack([cols[c] for c in names], axis=1), names)])
     g = work.groupby("date")
     out = g.sum().rename(columns={"y": "y_sum"})
     out["n"] = g.size()
