@@ -11,7 +11,9 @@ Tasks and their rows (``wsb_gpu`` = ``wsb-gpu <command>`` with its defaults;
 ``wsb_gpu/cluster-none`` = the same with ``--backend cpu --cluster none``):
 
 * ``ingest+mentions``: the dumps of ``wsb-gpu synth --seed 5 --tickers 200 --posts-per-day
-  200`` (580,014 records, 374 MB of JSON); ours is ``wsb-gpu ingest`` then ``wsb-gpu
+  200`` (580,014 records, 374 MB of JSON; ``--dump-posts-per-day 200,2740`` adds 7.9M
+  records, 5.1 GB of JSON, run ``--large-repeats`` times, and draws
+  ``benchmarks/commands_scaling.png``); ours is ``wsb-gpu ingest`` then ``wsb-gpu
   mentions`` (two processes, summed per run), the peers one program each
   (:func:`benchmarks.ingest.polars_ingest_mentions`, :func:`~benchmarks.ingest.duckdb_ingest_mentions`).
 * ``volatility``: CRSP-style CSVs (``PERMNO, date, RET``, letter codes) of 5M and 25.7M rows;
@@ -57,7 +59,10 @@ TASKS = ("ingest+mentions", "volatility", "embed")
 VOLATILITY_SIZES = (5_000_000, 25_700_000)
 EMBED_POSTS = 2_000
 EMBED_MAX_LENGTH = 64
-SYNTH = ("--seed", "5", "--tickers", "200", "--posts-per-day", "200")
+SYNTH = ("--seed", "5", "--tickers", "200")
+DUMP_POSTS_PER_DAY = (200,)
+"""Sizes of the ingest+mentions dumps: 200 posts a day over 2012-2019 = 580,014 records
+(374 MB of JSON); ``--dump-posts-per-day 200,2740`` adds 7.9M records (5.1 GB of JSON)."""
 
 
 # --- running one command ---------------------------------------------------------------------
@@ -160,16 +165,21 @@ NONE = ("--backend", "cpu", "--cluster", "none")
 # --- inputs ----------------------------------------------------------------------------------
 
 
-def dump_inputs() -> dict[str, Path]:
-    """The synthetic dumps and name history (``wsb-gpu synth``, written once)."""
-    folder = DATA / "commands-dumps"
+def dump_inputs(posts_per_day: int = 200) -> dict[str, Path]:
+    """The synthetic dumps and name history (``wsb-gpu synth``, two processes, written once)."""
+    folder = DATA / ("commands-dumps" if posts_per_day == 200 else f"commands-dumps-ppd{posts_per_day}")
     paths = {
         "submissions": folder / "wallstreetbets_submissions.zst",
         "comments": folder / "wallstreetbets_comments.zst",
         "tickers": folder / "stocknames.csv",
     }
     if not all(p.exists() for p in paths.values()):
-        subprocess.run(cli("synth", "--out", str(folder), *SYNTH), check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            cli("synth", "--out", str(folder), *SYNTH, "--posts-per-day", str(posts_per_day), "--processes", "2"),
+            check=True,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+        )
     return paths
 
 
@@ -364,10 +374,12 @@ def peer_main(argv: list[str]) -> int:
 # --- the tasks -------------------------------------------------------------------------------
 
 
-def task_ingest(repeats: int, cwd: Path) -> list[dict[str, Any]]:
+def task_ingest(repeats: int, cwd: Path, posts_per_day: int = 200, compare: bool = True) -> list[dict[str, Any]]:
+    """The ingest+mentions rows on one dump size; ``compare``: first run ours and each peer
+    once, untimed, and count the row-set differences (noted in the peers' rows)."""
     from benchmarks.ingest import compare_mentions
 
-    d = dump_inputs()
+    d = dump_inputs(posts_per_day)
     dumps = ("--submissions", str(d["submissions"]), "--comments", str(d["comments"]))
 
     def ours(*extra: str) -> Any:
@@ -381,13 +393,12 @@ def task_ingest(repeats: int, cwd: Path) -> list[dict[str, Any]]:
 
     import pyarrow.dataset as ds
 
-    records = 0
+    diffs: dict[str, dict[str, int]] = {}
     with tempfile.TemporaryDirectory(dir=cwd) as tmp:  # the row sets, once, outside the timing
         w = Path(tmp)
         measure(ours()(w), cwd=cwd)
         records = ds.dataset(str(w / "posts"), format="parquet").count_rows()
-        diffs = {}
-        for name in ("polars", "duckdb"):
+        for name in ("polars", "duckdb") if compare else ():
             measure(peer_run(f"ingest-{name}")(w / name), cwd=cwd)
             diffs[name] = compare_mentions(w / "m", w / name / "mentions")
             diffs[name]["posts"] = ds.dataset(str(w / name / "posts"), format="parquet").count_rows()
@@ -482,6 +493,32 @@ def best_peer_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def scaling_plot(rows: list[dict[str, Any]], path: Path) -> Path | None:
+    """Whole-command seconds and peak memory of ingest+mentions against records (log-log),
+    per implementation; None when fewer than two sizes were measured."""
+    good = [r for r in rows if common.ok(r) and r["stage"] == "ingest+mentions"]
+    if len({r["size"] for r in good}) < 2:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
+    for impl in dict.fromkeys(r["impl"] for r in good):
+        mine = sorted((r for r in good if r["impl"] == impl), key=lambda r: r["size"])
+        sizes = [r["size"] for r in mine]
+        a.plot(sizes, [r["median_s"] for r in mine], marker="o", label=impl)
+        b.plot(sizes, [r["peak_gb"] for r in mine], marker="o", label=impl)
+    a.set(xscale="log", yscale="log", xlabel="records", ylabel="seconds (whole command)", title="ingest+mentions")
+    b.set(xscale="log", xlabel="records", ylabel="peak GB (process tree)", title="peak memory")
+    a.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["peer"]:
@@ -490,6 +527,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", default=",".join(TASKS), help=f"comma-separated tasks [default: {','.join(TASKS)}]")
     ap.add_argument("--repeats", type=int, default=3, help="runs per command [default: 3]")
     ap.add_argument("--volatility-sizes", default=",".join(map(str, VOLATILITY_SIZES)), help="CSV rows")
+    ap.add_argument(
+        "--dump-posts-per-day",
+        default=",".join(map(str, DUMP_POSTS_PER_DAY)),
+        help="ingest+mentions dump sizes [default: 200 = 580k records; 2740 = 7.9M, 5.1 GB of JSON]",
+    )
+    ap.add_argument("--large-repeats", type=int, default=1, help="runs per command on dumps above 200 posts a day")
     ap.add_argument("--no-md", action="store_true", help="do not append a section to benchmarks/RESULTS.md")
     args = ap.parse_args(argv)
     tasks = [t.strip() for t in args.only.split(",") if t.strip()]
@@ -506,13 +549,18 @@ def main(argv: list[str] | None = None) -> int:
         for task in tasks:
             print(f"{task}:", flush=True)
             if task == "ingest+mentions":
-                rows += task_ingest(args.repeats, cwd)
+                for ppd in (int(x) for x in args.dump_posts_per_day.split(",")):
+                    small = ppd <= 200
+                    rows += task_ingest(args.repeats if small else args.large_repeats, cwd, ppd, compare=small)
             elif task == "volatility":
                 sizes = tuple(int(float(x)) for x in args.volatility_sizes.split(","))
                 rows += task_volatility(args.repeats, cwd, sizes)
             else:
                 rows += task_embed(args.repeats, cwd)
     table = best_peer_table(rows)
+    plot = scaling_plot(rows, ROOT / "benchmarks" / "commands_scaling.png")
+    if plot:
+        table += f"\n\n![Whole commands against record count]({plot.name})"
     print("\n" + common.results_table(rows) + "\n\n" + table)
     common.write_csv(
         rows, common.csv_path("cpu", folder=common.RESULTS_DIR).with_name(f"{dt.date.today()}-commands.csv")

@@ -490,3 +490,18 @@ def test_embed_peers_compute_our_vectors(tmp_path):
         got = np.asarray(t.column("embedding").to_pylist(), dtype=np.float32)
         order = [int(i[1:]) for i in t.column("id").to_pylist()]
         np.testing.assert_allclose(got, want[order], atol=2e-4, rtol=1e-3, err_msg=out)
+
+
+def test_whole_command_table_names_the_fastest_peer(tmp_path):
+    from benchmarks import commands
+
+    def row(impl, size, s, gb=1.0):
+        return dict(stage="ingest+mentions", impl=impl, backend="cpu", size=size, median_s=s, error="", peak_gb=gb)
+
+    rows = [row("wsb_gpu", 10, 2.0), row("wsb_gpu/cluster-none", 10, 1.5), row("polars", 10, 3.0), row("duckdb", 10, 1.0)]
+    table = commands.best_peer_table(rows)
+    assert "| ingest+mentions | 10 | 2.00 | 1.50 | duckdb | 1.00 | 0.50× (2.00× slower) |" in table
+    assert commands.scaling_plot(rows, tmp_path / "p.png") is None  # one size: no plot
+    rows += [row("wsb_gpu", 100, 10.0), row("polars", 100, 20.0)]
+    assert "**2.00× (faster)**" in commands.best_peer_table(rows)
+    assert commands.scaling_plot(rows, tmp_path / "p.png").stat().st_size > 0
