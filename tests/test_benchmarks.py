@@ -498,7 +498,12 @@ def test_whole_command_table_names_the_fastest_peer(tmp_path):
     def row(impl, size, s, gb=1.0):
         return dict(stage="ingest+mentions", impl=impl, backend="cpu", size=size, median_s=s, error="", peak_gb=gb)
 
-    rows = [row("wsb_gpu", 10, 2.0), row("wsb_gpu/cluster-none", 10, 1.5), row("polars", 10, 3.0), row("duckdb", 10, 1.0)]
+    rows = [
+        row("wsb_gpu", 10, 2.0),
+        row("wsb_gpu/cluster-none", 10, 1.5),
+        row("polars", 10, 3.0),
+        row("duckdb", 10, 1.0),
+    ]
     table = commands.best_peer_table(rows)
     assert "| ingest+mentions | 10 | 2.00 | 1.50 | duckdb | 1.00 | 0.50× (2.00× slower) |" in table
     assert commands.scaling_plot(rows, tmp_path / "p.png") is None  # one size: no plot
