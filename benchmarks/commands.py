@@ -503,6 +503,7 @@ def scaling_plot(rows: list[dict[str, Any]], path: Path) -> Path | None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
     for impl in dict.fromkeys(r["impl"] for r in good):
@@ -512,6 +513,10 @@ def scaling_plot(rows: list[dict[str, Any]], path: Path) -> Path | None:
         b.plot(sizes, [r["peak_gb"] for r in mine], marker="o", label=impl)
     a.set(xscale="log", yscale="log", xlabel="records", ylabel="seconds (whole command)", title="ingest+mentions")
     b.set(xscale="log", xlabel="records", ylabel="peak GB (process tree)", title="peak memory")
+    for axis in (a.xaxis, a.yaxis, b.xaxis):
+        axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    a.yaxis.set_major_locator(matplotlib.ticker.FixedLocator([1, 2, 3, 5, 10, 20, 30, 50, 100, 200, 500]))
+    a.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
     a.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

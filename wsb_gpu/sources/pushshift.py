@@ -22,7 +22,9 @@ hold; it is replaced by U+FFFD in the kept fields and counted.
 
 Fast path: lines that start with ``{`` and hold no invalid UTF-8, no lone-surrogate escape
 and no byte-order mark are parsed together by :mod:`pyarrow.json` (CPU) or
-``cudf.read_json`` (GPU) with only the needed fields. If the fast parser rejects the set,
+``cudf.read_json`` (GPU) with only the needed fields; on the CPU, lines whose
+``created_utc`` is a string and those where it is a number are parsed as two groups, each
+with its own column type (:func:`_created_groups`). If the fast parser rejects the set,
 or returns types it cannot vouch for, the set is bisected until the guilty lines are found
 and those few lines go through the exact line-by-line path (:func:`parse_line`), so a bad
 line costs a couple of re-parses of its block, not a slow block.
