@@ -318,3 +318,15 @@ def test_plain_bert_loads_without_transformers(models, tmp_path):
     encoder = Encoder.load(EncoderSpec(str(other), max_length=24))
     assert type(encoder.model).__name__ == "BertModel"
     assert encoder.encode(["gme"]).embeddings.shape == (1, 32)
+
+
+def test_cut_weights_file_is_a_one_line_error(models, tmp_path):
+    import shutil
+
+    cut = tmp_path / "cut"
+    shutil.copytree(models["plain"], cut)
+    weights = cut / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:500])
+    with pytest.raises(WsbError, match=r"cannot load model .*cut.*model\.safetensors") as e:
+        Encoder.load(EncoderSpec(str(cut), max_length=24))
+    assert "\n" not in str(e.value)

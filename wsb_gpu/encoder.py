@@ -358,7 +358,7 @@ class Encoder:
             config = bert.native_config(source)
             try:
                 native = None if config is None else bert.load(source, config)
-            except ValueError:
+            except Exception:  # odd tensors, a corrupt file: transformers loads it or says why
                 native = None
         if native is not None:
             model, tokenizer = native
@@ -572,6 +572,7 @@ def _load_transformers(spec: EncoderSpec, source: str, local: bool) -> tuple[Any
     transformers (hub ids, architectures other than plain BERT, pickle checkpoints)."""
     import torch
     import transformers
+    from safetensors import SafetensorError
     from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, AutoTokenizer
 
     # Per-tensor progress bars would flood worker logs, once per worker and model.
@@ -594,7 +595,7 @@ def _load_transformers(spec: EncoderSpec, source: str, local: bool) -> tuple[Any
         )
     except WsbError:
         raise
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, SafetensorError) as e:  # SafetensorError: a cut or corrupt weights file
         hint = (
             "check the name, or pass --local-files-only with a folder / cached copy when offline"
             if not local
