@@ -21,15 +21,12 @@ checks this module against transformers' BERT on random checkpoints, with and wi
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
-
-import torch
-from torch import nn
-from torch.nn import functional as F
 
 ARCHITECTURES = ("BertModel", "BertForSequenceClassification")
 
@@ -80,115 +77,118 @@ def native_config(folder: str | Path) -> SimpleNamespace | None:
     )
 
 
-class _Embeddings(nn.Module):
-    def __init__(self, c: SimpleNamespace) -> None:
-        super().__init__()
-        self.word_embeddings = nn.Embedding(c.vocab_size, c.hidden_size)
-        self.position_embeddings = nn.Embedding(c.max_position_embeddings, c.hidden_size)
-        self.token_type_embeddings = nn.Embedding(c.type_vocab_size, c.hidden_size)
-        self.LayerNorm = nn.LayerNorm(c.hidden_size, eps=c.layer_norm_eps)
+@functools.cache
+def bert_class() -> type:
+    """:class:`BertNative`, built on first use (torch is imported here, not with the module)."""
+    import torch
+    from torch import nn
+    from torch.nn import functional as F
 
-    def forward(self, ids: torch.Tensor, types: torch.Tensor) -> torch.Tensor:
-        pos = torch.arange(ids.shape[1], device=ids.device)
-        x = self.word_embeddings(ids) + self.token_type_embeddings(types) + self.position_embeddings(pos)[None]
-        return self.LayerNorm(x)
+    class _Embeddings(nn.Module):
+        def __init__(self, c: SimpleNamespace) -> None:
+            super().__init__()
+            self.word_embeddings = nn.Embedding(c.vocab_size, c.hidden_size)
+            self.position_embeddings = nn.Embedding(c.max_position_embeddings, c.hidden_size)
+            self.token_type_embeddings = nn.Embedding(c.type_vocab_size, c.hidden_size)
+            self.LayerNorm = nn.LayerNorm(c.hidden_size, eps=c.layer_norm_eps)
+
+        def forward(self, ids: torch.Tensor, types: torch.Tensor) -> torch.Tensor:
+            pos = torch.arange(ids.shape[1], device=ids.device)
+            x = self.word_embeddings(ids) + self.token_type_embeddings(types) + self.position_embeddings(pos)[None]
+            return self.LayerNorm(x)
+
+    class _Linear(nn.Module):
+        """A container named as transformers names it (``<name>.dense``)."""
+
+        def __init__(self, n_in: int, n_out: int, eps: float | None = None) -> None:
+            super().__init__()
+            self.dense = nn.Linear(n_in, n_out)
+            if eps is not None:
+                self.LayerNorm = nn.LayerNorm(n_out, eps=eps)
+
+    class _SelfAttention(nn.Module):
+        def __init__(self, c: SimpleNamespace) -> None:
+            super().__init__()
+            self.query = nn.Linear(c.hidden_size, c.hidden_size)
+            self.key = nn.Linear(c.hidden_size, c.hidden_size)
+            self.value = nn.Linear(c.hidden_size, c.hidden_size)
+
+    class _Attention(nn.Module):
+        def __init__(self, c: SimpleNamespace) -> None:
+            super().__init__()
+            self.self = _SelfAttention(c)
+            self.output = _Linear(c.hidden_size, c.hidden_size, c.layer_norm_eps)
+
+    class _Layer(nn.Module):
+        def __init__(self, c: SimpleNamespace) -> None:
+            super().__init__()
+            self.heads = c.num_attention_heads
+            self.attention = _Attention(c)
+            self.intermediate = _Linear(c.hidden_size, c.intermediate_size)
+            self.output = _Linear(c.intermediate_size, c.hidden_size, c.layer_norm_eps)
+
+        def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+            b, n, h = x.shape
+            att = self.attention.self
+
+            def split(t: torch.Tensor) -> torch.Tensor:
+                return t.view(b, n, self.heads, h // self.heads).transpose(1, 2)
+
+            ctx = F.scaled_dot_product_attention(
+                split(att.query(x)), split(att.key(x)), split(att.value(x)), attn_mask=mask
+            )
+            ctx = ctx.transpose(1, 2).reshape(b, n, h)
+            out = self.attention.output
+            x = out.LayerNorm(out.dense(ctx) + x)
+            inner = F.gelu(self.intermediate.dense(x))
+            return self.output.LayerNorm(self.output.dense(inner) + x)
+
+    class _Encoder(nn.Module):
+        def __init__(self, c: SimpleNamespace) -> None:
+            super().__init__()
+            self.layer = nn.ModuleList(_Layer(c) for _ in range(c.num_hidden_layers))
+
+    class BertNative(nn.Module):
+        """BERT (and, with ``config.head``, its sequence-classification head) for inference.
+
+        ``forward`` takes transformers' keyword arguments and returns an object with
+        ``last_hidden_state``, ``hidden_states`` (the last one only) and, with a head, ``logits``.
+        """
+
+        def __init__(self, config: SimpleNamespace) -> None:
+            super().__init__()
+            self.config = config
+            self.embeddings = _Embeddings(config)
+            self.encoder = _Encoder(config)
+            if config.head:
+                self.pooler = _Linear(config.hidden_size, config.hidden_size)
+                self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+
+        def forward(
+            self,
+            input_ids: torch.Tensor,
+            attention_mask: torch.Tensor | None = None,
+            token_type_ids: torch.Tensor | None = None,
+            output_hidden_states: bool = False,
+        ) -> SimpleNamespace:
+            if token_type_ids is None:
+                token_type_ids = torch.zeros_like(input_ids)
+            if attention_mask is None:
+                attention_mask = torch.ones_like(input_ids)
+            x = self.embeddings(input_ids, token_type_ids)
+            mask = attention_mask.bool()[:, None, None, :]  # True = attend; broadcast over heads, queries
+            for layer in self.encoder.layer:
+                x = layer(x, mask)
+            out = SimpleNamespace(last_hidden_state=x, hidden_states=(x,), logits=None)
+            if self.config.head:
+                pooled = torch.tanh(self.pooler.dense(x[:, 0]))
+                out.logits = self.classifier(pooled)
+            return out
+
+    return BertNative
 
 
-class _Linear(nn.Module):
-    """A container named as transformers names it (``<name>.dense``)."""
-
-    def __init__(self, n_in: int, n_out: int, eps: float | None = None) -> None:
-        super().__init__()
-        self.dense = nn.Linear(n_in, n_out)
-        if eps is not None:
-            self.LayerNorm = nn.LayerNorm(n_out, eps=eps)
-
-
-class _SelfAttention(nn.Module):
-    def __init__(self, c: SimpleNamespace) -> None:
-        super().__init__()
-        self.query = nn.Linear(c.hidden_size, c.hidden_size)
-        self.key = nn.Linear(c.hidden_size, c.hidden_size)
-        self.value = nn.Linear(c.hidden_size, c.hidden_size)
-
-
-class _Attention(nn.Module):
-    def __init__(self, c: SimpleNamespace) -> None:
-        super().__init__()
-        self.self = _SelfAttention(c)
-        self.output = _Linear(c.hidden_size, c.hidden_size, c.layer_norm_eps)
-
-
-class _Layer(nn.Module):
-    def __init__(self, c: SimpleNamespace) -> None:
-        super().__init__()
-        self.heads = c.num_attention_heads
-        self.attention = _Attention(c)
-        self.intermediate = _Linear(c.hidden_size, c.intermediate_size)
-        self.output = _Linear(c.intermediate_size, c.hidden_size, c.layer_norm_eps)
-
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        b, n, h = x.shape
-        att = self.attention.self
-
-        def split(t: torch.Tensor) -> torch.Tensor:
-            return t.view(b, n, self.heads, h // self.heads).transpose(1, 2)
-
-        ctx = F.scaled_dot_product_attention(
-            split(att.query(x)), split(att.key(x)), split(att.value(x)), attn_mask=mask
-        )
-        ctx = ctx.transpose(1, 2).reshape(b, n, h)
-        out = self.attention.output
-        x = out.LayerNorm(out.dense(ctx) + x)
-        inner = F.gelu(self.intermediate.dense(x))
-        return self.output.LayerNorm(self.output.dense(inner) + x)
-
-
-class _Encoder(nn.Module):
-    def __init__(self, c: SimpleNamespace) -> None:
-        super().__init__()
-        self.layer = nn.ModuleList(_Layer(c) for _ in range(c.num_hidden_layers))
-
-
-class BertNative(nn.Module):
-    """BERT (and, with ``config.head``, its sequence-classification head) for inference.
-
-    ``forward`` takes transformers' keyword arguments and returns an object with
-    ``last_hidden_state``, ``hidden_states`` (the last one only) and, with a head, ``logits``.
-    """
-
-    def __init__(self, config: SimpleNamespace) -> None:
-        super().__init__()
-        self.config = config
-        self.embeddings = _Embeddings(config)
-        self.encoder = _Encoder(config)
-        if config.head:
-            self.pooler = _Linear(config.hidden_size, config.hidden_size)
-            self.classifier = nn.Linear(config.hidden_size, config.num_labels)
-
-    def forward(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        output_hidden_states: bool = False,
-    ) -> SimpleNamespace:
-        if token_type_ids is None:
-            token_type_ids = torch.zeros_like(input_ids)
-        if attention_mask is None:
-            attention_mask = torch.ones_like(input_ids)
-        x = self.embeddings(input_ids, token_type_ids)
-        mask = attention_mask.bool()[:, None, None, :]  # True = attend; broadcast over heads, queries
-        for layer in self.encoder.layer:
-            x = layer(x, mask)
-        out = SimpleNamespace(last_hidden_state=x, hidden_states=(x,), logits=None)
-        if self.config.head:
-            pooled = torch.tanh(self.pooler.dense(x[:, 0]))
-            out.logits = self.classifier(pooled)
-        return out
-
-
-def load(folder: str | Path, config: SimpleNamespace) -> tuple[BertNative, Any]:
+def load(folder: str | Path, config: SimpleNamespace) -> tuple[Any, Any]:
     """The model (fp32, eval mode, on the CPU) and the folder's Rust tokenizer.
 
     Raises ``ValueError`` when the checkpoint's tensors are not those of the config (the
@@ -204,7 +204,7 @@ def load(folder: str | Path, config: SimpleNamespace) -> tuple[BertNative, Any]:
         key = key.removeprefix("bert.")
         key = key.replace("LayerNorm.gamma", "LayerNorm.weight").replace("LayerNorm.beta", "LayerNorm.bias")
         renamed[key] = value.float()
-    model = BertNative(config)
+    model = bert_class()(config)
     result = model.load_state_dict(renamed, strict=False)
     spare = [k for k in result.unexpected_keys if not (k.endswith("position_ids") or k.startswith("pooler."))]
     if result.missing_keys or spare:
