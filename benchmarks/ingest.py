@@ -202,7 +202,7 @@ def polars_ingest_mentions(
                 ~dollar
                 & ~pl.col("tok").str.starts_with("#")
                 & (pl.col("tok").str.len_bytes() >= 2)
-                & ~pl.col("ticker").is_in(stop_s)
+                & ~pl.col("ticker").is_in(stop_s.implode())
             )
             counted = (
                 tokens.filter(dollar | bare)

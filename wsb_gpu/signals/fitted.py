@@ -216,8 +216,11 @@ def fit_families(
         cut = ids[hashes <= np.uint64(min(int(share * 2**64), 2**64 - 1))]
         picked = cut.merge(sources.embeddings_frame(), on="id", how="inner")
         (table,) = compute(picked, label="train: topic sample", show=progress)
-        table = table.drop_duplicates("id").assign(_h=_id_hash(table.drop_duplicates("id")["id"]).to_numpy())
-        table = table.nsmallest(int(p.sample), "_h").sort_values("id", kind="stable").reset_index(drop=True)
+        # The rows with the smallest hashes, picked by position: no column is inserted into the
+        # frame a p2p merge returned (one block per column: pandas would warn it is fragmented).
+        table = table.drop_duplicates("id")
+        lowest = np.argsort(np.asarray(_id_hash(table["id"]).to_numpy()), kind="stable")[: int(p.sample)]
+        table = table.iloc[lowest].sort_values("id", kind="stable").reset_index(drop=True)
         cols = sources.embedding_columns()
         X = table[cols].to_numpy(np.float32)
         fitted.topics = fit_topics(
