@@ -53,8 +53,15 @@ from wsb_gpu.backend import Backend, array_namespace, to_numpy
 from wsb_gpu.config import TrainParams
 from wsb_gpu.errors import WsbError
 from wsb_gpu.models.base import Window
-from wsb_gpu.models.moments import LinearFit, Moments, moments_sse, safe_scale, standardised, sum_moments
-from wsb_gpu.models.ridge import PenalizedLinearModel, _solve_small
+from wsb_gpu.models.moments import LinearFit, Moments, moments_sse, standardised, sum_moments
+from wsb_gpu.models.ridge import (
+    PenalizedLinearModel,
+    RowDesign,
+    StandardizedLinear,
+    _solve_small,
+    fit_design,
+    row_design,
+)
 from wsb_gpu.models.splits import BlockedTimeFolds
 
 if TYPE_CHECKING:
@@ -457,68 +464,7 @@ def _cv_moments(
 # --- the estimator engine --------------------------------------------------------------
 
 
-@dataclass
-class _RowDesign:
-    """A training set's penalised columns, standardised and residualised on the free ones
-    (Fortran order, as both scikit-learn's and cuML's coordinate descent want them), and
-    its target centred and residualised likewise."""
-
-    Z: Any
-    y: Any
-    F: np.ndarray | None  # G_ff^-1 [G_ft | c_f] on the host, k x (q + 1)
-    mean: np.ndarray
-    scale: np.ndarray
-    y_mean: float
-
-    @property
-    def r(self) -> np.ndarray:
-        """``Z_t'M y / n``: the reduced ``c`` of the module docstring (for λ_max)."""
-        return np.asarray(to_numpy(self.Z.T @ self.y), dtype=np.float64).reshape(-1) / self.Z.shape[0]
-
-    def full_coef(self, coef_t: np.ndarray) -> tuple[np.ndarray, float]:
-        F = self.F
-        coef_z = np.concatenate([F[:, -1] - F[:, :-1] @ coef_t, coef_t]) if F is not None else coef_t
-        coef = coef_z / self.scale
-        return coef, self.y_mean - float(self.mean @ coef)
-
-
-def _row_design(X: Array, y: Array, free: int) -> _RowDesign:
-    """Standardise the rows with their own means and deviations, then partial out the first
-    ``free`` columns (the steps of :class:`~wsb_gpu.models.ridge.StandardizedRidge`)."""
-    xp = array_namespace(X)
-    if X.ndim != 2 or X.shape[0] != y.shape[0] or X.shape[0] == 0:
-        msg = f"StandardizedEnet.fit needs X of shape (n, p) and y of shape (n,), got {X.shape} and {y.shape}"
-        raise WsbError(msg)
-    mean = xp.mean(X, axis=0)
-    mean_h = np.asarray(to_numpy(mean), dtype=np.float64)
-    scale_h = safe_scale(to_numpy(xp.std(X, axis=0)), mean_h)
-    Z = (X - mean) / xp.asarray(scale_h)
-    y_mean = float(to_numpy(xp.mean(y)))
-    yc = y - y_mean
-    k = int(free)
-    F = None
-    if k:
-        Zf = Z[:, :k]
-        B = np.column_stack([to_numpy(Zf.T @ Z[:, k:]), to_numpy(Zf.T @ yc)])
-        F = np.asarray(_solve_small(to_numpy(Zf.T @ Zf), B), dtype=np.float64)
-        Fd = xp.asarray(F)
-        Z = Z[:, k:] - Zf @ Fd[:, :-1]
-        yc = yc - Zf @ Fd[:, -1]
-    fortran = getattr(xp, "asfortranarray", None)  # NumPy and CuPy; others take the copy as it is
-    if fortran is not None:
-        Z = fortran(Z)
-    return _RowDesign(Z, yc, F, mean_h, scale_h, y_mean)
-
-
-def _fit_design(design: _RowDesign, est: Any) -> np.ndarray:
-    """Fit ``est`` on the design; its penalised coefficients (standardised) on the host."""
-    if design.Z.shape[1] == 0:
-        return np.zeros(0)
-    est.fit(design.Z, design.y)
-    return np.asarray(to_numpy(est.coef_), dtype=np.float64).reshape(-1)
-
-
-class StandardizedEnet:
+class StandardizedEnet(StandardizedLinear):
     """Standardise with the training rows' own means and deviations, then elastic net.
 
     scikit-learn estimator contract: ``__init__`` stores parameters, ``fit`` returns self,
@@ -566,28 +512,14 @@ class StandardizedEnet:
         names = ("alpha", "l1_ratio", "backend", "free", "max_iter", "tol")
         return {k: getattr(self, k) for k in names}
 
-    def set_params(self, **params: Any) -> StandardizedEnet:
-        for k, v in params.items():
-            setattr(self, k, v)
-        return self
-
     def fit(self, X: Array, y: Any) -> StandardizedEnet:
-        design = _row_design(X, y, self.free)
+        design = row_design(X, y, self.free, "StandardizedEnet.fit", fortran=True)
         return self._fit(design)
 
-    def _fit(self, design: _RowDesign) -> StandardizedEnet:
+    def _fit(self, design: RowDesign) -> StandardizedEnet:
         backend = self.backend or Backend("cpu")
         est = backend.enet_estimator(float(self.alpha), float(self.l1_ratio), max_iter=self.max_iter, tol=self.tol)
-        self.mean_, self.scale_ = design.mean, design.scale
-        self.coef_, self.intercept_ = design.full_coef(_fit_design(design, est))
-        return self
-
-    def predict(self, X: Array) -> Any:
-        xp = array_namespace(X)
-        return X @ xp.asarray(self.coef_) + self.intercept_
-
-    def to_fit(self) -> LinearFit:
-        return LinearFit(self.coef_, self.intercept_, self.mean_, self.scale_, float(self.alpha))
+        return self._learned(design, fit_design(design, est))
 
 
 def enet_cv_from_rows(
@@ -615,18 +547,18 @@ def enet_cv_from_rows(
     ratios = np.asarray(l1_ratios, dtype=np.float64).reshape(-1)
     xp = array_namespace(X)
     be = backend or Backend("cpu")
-    window = _row_design(X, y, free)
+    window = row_design(X, y, free, "StandardizedEnet.fit", fortran=True)
     grid = _grid(window.r, ratios, n_lambdas, eps)
     fold_mse = np.empty((folds.get_n_splits(), *grid.shape))
     for k, (train_rows, valid_rows) in enumerate(folds.split(groups=periods)):
         tr, va = xp.asarray(train_rows), xp.asarray(valid_rows)
-        design = _row_design(X[tr], y[tr], free)
+        design = row_design(X[tr], y[tr], free, "StandardizedEnet.fit", fortran=True)
         X_va, y_va = X[va], y[va]
         for i, a in enumerate(ratios):
             est = _path_estimator(be, grid[i, 0], float(a), max_iter, tol)
             for j, lam in enumerate(grid[i]):
                 est.set_params(alpha=float(lam))
-                coef, icpt = design.full_coef(_fit_design(design, est))
+                coef, icpt = design.full_coef(fit_design(design, est))
                 resid = y_va - (X_va @ xp.asarray(coef) + icpt)
                 fold_mse[k, i, j] = float(to_numpy(xp.mean(resid * resid)))
     i, j, cv = _choose(ratios, grid, fold_mse)

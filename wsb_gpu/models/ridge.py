@@ -251,7 +251,94 @@ def ridge_cv_from_moments(
 # --- the estimator engine --------------------------------------------------------------
 
 
-class StandardizedRidge:
+@dataclass
+class RowDesign:
+    """A training set's penalised columns, standardised and residualised on the free ones
+    (in Fortran order when asked: scikit-learn's and cuML's coordinate descent want it), and
+    its target centred and residualised likewise."""
+
+    Z: Any
+    y: Any
+    F: np.ndarray | None  # G_ff^-1 [G_ft | c_f] on the host, k x (q + 1)
+    mean: np.ndarray
+    scale: np.ndarray
+    y_mean: float
+
+    @property
+    def r(self) -> np.ndarray:
+        """``Z_t'M y / n``: the reduced ``c`` of the module docstring (for λ_max)."""
+        return np.asarray(to_numpy(self.Z.T @ self.y), dtype=np.float64).reshape(-1) / self.Z.shape[0]
+
+    def full_coef(self, coef_t: np.ndarray) -> tuple[np.ndarray, float]:
+        F = self.F
+        coef_z = np.concatenate([F[:, -1] - F[:, :-1] @ coef_t, coef_t]) if F is not None else coef_t
+        coef = coef_z / self.scale
+        return coef, self.y_mean - float(self.mean @ coef)
+
+
+def row_design(X: Array, y: Array, free: int, name: str = "fit", fortran: bool = False) -> RowDesign:
+    """Standardise the rows with their own means and deviations, then partial out the first
+    ``free`` columns (Frisch–Waugh–Lovell, see the module docstring): the design both
+    :class:`StandardizedRidge` and :class:`~wsb_gpu.models.enet.StandardizedEnet` fit."""
+    xp = array_namespace(X)
+    if X.ndim != 2 or X.shape[0] != y.shape[0] or X.shape[0] == 0:
+        msg = f"{name} needs X of shape (n, p) and y of shape (n,), got {X.shape} and {y.shape}"
+        raise WsbError(msg)
+    mean = xp.mean(X, axis=0)
+    mean_h = np.asarray(to_numpy(mean), dtype=np.float64)
+    scale_h = safe_scale(to_numpy(xp.std(X, axis=0)), mean_h)
+    Z = (X - mean) / xp.asarray(scale_h)
+    y_mean = float(to_numpy(xp.mean(y)))
+    yc = y - y_mean
+    k = int(free)
+    F = None
+    if k:
+        Zf = Z[:, :k]
+        B = np.column_stack([to_numpy(Zf.T @ Z[:, k:]), to_numpy(Zf.T @ yc)])
+        F = np.asarray(_solve_small(to_numpy(Zf.T @ Zf), B), dtype=np.float64)
+        Fd = xp.asarray(F)
+        Z = Z[:, k:] - Zf @ Fd[:, :-1]
+        yc = yc - Zf @ Fd[:, -1]
+    to_fortran = getattr(xp, "asfortranarray", None) if fortran else None  # NumPy and CuPy
+    if to_fortran is not None:  # coordinate descent (scikit-learn's, cuML's) wants columns
+        Z = to_fortran(Z)
+    return RowDesign(Z, yc, F, mean_h, scale_h, y_mean)
+
+
+def fit_design(design: RowDesign, est: Any) -> np.ndarray:
+    """Fit ``est`` on the design; its penalised coefficients (standardised) on the host."""
+    if design.Z.shape[1] == 0:
+        return np.zeros(0)
+    est.fit(design.Z, design.y)
+    return np.asarray(to_numpy(est.coef_), dtype=np.float64).reshape(-1)
+
+
+class StandardizedLinear:
+    """What the standardised linear estimators share: scikit-learn's ``set_params``, the
+    learned attributes from a :class:`RowDesign` and its penalised coefficients,
+    ``predict`` and the :class:`~wsb_gpu.models.moments.LinearFit` they hand on."""
+
+    alpha: float
+
+    def set_params(self, **params: Any) -> Any:
+        for k, v in params.items():
+            setattr(self, k, v)
+        return self
+
+    def _learned(self, design: RowDesign, coef_t: np.ndarray) -> Any:
+        self.mean_, self.scale_ = design.mean, design.scale
+        self.coef_, self.intercept_ = design.full_coef(coef_t)
+        return self
+
+    def predict(self, X: Array) -> Any:
+        xp = array_namespace(X)
+        return X @ xp.asarray(self.coef_) + self.intercept_
+
+    def to_fit(self) -> LinearFit:
+        return LinearFit(self.coef_, self.intercept_, self.mean_, self.scale_, float(self.alpha))
+
+
+class StandardizedRidge(StandardizedLinear):
     """Standardise with the training rows' own means and deviations, then ridge.
 
     scikit-learn estimator contract: ``__init__`` stores parameters, ``fit`` returns self,
@@ -285,61 +372,14 @@ class StandardizedRidge:
     def get_params(self, deep: bool = True) -> dict[str, Any]:
         return {"alpha": self.alpha, "backend": self.backend, "free": self.free}
 
-    def set_params(self, **params: Any) -> StandardizedRidge:
-        for k, v in params.items():
-            setattr(self, k, v)
-        return self
-
     def fit(self, X: Array, y: Any) -> StandardizedRidge:
-        xp = array_namespace(X)
-        if X.ndim != 2 or X.shape[0] != y.shape[0] or X.shape[0] == 0:
-            msg = f"StandardizedRidge.fit needs X of shape (n, p) and y of shape (n,), got {X.shape} and {y.shape}"
-            raise WsbError(msg)
-        mean = xp.mean(X, axis=0)
-        mean_h = to_numpy(mean)
-        scale_h = safe_scale(to_numpy(xp.std(X, axis=0)), mean_h)
-        Z = X - mean
-        Z /= xp.asarray(scale_h)
-        backend = self.backend or Backend("cpu")
-        k = int(self.free)
-        F = None
-        if k:
-            # Residualise the penalised columns and y on the free ones (centred: no intercept).
-            Zf = Z[:, :k]
-            yc = y - xp.mean(y)
-            B = np.column_stack([to_numpy(Zf.T @ Z[:, k:]), to_numpy(Zf.T @ yc)])  # k x (p - k + 1), on the host
-            F = xp.asarray(_solve_small(to_numpy(Zf.T @ Zf), B))
-            Zt = Z[:, k:] - Zf @ F[:, :-1]
-            y_fit = yc - Zf @ F[:, -1]
-        else:
-            Zt, y_fit = Z, y
-        if Zt.shape[1]:
-            est = backend.ridge_estimator(float(self.alpha))
-            if "copy_X" in est.get_params():
-                est.set_params(copy_X=False)  # Z is our own temporary: no need for the estimator to copy it
-            est = est.fit(Zt, y_fit)
-            coef_t = np.asarray(to_numpy(est.coef_), dtype=np.float64).reshape(-1)
-        else:
-            coef_t = np.zeros(0)
-        if k:
-            Fh = np.asarray(to_numpy(F), dtype=np.float64)
-            coef_z = np.concatenate([Fh[:, -1] - Fh[:, :-1] @ coef_t, coef_t])
-            icpt_z = float(to_numpy(xp.mean(y)))
-        else:
-            coef_z = coef_t
-            icpt_z = float(np.asarray(to_numpy(est.intercept_)).reshape(-1)[0])
-        self.mean_ = mean_h
-        self.scale_ = scale_h
-        self.coef_ = coef_z / scale_h
-        self.intercept_ = icpt_z - float(mean_h @ self.coef_)
-        return self
-
-    def predict(self, X: Array) -> Any:
-        xp = array_namespace(X)
-        return X @ xp.asarray(self.coef_) + self.intercept_
-
-    def to_fit(self) -> LinearFit:
-        return LinearFit(self.coef_, self.intercept_, self.mean_, self.scale_, float(self.alpha))
+        design = row_design(X, y, self.free, "StandardizedRidge.fit")
+        if design.Z.shape[1] == 0:
+            return self._learned(design, np.zeros(0))
+        est = (self.backend or Backend("cpu")).ridge_estimator(float(self.alpha))
+        if "copy_X" in est.get_params():
+            est.set_params(copy_X=False)  # Z is our own temporary: no need for the estimator to copy it
+        return self._learned(design, fit_design(design, est))
 
 
 def ridge_cv_from_rows(
