@@ -23,7 +23,7 @@ from wsb_gpu.config import TrainParams, validate_params
 from wsb_gpu.signals.fitted import PostSources, fit_families
 from wsb_gpu.signals.lexicon import fit_lexicon_reference
 from wsb_gpu.stages import run_stage
-from wsb_gpu.stages.train import load_sample
+from wsb_gpu.training.sample import load_sample
 
 HAR = ["vol_1", "vol_5", "vol_22", "vol_63"]
 TRAIN_YEARS = (2016, 2017, 2018)

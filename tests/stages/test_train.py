@@ -397,7 +397,7 @@ def test_daily_sums_of_many_forecasts_do_not_fragment():
     kernel builds one block: pandas' "highly fragmented" warning came from here."""
     import warnings
 
-    from wsb_gpu.stages.train import daily_partition
+    from wsb_gpu.training.predict import daily_partition
 
     rng = np.random.default_rng(0)
     keys = [f"m{i}" for i in range(30)]

@@ -149,7 +149,7 @@ class Window:
         cache = self._year_rows
         if key not in cache:
             S, data, cols = self.sample, self.data, self.feature_columns
-            part = data[data["year"].isin(list(key))][[*cols, S.target]].compute()
+            part = _in_key_order(data[data["year"].isin(list(key))][["permno", "day", *cols, S.target]].compute())
             cache[key] = (matrix(part, cols).astype("float32"), matrix(part, [S.target])[:, 0])
         X, y = cache[key]
         all_cols = self.feature_columns
@@ -166,7 +166,8 @@ class Window:
             S = self.sample
             cols = self.feature_columns
             data = self.data
-            part = data[data["year"].isin(list(self.train_years))][[*cols, S.target, "period"]].compute()
+            part = data[data["year"].isin(list(self.train_years))][["permno", "day", *cols, S.target, "period"]]
+            part = _in_key_order(part.compute())
             X = matrix(part, cols)
             y = matrix(part, [S.target])[:, 0]
             periods = np.asarray(to_numpy(part["period"].values), dtype=np.int64)
@@ -213,6 +214,13 @@ class Window:
         if cols == have:
             return keys, X, y
         return keys, X[:, [have.index(c) for c in cols]], y
+
+
+def _in_key_order(part: Frame) -> Frame:
+    """Collected rows sorted by ``(permno, day)`` (unique per stock-day): the order in which a shuffle delivers a
+    window's partitions varies from run to run, and a fit on rows (XGBoost's quantile sketch,
+    an iterative solver) should not."""
+    return part.sort_values(["permno", "day"]).reset_index(drop=True)
 
 
 def in_years(table: Mapping[int, Moments], years: Sequence[int]) -> dict[int, Moments]:

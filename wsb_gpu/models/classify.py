@@ -30,6 +30,7 @@ on the held-out last training year for XGBoost, whose training rows it has memor
 from __future__ import annotations
 
 import math
+from abc import abstractmethod
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +38,7 @@ import numpy as np
 
 from wsb_gpu.backend import Backend, array_namespace, to_numpy
 from wsb_gpu.errors import WsbError
+from wsb_gpu.models.base import Model, Window
 from wsb_gpu.models.moments import safe_scale
 
 if TYPE_CHECKING:
@@ -289,13 +291,119 @@ class XGBClassifier:
         return {"n_rounds": self.n_rounds_, "scale_pos_weight": self.scale_pos_weight_}
 
 
-def make_classifier(model: str, params: TrainParams, backend: Backend) -> LogitClassifier | XGBClassifier:
-    """The spike form of a ``train.models`` name (:data:`SPIKE_MODELS`)."""
-    if model == "har":
-        return LogitClassifier(_HAR_C, backend)
-    if model == "ridge":
-        return LogitClassifier(float(params.spike.C), backend)
-    return XGBClassifier(params, backend)
+def spike_labels(y: Any, vol_22: Any, k: float) -> Any:
+    """The spike label ``y > k * vol_22`` as float32 0/1 (NumPy or CuPy, as given).
+
+    >>> spike_labels(np.array([1.0, 3.0]), np.array([2.0, 2.0]), 1.0).tolist()
+    [0.0, 1.0]
+    """
+    xp = array_namespace(y)
+    return xp.astype(y > k * vol_22, xp.float32)
+
+
+class SpikeClassifier(Model):
+    """Base of the spike classifiers: :meth:`fit` learns ``P(spike)`` from a window's training
+    years and picks the F1-maximising threshold; :meth:`predict_proba` scores rows of
+    :meth:`columns`. The label of a row is :func:`spike_labels` with ``train.spike.k``."""
+
+    @property
+    def k(self) -> float:
+        return float(self.params.spike.k)
+
+    def _labels(self, X: Array, y: Array) -> Array:
+        return spike_labels(y, X[:, self.columns_.index("vol_22")], self.k)
+
+    @abstractmethod
+    def predict_proba(self, X: Array) -> np.ndarray:
+        """``P(spike)`` of each row of a float64 matrix of :meth:`columns` (a NumPy array)."""
+
+    def predict_array(self, X: Array) -> Any:
+        return self.predict_proba(X)
+
+    def info(self) -> dict[str, Any]:
+        return {"threshold": self.threshold_, **self.est_.info()}
+
+
+class _Logit(SpikeClassifier):
+    """Logistic regression on the window's training rows (standardised columns)."""
+
+    def penalty(self) -> float:
+        """The inverse penalty ``C``."""
+        return float(self.params.spike.C)
+
+    def fit(self, window: Window) -> _Logit:
+        self._start(window)
+        X, y, _ = window.rows(self.columns_)
+        label = self._labels(X, y)
+        self.est_ = LogitClassifier(self.penalty(), window.backend).fit(X, label)
+        self.threshold_ = best_f1_threshold(to_numpy(label) > 0.5, self.est_.predict_proba(X))
+        self.n_train_ = int(X.shape[0])
+        return self
+
+    def predict_proba(self, X: Array) -> np.ndarray:
+        return self.est_.predict_proba(X)
+
+
+class LogitHAR(_Logit):
+    """The benchmark: logistic regression on the HAR terms, practically unpenalised."""
+
+    name = "har"
+    label, short = SPIKE_LABELS["har"]
+    color = "#4C72B0"
+    uses_feature_sets = False
+
+    def columns(self, window: Window) -> list[str]:
+        return list(window.sample.har_columns)
+
+    def penalty(self) -> float:
+        return _HAR_C
+
+
+class PenalisedLogit(_Logit):
+    """L2-penalised logistic regression on the HAR terms and a feature set's columns."""
+
+    name = "ridge"
+    label, short = SPIKE_LABELS["ridge"]
+    color = "#C44E52"
+
+
+class XGBoostSpike(SpikeClassifier):
+    """Boosted trees for the spike label, early-stopped on the window's last training year,
+    whose rows also set the threshold (the trees have memorised their fitting rows)."""
+
+    name = "xgboost"
+    label, short = SPIKE_LABELS["xgboost"]
+    color = "#55A868"
+
+    def fit(self, window: Window) -> XGBoostSpike:
+        self._start(window)
+        years = list(window.train_years)
+        fit_years, valid_years = (years[:-1], years[-1:]) if len(years) > 1 else (years, [])
+        X, y = window.year_rows(fit_years, self.columns_)
+        label = self._labels(X, y)
+        est = XGBClassifier(self.params, window.backend)
+        Xv, yv = window.year_rows(valid_years, self.columns_) if valid_years else (X[:0], y[:0])
+        if int(Xv.shape[0]):
+            label_v = self._labels(Xv, yv)
+            self.est_ = est.fit(X, label, Xv, label_v)
+            self.threshold_ = best_f1_threshold(to_numpy(label_v) > 0.5, self.est_.predict_proba(Xv))
+            self.n_train_ = int(X.shape[0])
+            return self
+        if valid_years:  # no rows in the last training year: fit on every training year
+            X, y = window.year_rows(years, self.columns_)
+            label = self._labels(X, y)
+        self.est_ = est.fit(X, label)
+        self.threshold_ = best_f1_threshold(to_numpy(label) > 0.5, self.est_.predict_proba(X))
+        self.n_train_ = int(X.shape[0])
+        return self
+
+    def predict_proba(self, X: Array) -> np.ndarray:
+        xp = array_namespace(X)
+        return self.est_.predict_proba(xp.astype(X, xp.float32))
+
+
+SPIKE_CLASSIFIERS: dict[str, type[SpikeClassifier]] = {m.name: m for m in (LogitHAR, PenalisedLogit, XGBoostSpike)}
+"""The spike form of each ``train.models`` name that has one (:data:`SPIKE_MODELS`)."""
 
 
 def spike_rate_note(k: float) -> str:
