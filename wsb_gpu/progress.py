@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from typing import Any
@@ -22,6 +23,32 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 _CONSOLE = Console(stderr=True)
+
+
+class Timings(dict):
+    """Seconds per named phase, added up over the blocks timed under the same name.
+
+    >>> t = Timings()
+    >>> with t.timed("fit"):
+    ...     pass
+    >>> with t.timed("fit"):
+    ...     pass
+    >>> list(t), t["fit"] >= 0, list(t.rounded())
+    (['fit'], True, ['fit'])
+    """
+
+    @contextmanager
+    def timed(self, name: str) -> Iterator[None]:
+        """Add the seconds the block takes to ``self[name]`` (also when it raises)."""
+        t = time.perf_counter()
+        try:
+            yield
+        finally:
+            self[name] = self.get(name, 0.0) + time.perf_counter() - t
+
+    def rounded(self, digits: int = 3) -> dict[str, float]:
+        """A plain dict of the seconds, rounded (for JSON)."""
+        return {k: round(v, digits) for k, v in self.items()}
 
 
 def live() -> bool:

@@ -157,7 +157,7 @@ class RegressionResults(Results):
 
     @property
     def timings(self) -> dict[str, float]:
-        return {k: round(v, 3) for k, v in self.run.timings.items()}
+        return self.run.timings.rounded()
 
     def fit_info(self, keep: Any) -> dict[str, dict[str, Any]]:
         """What each entry's fits chose per test year, for the entries ``keep(entry)`` picks."""

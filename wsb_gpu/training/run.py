@@ -10,9 +10,8 @@ window's statistics computed, its scratch rows removed when the block ends.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,7 +20,7 @@ from wsb_gpu.errors import WsbError
 from wsb_gpu.models.base import Sample, Window, in_years
 from wsb_gpu.models.moments import Moments, collect_moments
 from wsb_gpu.models.splits import RollingYearSplit, period_year
-from wsb_gpu.progress import log
+from wsb_gpu.progress import Timings, log
 from wsb_gpu.signals.families import FeatureSet, resolve_feature_sets
 from wsb_gpu.signals.fitted import Fitted, PostSources, families_asked
 from wsb_gpu.training.entries import model_names
@@ -77,17 +76,12 @@ class TrainingRun:
     posts: dd.DataFrame | None = None
     client: Client | None = None
     progress: bool = False
-    timings: dict[str, float] = field(default_factory=dict)
+    timings: Timings = field(default_factory=Timings)
     fitted: dict[int, Fitted] = field(default_factory=dict)
 
-    @contextmanager
-    def timed(self, name: str) -> Iterator[None]:
+    def timed(self, name: str) -> AbstractContextManager[None]:
         """Add the seconds the block takes to ``timings[name]``."""
-        t = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - t
+        return self.timings.timed(name)
 
     @property
     def rows_in(self) -> int:
@@ -199,11 +193,10 @@ def prepare(
     sources = post_sources(inputs, features)
     sets, skipped = resolve_sets(params, S, sources)
     families = list(families_asked(sets))
-    timings: dict[str, float] = {}
+    timings = Timings()
     stat_cols = list(S.feature_columns if all_statistics else S.har_columns)
-    t = time.perf_counter()
-    stats = collect_moments(S.ddf, stat_cols, S.target, progress=progress, label="train: statistics")
-    timings["statistics"] = time.perf_counter() - t
+    with timings.timed("statistics"):
+        stats = collect_moments(S.ddf, stat_cols, S.target, progress=progress, label="train: statistics")
     if not stats:
         msg = "the sample is empty after dropping rows with a missing target or HAR regressor; check the inputs"
         raise WsbError(msg)

@@ -252,7 +252,7 @@ class SpikeResults(Results):
 
     @property
     def timings(self) -> dict[str, float]:
-        return {k: round(v, 3) for k, v in self.run.timings.items()}
+        return self.run.timings.rounded()
 
     @property
     def fields(self) -> dict[str, Any]:
