@@ -152,9 +152,9 @@ def bench(backend: str, size: int, repeats: int = 2, warmup: int = 1, topic_samp
 
     from wsb_gpu.backend import resolve_backend
     from wsb_gpu.config import TrainParams, validate_params
-    from wsb_gpu.signals.fitted import PostSources, family_columns_frame, fit_families
     from wsb_gpu.stages import run_stage
     from wsb_gpu.stages.train import load_sample
+    from wsb_gpu.training.families import PostSources, family_columns_frame, fit_families
 
     try:
         be = resolve_backend(backend)

@@ -11,6 +11,7 @@ years, and must not know ``zzz``.
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -20,9 +21,11 @@ import pytest
 
 from wsb_gpu.backend import Backend
 from wsb_gpu.config import TrainParams, validate_params
+from wsb_gpu.signals.base import Labels
 from wsb_gpu.signals.fitted import PostSources, fit_families
 from wsb_gpu.signals.lexicon import fit_lexicon_reference
 from wsb_gpu.stages import run_stage
+from wsb_gpu.training.families import fitted_families
 from wsb_gpu.training.sample import load_sample
 
 HAR = ["vol_1", "vol_5", "vol_22", "vol_63"]
@@ -122,16 +125,18 @@ PARAMS = {
 }
 
 
-def _fit(root) -> object:
+def _fit(root) -> SimpleNamespace:
+    """The window's fitted states by family name (``.lexicon``, ``.tfidf``, ``.topics``)."""
     params = validate_params(TrainParams, PARAMS, "train")
     backend = Backend("cpu")
     S = load_sample(features=root / "features", volatility=None, sample="posts", target="y_1", backend=backend)
     sources = PostSources(root / "links", root / "signals", root / "embeddings")
     labels = S.ddf[S.ddf["year"].isin(list(TRAIN_YEARS))][["permno", "day", "y_1", *HAR]]
-    return fit_families(
-        ["topics", "lexicon", "tfidf"], sources.posts(), sources, labels, TRAIN_YEARS,
-        params=params, target="y_1", har=None, backend=backend,
+    fitted = fit_families(
+        fitted_families(params, ["topics", "lexicon", "tfidf"]), sources.window_posts().years(TRAIN_YEARS),
+        Labels(labels, "y_1"), backend=backend,
     )  # fmt: skip
+    return SimpleNamespace(**fitted)
 
 
 @pytest.fixture(scope="module")

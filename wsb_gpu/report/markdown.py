@@ -14,7 +14,7 @@ import yaml
 from wsb_gpu.models import label as model_label
 from wsb_gpu.models import ordered
 from wsb_gpu.report.load import headline, mcs_of, models_of, pooled_rows, signal_table, versus_har
-from wsb_gpu.signals.families import DESCRIPTIONS
+from wsb_gpu.signals.families import FAMILIES
 
 
 def fmt(value: Any, digits: int = 4) -> str:
@@ -490,7 +490,7 @@ def render_markdown(
     details = signal_details(signals or {})
     if details:
         parts += ["## What the fitted families learned", "", details, ""]
-    fams = ", ".join(f"`{k}` ({v})" for k, v in DESCRIPTIONS.items())
+    fams = ", ".join(f"`{k}` ({f.description})" for k, f in FAMILIES.items())
     parts += [f"_Families_: {fams}.", ""]
     captions = {
         "volatility": "Figure 1. Daily average realized volatility across stocks for the four windows.",

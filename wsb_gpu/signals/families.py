@@ -23,6 +23,15 @@ tfidf               ``tfidf_00`` … (mean TF-IDF vector over K terms)          
                                                                                window
 ==================  =========================================================  ==========
 
+Each family is one object in one registry, :data:`FAMILIES` (the contract is
+:mod:`wsb_gpu.signals.base`): the plain ones are defined here (VADER's beside its scorer,
+:mod:`wsb_gpu.signals.vader`), the fitted ones beside the code they call
+(:mod:`~wsb_gpu.signals.topics`, :mod:`~wsb_gpu.signals.lexicon`,
+:mod:`~wsb_gpu.signals.tfidf`). The features stage averages the per-post columns of the plain
+families (:func:`averaged`); the training sample takes their stock-day columns
+(:func:`text_columns`); a feature set's columns are asked of its families. Adding a family is
+adding an entry (docs/architecture.md, "How to add a feature family").
+
 A **feature set** (``train.feature_sets``) names the families one model sees; every set's
 design matrix starts with the four HAR terms. A set whose families have no columns in this
 run (``finbert_sentiment`` with a model without a sentiment head) is skipped, with a line
@@ -34,56 +43,132 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+from wsb_gpu.backend import column_array
 from wsb_gpu.errors import WsbError
+from wsb_gpu.signals import vader
+from wsb_gpu.signals.base import Family, FittedFamily, PlainFamily
+from wsb_gpu.signals.lexicon import LexiconFamily
+from wsb_gpu.signals.tfidf import TfidfFamily
+from wsb_gpu.signals.topics import TopicsFamily, TopicToneFamily
 
-FAMILIES = ("attention", "embedding", "finbert_sentiment", "vader", "topics", "topic_tone", "lexicon", "tfidf")
-"""Every family, in the order their columns appear in a design matrix."""
+if TYPE_CHECKING:
+    from wsb_gpu.backend import Array, Frame
 
-FITTED = ("topics", "topic_tone", "lexicon", "tfidf")
-"""The families fitted inside each training window."""
 
-DESCRIPTIONS = {
-    "attention": "how much the stock is talked about: log(1 + posts), log(1 + mentions)",
-    "embedding": "the mean text embedding of the stock-day's posts (FinBERT CLS by default)",
-    "finbert_sentiment": "mean FinBERT class probabilities and mean p_positive - p_negative",
-    "vader": "mean VADER scores and the shares of positive and negative posts",
-    "topics": "the share of the stock-day's posts in each topic (UMAP + HDBSCAN on the training window's posts)",
-    "topic_tone": "the mean VADER compound of the stock-day's posts within each topic",
-    "lexicon": "mean score of a market-learned lexicon fitted on the training window",
-    "tfidf": "mean TF-IDF vector over the training window's K most frequent terms",
+def _number(column: str) -> int:
+    """The number of an embedding column (``e012`` -> 12): their order."""
+    return int(column[1:])
+
+
+def net_sentiment(values: Frame) -> dict[str, Array]:
+    """Per post: ``p_net = p_positive - p_negative`` (float32), when the model has both.
+
+    >>> import pandas as pd
+    >>> net_sentiment(pd.DataFrame({"p_negative": [0.25], "p_positive": [0.5]}))["p_net"].tolist()
+    [0.25]
+    """
+    if "p_positive" not in values.columns or "p_negative" not in values.columns:
+        return {}
+    return {"p_net": column_array(values["p_positive"], "float32") - column_array(values["p_negative"], "float32")}
+
+
+FAMILIES: dict[str, Family] = {
+    f.name: f
+    for f in (
+        PlainFamily(
+            "attention",
+            "how much the stock is talked about: log(1 + posts), log(1 + mentions)",
+            pattern="log_posts|log_mentions|has_posts",
+        ),
+        PlainFamily(
+            "embedding",
+            "the mean text embedding of the stock-day's posts (FinBERT CLS by default)",
+            pattern=r"e\d+",
+            source="embeddings",
+            key=_number,
+        ),
+        PlainFamily(
+            "finbert_sentiment",
+            "mean FinBERT class probabilities and mean p_positive - p_negative",
+            pattern="p_.*",
+            source="embeddings",
+            key=str,
+            derive=net_sentiment,
+        ),
+        vader.FAMILY,
+        TopicsFamily(
+            "topics",
+            "the share of the stock-day's posts in each topic (UMAP + HDBSCAN on the training window's posts)",
+        ),
+        TopicToneFamily("topic_tone", "the mean VADER compound of the stock-day's posts within each topic"),
+        LexiconFamily("lexicon", "mean score of a market-learned lexicon fitted on the training window"),
+        TfidfFamily("tfidf", "mean TF-IDF vector over the training window's K most frequent terms"),
+    )
 }
+"""Every family by name, in the order their columns appear in a design matrix. Adding an
+entry (a :class:`~wsb_gpu.signals.base.PlainFamily` or a
+:class:`~wsb_gpu.signals.base.FittedFamily`) is all it takes for ``train.feature_sets`` to
+accept its name."""
 
 _SET_NAME = re.compile(r"[a-z][a-z0-9_]*\Z")
 
 
-def family_columns(family: str, columns: Sequence[str], *, tfidf_terms: int = 50, max_topics: int = 10) -> list[str]:
-    """The stock-day columns of ``family``: picked from ``columns`` (the sample's) for the
-    plain families, named by the settings for the fitted ones.
+def averaged(source: str, available: Sequence[str]) -> list[tuple[PlainFamily, list[str]]]:
+    """The plain families the features stage averages from the per-post dataset ``source``
+    (``"embeddings"`` or ``"signals"``), each with its columns among ``available`` (that
+    dataset's columns); families with none are left out.
 
-    >>> family_columns("vader", ["vol_1", "vader_compound", "vader_pos_share", "e000"])
-    ['vader_compound', 'vader_pos_share']
-    >>> family_columns("topics", [], max_topics=2), family_columns("topic_tone", [], max_topics=2)
-    (['topic_00', 'topic_01', 'topic_other'], ['topic_tone_00', 'topic_tone_01'])
+    >>> [(f.name, cols) for f, cols in averaged("embeddings", ["id", "e001", "e000", "p_positive", "n_tokens"])]
+    [('embedding', ['e000', 'e001']), ('finbert_sentiment', ['p_positive'])]
     """
-    if family == "attention":
-        return [c for c in ("log_posts", "log_mentions", "has_posts") if c in columns]
-    if family == "embedding":
-        return [c for c in columns if re.fullmatch(r"e\d+", c)]
-    if family == "finbert_sentiment":
-        return [c for c in columns if c.startswith("p_")]
-    if family == "vader":
-        return [c for c in columns if c.startswith("vader_")]
-    if family == "lexicon":
-        return ["lexicon"]
-    if family == "tfidf":
-        return [f"tfidf_{k:02d}" for k in range(tfidf_terms)]
-    if family == "topics":
-        return [*(f"topic_{k:02d}" for k in range(max_topics)), "topic_other"]
-    if family == "topic_tone":
-        return [f"topic_tone_{k:02d}" for k in range(max_topics)]
-    msg = f"unknown feature family {family!r}; choose from {', '.join(FAMILIES)}"
-    raise WsbError(msg)
+    out = []
+    for fam in FAMILIES.values():
+        if isinstance(fam, PlainFamily) and fam.source == source:
+            cols = fam.columns(available)
+            if cols:
+                out.append((fam, cols))
+    return out
+
+
+def text_columns(columns: Sequence[str]) -> list[str]:
+    """The stock-day columns of the features dataset that the features stage averaged (every
+    plain family with a source), family by family, among ``columns``.
+
+    >>> text_columns(["id", "e001", "e000", "p_positive", "p_net", "p_negative", "n_tokens", "vader_pos"])
+    ['e000', 'e001', 'p_negative', 'p_net', 'p_positive', 'vader_pos']
+    """
+    out: list[str] = []
+    for fam in FAMILIES.values():
+        if isinstance(fam, PlainFamily) and fam.source is not None:
+            out += [c for c in fam.columns(columns) if c not in out]
+    return out
+
+
+def configure(settings: Mapping[str, object]) -> dict[str, Family]:
+    """The registry with each fitted family given its settings, ``settings[family.section]``
+    (the training task hands over ``train.lexicon``, ``train.tfidf`` … this way).
+
+    >>> from types import SimpleNamespace
+    >>> configure({"tfidf": SimpleNamespace(terms=2)})["tfidf"].columns()
+    ['tfidf_00', 'tfidf_01']
+    """
+    out = dict(FAMILIES)
+    for name, fam in FAMILIES.items():
+        if isinstance(fam, FittedFamily) and fam.section in settings:
+            out[name] = fam.configured(settings[fam.section])
+    return out
+
+
+def fitted_sections() -> list[str]:
+    """The sections of ``train`` that hold the fitted families' settings.
+
+    >>> fitted_sections()
+    ['topics', 'lexicon', 'tfidf']
+    """
+    sections = [f.section for f in FAMILIES.values() if isinstance(f, FittedFamily) and f.section]
+    return list(dict.fromkeys(sections))
 
 
 @dataclass(frozen=True)
@@ -97,7 +182,7 @@ class FeatureSet:
     @property
     def fitted(self) -> tuple[str, ...]:
         """Its families that are fitted per window."""
-        return tuple(f for f in self.families if f in FITTED)
+        return tuple(f for f in self.families if FAMILIES[f].fitted)
 
 
 def check_feature_sets(sets: Mapping[str, Sequence[str]]) -> dict[str, tuple[str, ...]]:
@@ -118,7 +203,7 @@ def check_feature_sets(sets: Mapping[str, Sequence[str]]) -> dict[str, tuple[str
             msg = f"feature set name {name!r} must be lower case letters, digits and _ (it becomes a column name)"
             raise WsbError(msg)
         fams = [fams] if isinstance(fams, str) else list(fams or [])
-        bad = [f for f in fams if f not in FAMILIES]
+        bad = [f for f in fams if not isinstance(f, str) or f not in FAMILIES]
         if bad:
             msg = f"feature set '{name}' names unknown famil(ies) {', '.join(map(str, bad))}; choose from {', '.join(FAMILIES)}"
             raise WsbError(msg)
@@ -130,36 +215,43 @@ def resolve_feature_sets(
     sets: Mapping[str, Sequence[str]],
     columns: Sequence[str],
     *,
-    tfidf_terms: int,
-    max_topics: int,
+    families: Mapping[str, Family],
     fitted_available: bool,
     embeddings_available: bool = True,
 ) -> tuple[list[FeatureSet], dict[str, str]]:
     """The feature sets of a run, with their columns; and the sets skipped, with why.
 
-    ``columns`` are the sample's columns; ``fitted_available`` says whether the run has the
-    links and signals the fitted families need, ``embeddings_available`` whether it has
-    the embeddings the topics family clusters.
+    ``columns`` are the sample's columns; ``families`` the registry with the fitted families
+    configured (:func:`configure`), which name their columns; ``fitted_available`` says
+    whether the run has the links and signals the fitted families need,
+    ``embeddings_available`` whether it has the embeddings some of them read.
 
+    >>> from types import SimpleNamespace
+    >>> fams = configure({"topics": SimpleNamespace(max_topics=2)})
     >>> sets, skipped = resolve_feature_sets({"har": [], "s": ["finbert_sentiment"], "v": ["vader"]},
-    ...     ["vol_1", "vader_compound"], tfidf_terms=2, max_topics=2, fitted_available=True)
+    ...     ["vol_1", "vader_compound"], families=fams, fitted_available=True)
     >>> [(s.name, s.columns) for s in sets], skipped
     ([('har', ()), ('v', ('vader_compound',))], {'s': 'the run has no finbert_sentiment columns'})
+    >>> resolve_feature_sets({"t": ["topic_tone"]}, [], families=fams, fitted_available=True,
+    ...     embeddings_available=False)[1]
+    {'t': 'the topics family needs the embeddings dataset (pass --embeddings)'}
     """
     out, skipped = [], {}
     for name, fams in check_feature_sets(sets).items():
-        if not fitted_available and any(f in FITTED for f in fams):
+        objs = [families[f] for f in fams]
+        if not fitted_available and any(f.fitted for f in objs):
             skipped[name] = "the fitted families need the links and signals datasets (pass --links and --signals)"
             continue
-        if not embeddings_available and ("topics" in fams or "topic_tone" in fams):
-            skipped[name] = "the topics family needs the embeddings dataset (pass --embeddings)"
+        reading = [f for f in objs if isinstance(f, FittedFamily) and f.embeddings]
+        if not embeddings_available and reading:
+            skipped[name] = f"the {reading[0].model} family needs the embeddings dataset (pass --embeddings)"
             continue
         cols: list[str] = []
         empty = []
-        for fam in fams:
-            found = family_columns(fam, columns, tfidf_terms=tfidf_terms, max_topics=max_topics)
+        for fam in objs:
+            found = fam.columns(columns)
             if not found:
-                empty.append(fam)
+                empty.append(fam.name)
             cols += [c for c in found if c not in cols]
         if empty and (not cols or len(empty) == len(fams)):
             skipped[name] = f"the run has no {', '.join(empty)} columns"

@@ -25,6 +25,9 @@ Fitted inside one training window (never on the test year):
 This is the dictionary of the PolicyPulse seed (word × date presence, forward market
 change, a minimum number of distinct dates) built per rolling window, where the seed built
 it once on the whole sample.
+
+:class:`LexiconFamily` is the ``lexicon`` feature family: it fits the lexicon on a window's
+training posts (settings: ``train.lexicon``) and scores every post of the window.
 """
 
 from __future__ import annotations
@@ -32,11 +35,18 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import numpy as np
 import pandas as pd
 
+from wsb_gpu.datasets import HAR_COLUMNS
+from wsb_gpu.dates import year_of
+from wsb_gpu.signals.base import FittedFamily, Labels, Posts
 from wsb_gpu.signals.words import content_words, distinct
+
+if TYPE_CHECKING:
+    from wsb_gpu.backend import Backend
 
 LABELS = ("log_ratio", "har_residual")
 
@@ -194,3 +204,130 @@ def fit_lexicon_reference(
         if len({d for _, d in days}) >= min_dates:
             out[w] = sum(days.values()) / len(days) - mean_label
     return out
+
+
+def label_rows(frame: pd.DataFrame, target: str, kind: str, har: Any) -> pd.DataFrame:
+    """Kernel: ``permno, day, label`` of training rows (rows without a label dropped).
+
+    >>> rows = pd.DataFrame({"permno": [1, 1], "day": [5, 6], "y_1": [2.0, 0.0], "vol_22": [1.0, 1.0]})
+    >>> label_rows(rows, "y_1", "log_ratio", None).round(4).values.tolist()
+    [[1.0, 5.0, 0.6931]]
+    """
+    y = frame[target].to_numpy(np.float64)
+    vol = frame["vol_22"].to_numpy(np.float64)
+    pred = None
+    if kind == "har_residual":
+        pred = har.predict_array(frame[list(HAR_COLUMNS)].to_numpy(np.float64))
+    label = label_values(y, vol, pred, kind)
+    out = frame[["permno", "day"]].reset_index(drop=True).assign(label=label)
+    return out[np.isfinite(label)]
+
+
+def cross_fitted_lexicon(counts: pd.DataFrame, by_year: pd.DataFrame, min_dates: int, label: str) -> Lexicon:
+    """The window's lexicon and, per training year, the lexicon of the other training years.
+
+    ``counts`` has ``word, year, label_sum, n, n_dates`` (sums over the word's distinct
+    (word, stock-day) pairs of that year), ``by_year`` the sum and count of the training
+    rows' labels per year. A word's dates add up across years (a date lies in one year).
+
+    >>> c = pd.DataFrame({"word": ["a", "a", "b"], "year": [1, 2, 1], "label_sum": [2.0, 4.0, 1.0],
+    ...                   "n": [2, 2, 1], "n_dates": [2, 2, 1]})
+    >>> y = pd.DataFrame({"sum": [2.0, 2.0], "count": [4, 4]}, index=[1, 2])
+    >>> lex = cross_fitted_lexicon(c, y, 2, "log_ratio")
+    >>> lex.scores, lex.held_out[1].scores, lex.held_out[2].scores
+    ({'a': 1.0}, {'a': 1.5}, {'a': 0.5})
+    """
+    total = counts.groupby("word", sort=False)[["label_sum", "n", "n_dates"]].sum().reset_index()
+    full = lexicon_from_counts(total, float(by_year["sum"].sum() / by_year["count"].sum()), min_dates, label)
+    # Only words of the whole window's lexicon can reach min_dates in a subset of its years.
+    counts = counts[counts["word"].isin(set(full.scores))]
+    kept = total[total["word"].isin(set(full.scores))].set_index("word")
+    for year in sorted(int(y) for y in by_year.index):
+        mine = counts[counts["year"] == year].set_index("word")[["label_sum", "n", "n_dates"]]
+        rest = kept.sub(mine.reindex(kept.index, fill_value=0), fill_value=0)
+        rest = rest[rest["n"] > 0].reset_index()
+        others = by_year.drop(index=year)
+        if others.empty:
+            continue
+        mean = float(others["sum"].sum() / others["count"].sum())
+        full.held_out[year] = lexicon_from_counts(rest, mean, min_dates, label)
+    return full
+
+
+class LexiconSettings(Protocol):
+    """``train.lexicon``: the label and the minimum number of distinct dates of a word."""
+
+    label: str
+    min_dates: int
+
+
+@dataclass(frozen=True)
+class LexiconFamily(FittedFamily):
+    """The ``lexicon`` family: one column, the mean lexicon score of the stock-day's posts.
+
+    >>> from types import SimpleNamespace
+    >>> LexiconFamily("lexicon", "").configured(SimpleNamespace(label="log_ratio", min_dates=10)).columns()
+    ['lexicon']
+    """
+
+    settings: LexiconSettings | None = None
+    section: ClassVar[str | None] = "lexicon"
+
+    def columns(self, available: Sequence[str] = ()) -> list[str]:
+        return [self.name]
+
+    def fit(self, posts: Posts, labels: Labels, backend: Backend, *, progress: bool = False) -> Lexicon:
+        """The cross-fitted lexicon of the training posts (see the module docstring)."""
+        from wsb_gpu.progress import compute
+
+        p = self.settings_of()
+        train = posts.frame
+        nparts = max(train.npartitions, 1)
+        lab = labels.rows.map_partitions(
+            label_rows,
+            labels.target,
+            p.label,
+            labels.har,
+            meta=pd.DataFrame(
+                {
+                    "permno": pd.Series([], dtype="int64"),
+                    "day": pd.Series([], dtype="int64"),
+                    "label": pd.Series([], dtype="float64"),
+                }
+            ),
+        )
+        pairs = train[["permno", "day", "tokens"]].merge(lab, on=["permno", "day"], how="inner")
+        meta = pd.DataFrame(
+            {
+                "word": pd.Series([], dtype="string"),
+                "permno": pd.Series([], dtype="int64"),
+                "day": pd.Series([], dtype="int64"),
+                "label": pd.Series([], dtype="float64"),
+            }
+        )
+        rows = pairs.map_partitions(word_day_rows, meta=meta)
+        # The unit is the (word, stock-day) pair: a word used twice on a stock-day counts once.
+        # Float sums in a fixed order (the task-based shuffle concatenates in partition order;
+        # a shuffle that concatenates in arrival order would change the last bits run to run).
+        rows = rows.drop_duplicates(subset=["word", "permno", "day"], split_out=nparts, shuffle_method="tasks")
+        per_day = (
+            rows.groupby(["word", "day"])["label"]
+            .agg(["sum", "count"], split_out=nparts, shuffle_method="tasks")
+            .reset_index()
+        )
+        per_day = per_day.assign(year=year_of(per_day["day"]))
+        # Per (word, year): the lexicon of the whole window and the cross-fitted ones (each
+        # training year scored by the lexicon of the other years) are sums of these rows.
+        per_word = per_day.groupby(["word", "year"]).agg(
+            {"sum": "sum", "count": "sum", "day": "count"}, split_out=nparts, shuffle_method="tasks"
+        )
+        lab_year = lab.assign(year=year_of(lab["day"])).groupby("year")["label"].agg(["sum", "count"])
+        counts, by_year = compute(per_word.reset_index(), lab_year, label="train: lexicon", show=progress)
+        counts = counts.rename(columns={"sum": "label_sum", "count": "n", "day": "n_dates"})
+        return cross_fitted_lexicon(counts, by_year, p.min_dates, p.label)
+
+    def score(self, state: Lexicon, posts: pd.DataFrame) -> dict[str, np.ndarray]:
+        """A post's lexicon score (a training year's post by that year's held-out lexicon)."""
+        tokens = posts["tokens"].astype("string").fillna("").tolist()
+        years = posts["year"].to_numpy(np.int64) if tokens else None
+        return {self.name: state.scores_of(tokens, years)}

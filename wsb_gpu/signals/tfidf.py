@@ -13,6 +13,8 @@ A post's vector is its raw term counts times ``idf``, scaled to unit length (``n
 a post with none of the terms is the zero vector. A stock-day's ``tfidf_00 …`` columns are
 the mean vector of its posts; column ``k`` is the window's ``k``-th term (the terms differ
 between windows; ``signals.json`` lists them).
+
+:class:`TfidfFamily` is the ``tfidf`` feature family (settings: ``train.tfidf``).
 """
 
 from __future__ import annotations
@@ -20,11 +22,16 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar, Protocol
 
 import numpy as np
 import pandas as pd
 
+from wsb_gpu.signals.base import FittedFamily, Labels, Posts
 from wsb_gpu.signals.words import content_words
+
+if TYPE_CHECKING:
+    from wsb_gpu.backend import Backend
 
 
 def term_counts(frame: pd.DataFrame) -> pd.DataFrame:
@@ -104,3 +111,51 @@ def tfidf_from_counts(counts: pd.DataFrame, n_docs: int, terms: int, min_df: int
     idf = np.log((1.0 + n_docs) / (1.0 + df)) + 1.0
     pad = terms - len(words)
     return Tfidf(tuple(words) + ("",) * pad, np.concatenate([idf, np.zeros(pad)]), int(n_docs))
+
+
+class TfidfSettings(Protocol):
+    """``train.tfidf``: the number of terms K and the minimum document frequency of a term."""
+
+    terms: int
+    min_df: int
+
+
+@dataclass(frozen=True)
+class TfidfFamily(FittedFamily):
+    """The ``tfidf`` family: ``tfidf_00 …``, the mean TF-IDF vector of the stock-day's posts.
+
+    >>> from types import SimpleNamespace
+    >>> TfidfFamily("tfidf", "").configured(SimpleNamespace(terms=3, min_df=2)).columns()
+    ['tfidf_00', 'tfidf_01', 'tfidf_02']
+    """
+
+    settings: TfidfSettings | None = None
+    section: ClassVar[str | None] = "tfidf"
+
+    def columns(self, available: Sequence[str] = ()) -> list[str]:
+        return [f"{self.name}_{k:02d}" for k in range(self.settings_of().terms)]
+
+    def fit(self, posts: Posts, labels: Labels, backend: Backend, *, progress: bool = False) -> Tfidf:
+        """The vocabulary and IDF of the training window's distinct posts."""
+        from wsb_gpu.progress import compute
+
+        p = self.settings_of()
+        train = posts.frame
+        nparts = max(train.npartitions, 1)
+        docs = train[["id", "tokens"]].drop_duplicates(subset="id", split_out=nparts)
+        meta = pd.DataFrame(
+            {
+                "word": pd.Series([], dtype="string"),
+                "df": pd.Series([], dtype="int64"),
+                "tf": pd.Series([], dtype="int64"),
+            }
+        )
+        counts = docs.map_partitions(term_counts, meta=meta).groupby("word").sum(split_out=nparts).reset_index()
+        counts, n_docs = compute(counts, docs.shape[0], label="train: tf-idf", show=progress)
+        return tfidf_from_counts(counts, int(n_docs), p.terms, p.min_df)
+
+    def score(self, state: Tfidf, posts: pd.DataFrame) -> dict[str, np.ndarray]:
+        """A post's TF-IDF vector, one value per term."""
+        vectors = state.transform(posts["tokens"].astype("string").fillna("").tolist())
+        names = self.columns()
+        return {names[k]: vectors[:, k] for k in range(vectors.shape[1])}

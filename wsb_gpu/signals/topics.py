@@ -25,20 +25,25 @@ posts per topic (``topic_00 …``, ``topic_other``) and the mean VADER compound 
 posts within each topic (``topic_tone_00 …``, 0 when the day has none).
 
 CPU: ``umap-learn`` and ``hdbscan``; GPU: cuML's ``UMAP`` and ``HDBSCAN`` (same API).
+
+One topic model gives two feature families: :class:`TopicsFamily` (``topics``, which fits it;
+settings: ``train.topics``) and :class:`TopicToneFamily` (``topic_tone``).
 """
 
 from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
+import pandas as pd
 
 from wsb_gpu.backend import Backend, array_namespace, to_numpy
 from wsb_gpu.errors import WsbError, missing_package
+from wsb_gpu.signals.base import FittedFamily, Labels, Posts, embedding_columns
 from wsb_gpu.signals.words import content_words
 
 OTHER = -1
@@ -227,3 +232,131 @@ def fit_topics(
         label_map=label_map,
         backend=backend,
     )
+
+
+def _id_hash(ids: pd.Series) -> pd.Series:
+    """A fixed hash of each post id (pandas' SipHash with its fixed key): the topic sample."""
+    return pd.Series(pd.util.hash_pandas_object(ids.astype(str), index=False).to_numpy(), index=ids.index, name="_h")
+
+
+class TopicsSettings(Protocol):
+    """``train.topics``: the sample, the clustering and how posts are assigned a topic."""
+
+    sample: int
+    max_topics: int
+    min_topic_size: int
+    n_neighbors: int
+    n_components: int
+    assign: str
+    seed: int
+
+
+@dataclass(frozen=True)
+class TopicsFamily(FittedFamily):
+    """The ``topics`` family: ``topic_00 …``, ``topic_other``, the share of the stock-day's
+    posts per topic. It fits the topic model, which also gives ``topic_tone``'s columns.
+
+    >>> from types import SimpleNamespace
+    >>> fam = TopicsFamily("topics", "").configured(SimpleNamespace(max_topics=2))
+    >>> fam.columns(), fam.outputs()[3:]
+    (['topic_00', 'topic_01', 'topic_other'], ['topic_tone_00', 'topic_tone_01'])
+    """
+
+    settings: TopicsSettings | None = None
+    section: ClassVar[str | None] = "topics"
+    embeddings: ClassVar[bool] = True
+
+    def columns(self, available: Sequence[str] = ()) -> list[str]:
+        return self.share_columns()
+
+    def share_columns(self) -> list[str]:
+        """The ``topics`` columns: the share of the posts in each topic, and in none."""
+        return [*(f"topic_{k:02d}" for k in range(self.settings_of().max_topics)), "topic_other"]
+
+    def tone_columns(self) -> list[str]:
+        """The ``topic_tone`` columns: the mean VADER compound of the posts within each topic."""
+        return [f"topic_tone_{k:02d}" for k in range(self.settings_of().max_topics)]
+
+    def outputs(self) -> list[str]:
+        return [*self.share_columns(), *self.tone_columns()]
+
+    def fit(self, posts: Posts, labels: Labels, backend: Backend, *, progress: bool = False) -> TopicModel:
+        """The topic model of a sample of the training posts (see the module docstring)."""
+        from wsb_gpu.progress import compute
+
+        if posts.embeddings is None:
+            raise WsbError("the topics family needs the embeddings dataset; pass --embeddings DIR")
+        p = self.settings_of()
+        train = posts.frame
+        # The sample: the posts whose id hashes lowest. A first cut by a hash threshold keeps
+        # about 1.2 x the sample size on the workers; the exact cut is made here.
+        (n_ids,) = compute(train["id"].nunique_approx(), label="train: count posts", show=progress)
+        share = min(1.0, 1.2 * int(p.sample) / max(float(n_ids), 1.0))
+        ids = train[["id", "tokens"]]
+        hashes = ids["id"].map_partitions(_id_hash, meta=("_h", "uint64"))
+        cut = ids[hashes <= np.uint64(min(int(share * 2**64), 2**64 - 1))]
+        picked = cut.merge(posts.embeddings_frame(), on="id", how="inner")
+        (table,) = compute(picked, label="train: topic sample", show=progress)
+        # The rows with the smallest hashes, picked by position: no column is inserted into the
+        # frame a p2p merge returned (one block per column: pandas would warn it is fragmented).
+        table = table.drop_duplicates("id")
+        lowest = np.argsort(np.asarray(_id_hash(table["id"]).to_numpy()), kind="stable")[: int(p.sample)]
+        table = table.iloc[lowest].sort_values("id", kind="stable").reset_index(drop=True)
+        X = table[posts.embedding_columns()].to_numpy(np.float32)
+        return fit_topics(
+            X,
+            table["tokens"].astype("string").fillna("").tolist(),
+            max_topics=p.max_topics,
+            min_topic_size=p.min_topic_size,
+            n_neighbors=p.n_neighbors,
+            n_components=p.n_components,
+            assign=p.assign,
+            seed=p.seed,
+            backend=backend,
+        )
+
+    def score(self, state: TopicModel, posts: pd.DataFrame) -> dict[str, np.ndarray]:
+        """Per post: an indicator per topic (``t_00 …``, ``t_other``) and the VADER compound
+        within each topic (``c_00 …``), summed per stock-day by the caller."""
+        n = len(posts)
+        emb = embedding_columns(list(posts.columns))
+        topic = state.assign(posts[emb].to_numpy(np.float32)) if n else np.zeros(0, np.int64)
+        compound = posts["vader_compound"].to_numpy(np.float64)
+        out: dict[str, np.ndarray] = {}
+        for k in range(self.settings_of().max_topics):
+            ind = (topic == k).astype(np.float64)
+            out[f"t_{k:02d}"] = ind
+            out[f"c_{k:02d}"] = ind * compound
+        out["t_other"] = (topic == OTHER).astype(np.float64)
+        return out
+
+    def finish(self, state: TopicModel, sums: Mapping[str, np.ndarray], n_posts: np.ndarray) -> dict[str, np.ndarray]:
+        """The share of posts per topic, and the mean compound within each topic (0 without posts)."""
+        k_topics = self.settings_of().max_topics
+        shares = [sums[f"t_{k:02d}"] / n_posts for k in range(k_topics)] + [sums["t_other"] / n_posts]
+        out = dict(zip(self.share_columns(), shares))
+        for k, name in enumerate(self.tone_columns()):
+            members, tone = sums[f"t_{k:02d}"], sums[f"c_{k:02d}"]
+            out[name] = np.divide(tone, members, out=np.zeros_like(tone), where=members > 0)
+        return out
+
+
+@dataclass(frozen=True)
+class TopicToneFamily(TopicsFamily):
+    """The ``topic_tone`` family: ``topic_tone_00 …``, from the model ``topics`` fits.
+
+    >>> from types import SimpleNamespace
+    >>> fam = TopicToneFamily("topic_tone", "").configured(SimpleNamespace(max_topics=2))
+    >>> fam.model, fam.columns()
+    ('topics', ['topic_tone_00', 'topic_tone_01'])
+    """
+
+    @property
+    def model(self) -> str:
+        return "topics"
+
+    def columns(self, available: Sequence[str] = ()) -> list[str]:
+        return self.tone_columns()
+
+    def outputs(self) -> list[str]:
+        return self.tone_columns()

@@ -5,12 +5,14 @@ Rules
 * The posts of a stock-day are its links (:mod:`wsb_gpu.stages.links`): a post counts once
   per stock, on the stock's first trading date on or after the post's UTC date.
   ``n_posts`` counts them, ``n_mentions`` sums their occurrences.
-* Every other column is a mean over the stock-day's posts: the embedding (``e000`` …), the
-  sentiment probabilities (``p_*``) and, when the model has them, ``p_net`` = the mean of
-  ``p_positive - p_negative``; VADER's ``vader_compound, vader_pos, vader_neg,
-  vader_neu`` and the shares of positive and negative posts (``vader_pos_share``: compound
-  > 0.05, ``vader_neg_share``: < -0.05). Posts without an embedding or signals row are
-  dropped.
+* Every other column is a mean over the stock-day's posts of a per-post column that a plain
+  feature family declares (:func:`wsb_gpu.signals.families.averaged`: the family's columns
+  of the ``embeddings`` or ``signals`` dataset, and the per-post columns it derives from
+  them): the embedding (``e000`` …), the sentiment probabilities (``p_*``) and, when the
+  model has them, ``p_net`` = the mean of ``p_positive - p_negative``; VADER's
+  ``vader_compound, vader_pos, vader_neg, vader_neu`` and the shares of positive and
+  negative posts (``vader_pos_share``: compound > 0.05, ``vader_neg_share``: < -0.05).
+  Posts without an embedding or signals row are dropped.
 * One output row per (permno, trading date) with at least one post, with the volatility
   columns of that stock-day attached.
 
@@ -28,10 +30,9 @@ reduction), turned into means and joined with the volatility rows.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeAlias
 
 import dask.dataframe as dd
 
@@ -40,65 +41,55 @@ from wsb_gpu.config import EmptyParams
 from wsb_gpu.datasets import count_rows
 from wsb_gpu.errors import WsbError
 from wsb_gpu.progress import compute
-from wsb_gpu.signals import vader
+from wsb_gpu.signals.families import averaged
 from wsb_gpu.stages.base import StageResult
 
 if TYPE_CHECKING:
     from distributed import Client
 
     from wsb_gpu.backend import Frame
+    from wsb_gpu.signals.base import PlainFamily
+
+    # The plain families to average, each with its per-post columns (signals.families.averaged).
+    Averaged: TypeAlias = Sequence[tuple[PlainFamily, Sequence[str]]]
 
 PARTIAL_SUM_BYTES = 256 * 2**20
 """Bytes of per-(permno, date) sums per output partition of the reduction (see features_frame)."""
 
-VADER_COLUMNS = [*vader.COLUMNS, "vader_pos_share", "vader_neg_share"]
-"""The VADER columns of a stock-day: four means and two shares."""
 
+def post_columns(frame: Frame, families: Averaged, keys: Sequence[str] = ("id",)) -> Frame:
+    """Kernel: the ``keys`` and every per-post column to average, as float32 blocks.
 
-def text_columns(columns: Sequence[str]) -> list[str]:
-    """The embedding (``e000`` …) and sentiment (``p_*``) columns, in a stable order.
-
-    >>> text_columns(["id", "e001", "e000", "p_negative", "n_tokens", "p_positive"])
-    ['e000', 'e001', 'p_negative', 'p_positive']
-    """
-    emb = sorted((c for c in columns if re.fullmatch(r"e\d+", c)), key=lambda c: int(c[1:]))
-    probs = sorted(c for c in columns if c.startswith("p_"))
-    return emb + probs
-
-
-def post_columns(frame: Frame, tcols: Sequence[str], keys: Sequence[str] = ("id",)) -> Frame:
-    """Kernel: the ``keys`` and every per-post column to average, as one float32 block.
-
-    Adds ``p_net`` (``p_positive - p_negative``) when both exist and the VADER shares'
-    indicators. One block, not one column insert at a time: hundreds of embedding columns
-    would fragment the frame and make every later insert (by us or by a shuffle) slow.
+    Family by family: its per-post columns, then the ones it derives from them (``p_net``,
+    the VADER shares' indicators). One block per family, not one column insert at a time:
+    hundreds of embedding columns would fragment the frame and make every later insert (by
+    us or by a shuffle) slow.
 
     >>> import pandas as pd
+    >>> from wsb_gpu.signals.families import FAMILIES
     >>> f = pd.DataFrame({"id": ["a"], "p_negative": [0.25], "p_positive": [0.5], "vader_compound": [-0.2],
     ...                   "vader_pos": [0.0], "vader_neg": [0.3], "vader_neu": [0.7]})
-    >>> out = post_columns(f, ["p_negative", "p_positive"])
+    >>> fams = [(FAMILIES["finbert_sentiment"], ["p_negative", "p_positive"]),
+    ...         (FAMILIES["vader"], ["vader_compound", "vader_pos", "vader_neg", "vader_neu"])]
+    >>> out = post_columns(f, fams)
     >>> list(out.columns[1:4]), out.iloc[0, 1:].astype(float).round(6).tolist()
     (['p_negative', 'p_positive', 'p_net'], [0.25, 0.5, 0.25, -0.2, 0.0, 0.3, 0.7, 0.0, 1.0])
     """
-    values = frame[[*tcols, *vader.COLUMNS]].astype("float32").reset_index(drop=True)
-    blocks = [frame[list(keys)].reset_index(drop=True), values[list(tcols)]]
-    if "p_positive" in tcols and "p_negative" in tcols:
-        net = column_array(values["p_positive"], "float32") - column_array(values["p_negative"], "float32")
-        blocks.append(frame_from_arrays(frame, {"p_net": net}))
-    compound = column_array(values["vader_compound"], "float32")
-    xp = array_namespace(compound)
-    shares = {
-        "vader_pos_share": xp.astype(compound > vader.POSITIVE, xp.float32),
-        "vader_neg_share": xp.astype(compound < vader.NEGATIVE, xp.float32),
-    }
-    blocks += [values[list(vader.COLUMNS)], frame_from_arrays(frame, shares)]
+    values = frame[[c for _, cols in families for c in cols]].astype("float32").reset_index(drop=True)
+    blocks = [frame[list(keys)].reset_index(drop=True)]
+    for fam, cols in families:
+        own = values[list(cols)]
+        blocks.append(own)
+        derived = fam.derive(own) if fam.derive is not None else {}
+        if derived:
+            blocks.append(frame_from_arrays(frame, derived))
     return concat_columns(blocks)
 
 
-def stock_day_sums(linked: Frame, tcols: Sequence[str]) -> Frame:
+def stock_day_sums(linked: Frame, families: Averaged) -> Frame:
     """Kernel: one partition's (post, stock) rows -> per-(permno, date) sums of every column
     to average, with ``_posts`` (rows) and ``n_mentions`` (occurrences), in float32."""
-    block = post_columns(linked, tcols, keys=("permno", "date"))
+    block = post_columns(linked, families, keys=("permno", "date"))
     n_occ = column_array(linked["n_occ"], "int64")
     xp = array_namespace(n_occ)
     counts = frame_from_arrays(linked, {"_posts": xp.ones_like(n_occ), "n_mentions": n_occ})
@@ -129,19 +120,21 @@ def features_frame(
 ) -> tuple[dd.DataFrame, list[str]]:
     """The lazy Dask frame of stock-day features and its averaged column names."""
     e = backend.read_parquet(embeddings)
-    tcols = text_columns(list(e.columns))
-    if not tcols:
+    from_embeddings = averaged("embeddings", list(e.columns))
+    if not from_embeddings:
         msg = (
             f"embeddings dataset '{embeddings}' has no e000… or p_* columns; pass the folder written by `wsb-gpu embed`"
         )
         raise WsbError(msg)
+    from_signals = averaged("signals", list(backend.read_parquet(signals).columns))
     lk = backend.read_parquet(links, ["permno", "date", "id", "n_occ"])
-    s = backend.read_parquet(signals, ["id", *vader.COLUMNS])
+    s = backend.read_parquet(signals, ["id", *(c for _, cols in from_signals for c in cols)])
     v = backend.read_parquet(volatility)
 
     narrow = lk.merge(s, on="id", how="inner")
-    linked = e[["id", *tcols]].merge(narrow, on="id", how="inner", broadcast=True)
-    partial = linked.map_partitions(stock_day_sums, tcols)
+    ecols = [c for _, cols in from_embeddings for c in cols]
+    linked = e[["id", *ecols]].merge(narrow, on="id", how="inner", broadcast=True)
+    partial = linked.map_partitions(stock_day_sums, [*from_embeddings, *from_signals])
     cols = [c for c in partial.columns if c not in ("permno", "date", "_posts", "n_mentions")]
     # Stock-days <= links: the partial sums' size is bounded before anything runs, and one
     # output partition per PARTIAL_SUM_BYTES keeps them apart only when they are large (a

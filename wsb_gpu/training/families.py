@@ -5,26 +5,48 @@ families on its training years' posts (:mod:`wsb_gpu.signals.fitted`), scores th
 its training and test years and joins the stock-day columns to its rows, which are written
 once to a scratch folder and read back by every pass of the window. Nothing fitted ever
 sees the test year.
+
+Configuration stops here: each fitted family of the registry gets its own section of the
+``train`` settings (``train.lexicon``, ``train.tfidf``, ``train.topics``: the family's
+``section``), by :func:`configured_families`; :mod:`wsb_gpu.signals` never sees the rest.
 """
 
 from __future__ import annotations
 
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from wsb_gpu.backend import to_host
+from wsb_gpu.datasets import HAR_COLUMNS
 from wsb_gpu.models.base import in_years
-from wsb_gpu.models.har import HAR_COLUMNS
 from wsb_gpu.models.moments import solve_ols, sum_moments
 from wsb_gpu.progress import compute
-from wsb_gpu.signals.fitted import Fitted, family_columns_frame, fit_families, output_columns
+from wsb_gpu.signals import fitted as signals_fitted
+from wsb_gpu.signals.base import Family, FittedFamily, Labels
+from wsb_gpu.signals.families import configure, fitted_sections
+from wsb_gpu.signals.fitted import Fitted, PostSources
 
 if TYPE_CHECKING:
     import dask.dataframe as dd
 
+    from wsb_gpu.backend import Backend
+    from wsb_gpu.config import TrainParams
     from wsb_gpu.training.run import TrainingRun
+
+
+def configured_families(params: TrainParams) -> dict[str, Family]:
+    """The family registry with every fitted family given its own section of ``train``."""
+    return configure({section: getattr(params, section) for section in fitted_sections()})
+
+
+def fitted_families(params: TrainParams, names: Sequence[str]) -> list[FittedFamily]:
+    """The fitted families ``names`` (as :func:`~wsb_gpu.signals.fitted.families_asked`
+    gives them), configured."""
+    families = configured_families(params)
+    return [fam for fam in (families[n] for n in names) if isinstance(fam, FittedFamily)]
 
 
 @dataclass
@@ -47,31 +69,27 @@ def fit_window_families(run: TrainingRun, test_year: int, train_years: tuple[int
     """Fit the run's fitted families on the window's training years and join their
     stock-day columns to its rows (training and test years)."""
     S = run.sample
-    if not run.families:
+    if not run.families or run.sources is None or run.posts is None:
         return WindowFamilies(None, list(S.feature_columns), None)
-    params, backend, target = run.params, run.backend, S.target
+    backend, target = run.backend, S.target
     years = [*train_years, test_year]
+    posts = run.sources.window_posts(run.posts)
     with run.timed("families_fit"):
         # The window's HAR fit from the statistics (for the lexicon's har_residual label).
         idx = [run.stat_cols.index(c) for c in HAR_COLUMNS] + [len(run.stat_cols)]
         har = solve_ols(sum_moments(run.stats[p].select(idx) for p in sorted(in_years(run.stats, train_years))))
         train_rows = S.ddf[S.ddf["year"].isin(list(train_years))]
-        labels = to_host(train_rows[["permno", "day", target, *HAR_COLUMNS]])
-        fitted = fit_families(
-            run.families,
-            run.posts,
-            run.sources,
+        labels = Labels(to_host(train_rows[["permno", "day", target, *HAR_COLUMNS]]), target, har)
+        fitted = signals_fitted.fit_families(
+            fitted_families(run.params, run.families),
+            posts.years(train_years),
             labels,
-            train_years,
-            params=params,
-            target=target,
-            har=har,
             backend=backend,
             progress=run.progress,
         )
     with run.timed("families_columns"):
-        fam_cols = output_columns(params, run.families)
-        cols = family_columns_frame(fitted, run.posts, run.sources, years, max_topics=params.topics.max_topics)
+        fam_cols = fitted.columns()
+        cols = signals_fitted.family_columns_frame(fitted, posts.years(years))
         rows = S.ddf[S.ddf["year"].isin(years)]
         frame = rows.merge(backend.from_host(cols), on=["permno", "day"], how="left")
         frame = frame.assign(**{c: frame[c].fillna(0.0) for c in fam_cols})
@@ -82,3 +100,37 @@ def fit_window_families(run: TrainingRun, test_year: int, train_years: tuple[int
         compute(backend.to_parquet(frame, scratch), label=f"train {test_year}: score posts", show=run.progress)
         frame = backend.read_parquet(scratch)
     return WindowFamilies(frame, [*S.feature_columns, *fam_cols], fitted, scratch)
+
+
+# --- the call of benchmarks/signals.py: family names and the whole train settings ---------------
+
+
+def fit_families(  # noqa: PLR0913 -- the benchmark's call, kept as it was
+    names: Sequence[str],
+    posts: dd.DataFrame,
+    sources: PostSources,
+    labels: dd.DataFrame,
+    train_years: Sequence[int],
+    *,
+    params: TrainParams,
+    target: str,
+    har: Any,
+    backend: Backend,
+) -> Fitted:
+    """Fit the fitted families ``names`` on the ``train_years`` of ``posts`` (the frame of
+    ``sources.posts()``), each with its section of ``params``; ``labels`` is the training rows
+    (``permno, day``, ``target``, ``vol_22`` and the HAR terms), ``har`` the window's HAR fit."""
+    return signals_fitted.fit_families(
+        fitted_families(params, names),
+        sources.window_posts(posts).years(train_years),
+        Labels(labels, target, har),
+        backend=backend,
+    )
+
+
+def family_columns_frame(
+    fitted: Fitted, posts: dd.DataFrame, sources: PostSources, years: Sequence[int], *, max_topics: int | None = None
+) -> dd.DataFrame:
+    """The fitted family columns per stock-day of ``years`` (``max_topics`` is not needed: the
+    fitted families know their columns)."""
+    return signals_fitted.family_columns_frame(fitted, sources.window_posts(posts).years(years))

@@ -24,7 +24,7 @@ from wsb_gpu.progress import Timings, log
 from wsb_gpu.signals.families import FeatureSet, resolve_feature_sets
 from wsb_gpu.signals.fitted import Fitted, PostSources, families_asked
 from wsb_gpu.training.entries import model_names
-from wsb_gpu.training.families import fit_window_families
+from wsb_gpu.training.families import configured_families, fit_window_families
 from wsb_gpu.training.sample import load_sample, post_sources
 
 if TYPE_CHECKING:
@@ -153,8 +153,7 @@ def resolve_sets(params: TrainParams, sample: Sample, sources: PostSources | Non
     sets, skipped = resolve_feature_sets(
         params.feature_sets,
         sample.feature_columns,
-        tfidf_terms=params.tfidf.terms,
-        max_topics=params.topics.max_topics,
+        families=configured_families(params),
         fitted_available=sources is not None,
         embeddings_available=sources is not None and sources.embeddings is not None,
     )

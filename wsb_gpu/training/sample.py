@@ -21,8 +21,8 @@ from wsb_gpu.lake import read_manifest
 from wsb_gpu.models.base import Sample
 from wsb_gpu.models.har import HAR_COLUMNS
 from wsb_gpu.models.splits import month_period
+from wsb_gpu.signals.families import text_columns
 from wsb_gpu.signals.fitted import PostSources
-from wsb_gpu.stages.features import text_columns  # TODO(move)
 from wsb_gpu.stages.links import day_number  # TODO(move)
 
 if TYPE_CHECKING:
@@ -75,7 +75,7 @@ def load_sample(
         return Sample(ddf, target, list(HAR_COLUMNS), list(HAR_COLUMNS), "volatility", "panel")
 
     f = backend.read_parquet(features)
-    tcols = text_columns(list(f.columns)) + [c for c in f.columns if c.startswith("vader_")]
+    tcols = text_columns(list(f.columns))
     if sample == "all":
         if volatility is None:
             volatility = recorded_input(features, "volatility")
