@@ -49,7 +49,7 @@ lint: $(DEVSTAMP)
 
 test: $(DEVSTAMP) lint
 	bash tests/slurm_up.sh || { [ "$${CI:-}" != "true" ] && echo "Slurm could not be started: the slurm tests will be skipped"; }
-	$(PY) -m pytest -rA -v --durations=25 --doctest-modules wsb_gpu benchmarks/common.py benchmarks/scaling.py tests
+	$(PY) -m pytest -rA -v --durations=25 --doctest-modules wsb_gpu benchmarks/common.py benchmarks/harness.py benchmarks/scaling.py scripts/import_graph.py tests
 
 test-fast: $(DEVSTAMP)
 	$(PY) -m pytest -q -m "not slurm and not slow" tests

@@ -21,9 +21,12 @@ import csv
 import datetime as dt
 import json
 import math
+import os
 import re
+import shutil
 import socket
 import statistics
+import subprocess
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -359,6 +362,41 @@ def compute_ratios(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
 PEER_LIBRARIES = ("polars", "duckdb", "pyspark", "sentence_transformers", "onnxruntime")
 
 
+def java_path() -> str | None:
+    """The ``java`` PySpark starts: ``$JAVA_HOME/bin/java``, else the one on ``PATH``."""
+    java_home = os.environ.get("JAVA_HOME")
+    java = str(Path(java_home) / "bin" / "java") if java_home else shutil.which("java")
+    return java if java and Path(java).exists() else None
+
+
+def java_status() -> tuple[bool, str]:
+    """``(True, first line of java -version)``, or ``(False, why Java cannot run)``."""
+    java = java_path()
+    if java is None:
+        return False, "no Java runtime found (PySpark needs Java 17+ on PATH or JAVA_HOME)"
+    try:
+        out = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return False, f"Java does not start ({e})"
+    text = (out.stderr or out.stdout).strip()
+    if out.returncode != 0:
+        return False, f"Java does not start: {text[:200]}"
+    return True, text.splitlines()[0].strip() if text else "unknown version"
+
+
+def java_version() -> str:
+    """The Java runtime PySpark would use, for the machine description: ``java -version``'s
+    first line, ``absent`` without Java, ``unknown`` when it does not start.
+
+    >>> isinstance(java_version(), str)
+    True
+    """
+    ok, line = java_status()
+    if ok:
+        return line
+    return "absent" if java_path() is None else "unknown"
+
+
 def machine_info() -> dict[str, Any]:
     """:func:`wsb_gpu.sysinfo.machine` plus what a benchmark section records besides.
 
@@ -368,7 +406,6 @@ def machine_info() -> dict[str, Any]:
     with the peers' libraries, Python left out) and ``gpu_status`` (whether the GPU backend
     runs here, and why not: the reason a section has no GPU figures).
     """
-    from benchmarks.spark_peer import java_version
     from wsb_gpu.backend import gpu_status
 
     versions = sysinfo.versions(extra=PEER_LIBRARIES)

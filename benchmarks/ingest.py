@@ -79,7 +79,8 @@ def pandas_mentions(posts: Path, tickers: Path, stop: frozenset[str], out: Path)
     """The peer: the rules with pandas string methods (regex lookarounds) and a merge."""
     import pandas as pd
 
-    from wsb_gpu.sources.tickers import read_stocknames, to_days
+    from wsb_gpu.dates import to_days
+    from wsb_gpu.sources.tickers import read_stocknames
 
     names = read_stocknames(tickers)
     names = names.assign(first_day=to_days(names["namedt"]), last_day=to_days(names["nameendt"]))

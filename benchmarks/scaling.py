@@ -29,6 +29,7 @@ if __package__ in (None, ""):  # run as a script
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import common
+from benchmarks.harness import MODULES, default_repeats, parse_repeats, run_module, run_spark
 
 SCALING_SIZES: dict[str, tuple[int, ...]] = {
     "ingest": (100_000, 300_000, 1_000_000),
@@ -109,8 +110,6 @@ def size_series(
     args: Any, stages: list[str], main_rows: list[dict[str, Any]], log: Any = print
 ) -> list[dict[str, Any]]:
     """Every stage at every scaling size (sizes the main run measured are reused)."""
-    from benchmarks.__main__ import MODULES, default_repeats, parse_repeats, run_module, run_spark
-
     plan = parse_scaling_sizes(getattr(args, "scaling_sizes", None), stages)
     repeats = parse_repeats(args.repeats, stages)
     measured = {(r["stage"], r["size"]) for r in main_rows if not r.get("series")}
@@ -127,7 +126,7 @@ def size_series(
             done.add(key)
             log(f"[scaling] {stage} at {size:,} ...")
             got = run_module(MODULES[stage], args.backend, size, repeats[stage], args.warmup, set(stages), log)
-            # MLlib's ridge grid is measured only up to --spark-train-size (see __main__).
+            # MLlib's ridge grid is measured only up to --spark-train-size (see harness.run).
             spark_fits = stage != "train" or size <= args.spark_train_size
             if "spark" in args.peers and spark_fits and stage in ("ingest", "mentions", "volatility", "train"):
                 spark_stages = [s for s in stages if MODULES[s] == MODULES[stage]]
@@ -340,11 +339,14 @@ def run_scaling(
 
 
 if __name__ == "__main__":
-    from benchmarks.__main__ import main
+    # The harness's command line with --scaling --workers 1,2, run as `python -m benchmarks`
+    # (runpy, not an import: the command line imports this module, not the other way round).
+    import runpy
 
     argv = sys.argv[1:]
     if "--scaling" not in argv:
         argv.append("--scaling")
     if not any(a.startswith("--workers") for a in argv):
         argv += ["--workers", "1,2"]
-    sys.exit(main(argv))
+    sys.argv = [sys.argv[0], *argv]
+    runpy.run_module("benchmarks", run_name="__main__", alter_sys=True)

@@ -39,7 +39,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -47,7 +46,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import error_row, make_row, time_call
+from benchmarks.common import error_row, java_status, make_row, time_call
 from wsb_gpu.sysinfo import usable_cores
 
 SPARK_INSTALL = "pip install 'wsb_gpu[bench]'"
@@ -94,41 +93,6 @@ def default_stoplist() -> tuple[str, ...]:
         return FALLBACK_STOPLIST
 
 
-def _java_path() -> str | None:
-    """The ``java`` PySpark starts: ``$JAVA_HOME/bin/java``, else the one on ``PATH``."""
-    java_home = os.environ.get("JAVA_HOME")
-    java = str(Path(java_home) / "bin" / "java") if java_home else shutil.which("java")
-    return java if java and Path(java).exists() else None
-
-
-def _java_status() -> tuple[bool, str]:
-    """``(True, first line of java -version)``, or ``(False, why Java cannot run)``."""
-    java = _java_path()
-    if java is None:
-        return False, "no Java runtime found (PySpark needs Java 17+ on PATH or JAVA_HOME)"
-    try:
-        out = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=30, check=False)
-    except (OSError, subprocess.TimeoutExpired) as e:
-        return False, f"Java does not start ({e})"
-    text = (out.stderr or out.stdout).strip()
-    if out.returncode != 0:
-        return False, f"Java does not start: {text[:200]}"
-    return True, text.splitlines()[0].strip() if text else "unknown version"
-
-
-def java_version() -> str:
-    """The Java runtime PySpark would use, for the machine description: ``java -version``'s
-    first line, ``absent`` without Java, ``unknown`` when it does not start.
-
-    >>> isinstance(java_version(), str)
-    True
-    """
-    ok, line = _java_status()
-    if ok:
-        return line
-    return "absent" if _java_path() is None else "unknown"
-
-
 def spark_status() -> tuple[bool, str]:
     """Whether PySpark can run here, and why not (no import of pyspark itself).
 
@@ -138,7 +102,7 @@ def spark_status() -> tuple[bool, str]:
     """
     if importlib.util.find_spec("pyspark") is None:
         return False, f"pyspark is not installed (install it with {SPARK_INSTALL})"
-    return _java_status()
+    return java_status()
 
 
 def start_spark(cores: int | None = None, memory: str = "4g", local_dir: str | None = None):

@@ -24,7 +24,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks import common, scaling, spark_peer  # noqa: E402
-from benchmarks.__main__ import main, parse_sizes  # noqa: E402
+from benchmarks.__main__ import main  # noqa: E402
+from benchmarks.harness import parse_sizes  # noqa: E402
 
 
 def _row(stage, impl, size, median, **kw):

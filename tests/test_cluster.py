@@ -11,8 +11,8 @@ import pytest
 
 from wsb_gpu.cluster import make_cluster, session
 from wsb_gpu.config import load_settings
+from wsb_gpu.diagnose import check_cluster, table
 from wsb_gpu.errors import WsbError
-from wsb_gpu.sysinfo import check_cluster, table
 
 
 def _local(**extra):

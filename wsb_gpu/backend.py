@@ -68,6 +68,7 @@ import array_api_compat
 import numpy as np
 import pandas as pd
 
+from wsb_gpu.dates import date_of_day
 from wsb_gpu.errors import GPU_INSTALL, WsbError, missing_package
 
 if TYPE_CHECKING:
@@ -428,7 +429,7 @@ def frame_from_arrays(like: Frame, columns: Mapping[str, Array], *, day_columns:
     xdf = dataframe_module(like)
     data: dict[str, Any] = dict(columns)
     for name in day_columns:
-        data[name] = xdf.Series(data[name] * 86400).astype("datetime64[s]")
+        data[name] = date_of_day(xdf.Series(data[name]))
     if is_gpu_frame(like):
         return xdf.DataFrame(data, nan_as_null=False)
     return xdf.DataFrame(data, copy=False)

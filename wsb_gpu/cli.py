@@ -140,7 +140,7 @@ def info(ctx: click.Context, **values: Any) -> None:
       wsb-gpu info
       wsb-gpu --backend gpu info
     """
-    from wsb_gpu.sysinfo import describe
+    from wsb_gpu.diagnose import describe
 
     settings = build_settings(ctx, values)
     click.echo(describe(settings))
@@ -163,7 +163,7 @@ def cluster_check(ctx: click.Context, timeout: float, **values: Any) -> None:
       wsb-gpu cluster-check --cluster local --workers 2
       wsb-gpu cluster-check --cluster slurm --config run.yaml
     """
-    from wsb_gpu.sysinfo import check_cluster
+    from wsb_gpu.diagnose import check_cluster
 
     settings = build_settings(ctx, values)
     click.echo(check_cluster(settings, timeout=timeout))

@@ -24,6 +24,8 @@ import pyarrow.dataset as ds
 from wsb_gpu.errors import WsbError
 
 VOL_COLUMNS = {f"{p}_{w}": "double" for p in ("vol", "y") for w in (1, 5, 22, 63)}
+HAR_COLUMNS = ("vol_1", "vol_5", "vol_22", "vol_63")
+"""The volatility columns HAR regresses on: realised volatility over 1, 5, 22 and 63 days."""
 
 
 @dataclass(frozen=True)

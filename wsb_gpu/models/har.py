@@ -13,14 +13,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from wsb_gpu.backend import array_namespace, matrix, to_numpy
+from wsb_gpu.datasets import HAR_COLUMNS as HAR_COLUMNS  # re-exported: the list lives with the dataset columns
 from wsb_gpu.errors import WsbError
 from wsb_gpu.models.base import Model, Window
 from wsb_gpu.models.moments import LinearFit, Moments, moments_sse, solve_ols
 
 if TYPE_CHECKING:
     from wsb_gpu.backend import Array
-
-HAR_COLUMNS = ("vol_1", "vol_5", "vol_22", "vol_63")
 
 
 class HAR:

@@ -114,12 +114,3 @@ def parse_dates(values: pd.Series, column: str, source: str, *, allow_missing: b
         days[missing.to_numpy(dtype=bool)] = OPEN_END
         parsed = pd.Series(days.astype("datetime64[s]"), index=values.index)
     return parsed
-
-
-def to_days(dates: pd.Series) -> np.ndarray:
-    """Days since 1970-01-01 (int64) of a ``datetime64`` series.
-
-    >>> to_days(pd.Series(pd.to_datetime(["1970-01-02"]))).tolist()
-    [1]
-    """
-    return dates.to_numpy().astype("datetime64[D]").astype(np.int64)

@@ -30,26 +30,17 @@ import pyarrow as pa
 
 from wsb_gpu.backend import Backend, array_namespace, column_array
 from wsb_gpu.config import EmptyParams
+from wsb_gpu.dates import day_number  # still imported from here by modules not yet moved to wsb_gpu.dates
 from wsb_gpu.progress import compute
 from wsb_gpu.stages.base import StageResult
 
 if TYPE_CHECKING:
     from distributed import Client
 
-    from wsb_gpu.backend import Array, Column, Frame
+    from wsb_gpu.backend import Array, Frame
 
 _DAY_BITS = 17  # day numbers since 1970 stay below 2**17 until the year 2328
 COLUMNS = ["permno", "date", "id", "post_date", "n_occ"]
-
-
-def day_number(dates: Column) -> Column:
-    """Days since 1970-01-01 (int64) of a date or datetime column, pandas or cuDF.
-
-    >>> import pandas as pd
-    >>> day_number(pd.Series(pd.to_datetime(["1970-01-02", "2020-01-01"]))).tolist()
-    [1, 18262]
-    """
-    return dates.astype("datetime64[s]").astype("int64") // 86400
 
 
 def next_trading_row(cal_permno: Array, cal_day: Array, permno: Array, day: Array) -> tuple[Array, Array]:

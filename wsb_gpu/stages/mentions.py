@@ -51,10 +51,11 @@ from wsb_gpu.backend import (
 )
 from wsb_gpu.config import MentionsImpl, MentionsParams, choices
 from wsb_gpu.datasets import count_rows, parquet_dataset
+from wsb_gpu.dates import to_days
 from wsb_gpu.errors import WsbError
 from wsb_gpu.lake import read_manifest
 from wsb_gpu.progress import compute, log
-from wsb_gpu.sources.tickers import read_stocknames, to_days
+from wsb_gpu.sources.tickers import read_stocknames
 from wsb_gpu.stages.base import StageResult
 
 if TYPE_CHECKING:

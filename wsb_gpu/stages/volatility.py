@@ -49,7 +49,6 @@ whole panel.
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import shutil
 from collections.abc import Callable, Mapping, Sequence
@@ -64,6 +63,7 @@ import pyarrow.parquet as pq
 
 from wsb_gpu.backend import Backend, array_namespace, column_array, frame_from_arrays, to_numpy
 from wsb_gpu.config import VolatilityParams
+from wsb_gpu.dates import day_number, iso_day
 from wsb_gpu.errors import WsbError
 from wsb_gpu.progress import compute
 from wsb_gpu.sources import crsp as src
@@ -346,7 +346,7 @@ def _partition_task(
         i = int(xp.nonzero(conflict)[0][0])
         a, b = float(cols[value][i - 1]), float(cols[value][i])
         stats["conflict_example"] = (
-            f"PERMNO {int(cols['permno'][i])} on {_iso_day(int(cols['date'][i]))}: {value} {a!r} vs {b!r}"
+            f"PERMNO {int(cols['permno'][i])} on {iso_day(int(cols['date'][i]))}: {value} {a!r} vs {b!r}"
         )
         return stats
     if stats["duplicates"]:
@@ -370,8 +370,8 @@ def _partition_task(
         permno_max=int(permno[-1]),
         y_rows=int(xp.count_nonzero(~xp.isnan(y1))),
         full_window_rows=int(xp.count_nonzero(~xp.isnan(vol_long))),
-        date_min=_iso_day(int(xp.min(day))),
-        date_max=_iso_day(int(xp.max(day))),
+        date_min=iso_day(int(xp.min(day))),
+        date_max=iso_day(int(xp.max(day))),
     )
     write_part(result, Path(folder) / name)
     return stats
@@ -560,13 +560,4 @@ def _day_numbers(series: Column) -> Array:
     """Days since 1970-01-01 (int64) of a datetime column; integer columns pass through."""
     if series.dtype.kind in "iu":
         return column_array(series, "int64")
-    return column_array(series.astype("datetime64[s]").astype("int64"), "int64") // 86400
-
-
-def _iso_day(day: int) -> str:
-    """ISO date of a day number.
-
-    >>> _iso_day(0), _iso_day(18262)
-    ('1970-01-01', '2020-01-01')
-    """
-    return (dt.date(1970, 1, 1) + dt.timedelta(days=day)).isoformat()
+    return column_array(day_number(series), "int64")

@@ -27,6 +27,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from wsb_gpu.dates import epoch_day
 from wsb_gpu.errors import WsbError
 
 __all__ = ["generate", "FILES", "DEFAULT_EFFECT"]
@@ -201,7 +202,7 @@ def generate(
 
     ctx = dumps.DumpContext(
         seed=seed,
-        day0=dumps.epoch_day(start_d),
+        day0=epoch_day(start_d),
         n_days=len(cal),
         day_td=day_td,
         year=cal.astype("datetime64[Y]").astype(int) + 1970,

@@ -11,7 +11,6 @@ fixes every chunk's id offset in advance.
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import json
 import math
@@ -759,12 +758,3 @@ def default_processes() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - not Linux
         return max(1, os.cpu_count() or 1)
-
-
-def epoch_day(day: dt.date) -> int:
-    """Days since 1970-01-01.
-
-    >>> epoch_day(dt.date(1970, 1, 2))
-    1
-    """
-    return (day - dt.date(1970, 1, 1)).days
