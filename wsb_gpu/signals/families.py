@@ -1,8 +1,9 @@
 """The feature families (named sets of stock-day columns) and the feature sets built from them.
 
 A **family** is one kind of text signal. Four are plain averages that the features stage
-already wrote; three are fitted on data and so are computed inside each rolling training
-window, from the training years only (:mod:`wsb_gpu.signals.fitted`):
+already wrote; four are fitted on data (by three models: one topic model gives ``topics`` and
+``topic_tone``) and so are computed inside each rolling training window, from the training
+years only (:mod:`wsb_gpu.signals.fitted`):
 
 ==================  =========================================================  ==========
 family              stock-day columns                                          fitted on
@@ -156,7 +157,7 @@ def configure(settings: Mapping[str, object]) -> dict[str, Family]:
     """
     out = dict(FAMILIES)
     for name, fam in FAMILIES.items():
-        if isinstance(fam, FittedFamily) and fam.section in settings:
+        if isinstance(fam, FittedFamily) and fam.section is not None and fam.section in settings:
             out[name] = fam.configured(settings[fam.section])
     return out
 

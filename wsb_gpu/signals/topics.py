@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
@@ -79,7 +79,7 @@ def normalise(X: Any) -> Any:
     return X / xp.where(norm > 0, norm, 1.0)
 
 
-def c_tf_idf(tokens: Sequence[str | None], labels: Sequence[int], top: int = 10) -> dict[int, list[list]]:
+def c_tf_idf(tokens: Sequence[str | None], labels: Iterable[int], top: int = 10) -> dict[int, list[list]]:
     """The ``top`` words of each class by c-TF-IDF (see the module docstring).
 
     >>> docs = ["earnings guidance", "earnings eps", "moon rocket", "moon squeeze", "dip", "dip hold"]
