@@ -11,7 +11,7 @@ returns missing), generated in memory:
   order, so the kernel's sort is included (worst case).
 * ``pandas`` / groupby-rolling: the named baseline: ``groupby("permno").rolling(w,
   min_periods=w).sum()`` of the squared returns for w in 1, 5, 22, 63, ``sqrt``, and
-  ``groupby().shift(-1)`` for the targets, on the whole panel (what a pandas user writes).
+  ``groupby().shift(-w)`` for the targets, on the whole panel (what a pandas user writes).
 * ``wsb_gpu`` / stage: the ``volatility`` stage (:func:`wsb_gpu.stages.run_stage`) from the
   panel's input file to the written dataset (read -> parse -> sorted runs -> per-range
   merge, kernel -> write), with the threaded scheduler (``client=None``), once from a
@@ -147,7 +147,7 @@ def pandas_rolling(panel: Any) -> Any:
         s = g.rolling(w, min_periods=w).sum().reset_index(level=0, drop=True)
         out[f"vol_{w}"] = np.sqrt(s.sort_index())
     for w in (1, 5, 22, 63):
-        out[f"y_{w}"] = out.groupby("permno")[f"vol_{w}"].shift(-1)
+        out[f"y_{w}"] = out.groupby("permno")[f"vol_{w}"].shift(-w)
     return out
 
 
@@ -157,7 +157,7 @@ WINDOWS = (1, 5, 22, 63)
 def polars_file(src: Path, dst: Path) -> None:
     """The polars peer, file to file: read the CRSP-style CSV (letter codes as missing), sort,
     ``sqrt(rolling_sum(ret², w)).over(permno)`` (missing when the window holds fewer than w
-    returns), next row's value per stock, write Parquet — what a polars user writes."""
+    returns), the value w rows ahead per stock (the forward target), write Parquet — what a polars user writes."""
     import polars as pl
 
     df = pl.read_csv(
@@ -165,7 +165,7 @@ def polars_file(src: Path, dst: Path) -> None:
     ).sort(["PERMNO", "date"])
     r2 = pl.col("RET") ** 2
     df = df.with_columns(r2.rolling_sum(w, min_samples=w).over("PERMNO").sqrt().alias(f"vol_{w}") for w in WINDOWS)
-    df = df.with_columns(pl.col(f"vol_{w}").shift(-1).over("PERMNO").alias(f"y_{w}") for w in WINDOWS)
+    df = df.with_columns(pl.col(f"vol_{w}").shift(-w).over("PERMNO").alias(f"y_{w}") for w in WINDOWS)
     df.write_parquet(dst)
 
 
@@ -183,7 +183,7 @@ def duckdb_file(src: Path, dst: Path, threads: int | None = None) -> None:
         f"CASE WHEN count(RET) OVER {win[w]} = {w} THEN sqrt(sum(RET * RET) OVER {win[w]}) END AS vol_{w}"
         for w in WINDOWS
     )
-    leads = ", ".join(f"lead(vol_{w}) OVER (PARTITION BY PERMNO ORDER BY date) AS y_{w}" for w in WINDOWS)
+    leads = ", ".join(f"lead(vol_{w}, {w}) OVER (PARTITION BY PERMNO ORDER BY date) AS y_{w}" for w in WINDOWS)
     src_sql = (
         f"read_csv('{src}', header = true, nullstr = 'C', "
         "columns = {'PERMNO': 'BIGINT', 'date': 'DATE', 'RET': 'DOUBLE'})"
@@ -282,7 +282,7 @@ def bench(backend: str, size: int, repeats: int = 3) -> list[dict]:
                 times,
                 unit="rows/s",
                 workers=1,
-                note="groupby().rolling(w).sum() x4 + sqrt + groupby().shift(-1), whole panel",
+                note="groupby().rolling(w).sum() x4 + sqrt + groupby().shift(-w), whole panel",
             )
         )
     except Exception as e:  # pragma: no cover

@@ -18,7 +18,7 @@ import pytest
 
 from wsb_gpu.backend import to_pandas
 from wsb_gpu.errors import WsbError
-from wsb_gpu.lake import read_manifest
+from wsb_gpu.manifest import read_manifest
 from wsb_gpu.stages import run_stage
 from wsb_gpu.stages.volatility import OUTPUT_COLUMNS, volatility_kernel, window_sums
 
@@ -74,7 +74,12 @@ def reference_panel(rows: list[dict]) -> pd.DataFrame:
             for w in WINDOWS:
                 rec[f"vol_{w}"] = vols[w][t]
             for w in WINDOWS:
-                rec[f"y_{w}"] = vols[w][t + 1] if t + 1 < len(series) else float("nan")
+                # The next w returns, summed directly: y_w(t)^2 = r_{t+1}^2 + ... + r_{t+w}^2.
+                ahead = rets[t + 1 : t + w + 1]
+                if len(ahead) < w or any(r is None for r in ahead):
+                    rec[f"y_{w}"] = float("nan")
+                else:
+                    rec[f"y_{w}"] = math.sqrt(sum(r * r for r in ahead))
             out.append(rec)
     return pd.DataFrame(out, columns=OUTPUT_COLUMNS)
 
@@ -398,3 +403,27 @@ def test_cli_volatility(tmp_path):
     path.write_text("PERMNO,DATE,PRC\n1,20200102,3\n")
     assert main(argv) == 2
     assert main([*argv, "--columns", "ret=PRC,nonsense"]) == 2
+
+
+def test_forward_targets_share_no_return_with_the_trailing_windows():
+    """``y_h(t)² = r²_{t+1} + … + r²_{t+h}`` (an independent loop), and on i.i.d. returns the
+    forward target is uncorrelated with the trailing ``vol_h`` (the seed's ``vol_h(t+1)`` shared
+    h - 1 of its h squared returns with ``vol_h(t)``: correlation near 1 for h = 22)."""
+    from wsb_gpu.stages.volatility import panel_volatility
+
+    rng = np.random.default_rng(3)
+    n_stocks, n = 40, 400
+    permno = np.repeat(np.arange(n_stocks), n)
+    ret = rng.standard_normal(n_stocks * n) * 0.02
+    out = panel_volatility(permno, ret)
+    for h in (5, 22):
+        y = out[f"y_{h}"]
+        for i in rng.integers(0, len(ret), 200):
+            s, t = divmod(int(i), n)
+            if t + h < n:
+                want = sum(ret[s * n + t + k] ** 2 for k in range(1, h + 1))
+                assert y[i] ** 2 == pytest.approx(want, rel=1e-12)
+            else:
+                assert np.isnan(y[i])
+        ok = ~np.isnan(y) & ~np.isnan(out[f"vol_{h}"])
+        assert abs(np.corrcoef(y[ok], out[f"vol_{h}"][ok])[0, 1]) < 0.15  # the seed's target: > 0.7

@@ -2,11 +2,15 @@
 
 For each stock (``permno``) and window ``w`` in 1, 5, 22, 63 trading rows::
 
-    vol_w(t) = sqrt(sum_{k=0}^{w-1} ret_{t-k}^2)      y_w(t) = vol_w(next row of the stock)
+    vol_w(t) = sqrt(sum_{k=0}^{w-1} ret_{t-k}^2)      y_w(t) = sqrt(sum_{k=1}^{w} ret_{t+k}^2) = vol_w(t+w)
 
 over the stock's own rows in date order: no mean, no annualisation. ``vol_w`` is NaN when
-the stock has fewer than ``w`` rows up to ``t`` or any return in the window is missing;
-``y_w`` is NaN on the stock's last row.
+the stock has fewer than ``w`` rows up to ``t`` or any return in the window is missing.
+``y_w`` is the realised volatility of the next ``w`` rows (the HAR literature's h-day-ahead
+target, on the scale of ``vol_w``): it shares no return with ``vol_w(t)`` and is NaN on the
+stock's last ``w`` rows. (The seed project's ``y_w`` was ``vol_w`` of the next row, a
+window ending at ``t+1`` that shares ``w - 1`` returns with ``vol_w(t)``: for ``w > 1`` most
+of it is known at ``t``.)
 
 The kernel
 ----------
@@ -54,7 +58,7 @@ import shutil
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import dask
 import numpy as np
@@ -65,6 +69,7 @@ from wsb_gpu.backend import Backend, array_namespace, column_array, frame_from_a
 from wsb_gpu.config import VolatilityParams
 from wsb_gpu.dates import day_number, iso_day
 from wsb_gpu.errors import WsbError
+from wsb_gpu.manifest import Manifest
 from wsb_gpu.progress import compute
 from wsb_gpu.sources import crsp as src
 from wsb_gpu.stages.base import StageResult
@@ -130,6 +135,9 @@ def panel_volatility(permno: Array, ret: Array, windows: Sequence[int] = WINDOWS
     >>> out = panel_volatility(np.array([1, 1, 2]), np.array([0.03, -0.04, 0.05]), windows=(1, 2))
     >>> out["vol_2"].tolist(), out["y_1"].tolist()
     ([nan, 0.05, nan], [0.04, nan, nan])
+    >>> out = panel_volatility(np.array([1, 1, 1, 1]), np.array([0.03, -0.04, 0.0, 0.03]), windows=(1, 2))
+    >>> out["y_2"].tolist()  # sqrt(0.04² + 0²), sqrt(0² + 0.03²), then too few rows ahead
+    [0.04, 0.03, nan, nan]
     """
     xp = array_namespace(permno, ret)
     n = ret.shape[0]
@@ -143,15 +151,25 @@ def panel_volatility(permno: Array, ret: Array, windows: Sequence[int] = WINDOWS
     first = xp.concat([xp.ones(1, dtype=xp.bool), permno[1:] != permno[:-1]])
     stock = xp.cumulative_sum(xp.astype(first, xp.int64)) - 1
     position = xp.arange(n, dtype=xp.int64) - xp.take(xp.nonzero(first)[0], stock)
-    last = xp.concat([first[1:], xp.ones(1, dtype=xp.bool)])  # a stock's last row: the next is another stock
-    nan = xp.full(1, NAN, dtype=ret.dtype)
     for w in windows:
         vol = xp.sqrt(sums[w])
         if w > 1:
             vol = xp.where(position < w - 1, NAN, vol)
         columns[f"vol_{w}"] = vol
-        columns[f"y_{w}"] = xp.where(last, NAN, xp.concat([vol[1:], nan]))
+        columns[f"y_{w}"] = _ahead(vol, permno, w)
     return {k: columns[k] for k in ("ret", *(f"vol_{w}" for w in windows), *(f"y_{w}" for w in windows))}
+
+
+def _ahead(vol: Array, permno: Array, w: int) -> Array:
+    """``vol[t + w]`` where row ``t + w`` belongs to the same stock as row ``t``, else NaN."""
+    xp = array_namespace(vol)
+    n = vol.shape[0]
+    k = min(w, n)
+    tail = xp.full(k, NAN, dtype=vol.dtype)
+    if n <= w:
+        return tail
+    same = permno[w:] == permno[:-w]
+    return xp.concat([xp.where(same, vol[w:], NAN), tail])
 
 
 def window_sums(x: Array, windows: Sequence[int]) -> dict[int, Array]:
@@ -451,8 +469,33 @@ def check(inputs: Mapping[str, Path], params: VolatilityParams) -> None:
     src.check_sample(path, resolved=resolved, found=found, delimiter=delimiter, format=params.format)
 
 
+class VolatilityInputs(TypedDict):
+    """The input of volatility: the CRSP daily (or OHLCV) file."""
+
+    crsp: Path
+
+
+class VolatilityFields(TypedDict):
+    """The manifest fields of volatility (besides :class:`~wsb_gpu.manifest.Manifest`'s)."""
+
+    windows: list[int]
+    partition_rows: int
+    columns_used: dict[str, str]
+    duplicates_dropped: int
+    ret_missing: int
+    ret_from: dict[str, int]
+    permnos: int
+    date_min: str
+    date_max: str
+    partitions: list[dict[str, Any]]
+
+
+class VolatilityManifest(Manifest, VolatilityFields):
+    """The manifest of the volatility dataset."""
+
+
 def run(
-    inputs: Mapping[str, Path | None],
+    inputs: VolatilityInputs,
     out: Path,
     *,
     backend: Backend,
@@ -536,20 +579,20 @@ def run(
     return StageResult(
         rows_in=int(rows_in),
         rows_out=sum(s["rows_out"] for s in stats),
-        fields={
-            "windows": list(WINDOWS),
-            "partition_rows": int(partition_rows),
-            "columns_used": dict(resolved),
-            "duplicates_dropped": sum(s["duplicates"] for s in stats),
-            "ret_missing": sum(s["ret_missing"] for s in stats),
-            "ret_from": {name: sum(s.get(f"ret_from_{name}", 0) for s in stats) for name in RETURN_SOURCES}
+        fields=VolatilityFields(
+            windows=list(WINDOWS),
+            partition_rows=int(partition_rows),
+            columns_used=dict(resolved),
+            duplicates_dropped=sum(s["duplicates"] for s in stats),
+            ret_missing=sum(s["ret_missing"] for s in stats),
+            ret_from={name: sum(s.get(f"ret_from_{name}", 0) for s in stats) for name in RETURN_SOURCES}
             if fmt == "crsp"
             else {"adj_close": sum(s["rows_out"] for s in stats)},
-            "permnos": sum(s["permnos"] for s in stats),
-            "date_min": min(s["date_min"] for s in stats),
-            "date_max": max(s["date_max"] for s in stats),
-            "partitions": [{k: s[k] for k in ("file", "rows_out", "permno_min", "permno_max")} for s in stats],
-        },
+            permnos=sum(s["permnos"] for s in stats),
+            date_min=min(s["date_min"] for s in stats),
+            date_max=max(s["date_max"] for s in stats),
+            partitions=[{k: s[k] for k in ("file", "rows_out", "permno_min", "permno_max")} for s in stats],
+        ),
     )
 
 
