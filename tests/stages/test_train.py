@@ -158,6 +158,37 @@ def test_har_on_the_volatility_panel(tmp_path, panel):
     assert manifest["rows_in"] == volatility_of(panel).dropna(subset=["y_1", *HAR]).shape[0]
 
 
+def test_every_model_asked_is_fitted_on_the_volatility_panel(tmp_path, panel):
+    """Without --features every model asked for runs on the HAR set (never a silent drop):
+    ridge with unpenalised HAR terms is HAR, XGBoost and log-HAR read the HAR terms."""
+    vdir = write(volatility_of(panel), tmp_path / "vol")
+    out, metrics, _ = run(tmp_path, "r", volatility=vdir, models=["har", "log_har", "ridge", "xgboost"])
+    pooled = metrics[metrics.test_year == "all"]
+    assert sorted(zip(pooled.model, pooled.feature_set)) == [
+        ("har", "har"),
+        ("log_har", "har"),
+        ("ridge", "har"),
+        ("xgboost", "har"),
+    ]
+    p = pd.read_parquet(out / "predictions")
+    np.testing.assert_allclose(p["yhat_ridge__har"], p["yhat_har"], rtol=1e-9)
+    spike_out = tmp_path / "spike"
+    run_stage(
+        "train",
+        spike_out,
+        volatility=vdir,
+        models=["har", "xgboost"],
+        task="spike",
+        target="y_1",
+        train_years=3,
+        sample="posts",
+        xgboost=XGB,
+        backend=Backend("cpu"),
+    )
+    spikes = pd.read_csv(spike_out / "metrics.csv", dtype={"test_year": str})
+    assert set(spikes.model) == {"har", "xgboost"}
+
+
 def test_engines_agree_and_stats_metrics_equal_residuals(tmp_path, feats_dir):
     a, ma, _ = run(tmp_path, "stats", features=feats_dir)
     b, mb, _ = run(tmp_path, "est", features=feats_dir, ridge={**RIDGE, "engine": "estimator"})

@@ -35,6 +35,10 @@ if TYPE_CHECKING:
     from wsb_gpu.config import TrainParams
 
 
+PANEL_SET = "har"
+"""The one feature set of a run on the volatility panel alone: the HAR terms."""
+
+
 @dataclass
 class TrainingRun:
     """What every task of the train stage starts from (see the module docstring).
@@ -147,9 +151,12 @@ def plan(stats: Mapping[int, Moments], train_years: int) -> list[tuple[int, tupl
 
 
 def resolve_sets(params: TrainParams, sample: Sample, sources: PostSources | None) -> tuple[list[FeatureSet], dict]:
-    """The run's feature sets (none without text), logging the ones skipped."""
+    """The run's feature sets, logging the ones skipped. Without text (the volatility panel
+    alone) one set, ``har``: every model asked for is fitted on the HAR terms (ridge and the
+    elastic net reduce to their HAR-set fits, XGBoost and the sequence models read the HAR
+    terms and the stock's history)."""
     if sample.source != "features":
-        return [], {}
+        return [FeatureSet(PANEL_SET, (), ())], {}
     sets, skipped = resolve_feature_sets(
         params.feature_sets,
         sample.feature_columns,
@@ -179,9 +186,9 @@ def prepare(
     of every feature column with ``all_statistics``, for a task whose models fit from them,
     else of the HAR block) and plan the windows."""
     features = inputs.get("features")
-    models = model_names(params.models) if features is not None else ["har"]
+    models = model_names(params.models)
     if features is None and params.models != ("har",):
-        log("train: no --features, so no text: fitting HAR on the volatility panel only")
+        log(f"train: no --features, so no text: fitting {', '.join(models)} on the HAR terms of the volatility panel")
     S = load_sample(
         features=features,
         volatility=inputs.get("volatility"),
