@@ -180,8 +180,9 @@ def bench(backend: str, size: int, repeats: int = 1) -> list[dict]:
     """Time one window's LSTM fit, ours and the materialising peer."""
     from wsb_gpu.backend import resolve_backend
     from wsb_gpu.config import load_settings
-    from wsb_gpu.models.sequence import LSTMModel, prepare_inputs
+    from wsb_gpu.models.sequence import prepare_inputs
     from wsb_gpu.signals.families import FeatureSet
+    from wsb_gpu.training.build import make_model
 
     try:
         be = resolve_backend(backend)
@@ -199,7 +200,7 @@ def bench(backend: str, size: int, repeats: int = 1) -> list[dict]:
         fitted: dict[str, Any] = {}
 
         def ours() -> None:
-            fitted["model"] = LSTMModel(params, fs).fit(make_window(panel, be))
+            fitted["model"] = make_model("lstm", params, fs).fit(make_window(panel, be))
 
         times = time_call(ours, repeats=repeats, warmup=0)
         info = fitted["model"].info()

@@ -187,9 +187,15 @@ def test_every_key_is_documented():
     assert not missing, f"keys of defaults.yaml missing from docs/configuration.md: {missing}"
 
 
-def test_model_names_are_the_registry():
-    """Settings validate model names without importing the models: the two lists must agree."""
-    from wsb_gpu.config import MODEL_NAMES
-    from wsb_gpu.models import MODELS
+def test_train_models_accepts_exactly_the_registry(monkeypatch):
+    """``train.models`` is validated against the model registry itself (no second list): every
+    registered name is accepted, an unregistered one refused with the choices, and a name
+    registered later is accepted from then on."""
+    from wsb_gpu import models
 
-    assert tuple(MODELS) == MODEL_NAMES
+    every = ",".join(models.MODELS)
+    assert load_settings(overrides={"train.models": every}).params("train").models == tuple(models.MODELS)
+    with pytest.raises(WsbError, match=f"unknown model.*lasso.*choose from {', '.join(models.MODELS)}"):
+        load_settings(overrides={"train.models": "har,lasso"})
+    monkeypatch.setitem(models.MODELS, "lasso", "somewhere:Lasso")
+    assert load_settings(overrides={"train.models": "har,lasso"}).params("train").models == ("har", "lasso")

@@ -7,6 +7,96 @@ Each test registers its extension with ``monkeypatch``, so nothing is left behin
 
 from __future__ import annotations
 
+import importlib
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from wsb_gpu.backend import array_namespace, to_numpy
+from wsb_gpu.models.base import Model
+
+STAGE_TESTS = Path(__file__).resolve().parent / "stages"
+
+
+def _train_helpers():
+    """The train tests' synthetic panel and runner (tests/stages/test_train.py)."""
+    if str(STAGE_TESTS) not in sys.path:
+        sys.path.insert(0, str(STAGE_TESTS))
+    return importlib.import_module("test_train")
+
+
+# --- a model ------------------------------------------------------------------------------
+
+
+class TrainingMean(Model):
+    """A toy model: every test row's forecast is the mean target of the window's training rows.
+
+    What the contract asks (wsb_gpu/models/base.py): a ``name``; ``fit(window)`` that learns
+    from the window's training years and returns ``self`` (learned state ends in ``_``);
+    ``predict_array(X)`` for a matrix of the model's columns. It takes no settings (a model
+    that does declares ``sections`` / ``settings`` and takes them as keyword-only ``__init__``
+    parameters), and one forecast per window serves every feature set.
+    """
+
+    name = "training_mean"
+    uses_feature_sets = False
+
+    def columns(self, window):
+        return list(window.sample.har_columns)
+
+    def fit(self, window):
+        self._start(window)
+        _, y, _ = window.rows(self.columns_)
+        self.mean_ = float(to_numpy(y).mean())
+        return self
+
+    def predict_array(self, X):
+        xp = array_namespace(X)
+        return xp.full(int(X.shape[0]), self.mean_, dtype=xp.float64)
+
+
+def test_add_a_model_through_the_registry(tmp_path, monkeypatch):
+    from wsb_gpu import models
+
+    # The one edit outside the model's own module: its entry in the registry.
+    monkeypatch.setitem(models.MODELS, "training_mean", f"{__name__}:TrainingMean")
+
+    tt = _train_helpers()
+    panel = tt.features_of(tt.make_panel())
+    out, metrics, _ = tt.run(
+        tmp_path, "toy", features=tt.write(panel, tmp_path / "features"), models=["har", "training_mean"]
+    )
+
+    got = metrics[metrics.model == "training_mean"].set_index("test_year")
+    assert set(got["feature_set"]) == {"har"} and list(got.index) == ["2017", "2018", "2019", "all"]
+    # The reference, in NumPy alone: the rows with a target and the HAR terms, windows of 3 years.
+    rows = panel.dropna(subset=["y_1", *tt.HAR])
+    year = pd.to_datetime(rows["date"]).dt.year.to_numpy()
+    y = rows["y_1"].to_numpy()
+    errors, n_train = [], 0
+    for test_year in (2017, 2018, 2019):
+        train, test = (year >= test_year - 3) & (year < test_year), year == test_year
+        e = y[test] - y[train].mean()
+        yt = y[test]
+        row = got.loc[str(test_year)]
+        assert row["n_train"] == train.sum() and row["n_test"] == test.sum()
+        np.testing.assert_allclose(row["mse"], np.mean(e**2), rtol=1e-9)
+        np.testing.assert_allclose(row["mae"], np.mean(np.abs(e)), rtol=1e-9)
+        np.testing.assert_allclose(row["r2"], 1 - (e @ e) / np.sum((yt - yt.mean()) ** 2), rtol=1e-9)
+        # R² out of sample is measured against the training mean: this model scores 0.
+        assert abs(row["r2_oos"]) < 1e-9
+        errors.append(e)
+        n_train += int(train.sum())
+    every = np.concatenate(errors)
+    assert got.loc["all", "n_train"] == n_train and got.loc["all", "n_test"] == every.size
+    np.testing.assert_allclose(got.loc["all", "rmse"], np.sqrt(np.mean(every**2)), rtol=1e-9)
+    # Its forecasts are in the predictions beside HAR's.
+    pred = pd.read_parquet(out / "predictions")
+    assert pred["yhat_training_mean"].notna().all()
+
+
 # --- a toy feature family, plain and fitted, through the family registry -----------------------
 # docs/architecture.md ("How to add a feature family") lists the edits these two tests make.
 

@@ -32,6 +32,7 @@ from dask.utils import parse_bytes
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from wsb_gpu.errors import WsbError
+from wsb_gpu.models import MODELS  # the registry of names (imports no model module)
 
 DEFAULTS_FILE = Path(__file__).with_name("defaults.yaml")
 
@@ -63,11 +64,6 @@ def choices(literal: Any) -> tuple[str, ...]:
     ('none', 'local', 'cuda', 'slurm')
     """
     return tuple(typing.get_args(literal))
-
-
-MODEL_NAMES = ("har", "log_har", "ridge", "enet", "xgboost", "lstm", "cnn", "cnn_lstm")
-"""What ``train.models`` accepts: the names of :data:`wsb_gpu.models.MODELS`, in its order
-(kept here so that reading settings does not import the models; a test pins the two equal)."""
 
 
 class Section(BaseModel):
@@ -293,9 +289,7 @@ class McsParams(Section):
 
 
 class TrainParams(Section):
-    models: tuple[str, ...] = Field(
-        description="Comma-separated models: har,log_har,ridge,enet,xgboost,lstm,cnn,cnn_lstm."
-    )
+    models: tuple[str, ...] = Field(description=f"Comma-separated models: {','.join(MODELS)}.")
     target: Target = Field(description="Forecast target.")
     train_years: int = Field(ge=1, description="Years per training window.")
     sample: SampleName = Field(description="posts = stock-days with posts; all = every stock-day.")
@@ -330,7 +324,7 @@ class TrainParams(Section):
     @classmethod
     def _models(cls, v: Any) -> tuple[str, ...]:
         asked = [m.strip() for m in (v.split(",") if isinstance(v, str) else v) if str(m).strip()]
-        allowed = list(MODEL_NAMES)
+        allowed = list(MODELS)  # read when validating: a model registered at run time is accepted
         bad = [m for m in asked if m not in allowed]
         if bad:
             raise ValueError(f"unknown model(s) {', '.join(bad)}; choose from {', '.join(allowed)} (comma-separated)")

@@ -30,10 +30,10 @@ from rich.table import Table
 from wsb_gpu.config import load_settings
 from wsb_gpu.encoder import resolve_model_source
 from wsb_gpu.errors import WsbError
-from wsb_gpu.models import short_label
 from wsb_gpu.pipeline import RunResult, run_pipeline
 from wsb_gpu.report.load import pooled_rows, read_metrics, signal_table
 from wsb_gpu.report.markdown import pvalue, r2
+from wsb_gpu.report.names import short_label
 from wsb_gpu.synth import GENERATOR_VERSION, generate
 
 # Demo size, chosen so that `make demo` (install + generate + pipeline) fits in 10 minutes on

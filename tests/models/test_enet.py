@@ -198,6 +198,8 @@ def _frame(seed=0, n_per_month=40, years=(2015, 2016, 2017, 2018)):
         df[c] = rng.normal(size=n)
     df["y"] = 0.002 + 0.6 * df["vol_1"] + 0.002 * df["t0"] - 0.001 * df["t1"] + 0.005 * rng.normal(size=n)
     df["year"], df["period"] = year, month_period(year, month)
+    # The keys a window collects its rows by: n_per_month stocks, one day per month.
+    df["permno"], df["day"] = np.arange(n) % n_per_month, np.arange(n) // n_per_month
     return df
 
 
@@ -223,10 +225,15 @@ def _params(**enet):
     return p.model_copy(update={"enet": p.enet.model_copy(update={"n_lambdas": 6, **enet})})
 
 
+def _model(params):
+    """The elastic net with the ``train.enet`` settings of ``params``."""
+    return EnetModel(None, **params.enet.to_dict())
+
+
 def test_model_engines_agree_on_a_window():
     df = _frame()
     params = _params()
-    fits = {e: EnetModel(params).fit(_window(df, e)) for e in ("stats", "estimator")}
+    fits = {e: _model(params).fit(_window(df, e)) for e in ("stats", "estimator")}
     s, e = fits["stats"], fits["estimator"]
     assert s.l1_ratio == e.l1_ratio and s.lam == pytest.approx(e.lam, rel=1e-12)
     assert np.argmin(s.cv_.cv_mse) == np.argmin(e.cv_.cv_mse)
@@ -255,7 +262,7 @@ def test_cv_reads_only_training_months():
     altered.loc[test, "t2"] = altered.loc[test, "y"]  # a column that would predict the test year perfectly
     for engine in ("stats", "estimator"):
         wa, wb = _window(df, engine), _window(altered, engine)
-        a, b = EnetModel(params).fit(wa), EnetModel(params).fit(wb)
+        a, b = _model(params).fit(wa), _model(params).fit(wb)
         assert a.free_ == 0
         if engine == "stats":  # the test months did change
             assert a.test_sse(wa)[0] != b.test_sse(wb)[0]

@@ -27,6 +27,7 @@ from wsb_gpu.models.sequence import (
     sequence_index,
 )
 from wsb_gpu.signals.families import FeatureSet
+from wsb_gpu.training.build import hyperparameters_of
 
 torch = pytest.importorskip("torch")
 
@@ -45,6 +46,11 @@ def _params(**sequence):
     p = _base_params()
     small = {"length": 6, "hidden": 8, "filters": 8, "kernel": 2, "dense": 8, "epochs": 2, "batch_size": 64}
     return p.model_copy(update={"sequence": p.sequence.model_copy(update={**small, **sequence})})
+
+
+def _make(cls, params, feature_set=None):
+    """A model of ``cls`` with its settings from ``params`` (as the training stage makes it)."""
+    return cls(feature_set, **hyperparameters_of(cls, params))
 
 
 def _window(df: pd.DataFrame, har: list[str], features: list[str]) -> Window:
@@ -153,7 +159,7 @@ def test_lstm_learns_a_lag_that_row_t_alone_cannot_explain():
     df = _panel(n_stocks=30, per_year=60, lag=3)
     W = _window(df, ["vol_1"], ["vol_1"])
     p = _params(length=5, hidden=16, epochs=12, patience=4, learning_rate=0.01)
-    m = LSTMModel(p, None).fit(W)
+    m = _make(LSTMModel, p).fit(W)
     test = df[df["year"] == TEST_YEAR]
     y = test["y_1"].to_numpy()
     mse = float(np.mean((m.predict_frame(test) - y) ** 2))
@@ -171,9 +177,9 @@ def test_same_seed_same_forecasts_and_the_global_rng_is_left_alone():
     W = _window(df, HAR, HAR)
     test = df[df["year"] == TEST_YEAR]
     state = torch.random.get_rng_state()
-    a = LSTMModel(_params(epochs=2), None).fit(W).predict_frame(test)
-    b = LSTMModel(_params(epochs=2), None).fit(W).predict_frame(test)
-    c = LSTMModel(_params(epochs=2, seed=1), None).fit(W).predict_frame(test)
+    a = _make(LSTMModel, _params(epochs=2)).fit(W).predict_frame(test)
+    b = _make(LSTMModel, _params(epochs=2)).fit(W).predict_frame(test)
+    c = _make(LSTMModel, _params(epochs=2, seed=1)).fit(W).predict_frame(test)
     assert np.isfinite(a).all()
     np.testing.assert_array_equal(a, b)
     assert not np.array_equal(a, c)
@@ -188,7 +194,7 @@ def test_architecture_fits_a_window_and_predicts_a_shuffled_partition(cls):
     df = _panel(n_stocks=8, per_year=30)
     fs = FeatureSet("text", ("embedding",), (*EMB, "p_net"))
     W = _window(df, HAR, [*HAR, *EMB, "p_net"])
-    m = cls(_params(pca_components=3), fs).fit(W)
+    m = _make(cls, _params(pca_components=3), fs).fit(W)
     assert cls.predicts_by_key and m.columns_ == [*HAR, *EMB, "p_net"]
     info = m.info()
     assert info["n_inputs"] == len(HAR) + 1 + 3 and info["pca_components"] == 3
@@ -216,7 +222,7 @@ def test_cnn_refuses_a_sequence_shorter_than_its_kernel_and_pooling():
     df = _panel(n_stocks=3, per_year=10)
     W = _window(df, HAR, HAR)
     with pytest.raises(WsbError, match="length >= 3"):
-        CNNModel(_params(length=2, kernel=2), None).fit(W)
+        _make(CNNModel, _params(length=2, kernel=2)).fit(W)
 
 
 def test_import_does_not_load_torch():
@@ -230,7 +236,7 @@ def test_import_does_not_load_torch():
 def test_pca_is_fitted_on_the_training_years_only():
     df = _panel(n_stocks=8, per_year=30)
     fs = FeatureSet("text", ("embedding",), tuple(EMB))
-    model = LSTMModel(_params(pca_components=4), fs)
+    model = _make(LSTMModel, _params(pca_components=4), fs)
     a = model.prepare(_window(df, HAR, [*HAR, *EMB]))
 
     changed = df.copy()

@@ -1,11 +1,17 @@
 """The contract every model family follows, and the rolling window it is fitted on.
 
-A model is a small class with the scikit-learn shape: ``__init__`` stores its settings
-(from :class:`~wsb_gpu.config.TrainParams`), :meth:`Model.fit` learns from one
+A model is a small class with the scikit-learn shape (it is a scikit-learn
+``BaseEstimator``): ``__init__`` takes the feature set and the model's hyperparameters as
+keywords and stores them unchanged under the same names, :meth:`Model.fit` learns from one
 :class:`Window` and returns ``self`` (learned state ends in ``_``), :meth:`Model.predict`
-scores a partition of the sample. The training stage is a loop over (window, model) and
-needs to know nothing else about a model; adding one is a new module plus a line in
-:data:`wsb_gpu.models.MODELS`.
+scores a partition of the sample. ``get_params()`` lists the feature set and the
+hyperparameters and ``sklearn.base.clone(model)`` gives an unfitted copy. The training stage
+is a loop over (window, model) and needs to know nothing else about a model; adding one is
+a new class plus an entry in :data:`wsb_gpu.models.MODELS`.
+
+A model never reads the settings: it declares where its hyperparameters come from
+(:attr:`Model.sections`, :attr:`Model.settings`) and
+:func:`wsb_gpu.training.build.make_model` passes it those values, and only those.
 
 A :class:`Window` gives a model its training data in the form it wants: the per-month
 sufficient statistics of the ``stats`` engine (no pass over the rows), the window's rows
@@ -15,15 +21,16 @@ Dask frame itself (XGBoost, which can train where the partitions live).
 
 from __future__ import annotations
 
+import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
+from sklearn.base import BaseEstimator
 
 from wsb_gpu.backend import Backend, array_namespace, matrix, to_numpy, to_pandas
-from wsb_gpu.config import TrainParams
 from wsb_gpu.models.moments import LinearFit, Moments, sum_moments
 from wsb_gpu.models.splits import period_year
 
@@ -228,29 +235,47 @@ def in_years(table: Mapping[int, Moments], years: Sequence[int]) -> dict[int, Mo
     return {p: m for p, m in table.items() if period_year(p) in years}
 
 
-class Model(ABC):
+class Model(BaseEstimator, ABC):
     """Base class of the model families (see the module docstring).
 
-    Subclasses set the class attributes and implement :meth:`fit` and :meth:`predict_array`.
+    Subclasses set the class attributes, take their hyperparameters as keyword-only
+    ``__init__`` parameters (stored unchanged) and implement :meth:`fit` and
+    :meth:`predict_array`.
 
     Attributes
     ----------
     name
         The name in ``train.models``, ``metrics.csv`` and the ``yhat_<name>`` column.
-    label, short, color
-        How the report and the demo's table name and draw it.
+    sections
+        The sections of ``train`` whose values are the model's hyperparameters (``("ridge",)``:
+        ``train.ridge.*``); where two sections share a key, the later one's value is taken.
+    settings
+        Top-level ``train`` keys that are hyperparameters too (``("forecast_floor",)``).
+    uses_feature_sets
+        False for a model fitted once per window whatever the feature sets (HAR, log-HAR).
+    predicts_by_key
+        True for a model that forecasts the test rows during :meth:`fit` and looks them up by
+        ``(permno, day)`` (:meth:`predict_frame`).
+
+    Of the declared settings a model receives those that are keyword-only parameters of its
+    ``__init__`` (:meth:`hyperparameters`), nothing else.
     """
 
     name: ClassVar[str]
-    label: ClassVar[str]
-    short: ClassVar[str]
-    color: ClassVar[str]
+    sections: ClassVar[tuple[str, ...]] = ()
+    settings: ClassVar[tuple[str, ...]] = ()
     uses_feature_sets: ClassVar[bool] = True
     predicts_by_key: ClassVar[bool] = False
 
-    def __init__(self, params: TrainParams, feature_set: FeatureSet | None = None) -> None:
-        self.params = params
+    def __init__(self, feature_set: FeatureSet | None = None) -> None:
         self.feature_set = feature_set
+
+    @classmethod
+    def hyperparameters(cls) -> tuple[str, ...]:
+        """The names of the model's hyperparameters: the keyword-only parameters of its
+        ``__init__`` (every parameter but ``feature_set``)."""
+        params = inspect.signature(cls.__init__).parameters.values()
+        return tuple(p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY)
 
     def columns(self, window: Window) -> list[str]:
         """The feature columns the model reads: the HAR terms and its feature set's columns

@@ -31,28 +31,22 @@ from __future__ import annotations
 
 import math
 from abc import abstractmethod
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
 
 from wsb_gpu.backend import Backend, array_namespace, to_numpy
 from wsb_gpu.errors import WsbError
+from wsb_gpu.models import SPIKE_CLASSIFIERS
 from wsb_gpu.models.base import Model, Window
 from wsb_gpu.models.moments import safe_scale
+from wsb_gpu.models.validation import binary_classes, checked
 
 if TYPE_CHECKING:
     from wsb_gpu.backend import Array
-    from wsb_gpu.config import TrainParams
+    from wsb_gpu.signals.families import FeatureSet
 
-SPIKE_MODELS = ("har", "ridge", "xgboost")
-"""The models that have a spike form (the ``train.models`` names)."""
-SPIKE_LABELS = {
-    "har": ("Logistic HAR", "Logit HAR"),
-    "ridge": ("Penalised logistic (HAR + text)", "Logit"),
-    "xgboost": ("XGBoost classifier (HAR + text)", "XGBoost"),
-}
-"""Report label and short name of each spike model."""
 _HAR_C = 1e6  # the benchmark logistic model: practically unpenalised
 
 
@@ -206,6 +200,8 @@ def rates(c: dict[str, int]) -> dict[str, float]:
 
 # --- classifiers -----------------------------------------------------------------------
 
+_FLOATS = (np.float64, np.float32)  # other numeric input becomes float64
+
 
 def _check_rows(X: Array) -> None:
     if int(X.shape[0]) == 0:
@@ -213,69 +209,160 @@ def _check_rows(X: Array) -> None:
         raise WsbError(msg)
 
 
-@dataclass
-class LogitClassifier:
-    """Logistic regression on standardised columns (scikit-learn's or cuML's; the scaler
-    from the fitting rows). A window with one class gets its base rate as the forecast."""
+def _binary_tags(tags: Any) -> Any:
+    tags.classifier_tags.multi_class = False
+    return tags
 
-    C: float
-    backend: Backend
 
-    def fit(self, X: Array, y: Array) -> LogitClassifier:
-        _check_rows(X)
+class LogitClassifier(ClassifierMixin, BaseEstimator):
+    """Binary logistic regression on standardised columns (a scikit-learn classifier; the
+    logistic regression itself is scikit-learn's or cuML's, the scaler from the fitting
+    rows). Labels of one class give that class as the forecast.
+
+    Parameters
+    ----------
+    C
+        The inverse L2 penalty of the standardised coefficients.
+    backend
+        Where to fit; None = CPU.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(200, 2)); y = np.where(X[:, 0] + 0.1 * rng.normal(size=200) > 0, "up", "down")
+    >>> clf = LogitClassifier(C=10.0).fit(X, y)
+    >>> clf.classes_.tolist(), float(clf.score(X, y)) > 0.9
+    (['down', 'up'], True)
+    """
+
+    def __init__(self, C: float = 1.0, backend: Backend | None = None) -> None:
+        self.C = C
+        self.backend = backend
+
+    def __sklearn_tags__(self) -> Any:
+        return _binary_tags(super().__sklearn_tags__())
+
+    def fit(self, X: Array, y: Any) -> LogitClassifier:
+        X, y = checked(self, X, y, reset=True, dtype=_FLOATS)
+        self.classes_, codes = binary_classes(y)
         xp = array_namespace(X)
         mean = xp.mean(X, axis=0)
         self.mean_ = mean
         self.scale_ = xp.asarray(safe_scale(to_numpy(xp.std(X, axis=0)), to_numpy(mean)))
-        labels = to_numpy(y).astype(bool)
-        self.rate_ = float(labels.mean()) if labels.size else float("nan")
         self.est_ = None
-        if 0 < labels.sum() < labels.size:
-            est = self.backend.logistic_estimator(self.C)
-            self.est_ = est.fit((X - mean) / self.scale_, xp.astype(y, xp.float64))
+        if self.classes_.size == 2:
+            est = (self.backend or Backend("cpu")).logistic_estimator(self.C)
+            self.est_ = est.fit((X - mean) / self.scale_, xp.asarray(codes.astype(np.float64)))
         return self
 
     def predict_proba(self, X: Array) -> np.ndarray:
+        """The probability of each class (``classes_``) for each row, on the host."""
+        X = checked(self, X, reset=False, dtype=_FLOATS)
         if self.est_ is None:
-            return np.full(int(X.shape[0]), self.rate_)
+            return np.ones((int(X.shape[0]), 1))
         proba = self.est_.predict_proba((X - self.mean_) / self.scale_)
-        return np.asarray(to_numpy(proba), dtype=np.float64)[:, 1]
+        return np.asarray(to_numpy(proba), dtype=np.float64)
 
-    def info(self) -> dict[str, Any]:
-        coef = None if self.est_ is None else np.asarray(to_numpy(self.est_.coef_), dtype=np.float64).ravel().tolist()
-        return {"C": self.C, "coef_standardised": coef, "train_rate": self.rate_}
+    def predict(self, X: Array) -> np.ndarray:
+        proba = self.predict_proba(X)
+        return self.classes_[np.argmax(proba, axis=1)]  # type: ignore[no-any-return]
+
+    @property
+    def coef_standardised(self) -> list[float] | None:
+        """The coefficients of the standardised columns (None with one class)."""
+        if self.est_ is None:
+            return None
+        return np.asarray(to_numpy(self.est_.coef_), dtype=np.float64).ravel().tolist()  # type: ignore[no-any-return]
 
 
-@dataclass
-class XGBClassifier:
-    """Boosted trees for the spike label (see the module docstring)."""
+class XGBClassifier(ClassifierMixin, BaseEstimator):
+    """Boosted trees for a binary label (``binary:logistic``; a scikit-learn classifier).
 
-    params: TrainParams
-    backend: Backend
+    ``scale_pos_weight`` is ``negatives / positives`` of the fitting rows; given validation
+    rows, the rounds are early-stopped on them. NaN is a missing value. Labels of one class
+    give that class as the forecast (no trees are grown).
 
-    def fit(self, X: Array, y: Array, Xv: Array | None = None, yv: Array | None = None) -> XGBClassifier:
+    Parameters
+    ----------
+    n_estimators
+        Boosting rounds (at most, with early stopping).
+    max_depth, learning_rate, subsample, colsample_bytree, min_child_weight, max_bin, seed
+        The booster parameters (:func:`~wsb_gpu.models.xgb.booster_params`).
+    early_stopping_rounds
+        Rounds without improvement of the validation log loss before stopping (None: never).
+    backend
+        Where to fit (the XGBoost device); None = CPU.
+    """
+
+    def __init__(
+        self,
+        n_estimators: int = 100,
+        max_depth: int = 6,
+        learning_rate: float = 0.3,
+        subsample: float = 1.0,
+        colsample_bytree: float = 1.0,
+        min_child_weight: float = 1.0,
+        max_bin: int = 256,
+        seed: int = 0,
+        early_stopping_rounds: int | None = None,
+        backend: Backend | None = None,
+    ) -> None:
+        self.n_estimators = n_estimators
+        self.max_depth = max_depth
+        self.learning_rate = learning_rate
+        self.subsample = subsample
+        self.colsample_bytree = colsample_bytree
+        self.min_child_weight = min_child_weight
+        self.max_bin = max_bin
+        self.seed = seed
+        self.early_stopping_rounds = early_stopping_rounds
+        self.backend = backend
+
+    def __sklearn_tags__(self) -> Any:
+        tags = _binary_tags(super().__sklearn_tags__())
+        tags.input_tags.allow_nan = True
+        return tags
+
+    def fit(self, X: Array, y: Any, X_valid: Array | None = None, y_valid: Any = None) -> XGBClassifier:
+        """Grow the trees on ``(X, y)``, early-stopped on ``(X_valid, y_valid)`` when given."""
         from wsb_gpu.models.xgb import _xgboost, booster_params
 
-        _check_rows(X)
+        X, y = checked(self, X, y, reset=True, dtype=_FLOATS, ensure_all_finite="allow-nan")
+        self.classes_, codes = binary_classes(y)
+        self.booster_, self.n_rounds_, self.scale_pos_weight_ = None, 0, float("nan")
+        if self.classes_.size < 2:
+            return self
         xgb = _xgboost()
-        labels = to_numpy(y).astype(bool)
-        pos = int(labels.sum())
-        bp = booster_params(self.backend, **self.params.xgboost.to_dict())
+        xp = array_namespace(X)
+        pos = int(codes.sum())
+        bp = booster_params(
+            self.backend or Backend("cpu"),
+            max_depth=self.max_depth,
+            learning_rate=self.learning_rate,
+            subsample=self.subsample,
+            colsample_bytree=self.colsample_bytree,
+            min_child_weight=self.min_child_weight,
+            max_bin=self.max_bin,
+            seed=self.seed,
+        )
         bp.update(
             objective="binary:logistic",
             eval_metric="logloss",
-            scale_pos_weight=(labels.size - pos) / pos if pos else 1.0,
+            scale_pos_weight=(codes.size - pos) / pos if pos else 1.0,
         )
-        dtrain = xgb.QuantileDMatrix(X, label=y, max_bin=bp["max_bin"])
+        dtrain = xgb.QuantileDMatrix(X, label=xp.asarray(codes.astype(np.float32)), max_bin=bp["max_bin"])
         evals = []
-        if Xv is not None and yv is not None and int(Xv.shape[0]):
-            evals = [(xgb.QuantileDMatrix(Xv, label=yv, ref=dtrain, max_bin=bp["max_bin"]), "valid")]
+        if X_valid is not None and y_valid is not None and int(X_valid.shape[0]):
+            Xv = checked(self, X_valid, reset=False, dtype=_FLOATS, ensure_all_finite="allow-nan")
+            codes_v = np.searchsorted(self.classes_, to_numpy(y_valid)).astype(np.float32)
+            evals = [(xgb.QuantileDMatrix(Xv, label=xp.asarray(codes_v), ref=dtrain, max_bin=bp["max_bin"]), "valid")]
+        stop = self.early_stopping_rounds
         self.booster_ = xgb.train(
             bp,
             dtrain,
-            num_boost_round=int(self.params.spike.n_estimators),
+            num_boost_round=int(self.n_estimators),
             evals=evals,
-            early_stopping_rounds=int(self.params.xgboost.early_stopping_rounds) if evals else None,
+            early_stopping_rounds=int(stop) if (evals and stop is not None) else None,
             verbose_eval=False,
         )
         best = getattr(self.booster_, "best_iteration", None)
@@ -284,11 +371,29 @@ class XGBClassifier:
         return self
 
     def predict_proba(self, X: Array) -> np.ndarray:
-        p = self.booster_.inplace_predict(X, iteration_range=(0, self.n_rounds_))
-        return np.asarray(to_numpy(p), dtype=np.float64)
+        """The probability of each class (``classes_``) for each row, on the host."""
+        X = checked(self, X, reset=False, dtype=_FLOATS, ensure_all_finite="allow-nan")
+        if self.booster_ is None:
+            return np.ones((int(X.shape[0]), 1))
+        p = np.asarray(to_numpy(self.booster_.inplace_predict(X, iteration_range=(0, self.n_rounds_))), np.float64)
+        return np.column_stack([1.0 - p, p])
 
-    def info(self) -> dict[str, Any]:
-        return {"n_rounds": self.n_rounds_, "scale_pos_weight": self.scale_pos_weight_}
+    def predict(self, X: Array) -> np.ndarray:
+        proba = self.predict_proba(X)
+        return self.classes_[np.argmax(proba, axis=1)]  # type: ignore[no-any-return]
+
+
+def positive_proba(est: Any, X: Array) -> np.ndarray:
+    """``P(label 1)`` of each row from a fitted binary classifier of 0/1 labels: the
+    ``predict_proba`` column of class 1 (0 when the fitting rows had no 1).
+
+    >>> clf = LogitClassifier().fit(np.array([[0.0], [1.0], [2.0]]), np.zeros(3))
+    >>> positive_proba(clf, np.array([[5.0]])).tolist()
+    [0.0]
+    """
+    proba = est.predict_proba(X)
+    classes = np.asarray(to_numpy(est.classes_)).tolist()
+    return proba[:, classes.index(1)] if 1 in classes else np.zeros(int(proba.shape[0]))
 
 
 def spike_labels(y: Any, vol_22: Any, k: float) -> Any:
@@ -304,14 +409,21 @@ def spike_labels(y: Any, vol_22: Any, k: float) -> Any:
 class SpikeClassifier(Model):
     """Base of the spike classifiers: :meth:`fit` learns ``P(spike)`` from a window's training
     years and picks the F1-maximising threshold; :meth:`predict_proba` scores rows of
-    :meth:`columns`. The label of a row is :func:`spike_labels` with ``train.spike.k``."""
+    :meth:`columns`. The label of a row is :func:`spike_labels` with ``k``
+    (``train.spike.k``).
 
-    @property
-    def k(self) -> float:
-        return float(self.params.spike.k)
+    The hyperparameters come from ``train.spike`` (``k``; ``C`` for the penalised logistic
+    model), XGBoost's also from ``train.xgboost`` (its rounds are ``train.spike.n_estimators``).
+    """
+
+    sections: ClassVar[tuple[str, ...]] = ("spike",)
+
+    def __init__(self, feature_set: FeatureSet | None = None, *, k: float) -> None:
+        super().__init__(feature_set)
+        self.k = k
 
     def _labels(self, X: Array, y: Array) -> Array:
-        return spike_labels(y, X[:, self.columns_.index("vol_22")], self.k)
+        return spike_labels(y, X[:, self.columns_.index("vol_22")], float(self.k))
 
     @abstractmethod
     def predict_proba(self, X: Array) -> np.ndarray:
@@ -320,36 +432,42 @@ class SpikeClassifier(Model):
     def predict_array(self, X: Array) -> Any:
         return self.predict_proba(X)
 
-    def info(self) -> dict[str, Any]:
-        return {"threshold": self.threshold_, **self.est_.info()}
-
 
 class _Logit(SpikeClassifier):
     """Logistic regression on the window's training rows (standardised columns)."""
 
+    @abstractmethod
     def penalty(self) -> float:
         """The inverse penalty ``C``."""
-        return float(self.params.spike.C)
 
     def fit(self, window: Window) -> _Logit:
         self._start(window)
         X, y, _ = window.rows(self.columns_)
+        _check_rows(X)
         label = self._labels(X, y)
         self.est_ = LogitClassifier(self.penalty(), window.backend).fit(X, label)
-        self.threshold_ = best_f1_threshold(to_numpy(label) > 0.5, self.est_.predict_proba(X))
+        self.threshold_ = best_f1_threshold(to_numpy(label) > 0.5, positive_proba(self.est_, X))
+        self.train_rate_ = float(to_numpy(label).astype(bool).mean())
         self.n_train_ = int(X.shape[0])
         return self
 
     def predict_proba(self, X: Array) -> np.ndarray:
-        return self.est_.predict_proba(X)
+        return positive_proba(self.est_, X)
+
+    def info(self) -> dict[str, Any]:
+        est = self.est_
+        return {
+            "threshold": self.threshold_,
+            "C": est.C,
+            "coef_standardised": est.coef_standardised,
+            "train_rate": self.train_rate_,
+        }
 
 
 class LogitHAR(_Logit):
     """The benchmark: logistic regression on the HAR terms, practically unpenalised."""
 
     name = "har"
-    label, short = SPIKE_LABELS["har"]
-    color = "#4C72B0"
     uses_feature_sets = False
 
     def columns(self, window: Window) -> list[str]:
@@ -363,8 +481,13 @@ class PenalisedLogit(_Logit):
     """L2-penalised logistic regression on the HAR terms and a feature set's columns."""
 
     name = "ridge"
-    label, short = SPIKE_LABELS["ridge"]
-    color = "#C44E52"
+
+    def __init__(self, feature_set: FeatureSet | None = None, *, k: float, C: float) -> None:
+        super().__init__(feature_set, k=k)
+        self.C = C
+
+    def penalty(self) -> float:
+        return float(self.C)
 
 
 class XGBoostSpike(SpikeClassifier):
@@ -372,38 +495,69 @@ class XGBoostSpike(SpikeClassifier):
     whose rows also set the threshold (the trees have memorised their fitting rows)."""
 
     name = "xgboost"
-    label, short = SPIKE_LABELS["xgboost"]
-    color = "#55A868"
+    sections = ("xgboost", "spike")  # the rounds: train.spike.n_estimators
+
+    def __init__(
+        self,
+        feature_set: FeatureSet | None = None,
+        *,
+        k: float,
+        n_estimators: int,
+        max_depth: int,
+        learning_rate: float,
+        subsample: float,
+        colsample_bytree: float,
+        min_child_weight: float,
+        max_bin: int,
+        early_stopping_rounds: int,
+        seed: int,
+    ) -> None:
+        super().__init__(feature_set, k=k)
+        self.n_estimators = n_estimators
+        self.max_depth = max_depth
+        self.learning_rate = learning_rate
+        self.subsample = subsample
+        self.colsample_bytree = colsample_bytree
+        self.min_child_weight = min_child_weight
+        self.max_bin = max_bin
+        self.early_stopping_rounds = early_stopping_rounds
+        self.seed = seed
 
     def fit(self, window: Window) -> XGBoostSpike:
         self._start(window)
         years = list(window.train_years)
         fit_years, valid_years = (years[:-1], years[-1:]) if len(years) > 1 else (years, [])
         X, y = window.year_rows(fit_years, self.columns_)
+        _check_rows(X)
         label = self._labels(X, y)
-        est = XGBClassifier(self.params, window.backend)
+        booster = {k: getattr(self, k) for k in self.hyperparameters() if k != "k"}
+        est = XGBClassifier(**booster, backend=window.backend)
         Xv, yv = window.year_rows(valid_years, self.columns_) if valid_years else (X[:0], y[:0])
         if int(Xv.shape[0]):
             label_v = self._labels(Xv, yv)
             self.est_ = est.fit(X, label, Xv, label_v)
-            self.threshold_ = best_f1_threshold(to_numpy(label_v) > 0.5, self.est_.predict_proba(Xv))
+            self.threshold_ = best_f1_threshold(to_numpy(label_v) > 0.5, positive_proba(self.est_, Xv))
             self.n_train_ = int(X.shape[0])
             return self
         if valid_years:  # no rows in the last training year: fit on every training year
             X, y = window.year_rows(years, self.columns_)
             label = self._labels(X, y)
         self.est_ = est.fit(X, label)
-        self.threshold_ = best_f1_threshold(to_numpy(label) > 0.5, self.est_.predict_proba(X))
+        self.threshold_ = best_f1_threshold(to_numpy(label) > 0.5, positive_proba(self.est_, X))
         self.n_train_ = int(X.shape[0])
         return self
 
     def predict_proba(self, X: Array) -> np.ndarray:
         xp = array_namespace(X)
-        return self.est_.predict_proba(xp.astype(X, xp.float32))
+        return positive_proba(self.est_, xp.astype(X, xp.float32))
+
+    def info(self) -> dict[str, Any]:
+        est = self.est_
+        return {"threshold": self.threshold_, "n_rounds": est.n_rounds_, "scale_pos_weight": est.scale_pos_weight_}
 
 
-SPIKE_CLASSIFIERS: dict[str, type[SpikeClassifier]] = {m.name: m for m in (LogitHAR, PenalisedLogit, XGBoostSpike)}
-"""The spike form of each ``train.models`` name that has one (:data:`SPIKE_MODELS`)."""
+SPIKE_MODELS = tuple(SPIKE_CLASSIFIERS)
+"""The models that have a spike form (the names of :data:`wsb_gpu.models.SPIKE_CLASSIFIERS`)."""
 
 
 def spike_rate_note(k: float) -> str:

@@ -50,7 +50,6 @@ import numpy as np
 from threadpoolctl import threadpool_limits  # a dependency of scikit-learn
 
 from wsb_gpu.backend import Backend, array_namespace, to_numpy
-from wsb_gpu.config import TrainParams
 from wsb_gpu.errors import WsbError
 from wsb_gpu.models.base import Window
 from wsb_gpu.models.moments import LinearFit, Moments, moments_sse, standardised, sum_moments
@@ -467,7 +466,7 @@ def _cv_moments(
 class StandardizedEnet(StandardizedLinear):
     """Standardise with the training rows' own means and deviations, then elastic net.
 
-    scikit-learn estimator contract: ``__init__`` stores parameters, ``fit`` returns self,
+    A scikit-learn regressor: ``__init__`` stores parameters, ``fit`` returns self,
     learned attributes end in ``_``. The elastic net itself is
     ``backend.enet_estimator(alpha, l1_ratio)`` (cuML on GPU, scikit-learn on CPU).
 
@@ -508,18 +507,18 @@ class StandardizedEnet(StandardizedLinear):
         self.max_iter = max_iter
         self.tol = tol
 
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        names = ("alpha", "l1_ratio", "backend", "free", "max_iter", "tol")
-        return {k: getattr(self, k) for k in names}
-
     def fit(self, X: Array, y: Any) -> StandardizedEnet:
+        X, y = self._checked(X, y)
         design = row_design(X, y, self.free, "StandardizedEnet.fit", fortran=True)
         return self._fit(design)
 
     def _fit(self, design: RowDesign) -> StandardizedEnet:
         backend = self.backend or Backend("cpu")
         est = backend.enet_estimator(float(self.alpha), float(self.l1_ratio), max_iter=self.max_iter, tol=self.tol)
-        return self._learned(design, fit_design(design, est))
+        self._learned(design, fit_design(design, est))
+        if getattr(est, "n_iter_", None) is not None:  # scikit-learn's count of sweeps (cuML keeps none)
+            self.n_iter_ = int(np.max(np.asarray(est.n_iter_)))
+        return self
 
 
 def enet_cv_from_rows(
@@ -562,7 +561,10 @@ def enet_cv_from_rows(
                 resid = y_va - (X_va @ xp.asarray(coef) + icpt)
                 fold_mse[k, i, j] = float(to_numpy(xp.mean(resid * resid)))
     i, j, cv = _choose(ratios, grid, fold_mse)
-    fit = StandardizedEnet(float(grid[i, j]), float(ratios[i]), be, free, max_iter, tol)._fit(window).to_fit()
+    best = StandardizedEnet(
+        alpha=float(grid[i, j]), l1_ratio=float(ratios[i]), backend=be, free=free, max_iter=max_iter, tol=tol
+    )
+    fit = best._fit(window).to_fit()
     return EnetCVResult(fit, float(ratios[i]), ratios, grid, cv, fold_mse)
 
 
@@ -585,33 +587,55 @@ class EnetModel(PenalizedLinearModel):
 
     The folds are the ridge's (:class:`BlockedTimeFolds` of the window's months), the grid
     ``train.enet`` (``l1_ratios`` × ``n_lambdas`` from each ``lambda_max(a)``), the engine
-    ``train.ridge.engine``: ``stats`` solves every fold from the monthly moments
-    (:func:`enet_cv_from_moments`), ``estimator`` fits scikit-learn / cuML on the collected
-    rows (:func:`enet_cv_from_rows`). Both choose the same ``(a, λ)``.
+    the window's (``train.ridge.engine``): ``stats`` solves every fold from the monthly
+    moments (:func:`enet_cv_from_moments`), ``estimator`` fits scikit-learn / cuML on the
+    collected rows (:func:`enet_cv_from_rows`). Both choose the same ``(a, λ)``.
+
+    Parameters
+    ----------
+    feature_set
+        The feature set (its columns after the HAR terms).
+    l1_ratios, n_lambdas, eps, cv_folds, penalize_har, max_iter, tol
+        The ``train.enet`` settings.
     """
 
     name = "enet"
-    label = "Elastic net (HAR + text)"
-    short = "Enet"
-    color = "#8172B3"
+    sections = ("enet",)
 
-    def __init__(self, params: TrainParams, feature_set: FeatureSet | None = None) -> None:
-        super().__init__(params, feature_set)
-        self.folds = BlockedTimeFolds(params.enet.cv_folds)
+    def __init__(
+        self,
+        feature_set: FeatureSet | None = None,
+        *,
+        l1_ratios: Sequence[float],
+        n_lambdas: int,
+        eps: float,
+        cv_folds: int,
+        penalize_har: bool,
+        max_iter: int,
+        tol: float,
+    ) -> None:
+        super().__init__(feature_set)
+        self.l1_ratios = l1_ratios
+        self.n_lambdas = n_lambdas
+        self.eps = eps
+        self.cv_folds = cv_folds
+        self.penalize_har = penalize_har
+        self.max_iter = max_iter
+        self.tol = tol
 
     def fit(self, window: Window) -> EnetModel:
         self._start(window)
-        e = self.params.enet
-        free = self._free(window, e.penalize_har)
-        grid = {"n_lambdas": e.n_lambdas, "eps": e.eps, "free": free, "max_iter": e.max_iter, "tol": e.tol}
+        free = self._free(window)
+        folds = BlockedTimeFolds(self.cv_folds)
+        grid = {"n_lambdas": self.n_lambdas, "eps": self.eps, "free": free, "max_iter": self.max_iter, "tol": self.tol}
         if window.engine == "stats":
-            blocks = self.folds.blocks(sorted(window.months))
+            blocks = folds.blocks(sorted(window.months))
             index = window.index(self.columns_)
-            self.cv_ = enet_cv_from_moments(window.months, blocks, e.l1_ratios, index=index, **grid)
+            self.cv_ = enet_cv_from_moments(window.months, blocks, self.l1_ratios, index=index, **grid)
         else:
             X, y, periods = window.rows(self.columns_)
             with threadpool_limits(1, user_api="blas"):  # as for ridge's estimator engine
-                self.cv_ = enet_cv_from_rows(X, y, periods, self.folds, e.l1_ratios, backend=window.backend, **grid)
+                self.cv_ = enet_cv_from_rows(X, y, periods, folds, self.l1_ratios, backend=window.backend, **grid)
         return self
 
     def info(self) -> dict[str, Any]:

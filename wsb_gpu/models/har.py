@@ -11,19 +11,27 @@ import math
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from sklearn.base import BaseEstimator, RegressorMixin
 
 from wsb_gpu.backend import array_namespace, matrix, to_numpy
 from wsb_gpu.datasets import HAR_COLUMNS as HAR_COLUMNS  # re-exported: the list lives with the dataset columns
 from wsb_gpu.errors import WsbError
 from wsb_gpu.models.base import Model, Window
 from wsb_gpu.models.moments import LinearFit, Moments, moments_sse, solve_ols
+from wsb_gpu.models.validation import checked
 
 if TYPE_CHECKING:
     from wsb_gpu.backend import Array
+    from wsb_gpu.signals.families import FeatureSet
+
+_FLOATS = (np.float64, np.float32)  # other numeric input becomes float64
 
 
-class HAR:
-    """Pooled OLS with an intercept (scikit-learn estimator contract).
+class HAR(RegressorMixin, BaseEstimator):
+    """Pooled OLS with an intercept (a scikit-learn regressor, without hyperparameters).
+
+    NumPy input is checked as scikit-learn's estimators check it; CuPy input for its shape
+    only, and the fit stays on the device (least squares on centred data).
 
     Examples
     --------
@@ -34,17 +42,9 @@ class HAR:
     ([0.4, 0.3, 0.2, 0.1], 0.1)
     """
 
-    def __init__(self) -> None:
-        pass
-
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        return {}
-
-    def set_params(self, **params: Any) -> HAR:
-        return self
-
     def fit(self, X: Array, y: Any) -> HAR:
-        if X.ndim != 2 or X.shape[0] != y.shape[0] or X.shape[0] <= X.shape[1]:
+        X, y = checked(self, X, y, reset=True, dtype=_FLOATS, y_numeric=True, ensure_min_samples=2)
+        if X.shape[0] <= X.shape[1]:
             msg = f"HAR.fit needs more rows than columns, got X {X.shape} and y {y.shape}; use more training years"
             raise WsbError(msg)
         xp = array_namespace(X, y)
@@ -59,6 +59,7 @@ class HAR:
         return self
 
     def predict(self, X: Array) -> Any:
+        X = checked(self, X, reset=False, dtype=_FLOATS)
         xp = array_namespace(X)
         return X @ xp.asarray(self.coef_) + self.intercept_
 
@@ -71,6 +72,7 @@ class HAR:
         model.intercept_ = fit.intercept
         model.mean_ = fit.mean
         model.scale_ = np.ones_like(fit.coef)
+        model.n_features_in_ = int(fit.coef.size)
         return model
 
     def to_fit(self) -> LinearFit:
@@ -85,10 +87,6 @@ class HARModel(Model):
     """
 
     name = "har"
-    label = "HAR"
-    short = "HAR"
-    color = "#4C72B0"
-
     uses_feature_sets = False  # the benchmark: the HAR terms only, whatever the set
 
     def columns(self, window: Window) -> list[str]:
@@ -135,11 +133,12 @@ class LogHARModel(Model):
     """
 
     name = "log_har"
-    label = "log-HAR"
-    short = "log-HAR"
-    color = "#8C8C8C"
-
+    settings = ("forecast_floor",)
     uses_feature_sets = False
+
+    def __init__(self, feature_set: FeatureSet | None = None, *, forecast_floor: float) -> None:
+        super().__init__(feature_set)
+        self.forecast_floor = forecast_floor
 
     def columns(self, window: Window) -> list[str]:
         return list(window.sample.har_columns)
@@ -152,7 +151,7 @@ class LogHARModel(Model):
         xp = array_namespace(X)
         floor = window.floor
         if not math.isfinite(floor):  # a Window built outside the training stage
-            floor = float(self.params.forecast_floor) * float(to_numpy(xp.mean(y)))
+            floor = float(self.forecast_floor) * float(to_numpy(xp.mean(y)))
         self.floor_ = floor
         Xl, yl = self._log(X), xp.log(xp.maximum(y, self.floor_))
         har = HAR().fit(Xl, yl)

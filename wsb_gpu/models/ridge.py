@@ -43,10 +43,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy.linalg import LinAlgError, cho_factor, cho_solve
+from sklearn.base import BaseEstimator, RegressorMixin
 from threadpoolctl import threadpool_limits  # a dependency of scikit-learn
 
 from wsb_gpu.backend import Backend, array_namespace, to_numpy
-from wsb_gpu.config import TrainParams
 from wsb_gpu.errors import WsbError
 from wsb_gpu.models.base import Model, Window
 from wsb_gpu.models.moments import (
@@ -58,6 +58,7 @@ from wsb_gpu.models.moments import (
     sum_moments,
 )
 from wsb_gpu.models.splits import BlockedTimeFolds
+from wsb_gpu.models.validation import checked
 
 if TYPE_CHECKING:
     from wsb_gpu.backend import Array
@@ -313,17 +314,20 @@ def fit_design(design: RowDesign, est: Any) -> np.ndarray:
     return np.asarray(to_numpy(est.coef_), dtype=np.float64).reshape(-1)
 
 
-class StandardizedLinear:
-    """What the standardised linear estimators share: scikit-learn's ``set_params``, the
-    learned attributes from a :class:`RowDesign` and its penalised coefficients,
-    ``predict`` and the :class:`~wsb_gpu.models.moments.LinearFit` they hand on."""
+_FLOATS = (np.float64, np.float32)  # other numeric input becomes float64
+
+
+class StandardizedLinear(RegressorMixin, BaseEstimator):
+    """What the standardised linear estimators share (scikit-learn regressors): the input
+    checks, the learned attributes from a :class:`RowDesign` and its penalised
+    coefficients, ``predict`` and the :class:`~wsb_gpu.models.moments.LinearFit` they hand
+    on."""
 
     alpha: float
 
-    def set_params(self, **params: Any) -> Any:
-        for k, v in params.items():
-            setattr(self, k, v)
-        return self
+    def _checked(self, X: Array, y: Any) -> tuple[Any, Any]:
+        """``(X, y)`` checked at ``fit`` (:func:`~wsb_gpu.models.validation.checked`)."""
+        return checked(self, X, y, reset=True, dtype=_FLOATS, y_numeric=True)  # type: ignore[no-any-return]
 
     def _learned(self, design: RowDesign, coef_t: np.ndarray) -> Any:
         self.mean_, self.scale_ = design.mean, design.scale
@@ -331,6 +335,7 @@ class StandardizedLinear:
         return self
 
     def predict(self, X: Array) -> Any:
+        X = checked(self, X, reset=False, dtype=_FLOATS)
         xp = array_namespace(X)
         return X @ xp.asarray(self.coef_) + self.intercept_
 
@@ -341,9 +346,9 @@ class StandardizedLinear:
 class StandardizedRidge(StandardizedLinear):
     """Standardise with the training rows' own means and deviations, then ridge.
 
-    scikit-learn estimator contract: ``__init__`` stores parameters, ``fit`` returns self,
+    A scikit-learn regressor: ``__init__`` stores parameters, ``fit`` returns self,
     learned attributes end in ``_``. The ridge itself is ``backend.ridge_estimator(alpha)``
-    (cuML on GPU, scikit-learn on CPU); inputs are NumPy or CuPy float64 matrices.
+    (cuML on GPU, scikit-learn on CPU); inputs are NumPy or CuPy float matrices.
 
     Parameters
     ----------
@@ -369,10 +374,8 @@ class StandardizedRidge(StandardizedLinear):
         self.backend = backend
         self.free = free
 
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        return {"alpha": self.alpha, "backend": self.backend, "free": self.free}
-
     def fit(self, X: Array, y: Any) -> StandardizedRidge:
+        X, y = self._checked(X, y)
         design = row_design(X, y, self.free, "StandardizedRidge.fit")
         if design.Z.shape[1] == 0:
             return self._learned(design, np.zeros(0))
@@ -419,10 +422,12 @@ class PenalizedLinearModel(Model):
     Subclasses set :meth:`fit` (calling :meth:`_free` after ``_start``) and :meth:`info`.
     """
 
-    def _free(self, window: Window, penalize_har: bool) -> int:
+    penalize_har: bool
+
+    def _free(self, window: Window) -> int:
         """The leading HAR columns left unpenalised (0 when penalised or not leading)."""
         har = list(window.sample.har_columns)
-        free = 0 if penalize_har else len(har)
+        free = 0 if self.penalize_har else len(har)
         if free and self.columns_[:free] != har:
             free = 0
         self.free_ = free
@@ -454,35 +459,55 @@ class RidgeModel(PenalizedLinearModel):
     is solved from the window's monthly moments (:func:`ridge_cv_from_moments`); with the
     ``estimator`` engine from the collected rows with scikit-learn / cuML
     (:func:`ridge_cv_from_rows`). Both give the same λ and coefficients.
+
+    Parameters
+    ----------
+    feature_set
+        The feature set (its columns after the HAR terms).
+    engine
+        ``train.ridge.engine``; the window's engine (:attr:`Window.engine`) is the one used.
+    n_lambdas, lambda_min, lambda_max, cv_folds, penalize_har
+        The ``train.ridge`` settings.
     """
 
     name = "ridge"
-    label = "Ridge (HAR + text)"
-    short = "Ridge"
-    color = "#DD8452"
+    sections = ("ridge",)
 
-    def __init__(self, params: TrainParams, feature_set: FeatureSet | None = None) -> None:
-        super().__init__(params, feature_set)
-        r = params.ridge
-        self.lambdas = lambda_grid(r.n_lambdas, r.lambda_min, r.lambda_max)
-        self.folds = BlockedTimeFolds(r.cv_folds)
+    def __init__(
+        self,
+        feature_set: FeatureSet | None = None,
+        *,
+        engine: str,
+        n_lambdas: int,
+        lambda_min: float,
+        lambda_max: float,
+        cv_folds: int,
+        penalize_har: bool,
+    ) -> None:
+        super().__init__(feature_set)
+        self.engine = engine
+        self.n_lambdas = n_lambdas
+        self.lambda_min = lambda_min
+        self.lambda_max = lambda_max
+        self.cv_folds = cv_folds
+        self.penalize_har = penalize_har
 
     def fit(self, window: Window) -> RidgeModel:
         self._start(window)
-        free = self._free(window, self.params.ridge.penalize_har)
+        free = self._free(window)
+        lambdas = lambda_grid(self.n_lambdas, self.lambda_min, self.lambda_max)
+        folds = BlockedTimeFolds(self.cv_folds)
         if window.engine == "stats":
-            blocks = self.folds.blocks(sorted(window.months))
+            blocks = folds.blocks(sorted(window.months))
             index = window.index(self.columns_)
-            self.cv_ = ridge_cv_from_moments(window.months, blocks, self.lambdas, index=index, xp=window.xp, free=free)
+            self.cv_ = ridge_cv_from_moments(window.months, blocks, lambdas, index=index, xp=window.xp, free=free)
         else:
             X, y, periods = window.rows(self.columns_)
             # One BLAS thread, as for the stats engine's solves: each fit forms Z'Z of one fold
             # (p ~ 400-800), and threaded OpenBLAS on shared cores is slower (measured on the
             # demo's 12 ridge CVs on 2 cores: 13.5 s with 2 threads, 7.5 s with 1).
             with threadpool_limits(1, user_api="blas"):
-                self.cv_ = ridge_cv_from_rows(
-                    X, y, periods, self.folds, self.lambdas, backend=window.backend, free=free
-                )
+                self.cv_ = ridge_cv_from_rows(X, y, periods, folds, lambdas, backend=window.backend, free=free)
         return self
 
     def info(self) -> dict[str, Any]:

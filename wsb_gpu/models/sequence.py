@@ -44,7 +44,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import numpy as np
 
@@ -56,7 +56,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from wsb_gpu.backend import Array, Frame
-    from wsb_gpu.config import SequenceParams
+    from wsb_gpu.signals.families import FeatureSet
 
 TORCH_INSTALL = "pip install torch (CPU) or the CUDA build from https://pytorch.org"
 _EMBEDDING = re.compile(r"e\d+")
@@ -69,6 +69,23 @@ _PREDICT_BATCH = 8192  # rows per forward pass when forecasting (no gradients ke
 # stock-days never holds its n x L x f copy. Measured (benchmarks/sequence.py, 40k rows):
 # per-batch building cost ~25 % of the epoch time.
 _PREBUILD_BYTES = 512 * 2**20
+
+
+class SequenceSettings(Protocol):
+    """The ``train.sequence`` values the sequence functions read: a :class:`SequenceModel`
+    (its hyperparameters), or anything else with these attributes."""
+
+    length: int
+    pca_components: int
+    hidden: int
+    filters: int
+    kernel: int
+    dense: int
+    epochs: int
+    patience: int
+    batch_size: int
+    learning_rate: float
+    seed: int
 
 
 def _torch() -> Any:
@@ -270,7 +287,7 @@ class SequenceInputs:
     keys: pd.DataFrame
 
 
-def prepare_inputs(window: Window, columns: Sequence[str], params: SequenceParams) -> SequenceInputs:
+def prepare_inputs(window: Window, columns: Sequence[str], params: SequenceSettings) -> SequenceInputs:
     """The window's rows as standardised sequence inputs: the embedding columns (``e\\d+``)
     projected on ``params.pca_components`` principal components of the training years' rows
     (the test year's rows never enter the fit), the other columns as they are; then every
@@ -340,7 +357,7 @@ def _networks() -> dict[str, type]:
     class LSTMNet(nn.Module):
         """LSTM(hidden) → Linear(1) on the last step; input ``(B, L, f)``."""
 
-        def __init__(self, n_inputs: int, length: int, p: SequenceParams) -> None:
+        def __init__(self, n_inputs: int, length: int, p: SequenceSettings) -> None:
             super().__init__()
             self.lstm = nn.LSTM(n_inputs, p.hidden, batch_first=True)
             self.out = nn.Linear(p.hidden, 1)
@@ -352,7 +369,7 @@ def _networks() -> dict[str, type]:
     class CNNNet(nn.Module):
         """Conv1d + ReLU → MaxPool1d(2) → flatten → Linear(dense) + ReLU → Linear(1)."""
 
-        def __init__(self, n_inputs: int, length: int, p: SequenceParams) -> None:
+        def __init__(self, n_inputs: int, length: int, p: SequenceSettings) -> None:
             super().__init__()
             self.conv = nn.Conv1d(n_inputs, p.filters, p.kernel)
             self.pool = nn.MaxPool1d(2)
@@ -367,7 +384,7 @@ def _networks() -> dict[str, type]:
     class CNNLSTMNet(nn.Module):
         """Conv1d + ReLU → LSTM(hidden) → Linear(1) on the last step."""
 
-        def __init__(self, n_inputs: int, length: int, p: SequenceParams) -> None:
+        def __init__(self, n_inputs: int, length: int, p: SequenceSettings) -> None:
             super().__init__()
             self.conv = nn.Conv1d(n_inputs, p.filters, p.kernel)
             self.lstm = nn.LSTM(p.filters, p.hidden, batch_first=True)
@@ -450,7 +467,7 @@ class _Batches:
 
 
 def train_network(
-    arch: str, inputs: SequenceInputs, params: SequenceParams, device: str
+    arch: str, inputs: SequenceInputs, params: SequenceSettings, device: str
 ) -> tuple[Any, dict[str, Any], _Batches]:
     """Fit one network on the fitting rows, early-stopped on the validation rows.
 
@@ -503,8 +520,12 @@ def train_network(
 
 
 class SequenceModel(Model):
-    """A network on each stock's last ``train.sequence.length`` rows (see the module
-    docstring); subclasses name the architecture.
+    """A network on each stock's last ``length`` rows (see the module docstring); subclasses
+    name the architecture.
+
+    The hyperparameters are the ``train.sequence`` settings under the same names, but
+    ``train.sequence.feature_set``, which is the run's choice of the set the sequence models
+    are fitted on (the model receives that set as ``feature_set``).
 
     Learned state: ``stocks_`` (sorted permnos of the window), ``keys_`` and ``yhat_`` (the
     sorted search keys of the test year's rows and their forecasts), ``inputs_`` (the input
@@ -513,12 +534,42 @@ class SequenceModel(Model):
     """
 
     arch: ClassVar[str]
+    sections = ("sequence",)
     predicts_by_key = True
+
+    def __init__(
+        self,
+        feature_set: FeatureSet | None = None,
+        *,
+        length: int,
+        pca_components: int,
+        hidden: int,
+        filters: int,
+        kernel: int,
+        dense: int,
+        epochs: int,
+        patience: int,
+        batch_size: int,
+        learning_rate: float,
+        seed: int,
+    ) -> None:
+        super().__init__(feature_set)
+        self.length = length
+        self.pca_components = pca_components
+        self.hidden = hidden
+        self.filters = filters
+        self.kernel = kernel
+        self.dense = dense
+        self.epochs = epochs
+        self.patience = patience
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.seed = seed
 
     def fit(self, window: Window) -> SequenceModel:
         t0 = time.perf_counter()
         self._start(window)
-        p = self.params.sequence
+        p = self
         missing = [c for c in self.columns_ if c not in window.feature_columns]
         if missing:
             msg = (
@@ -561,7 +612,7 @@ class SequenceModel(Model):
 
     def prepare(self, window: Window) -> SequenceInputs:
         """The window's standardised inputs for this model's columns (:func:`prepare_inputs`)."""
-        return prepare_inputs(window, self.columns(window), self.params.sequence)
+        return prepare_inputs(window, self.columns(window), self)
 
     def predict_frame(self, frame: Frame) -> np.ndarray:
         """The forecasts of a partition's rows, looked up by ``(permno, day)`` (float64,
@@ -594,9 +645,6 @@ class LSTMModel(SequenceModel):
 
     name = "lstm"
     arch = "lstm"
-    label = "LSTM (HAR + text sequences)"
-    short = "LSTM"
-    color = "#C44E52"
 
 
 class CNNModel(SequenceModel):
@@ -604,9 +652,6 @@ class CNNModel(SequenceModel):
 
     name = "cnn"
     arch = "cnn"
-    label = "CNN (HAR + text sequences)"
-    short = "CNN"
-    color = "#937860"
 
 
 class CNNLSTMModel(SequenceModel):
@@ -614,6 +659,3 @@ class CNNLSTMModel(SequenceModel):
 
     name = "cnn_lstm"
     arch = "cnn_lstm"
-    label = "CNN-LSTM (HAR + text sequences)"
-    short = "CNN-LSTM"
-    color = "#DA8BC3"

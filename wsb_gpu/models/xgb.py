@@ -13,12 +13,11 @@ with :func:`xgboost.train`. The device (``cuda``/``cpu``) comes from the backend
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from wsb_gpu.backend import Backend, matrix
-from wsb_gpu.config import XGBoostParams
 from wsb_gpu.errors import WsbError, missing_package
 from wsb_gpu.models.base import Model, Window
 
@@ -27,6 +26,7 @@ if TYPE_CHECKING:
     from distributed import Client
 
     from wsb_gpu.backend import Array
+    from wsb_gpu.signals.families import FeatureSet
 
 XGB_INSTALL = "pip install 'wsb_gpu[cpu]' (xgboost-cpu) or 'wsb_gpu[gpu]' (xgboost with CUDA)"
 
@@ -104,7 +104,7 @@ def fit_window(
     *,
     backend: Backend,
     client: Client | None = None,
-    params: XGBoostParams,
+    params: Mapping[str, Any],
     n_rows: int | None = None,
     rows: Callable[[Sequence[int], Sequence[str]], tuple[Any, Any]] | None = None,
 ) -> XGBFit:
@@ -119,7 +119,7 @@ def fit_window(
     train_years
         The window's training years in order; the last one is the validation year.
     params
-        The ``train.xgboost`` settings (``n_estimators``, ``early_stopping_rounds``,
+        The ``train.xgboost`` settings by name (``n_estimators``, ``early_stopping_rounds``,
         ``distributed_min_rows`` and the booster parameters of :func:`booster_params`).
     n_rows
         Training rows of the window, when the caller knows them: a window smaller than
@@ -133,15 +133,15 @@ def fit_window(
     xgb = _xgboost()
     years = list(train_years)
     fit_years, valid_years = (years[:-1], years[-1:]) if len(years) > 1 else (years, [])
-    bp = booster_params(backend, **params.to_dict())
-    rounds = int(params.n_estimators)
-    stop = int(params.early_stopping_rounds) if valid_years else None
+    bp = booster_params(backend, **params)
+    rounds = int(params["n_estimators"])
+    stop = int(params["early_stopping_rounds"]) if valid_years else None
     cols = list(features)
 
     fit_part = ddf[ddf["year"].isin(fit_years)]
     valid_part = ddf[ddf["year"].isin(valid_years)] if valid_years else None
 
-    min_rows = int(params.distributed_min_rows or 0)
+    min_rows = int(params["distributed_min_rows"] or 0)
     if _n_workers(client) > 1 and (n_rows is None or n_rows >= min_rows):
         # Data stay on the workers: xgboost.dask builds the quantile sketches where the
         # partitions live and trains with its collective (NCCL on GPUs).
@@ -192,12 +192,42 @@ def _collect(part: dd.DataFrame, cols: Sequence[str], target: str) -> tuple[Any,
 
 class XGBoostModel(Model):
     """Gradient-boosted trees on HAR + text, early-stopped on the window's last training year
-    (see the module docstring)."""
+    (see the module docstring).
+
+    The hyperparameters are the ``train.xgboost`` settings under the same names
+    (:func:`fit_window`, :func:`booster_params`); ``feature_set`` is the feature set (its
+    columns after the HAR terms).
+    """
 
     name = "xgboost"
-    label = "XGBoost (HAR + text)"
-    short = "XGBoost"
-    color = "#55A868"
+    sections = ("xgboost",)
+
+    def __init__(
+        self,
+        feature_set: FeatureSet | None = None,
+        *,
+        n_estimators: int,
+        max_depth: int,
+        learning_rate: float,
+        subsample: float,
+        colsample_bytree: float,
+        min_child_weight: float,
+        max_bin: int,
+        early_stopping_rounds: int,
+        distributed_min_rows: int,
+        seed: int,
+    ) -> None:
+        super().__init__(feature_set)
+        self.n_estimators = n_estimators
+        self.max_depth = max_depth
+        self.learning_rate = learning_rate
+        self.subsample = subsample
+        self.colsample_bytree = colsample_bytree
+        self.min_child_weight = min_child_weight
+        self.max_bin = max_bin
+        self.early_stopping_rounds = early_stopping_rounds
+        self.distributed_min_rows = distributed_min_rows
+        self.seed = seed
 
     def fit(self, window: Window) -> XGBoostModel:
         self._start(window)
@@ -209,7 +239,7 @@ class XGBoostModel(Model):
             window.train_years,
             backend=window.backend,
             client=window.client,
-            params=self.params.xgboost,
+            params={k: getattr(self, k) for k in self.hyperparameters()},
             n_rows=window.n_train,
             rows=window.year_rows,
         )

@@ -12,9 +12,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from wsb_gpu.models import MODELS, color
-from wsb_gpu.models import label as model_label
+from wsb_gpu.models import MODELS
 from wsb_gpu.report.load import SAMPLE_COLUMNS, WINDOWS, models_of
+from wsb_gpu.report.names import color, spike_short
+from wsb_gpu.report.names import label as model_label
 
 WINDOW_LABEL = {"vol_1": "1 day", "vol_5": "5 days (week)", "vol_22": "22 days (month)", "vol_63": "63 days (quarter)"}
 FIGURES = {
@@ -413,7 +414,7 @@ def plot_roc_pr(pred: Any, keys: list[str], path: Path) -> Path | None:
     y = pred["label"].to_numpy(bool)
     if y.all() or not y.any():
         return None
-    from wsb_gpu.models.classify import SPIKE_LABELS, _sorted_counts, average_precision, roc_auc
+    from wsb_gpu.models.classify import _sorted_counts, average_precision, roc_auc
 
     plt = _pyplot()
     fig, (ax_roc, ax_pr) = plt.subplots(1, 2, figsize=(10, 4.4))
@@ -427,7 +428,7 @@ def plot_roc_pr(pred: Any, keys: list[str], path: Path) -> Path | None:
         tpr, fpr = np.r_[0.0, tp / y.sum()], np.r_[0.0, fp / (~y).sum()]
         precision = tp / (tp + fp)
         model, _, fs = key.partition("__")
-        name = SPIKE_LABELS.get(model, (model, model))[1] + (f" · {fs}" if fs else "")
+        name = spike_short(model) + (f" · {fs}" if fs else "")
         kw = {"color": color(key), "lw": 1.4 if model == "har" else 1.1}
         ax_roc.plot(fpr, tpr, label=f"{name} (AUC {roc_auc(y, p):.3f})", **kw)
         ax_pr.plot(tpr[1:], precision, label=f"{name} (AP {average_precision(y, p):.3f})", **kw)

@@ -16,7 +16,7 @@ import pandas as pd
 import pyarrow.dataset as ds
 
 from wsb_gpu.errors import WsbError
-from wsb_gpu.models import MODELS, ordered, split_key
+from wsb_gpu.models import MODELS, model_class, ordered, split_key
 
 WINDOWS = ("vol_1", "vol_5", "vol_22", "vol_63")
 HAR_TERMS = WINDOWS
@@ -62,7 +62,7 @@ def _key(model: str, feature_set: str | None) -> str:
     """
     if feature_set is None or feature_set == "":
         return model
-    if model in MODELS and not MODELS[model].uses_feature_sets:
+    if model in MODELS and not model_class(model).uses_feature_sets:
         return model
     return f"{model}__{feature_set}"
 
@@ -104,7 +104,7 @@ def signal_table(metrics: pd.DataFrame) -> pd.DataFrame:
     vs = versus_har(metrics)
     # The models without feature sets (log-HAR) have no signal to tell apart: they are in the
     # pooled and losses tables.
-    no_sets = {m for m, cls in MODELS.items() if not cls.uses_feature_sets}
+    no_sets = {m for m in MODELS if not model_class(m).uses_feature_sets}
     pooled = metrics[(metrics["test_year"] == "all") & ~metrics["family"].isin(no_sets)]
     rows = []
     for _, r in pooled.iterrows():

@@ -11,9 +11,9 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from wsb_gpu.models import label as model_label
 from wsb_gpu.models import ordered
 from wsb_gpu.report.load import headline, mcs_of, models_of, pooled_rows, signal_table, versus_har
+from wsb_gpu.report.names import label as model_label
 from wsb_gpu.signals.families import FAMILIES
 
 

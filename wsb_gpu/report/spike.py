@@ -17,9 +17,9 @@ from typing import Any
 import pandas as pd
 
 from wsb_gpu.errors import WsbError
-from wsb_gpu.models.classify import SPIKE_LABELS
 from wsb_gpu.report.load import _parquet_batches, has_parquet
 from wsb_gpu.report.markdown import fixed, fmt, markdown_table, provenance_section, pvalue
+from wsb_gpu.report.names import spike_label, spike_short
 
 SPIKE_COLUMNS = ("model", "feature_set", "test_year", "n_test", "auc", "ap", "brier")
 
@@ -62,8 +62,7 @@ def name(key: str) -> str:
     ('Logistic HAR', 'XGBoost · vader')
     """
     model, _, fs = key.partition("__")
-    long, short = SPIKE_LABELS.get(model, (model, model))
-    return long if not fs else f"{short} · {fs}"
+    return spike_label(model) if not fs else f"{spike_short(model)} · {fs}"
 
 
 def signal_table(table: pd.DataFrame) -> str:
@@ -77,7 +76,7 @@ def signal_table(table: pd.DataFrame) -> str:
     models = [m for m in dict.fromkeys(pooled["model"]) if m != "har"]
     header = ["feature set"]
     for m in models:
-        short = SPIKE_LABELS.get(m, (m, m))[1]
+        short = spike_short(m)
         header += [f"{short}: AUC", f"{short}: ΔAUC", f"{short}: DeLong p", f"{short}: AP"]
     rows = []
     for fs in dict.fromkeys(pooled.loc[pooled["model"] != "har", "feature_set"]):
@@ -148,7 +147,7 @@ def verdict(table: pd.DataFrame) -> str:
         how = "significantly" if significant else ("but not significantly" if best["auc"] > har_auc else "")
         helped = rows[(rows["auc_pvalue"] < 0.05) & (rows["auc"] > har_auc)]["feature_set"].tolist()
         lines.append(
-            f"- **{SPIKE_LABELS.get(m, (m, m))[0]}**: best on **{best['feature_set']}**, which {word} the "
+            f"- **{spike_label(m)}**: best on **{best['feature_set']}**, which {word} the "
             f"logistic HAR {how} (AUC {best['auc']:.3f} vs {har_auc:.3f}, DeLong p {pvalue(p)}). "
             + (f"Sets ahead at p < 0.05: {', '.join(helped)}." if helped else "No set is ahead at p < 0.05.")
         )
