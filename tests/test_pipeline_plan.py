@@ -8,6 +8,7 @@ import json
 import os
 import threading
 import time
+import uuid
 
 import pandas as pd
 import pytest
@@ -15,7 +16,8 @@ import pytest
 from wsb_gpu import pipeline
 from wsb_gpu.config import load_settings
 from wsb_gpu.errors import WsbError
-from wsb_gpu.lake import atomic_dataset, read_manifest, write_manifest
+from wsb_gpu.lake import atomic_dataset
+from wsb_gpu.manifest import read_manifest, write_manifest
 
 
 @pytest.fixture
@@ -56,6 +58,9 @@ def fake(tmp_path, monkeypatch):
             return write_manifest(
                 tmp,
                 stage=name,
+                # What the runner records: the rerun key, and a digest of new data each time.
+                key=stage.rerun_key(inputs, params, backend.name),
+                digest=uuid.uuid4().hex,
                 inputs={},
                 params={},
                 rows_in=10,
@@ -95,7 +100,7 @@ def test_full_run_then_nothing_to_do(fake):
     lake = fake["lake"]
     for stage in pipeline.STAGES:
         assert read_manifest(lake / stage.output) is not None
-        assert (lake / stage.output / pipeline.PIPELINE_FILE).is_file()
+        assert read_manifest(lake / stage.output)["key"]
     assert res.report == lake / "report" / "report.md" and res.report.is_file()
     run = json.loads((lake / "run.json").read_text())
     assert run["status"] == "ok" and [s["stage"] for s in run["stages"]] == list(pipeline.STAGE_NAMES)
@@ -183,3 +188,13 @@ def test_plan_errors_and_missing_inputs(fake):
     settings = fake["settings"].replace(**{"inputs.crsp": ""})
     with pytest.raises(WsbError, match=r"needs the input file 'inputs.crsp'.*--crsp PATH"):
         pipeline.stage_inputs(settings, fake["lake"], pipeline.BY_NAME["volatility"])
+
+
+def test_a_speed_only_setting_reruns_nothing_an_output_setting_reruns_downstream(fake):
+    """One rerun key: the settings a stage declares output-neutral are not in it."""
+    s = fake["settings"]
+    assert pipeline.run_pipeline(s, progress=False).ran == list(pipeline.STAGE_NAMES)
+    for speed_only in ({"embed.token_budget": 999}, {"embed.local_files_only": True}, {"ingest.window": 3}):
+        assert pipeline.run_pipeline(s.replace(**speed_only), progress=False).ran == [], speed_only
+    res = pipeline.run_pipeline(s.replace(**{"embed.token_budget": 999, "embed.max_length": 33}), progress=False)
+    assert res.ran == ["embed", "features", "train", "report"]

@@ -30,7 +30,8 @@ import zstandard
 from wsb_gpu.cli import main
 from wsb_gpu.errors import WsbError
 from wsb_gpu.fingerprint import fingerprint
-from wsb_gpu.lake import check_target, lock_path, read_manifest
+from wsb_gpu.lake import check_target, lock_path
+from wsb_gpu.manifest import read_manifest
 from wsb_gpu.stages import run_stage
 
 T0 = 1_611_000_000

@@ -22,9 +22,11 @@ import threading
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 import xxhash
+
+from wsb_gpu.manifest import read_manifest
 
 CHUNK = 8 << 20
 _CACHE_LOCK = threading.Lock()
@@ -123,14 +125,20 @@ def folder_digest(folder: Path) -> str:
     return h.hexdigest()
 
 
-def fingerprint(path: str | Path) -> dict[str, Any]:
+class Fingerprint(TypedDict):
+    """An input's fingerprint: its resolved path, its content digest, and a file's size."""
+
+    path: str
+    digest: str
+    size: NotRequired[int]
+
+
+def fingerprint(path: str | Path) -> Fingerprint:
     """What an input's rerun decisions depend on: its resolved path and content digest.
 
     A dataset folder with a manifest gives the digest recorded there; any other folder or
     file is hashed (from the cache when unchanged).
     """
-    from wsb_gpu.lake import read_manifest  # the manifest module reads fingerprints too
-
     p = Path(path)
     resolved = str(p.resolve())
     if p.is_dir():

@@ -1,10 +1,11 @@
-"""Datasets in the run directory ("lake"): where a stage may write, atomic writes,
-manifests, and one writer at a time.
+"""Datasets in the run directory ("lake"): where a stage may write, atomic writes, and one
+writer at a time.
 
 Every stage writes into a hidden temporary folder next to its destination and renames it
 into place only when the data and ``_manifest.json`` are complete, so a crash never leaves
 a half-written dataset that looks complete. Parquet readers skip files whose names start
-with ``_`` or ``.``, so the manifest lives inside the dataset folder.
+with ``_`` or ``.``, so the manifest lives inside the dataset folder (the manifest itself
+and the lake's JSON files: :mod:`wsb_gpu.manifest`).
 
 Nothing the user owns is replaced: :func:`check_target` lets a stage write only to a new
 path, an empty folder or a dataset of its own. :func:`lock` keeps a second writer out of a
@@ -24,21 +25,15 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from wsb_gpu.errors import WsbError
-from wsb_gpu.fingerprint import fingerprint
+from wsb_gpu.manifest import read_manifest
 
-MANIFEST = "_manifest.json"
 TMP_MARK = ".tmp-"
 OLD_MARK = ".old-"
-
-
-def file_fingerprint(path: str | Path) -> dict[str, Any]:
-    """The content fingerprint of an input file or dataset folder (see :mod:`wsb_gpu.fingerprint`)."""
-    return fingerprint(path)
 
 
 # --- where a stage may write ---------------------------------------------------------------------
@@ -103,7 +98,7 @@ def remove_stale_temporaries(out: str | Path) -> list[Path]:
     ``.NAME.old-*`` folders. Only call it while holding ``out``'s lock (:func:`lock`),
     so that no other writer's temporary folder is taken for a leftover."""
     out = Path(out)
-    removed = []
+    removed: list[Path] = []
     if not out.parent.is_dir():
         return removed
     for p in out.parent.iterdir():
@@ -268,53 +263,6 @@ def lock(target: str | Path, what: str) -> Iterator[None]:
         os.close(fd)
 
 
-def write_json(path: str | Path, data: Any) -> str:
-    """Write ``data`` as JSON to ``path`` atomically (a hidden temporary file, then a rename).
-
-    Returns the text written. Paths, dates, tuples and NumPy scalars are converted.
-    """
-    path = Path(path)
-    text = json.dumps(data, indent=2, default=_json_default) + "\n"
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return text
-
-
-def read_json(path: str | Path) -> Any | None:
-    """The JSON in ``path``, or None when it is missing or not valid JSON."""
-    try:
-        return json.loads(Path(path).read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def write_manifest(folder: str | Path, **fields: Any) -> dict[str, Any]:
-    """Write ``_manifest.json`` into ``folder`` (atomically) and return what was written
-    (as it reads back: tuples are lists)."""
-    manifest = {
-        "written_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "host": socket.gethostname(),
-        **fields,
-    }
-    return json.loads(write_json(Path(folder) / MANIFEST, manifest))
-
-
-def read_manifest(folder: str | Path) -> dict[str, Any] | None:
-    """The manifest of a dataset folder, or None if it has none (incomplete or absent)."""
-    manifest = read_json(Path(folder) / MANIFEST)
-    return manifest if isinstance(manifest, dict) else None
-
-
-def is_complete(folder: str | Path) -> bool:
-    """True when the folder holds a readable manifest (written last, so the data is whole)."""
-    return read_manifest(folder) is not None
-
-
 class Timer:
     """Wall-clock timer used for manifests and summaries.
 
@@ -331,17 +279,3 @@ class Timer:
 
     def __exit__(self, *exc: object) -> None:
         self.seconds = time.perf_counter() - self._t0
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, (Path,)):
-        return str(obj)
-    if isinstance(obj, (dt.date, dt.datetime)):
-        return obj.isoformat()
-    if isinstance(obj, Mapping):
-        return dict(obj)
-    if isinstance(obj, tuple):
-        return list(obj)
-    if hasattr(obj, "item"):  # NumPy scalars
-        return obj.item()
-    return str(obj)

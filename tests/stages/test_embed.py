@@ -17,7 +17,7 @@ from fixtures.tiny_models import WORDS, build_tiny_bert  # noqa: E402
 from wsb_gpu.backend import Backend  # noqa: E402
 from wsb_gpu.encoder import Encoder, release_encoder  # noqa: E402
 from wsb_gpu.errors import WsbError  # noqa: E402
-from wsb_gpu.lake import is_complete  # noqa: E402
+from wsb_gpu.manifest import is_complete  # noqa: E402
 from wsb_gpu.stages import run_stage  # noqa: E402
 from wsb_gpu.text import clean_text  # noqa: E402
 
@@ -189,6 +189,35 @@ def test_resume_redoes_only_lost_shards(inputs, first_run, tmp_path, monkeypatch
     }
     assert not list(out.glob(".part-*"))  # the torn temp file is gone
     pd.testing.assert_frame_equal(read(out), df)
+
+
+def test_a_speed_only_setting_keeps_finished_shards_an_output_setting_starts_over(
+    inputs, first_run, tmp_path, monkeypatch
+):
+    """Embed's resume uses the runner's rerun key: token_budget (declared output-neutral)
+    neither discards an interrupted run's shards nor reruns a complete one; max_length does."""
+    _, _, df = first_run
+    out = tmp_path / "emb"
+    first = run(inputs, out)
+    shards = sorted(Path(out).glob("part-*.parquet"))
+    before = shard_mtimes(out)
+    shards[0].unlink()  # interrupted: one shard lost, no manifest yet
+    (out / "_manifest.json").unlink()
+    calls = []
+    real = Encoder.encode
+    monkeypatch.setattr(Encoder, "encode", lambda self, texts: calls.append(len(texts)) or real(self, texts))
+    resumed = run(inputs, out, token_budget=64)
+    assert len(calls) == 1 and resumed["shards_written"] == 1 and resumed["key"] == first["key"]
+    assert {k: v for k, v in shard_mtimes(out).items() if k != shards[0].name} == {
+        k: v for k, v in before.items() if k != shards[0].name
+    }
+    # (another batching pads differently: the same vectors up to float32 rounding)
+    pd.testing.assert_frame_equal(read(out), df, check_exact=False, rtol=0, atol=1e-5)
+    assert run(inputs, out, token_budget=256) == resumed and len(calls) == 1  # complete: nothing to do
+
+    calls.clear()
+    other = run(inputs, out, max_length=MAX_LENGTH - 4)
+    assert other["key"] != first["key"] and other["shards_written"] == other["n_shards"] == len(calls) == len(shards)
 
 
 def test_other_settings_start_over_and_foreign_folder_refused(inputs, first_run, tmp_path):

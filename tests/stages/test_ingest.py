@@ -18,7 +18,7 @@ import pytest
 import zstandard
 
 from wsb_gpu.errors import WsbError
-from wsb_gpu.lake import read_manifest
+from wsb_gpu.manifest import read_manifest
 from wsb_gpu.stages import format_summary, run_stage
 from wsb_gpu.stages.ingest import BoundedRunner
 

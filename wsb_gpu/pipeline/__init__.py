@@ -11,10 +11,11 @@ of the settings. Each stage writes one dataset of the run directory (the "lake")
 inputs, up to two at a time on the driver (each submits its work to the shared client), so
 the volatility panel, which needs no text, is built while ingest, mentions and embed run.
 
-**Reruns** (:mod:`~wsb_gpu.pipeline.rerun`): a stage whose output is complete and whose
-key is unchanged is skipped. ``force`` reruns everything selected, ``from_stage`` reruns one
-stage and everything downstream of it, ``until_stage`` stops after a stage (running only
-what it needs).
+**Reruns**: a stage whose output is complete and whose manifest carries the rerun key the
+stage would write now (:meth:`~wsb_gpu.stages.base.Stage.current_manifest`: its settings
+that change the output, the backend and the content of its inputs) is skipped. ``force``
+reruns everything selected, ``from_stage`` reruns one stage and everything downstream of
+it, ``until_stage`` stops after a stage (running only what it needs).
 
 **Failure.** Stages write atomically, so a stage that fails leaves nothing half-written and
 every earlier dataset intact; the run raises a :class:`~wsb_gpu.errors.WsbError` that names
@@ -40,20 +41,17 @@ from wsb_gpu.cluster import dashboard_link, session
 from wsb_gpu.config import Settings
 from wsb_gpu.errors import WsbError, os_error_line
 from wsb_gpu.interrupt import Interrupted
-from wsb_gpu.lake import MANIFEST, check_target, lock, read_manifest, remove_stale_temporaries
-from wsb_gpu.pipeline import rerun
+from wsb_gpu.lake import check_target, lock, remove_stale_temporaries
+from wsb_gpu.manifest import MANIFEST, read_manifest
 from wsb_gpu.pipeline.provenance import RUN_FILE, Provenance
-from wsb_gpu.pipeline.rerun import PIPELINE_FILE
 from wsb_gpu.pipeline.summary import StageRecord, summary_table
-from wsb_gpu.stages import BY_NAME, STAGE_NAMES, STAGES, Stage, run_stage, upstream
-from wsb_gpu.stages.base import interrupted_message
+from wsb_gpu.stages import BY_NAME, STAGE_NAMES, STAGES, Stage, interrupted_message, run_stage, upstream
 
 if TYPE_CHECKING:
     from distributed import Client
 
 __all__ = [
     "BY_NAME",
-    "PIPELINE_FILE",
     "RUN_FILE",
     "STAGES",
     "STAGE_NAMES",
@@ -177,10 +175,6 @@ def stage_inputs(settings: Settings, lake: Path, stage: Stage) -> dict[str, Path
     return out
 
 
-def _raw_inputs(settings: Settings, stage: Stage) -> dict[str, str | None]:
-    return {i.name: settings.inputs.get(i.name) for i in stage.inputs if i.kind == "file"}
-
-
 # --- the run ----------------------------------------------------------------------------------
 
 
@@ -222,17 +216,14 @@ class _Run:
         record = self.records[name]
         folder = self.lake / stage.output
         params = self.settings.params(stage.section or stage.name)
-        material = rerun.key_material(
-            name,
-            params.to_dict(),
-            self.backend.name,
-            _raw_inputs(self.settings, stage),
-            {up: self.lake / BY_NAME[up].output for up in upstream(stage)},
+        current = (
+            None
+            if name in self.forced
+            else stage.current_manifest(folder, self.inputs[name], params, self.backend.name)
         )
-        key = rerun.digest(material)
-        if name not in self.forced and rerun.is_up_to_date(folder, key):
+        if current is not None:
             record.status = "skipped"
-            record.fill(read_manifest(folder))
+            record.fill(current)
             self.console.print(f"  [dim]↷ {name}: up to date, skipped[/]")
             return
         self.console.print(f"  [bold cyan]▶ {name}[/] → {folder}")
@@ -263,7 +254,6 @@ class _Run:
             )
             raise WsbError(msg)
         record.fill(read_manifest(folder) or manifest)
-        rerun.write_record(folder, key, material)
         rows = f", {record.rows_out:,.0f} rows" if isinstance(record.rows_out, int | float) else ""
         self.console.print(f"  [green]✓ {name}[/] {record.seconds:.1f} s{rows}")
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from wsb_gpu.backend import Backend
 from wsb_gpu.config import Settings
-from wsb_gpu.lake import write_json
+from wsb_gpu.manifest import write_json
 from wsb_gpu.pipeline.summary import StageRecord
 from wsb_gpu.sysinfo import machine, versions
 

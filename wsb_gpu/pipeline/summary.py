@@ -6,8 +6,10 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from rich.console import JustifyMethod
 from rich.table import Table
 
+from wsb_gpu.manifest import Manifest
 from wsb_gpu.stages import get_stage
 
 
@@ -28,7 +30,7 @@ class StageRecord:
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    def fill(self, manifest: Mapping[str, Any] | None) -> None:
+    def fill(self, manifest: Manifest | None) -> None:
         """Rows and throughput from the stage's manifest, in the unit its declaration names
         (``MB/s`` of decompressed JSON for ingest, posts embedded for embed, rows in else)."""
         if not manifest:
@@ -70,8 +72,8 @@ def _bytes_in(manifest: Mapping[str, Any]) -> float | None:
         n = _count(manifest.get(key))
         if n:
             return float(n)
-    sizes = [v.get("size") for v in (manifest.get("inputs") or {}).values() if isinstance(v, Mapping)]
-    sizes = [s for s in sizes if isinstance(s, int | float)]
+    found = [v.get("size") for v in (manifest.get("inputs") or {}).values() if isinstance(v, Mapping)]
+    sizes = [s for s in found if isinstance(s, int | float)]
     return float(sum(sizes)) if sizes else None
 
 
@@ -82,14 +84,15 @@ def _fmt_rows(v: Any) -> str:
 def summary_table(records: list[StageRecord], total_seconds: float) -> Table:
     """A rich table: stage, status, rows in/out, throughput, seconds."""
     table = Table(title=f"wsb-gpu run: {total_seconds:.1f} s", title_justify="left")
-    for name, justify in (
+    columns: tuple[tuple[str, JustifyMethod], ...] = (
         ("stage", "left"),
         ("status", "left"),
         ("rows in", "right"),
         ("rows out", "right"),
         ("throughput", "right"),
         ("seconds", "right"),
-    ):
+    )
+    for name, justify in columns:
         table.add_column(name, justify=justify)
     style = {"ran": "green", "skipped": "dim", "failed": "bold red", "interrupted": "bold yellow", "pending": "yellow"}
     for r in records:

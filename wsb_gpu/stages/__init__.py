@@ -10,32 +10,56 @@ imports no stage module (``wsb-gpu --help`` and ``info`` stay quick); the stage 
 (``wsb_gpu.stages.ingest`` …) hold the work.
 
 Adding a stage: write its module with a ``run(inputs, out, *, backend, client, params,
-progress) -> StageResult`` function, add its dataset's contract to
-:data:`wsb_gpu.datasets.DATASETS` and its settings section to :mod:`wsb_gpu.config` (and
-``defaults.yaml``), and add its entry here. See docs/architecture.md.
+progress) -> StageResult`` function (a :class:`~wsb_gpu.stages.base.StageEntry`: its
+inputs a ``TypedDict``), add its dataset's contract to :data:`wsb_gpu.datasets.DATASETS`
+and its settings section to :mod:`wsb_gpu.config` (and ``defaults.yaml``), and add its
+entry here, with the settings that do not change its output in ``output_neutral``. See
+docs/architecture.md.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from wsb_gpu.config import (
     EmbedParams,
     EmptyParams,
     IngestParams,
     MentionsParams,
+    Section,
     TrainParams,
     VolatilityParams,
 )
 from wsb_gpu.errors import WsbError
-from wsb_gpu.stages.base import Input, Stage, StageResult, preflight, resolve_inputs, run_stage
+from wsb_gpu.manifest import Manifest
+from wsb_gpu.stages import base
+from wsb_gpu.stages.base import (
+    Input,
+    ResumableStageEntry,
+    Stage,
+    StageEntry,
+    StageResult,
+    interrupted_message,
+    preflight,
+    resolve_inputs,
+)
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+    from wsb_gpu.backend import Backend
+    from wsb_gpu.stages.embed import EmbedManifest
+    from wsb_gpu.stages.ingest import IngestManifest
+    from wsb_gpu.stages.mentions import MentionsManifest
+    from wsb_gpu.stages.report import ReportManifest
+    from wsb_gpu.stages.volatility import VolatilityManifest
 
 # --- the one-line summaries the commands print ---------------------------------------------
 
 
-def format_summary(manifest: Mapping[str, Any]) -> str:
+def format_summary(manifest: IngestManifest) -> str:
     """The human summary the ``ingest`` command prints.
 
     >>> m = {"files": {"c.zst": {"lines": 3, "valid": 2, "surrogates_replaced": 0,
@@ -63,7 +87,7 @@ def format_summary(manifest: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _mentions_summary(m: Mapping[str, Any]) -> str:
+def _mentions_summary(m: MentionsManifest) -> str:
     rate = m["rows_in"] / m["seconds"] if m["seconds"] else 0.0
     return (
         f"mentions: {m['rows_out']:,} (post, ticker, permno) rows, {m['mentions']:,} occurrences "
@@ -71,7 +95,7 @@ def _mentions_summary(m: Mapping[str, Any]) -> str:
     )
 
 
-def _embed_summary(m: Mapping[str, Any]) -> str:
+def _embed_summary(m: EmbedManifest) -> str:
     rate = (
         f", {m['posts_per_s']:,.0f} posts/s, {m['tokens_per_s']:,.0f} tokens/s on {m['device']} ({m['precision']})"
         if m.get("posts_per_s")
@@ -84,7 +108,7 @@ def _embed_summary(m: Mapping[str, Any]) -> str:
     )
 
 
-def _volatility_summary(m: Mapping[str, Any]) -> str:
+def _volatility_summary(m: VolatilityManifest) -> str:
     dups = f", {m['duplicates_dropped']:,} identical duplicate rows dropped" if m["duplicates_dropped"] else ""
     return (
         f"volatility: {m['rows_out']:,} stock-days of {m['permnos']:,} stocks "
@@ -101,6 +125,31 @@ def _train_summary(m: Mapping[str, Any]) -> str:
         f"train: {len(m['test_years'])} test years x {len(m['models'])} models "
         f"({', '.join(m['models'])}){on}, {m['rows_in']:,} rows ({m['seconds']:.1f} s, {m['backend']})"
     )
+
+
+def _signals_summary(m: Manifest) -> str:
+    return (
+        f"signals: {m['rows_out']:,} posts scored (VADER + words) of {m['rows_in']:,} "
+        f"({m['seconds']:.1f} s, {m['rows_out'] / max(m['seconds'], 1e-9):,.0f} posts/s)"
+    )
+
+
+def _links_summary(m: Manifest) -> str:
+    return (
+        f"links: {m['rows_out']:,} (stock, post) pairs on trading days from {m['rows_in']:,} mentions "
+        f"({m['seconds']:.1f} s, {m['backend']})"
+    )
+
+
+def _features_summary(m: Manifest) -> str:
+    return (
+        f"features: {m['rows_out']:,} stock-days with posts from {m['rows_in']:,} links "
+        f"({m['seconds']:.1f} s, {m['backend']})"
+    )
+
+
+def _report_summary(m: ReportManifest) -> str:
+    return f"report: {len(m['figures'])} figures, report.md ({m['seconds']:.1f} s)"
 
 
 # --- the table ---------------------------------------------------------------------------------
@@ -131,6 +180,7 @@ STAGES: tuple[Stage, ...] = (
         """,
         summary=format_summary,
         unit="MB/s",
+        output_neutral=("window",),
     ),
     Stage(
         name="mentions",
@@ -177,6 +227,8 @@ STAGES: tuple[Stage, ...] = (
         unit="posts/s",
         resumable=True,
         claims=("_embed_state.json",),
+        # Batch size and where the weights may come from change the speed, not the vectors.
+        output_neutral=("token_budget", "allow_pickle", "local_files_only"),
     ),
     Stage(
         name="signals",
@@ -191,10 +243,7 @@ STAGES: tuple[Stage, ...] = (
         Example:
           wsb-gpu signals --posts run/posts --mentions run/mentions --out run/signals
         """,
-        summary=lambda m: (
-            f"signals: {m['rows_out']:,} posts scored (VADER + words) of {m['rows_in']:,} "
-            f"({m['seconds']:.1f} s, {m['rows_out'] / max(m['seconds'], 1e-9):,.0f} posts/s)"
-        ),
+        summary=_signals_summary,
         unit="posts/s",
         holds_gil=True,
     ),
@@ -240,10 +289,7 @@ STAGES: tuple[Stage, ...] = (
         Example:
           wsb-gpu links --mentions run/mentions --volatility run/volatility --out run/links
         """,
-        summary=lambda m: (
-            f"links: {m['rows_out']:,} (stock, post) pairs on trading days from {m['rows_in']:,} mentions "
-            f"({m['seconds']:.1f} s, {m['backend']})"
-        ),
+        summary=_links_summary,
     ),
     Stage(
         name="features",
@@ -264,10 +310,7 @@ STAGES: tuple[Stage, ...] = (
           wsb-gpu features --links run/links --embeddings run/embeddings --signals run/signals \\
             --volatility run/volatility --out run/features
         """,
-        summary=lambda m: (
-            f"features: {m['rows_out']:,} stock-days with posts from {m['rows_in']:,} links "
-            f"({m['seconds']:.1f} s, {m['backend']})"
-        ),
+        summary=_features_summary,
     ),
     Stage(
         name="train",
@@ -334,11 +377,24 @@ STAGES: tuple[Stage, ...] = (
           wsb-gpu report --results wsb-run/results --out wsb-run/report
           wsb-gpu report --results wsb-run/results --out /tmp/report --lake wsb-run
         """,
-        summary=lambda m: f"report: {len(m['figures'])} figures, report.md ({m['seconds']:.1f} s)",
+        summary=_report_summary,
         lake_reads=("volatility", "mentions"),
         default_out=lambda inputs: Path(inputs["results"]).resolve().parent / "report",
     ),
 )
+if TYPE_CHECKING:  # each entry point against the protocol, as mypy checks it (nothing runs here)
+    from wsb_gpu.stages import embed, features, ingest, links, mentions, report, signals, train, volatility
+
+    _ingest: StageEntry[ingest.IngestInputs, IngestParams] = ingest.run
+    _mentions: StageEntry[mentions.MentionsInputs, MentionsParams] = mentions.run
+    _embed: ResumableStageEntry[embed.EmbedInputs, EmbedParams] = embed.run
+    _signals: StageEntry[signals.SignalsInputs, EmptyParams] = signals.run
+    _volatility: StageEntry[volatility.VolatilityInputs, VolatilityParams] = volatility.run
+    _links: StageEntry[links.LinksInputs, EmptyParams] = links.run
+    _features: StageEntry[features.FeaturesInputs, EmptyParams] = features.run
+    _train: StageEntry[Mapping[str, Path | None], TrainParams] = train.run
+    _report: StageEntry[report.ReportInputs, EmptyParams] = report.run
+
 STAGE_NAMES: tuple[str, ...] = tuple(s.name for s in STAGES)
 BY_NAME: dict[str, Stage] = {s.name: s for s in STAGES}
 PRODUCER: dict[str, str] = {s.output: s.name for s in STAGES}
@@ -368,14 +424,46 @@ def upstream(stage: Stage) -> tuple[str, ...]:
     return tuple(dict.fromkeys(PRODUCER[d] for d in datasets))
 
 
+def run_stage(
+    stage: Stage | str,
+    out: str | Path,
+    *,
+    inputs: Mapping[str, str | Path | None] | None = None,
+    params: Section | Mapping[str, Any] | None = None,
+    backend: Backend | None = None,
+    client: Client | None = None,
+    progress: bool = False,
+    **kwargs: Any,
+) -> Manifest:
+    """Run one stage, given by its declaration or its name, into ``out``; return its manifest.
+
+    The runner itself is :func:`wsb_gpu.stages.base.run_stage` (see its parameters); this is
+    the same call with the name looked up in the table:
+    ``run_stage("features", out, links=…, embeddings=…, signals=…, volatility=…)``.
+    """
+    return base.run_stage(
+        get_stage(stage) if isinstance(stage, str) else stage,
+        out,
+        inputs=inputs,
+        params=params,
+        backend=backend,
+        client=client,
+        progress=progress,
+        **kwargs,
+    )
+
+
 __all__ = [
     "BY_NAME",
     "STAGES",
     "STAGE_NAMES",
     "Input",
+    "ResumableStageEntry",
     "Stage",
+    "StageEntry",
     "StageResult",
     "get_stage",
+    "interrupted_message",
     "preflight",
     "resolve_inputs",
     "run_stage",

@@ -1,46 +1,53 @@
 """The shape every stage shares: a declared :class:`Stage` and the one runner that calls it.
 
-A stage is declared once, in its own module, as a :class:`Stage`: its name, its inputs
-(datasets of the lake and raw files), the dataset it writes (a contract of
-:mod:`wsb_gpu.datasets`), its section of the settings as a typed model, a one-line summary
-and its entry point, a function with one signature::
+A stage is declared once, in the stage table (:mod:`wsb_gpu.stages`), as a :class:`Stage`:
+its name, its inputs (datasets of the lake and raw files), the dataset it writes (a contract
+of :mod:`wsb_gpu.datasets`), its section of the settings as a typed model, which of those
+settings do not change its output, a one-line summary and its entry point, a function of
+one signature (:class:`StageEntry`)::
 
-    run(inputs: Mapping[str, Path | None], out: Path, *, backend: Backend, client: Client | None,
-        params: <the stage's Section>, progress: bool) -> StageResult
+    run(inputs: <the stage's TypedDict of inputs>, out: Path, *, backend: Backend,
+        client: Client | None, params: <the stage's Section>, progress: bool) -> StageResult
+
+where a required input is a ``Path`` and only an optional one ``Path | None`` (the runner
+has checked them), so that mypy checks how a stage uses its inputs. A resumable stage also
+takes ``key``, the rerun key (:class:`ResumableStageEntry`).
 
 :func:`run_stage` is the only caller of these entry points (the CLI, ``wsb-gpu run``, the
 benchmarks and the tests all go through it). It validates the parameters, checks every input
-against its contract before the stage starts, lets the stage write into a temporary folder
-(or, for a resumable stage, into its output folder), checks the output against its contract,
-writes the manifest and renames the folder into place. So a stage only does its work: no
-stage checks columns, fingerprints inputs or writes a manifest itself.
+against its contract before the stage starts, computes the stage's rerun key
+(:meth:`Stage.rerun_key`), lets the stage write into a temporary folder (or, for a resumable
+stage, into its output folder), checks the output against its contract, writes the manifest
+(with the key) and renames the folder into place. So a stage only does its work: no stage
+checks columns, fingerprints inputs or writes a manifest itself.
+
+**Is an output current?** One rule, in one place: the rerun key, a hash of the stage's
+name and :attr:`Stage.version`, the backend, its settings less the ones it declares
+:attr:`Stage.output_neutral`, and the content identities of its inputs. The manifest
+records it; ``wsb-gpu run`` skips a stage whose manifest has the key it would write now
+(:meth:`Stage.current_manifest`), and the resumable ``embed`` keeps finished shards only
+under the same key.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import json
 import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, cast
 
 from wsb_gpu.backend import Backend
 from wsb_gpu.config import Section, validate_params
 from wsb_gpu.datasets import DATASETS, Dataset, check, count_rows
 from wsb_gpu.errors import WsbError
-from wsb_gpu.fingerprint import folder_digest
-from wsb_gpu.lake import (
-    MANIFEST,
-    atomic_dataset,
-    check_target,
-    file_fingerprint,
-    lock,
-    read_manifest,
-    remove_stale_temporaries,
-    write_manifest,
-)
+from wsb_gpu.fingerprint import fingerprint, folder_digest
+from wsb_gpu.lake import atomic_dataset, check_target, lock, remove_stale_temporaries
+from wsb_gpu.manifest import MANIFEST, Manifest, read_manifest, write_manifest
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -94,14 +101,67 @@ class StageResult:
     """What a stage's entry point returns: its own counts for the manifest.
 
     ``rows_out`` defaults to the rows of the output dataset (counted by the runner).
-    ``unchanged`` says that a resumable stage found its output complete and did nothing:
+    ``fields`` are the stage's own manifest fields, typed by the stage (a ``TypedDict`` of
+    its module, such as :class:`wsb_gpu.stages.ingest.IngestFields`). ``unchanged`` says that
+    a resumable stage found its output complete under the same rerun key and did nothing:
     its manifest stays as it is.
     """
 
     rows_in: int
     rows_out: int | None = None
-    fields: dict[str, Any] = field(default_factory=dict)
+    fields: Mapping[str, object] = field(default_factory=dict)
     unchanged: bool = False
+
+
+I_contra = TypeVar("I_contra", contravariant=True)
+P_contra = TypeVar("P_contra", bound=Section, contravariant=True)
+
+
+class StageEntry(Protocol[I_contra, P_contra]):
+    """The entry point of a stage, as :func:`run_stage` calls it.
+
+    ``I_contra`` is the stage's inputs: a ``TypedDict`` with one key per declared input,
+    ``Path`` for a required input and ``Path | None`` for an optional one (the runner passes
+    every input, checked, and None for an optional one not given). ``P_contra`` is its
+    settings section. For example the embed stage is a
+    ``StageEntry[EmbedInputs, EmbedParams]``::
+
+        class EmbedInputs(TypedDict):
+            posts: Path
+            mentions: Path
+
+        def run(inputs: EmbedInputs, out: Path, *, backend: Backend, client: Client | None = None,
+                params: EmbedParams, progress: bool = False) -> StageResult: ...
+    """
+
+    def __call__(
+        self,
+        inputs: I_contra,
+        out: Path,
+        *,
+        backend: Backend,
+        client: Client | None,
+        params: P_contra,
+        progress: bool,
+    ) -> StageResult: ...
+
+
+class ResumableStageEntry(Protocol[I_contra, P_contra]):
+    """The entry point of a resumable stage (:attr:`Stage.resumable`): a :class:`StageEntry`
+    that also takes ``key``, the rerun key of this run (:meth:`Stage.rerun_key`), with which
+    it decides whether the pieces an earlier run left in ``out`` are still valid."""
+
+    def __call__(
+        self,
+        inputs: I_contra,
+        out: Path,
+        *,
+        backend: Backend,
+        client: Client | None,
+        params: P_contra,
+        progress: bool,
+        key: str,
+    ) -> StageResult: ...
 
 
 @dataclass(frozen=True)
@@ -124,7 +184,8 @@ class Stage:
     doc
         Help text of the command: what it does, then an ``Example:`` block.
     summary
-        The line the command prints from the manifest.
+        The line the command prints from the manifest (a function of the stage's manifest
+        type: :class:`~wsb_gpu.manifest.Manifest` and the stage's own fields).
     unit
         Throughput unit of the run's summary table: ``MB/s``, ``posts/s`` or ``rows/s``.
     resumable
@@ -145,6 +206,15 @@ class Stage:
     holds_gil
         Its kernel runs in Python (VADER), so threads in one process do not use the cores: the
         command always starts its cluster, whatever ``cluster.in_process_below`` says.
+    output_neutral
+        Settings of its section that do not change what it writes, only how fast or from
+        where (embed's ``token_budget``, ingest's ``window``): left out of the rerun key, so
+        changing one neither reruns the stage nor discards an interrupted run's finished
+        pieces. Every other setting is in the key: a new setting reruns the stage until it
+        is declared here.
+    version
+        Part of the rerun key: raise it when a change of the stage's code changes its
+        output, so that outputs written before rerun.
     """
 
     name: str
@@ -153,7 +223,7 @@ class Stage:
     params: type[Section]
     entry: str
     doc: str
-    summary: Callable[[Mapping[str, Any]], str]
+    summary: Callable[[Any], str]
     unit: str = "rows/s"
     resumable: bool = False
     lake_reads: tuple[str, ...] = ()
@@ -161,6 +231,17 @@ class Stage:
     claims: tuple[str, ...] = ()
     check: str | None = None
     holds_gil: bool = False
+    output_neutral: tuple[str, ...] = ()
+    version: int = 1
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.output_neutral) - set(self.params.model_fields))
+        if unknown:
+            msg = (
+                f"stage '{self.name}' declares output_neutral {', '.join(unknown)}, which "
+                f"{'is not a setting' if len(unknown) == 1 else 'are not settings'} of {self.params.__name__}"
+            )
+            raise ValueError(msg)
 
     @property
     def contract(self) -> Dataset:
@@ -176,8 +257,8 @@ class Stage:
     def input(self, name: str) -> Input:
         return next(i for i in self.inputs if i.name == name)
 
-    def entry_point(self) -> Callable[..., StageResult]:
-        return _resolve(self.entry)
+    def entry_point(self) -> StageEntry[Any, Any]:
+        return cast("StageEntry[Any, Any]", _resolve(self.entry))
 
     def check_inputs(self, inputs: Mapping[str, Path | None], params: Section) -> None:
         """Run the stage's door check (if it has one) on the raw inputs given."""
@@ -193,6 +274,50 @@ class Stage:
             msg = f"stage '{self.name}' takes {self.params.__name__}, got {type(values).__name__}"
             raise TypeError(msg)
         return validate_params(self.params, dict(values or {}), self.section or self.name)
+
+    def rerun_key(self, inputs: Mapping[str, Path | None], params: Section, backend: str) -> str:
+        """The key of what this stage's output depends on: the one record of "is it current".
+
+        A SHA-256 of the stage's name and :attr:`version`, the backend, its settings less
+        the :attr:`output_neutral` ones, and the identity of each input: the content digest
+        of a dataset or folder (so a lake copied elsewhere stays current, and a stage that
+        reran but wrote the same data leaves what reads it current), the fingerprint of a
+        raw file (path, size, digest), the digests of the datasets a ``lake`` input is read
+        for (:attr:`lake_reads`); None for an optional input not given.
+        """
+        settings = {k: v for k, v in params.to_dict().items() if k not in self.output_neutral}
+        material = {
+            "stage": self.name,
+            "version": self.version,
+            "backend": backend,
+            "params": settings,
+            "inputs": {i.name: self._identity(i, inputs.get(i.name)) for i in self.inputs},
+        }
+        return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()
+
+    def _identity(self, spec: Input, path: Path | None) -> object:
+        if path is None:
+            return None
+        if spec.kind == "lake":
+            return {name: _digest(Path(path) / name) for name in self.lake_reads}
+        if spec.kind == "file":
+            return fingerprint(path) if Path(path).exists() else None
+        return _digest(Path(path))
+
+    def current_manifest(
+        self, out: str | Path, inputs: Mapping[str, Path | None], params: Section, backend: str
+    ) -> Manifest | None:
+        """The manifest of ``out`` when it holds a complete dataset written under the key
+        that these inputs, settings and backend give now; None when the stage must run."""
+        manifest = read_manifest(out)
+        if manifest is None or manifest.get("key") != self.rerun_key(inputs, params, backend):
+            return None
+        return manifest
+
+
+def _digest(folder: Path) -> str | None:
+    """A dataset's identity: its content digest (None when it is not there)."""
+    return fingerprint(folder)["digest"] if folder.exists() else None
 
 
 # --- the runner ---------------------------------------------------------------------------------
@@ -266,13 +391,13 @@ def preflight(
     (:func:`~wsb_gpu.lake.check_target`). Returns the inputs."""
     paths = resolve_inputs(stage, inputs)
     stage.check_inputs(paths, params)
-    sources = [paths[i.name] for i in stage.inputs if paths[i.name] is not None and i.kind != "lake"]
+    sources = [p for i in stage.inputs if (p := paths[i.name]) is not None and i.kind != "lake"]
     check_target(out, stage.name, dataset=stage.output, inputs=sources, claims=stage.claims)
     return paths
 
 
 def run_stage(
-    stage: Stage | str,
+    stage: Stage,
     out: str | Path,
     *,
     inputs: Mapping[str, str | Path | None] | None = None,
@@ -281,13 +406,15 @@ def run_stage(
     client: Client | None = None,
     progress: bool = False,
     **kwargs: Any,
-) -> dict[str, Any]:
+) -> Manifest:
     """Run one stage into ``out`` and return its manifest (also in ``out/_manifest.json``).
+
+    :func:`wsb_gpu.stages.run_stage` is the same with the stage given by its name too.
 
     Parameters
     ----------
     stage
-        A :class:`Stage` or its name.
+        A :class:`Stage`.
     out
         The output folder.
     inputs
@@ -310,9 +437,6 @@ def run_stage(
     WsbError
         Bad parameters or inputs (before any work), or the stage's own failures.
     """
-    from wsb_gpu.stages import get_stage
-
-    stage = get_stage(stage) if isinstance(stage, str) else stage
     names = {i.name for i in stage.inputs}
     given = dict(inputs or {})
     given.update({k: v for k, v in kwargs.items() if k in names})
@@ -332,7 +456,7 @@ def run_stage(
 
 def _run_locked(
     stage: Stage,
-    entry: Callable[..., StageResult],
+    entry: StageEntry[Any, Any],
     out: Path,
     paths: Mapping[str, Path | None],
     typed: Section,
@@ -340,19 +464,24 @@ def _run_locked(
     backend: Backend,
     client: Client | None,
     progress: bool,
-) -> dict[str, Any]:
+) -> Manifest:
     """The stage itself, once its target is checked and locked (see :func:`run_stage`)."""
     t0 = time.perf_counter()
+    key = stage.rerun_key(paths, typed, backend.name)
     # The lake as a whole is not fingerprinted: its datasets carry their own manifests.
     fingerprints = {
-        i.name: file_fingerprint(paths[i.name]) for i in stage.inputs if paths[i.name] is not None and i.kind != "lake"
+        i.name: fingerprint(p) for i in stage.inputs if (p := paths[i.name]) is not None and i.kind != "lake"
     }
     writer = _resumable(out) if stage.resumable else atomic_dataset(out)
     with writer as folder:
-        result = entry(paths, folder, backend=backend, client=client, params=typed, progress=progress)
+        if stage.resumable:
+            resumable = cast("ResumableStageEntry[Any, Any]", entry)
+            result = resumable(paths, folder, backend=backend, client=client, params=typed, progress=progress, key=key)
+        else:
+            result = entry(paths, folder, backend=backend, client=client, params=typed, progress=progress)
         if result.unchanged:
             manifest = read_manifest(folder)
-            if manifest is not None:
+            if manifest is not None and manifest.get("key") == key:
                 return manifest
         schema = check(stage.contract, folder, role="output")
         rows_out = result.rows_out
@@ -362,6 +491,7 @@ def _run_locked(
         return write_manifest(
             folder,
             stage=stage.name,
+            key=key,
             inputs=fingerprints,
             params=typed.to_dict(),
             rows_in=int(result.rows_in),

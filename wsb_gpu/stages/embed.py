@@ -17,8 +17,11 @@ How the work is cut, and why:
 * **One shard file per partition, written atomically** (a hidden temporary name, then
   ``os.replace``) straight into ``out/``. A partition whose shard already exists returns
   at once, so a rerun (or Dask's retry after a worker died) only redoes unfinished shards;
-  a worker killed mid-shard loses only that shard. ``_embed_state.json`` records the
-  parameters and inputs the shards belong to: a rerun with other ones starts over.
+  a worker killed mid-shard loses only that shard. ``_embed_state.json`` records the shard
+  count and the rerun key the shards belong to (the runner's,
+  :meth:`~wsb_gpu.stages.base.Stage.rerun_key`: the inputs and the settings that change the
+  vectors): a rerun under another key starts over, while a change of a setting declared
+  output-neutral (``token_budget`` …) keeps the finished shards.
 * **The model is loaded once per worker** by :class:`wsb_gpu.encoder.EncoderPlugin`
   (without a distributed client: once per process) and released at the end.
 * ``_manifest.json`` is written last, so ``is_complete(out)`` means every shard is there.
@@ -29,16 +32,15 @@ Rust tokenizer on the host either way; the backend decides the torch device.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NotRequired, TypedDict
 
 import dask.dataframe as dd
 import numpy as np
@@ -59,7 +61,8 @@ from wsb_gpu.encoder import (
     resolve_model_source,
 )
 from wsb_gpu.errors import WsbError
-from wsb_gpu.lake import MANIFEST, Timer, file_fingerprint, read_json, read_manifest, write_json
+from wsb_gpu.lake import Timer
+from wsb_gpu.manifest import MANIFEST, Manifest, read_json, read_manifest, write_json
 from wsb_gpu.progress import compute, log
 from wsb_gpu.stages.base import StageResult
 from wsb_gpu.text import clean_text
@@ -69,7 +72,7 @@ if TYPE_CHECKING:
 
 
 STATE = "_embed_state.json"
-STATE_VERSION = 1
+STATE_VERSION = 2
 _SHARD = re.compile(r"^part-(\d{5})-of-(\d{5})\.parquet$")
 _TMP = re.compile(r"^\.part-\d{5}-of-\d{5}\.parquet\.tmp-[0-9a-f]+$")
 
@@ -269,14 +272,52 @@ def _write_atomic(table: pa.Table, path: Path) -> None:
 # --- the stage --------------------------------------------------------------------------------
 
 
+class EmbedInputs(TypedDict):
+    """The inputs of embed: the posts and mentions datasets."""
+
+    posts: Path
+    mentions: Path
+
+
+class EmbedRun(TypedDict):
+    """The throughput of one run of embed (shards skipped as already done do not count)."""
+
+    shards_written: int
+    shards_skipped: int
+    posts_embedded: int
+    tokens: int
+    padding_overhead: NotRequired[float | None]
+    embed_seconds: NotRequired[float]
+    posts_per_s: float | None
+    tokens_per_s: float | None
+    encode_seconds: NotRequired[float]
+    encode_posts_per_s: NotRequired[float | None]
+    device: str | None
+    precision: str | None
+
+
+class EmbedFields(EmbedRun):
+    """The manifest fields of embed (besides :class:`~wsb_gpu.manifest.Manifest`'s)."""
+
+    model_source: str
+    n_shards: int
+    dim: int
+    labels: list[str]
+
+
+class EmbedManifest(Manifest, EmbedFields):
+    """The manifest of the embeddings dataset."""
+
+
 def run(
-    inputs: Mapping[str, Path | None],
+    inputs: EmbedInputs,
     out: Path,
     *,
     backend: Backend,
     client: Client | None = None,
     params: EmbedParams,
     progress: bool = False,
+    key: str,
 ) -> StageResult:
     """Embed (and score the sentiment of) every post that has at least one mention.
 
@@ -296,6 +337,9 @@ def run(
     params
         The encoder (see :class:`wsb_gpu.encoder.EncoderSpec` and docs/embeddings.md) and
         ``partition_size``, the mentioned posts per shard.
+    key
+        The runner's rerun key of this run: the shards an earlier run left in ``out`` are
+        kept only when they were written under the same key.
 
     Returns
     -------
@@ -315,20 +359,12 @@ def run(
         allow_pickle=params.allow_pickle,
         local_files_only=params.local_files_only,
     )
-    # What the shards depend on; token_budget only changes batching, not the results.
-    key = {
-        **{k: v for k, v in params.to_dict().items() if k not in ("token_budget", "local_files_only", "allow_pickle")},
-        "model_source": source,
-        "device": backend.torch_device,
-        "inputs": {"posts": file_fingerprint(posts), "mentions": file_fingerprint(mentions)},
-    }
-
     state = _prepare_out(out, key)
     if state is not None:
         n = int(state["n_shards"])
         existing = read_manifest(out)
         if existing is not None:
-            if all(shard_rows(out / shard_name(i, n)) is not None for i in range(n)):
+            if existing.get("key") == key and all(shard_rows(out / shard_name(i, n)) is not None for i in range(n)):
                 log(f"embed: {out} is complete for these inputs and settings; nothing to do")
                 return StageResult(rows_in=existing["rows_in"], unchanged=True)
             (out / MANIFEST).unlink(missing_ok=True)  # a shard went missing: incomplete again
@@ -384,13 +420,13 @@ def run(
     return StageResult(
         rows_in=count_rows(posts),
         rows_out=sum(shard_rows(out / shard_name(i, n)) or 0 for i in range(n)),
-        fields={
-            "model_source": source,
-            "n_shards": n,
-            "dim": sum(1 for c in schema if re.fullmatch(r"e\d+", c)),
-            "labels": [c[2:] for c in schema if c.startswith("p_")],
+        fields=EmbedFields(
+            model_source=source,
+            n_shards=n,
+            dim=sum(1 for c in schema if re.fullmatch(r"e\d+", c)),
+            labels=[c[2:] for c in schema if c.startswith("p_")],
             **_summary(stats, seconds),
-        },
+        ),
     )
 
 
@@ -411,7 +447,7 @@ def _encoder_on_workers(client: Client | None, spec: EncoderSpec) -> Iterator[No
                 log(f"embed: could not unregister the encoder plugin ({e})")
 
 
-def _summary(stats: pd.DataFrame | None, seconds: float) -> dict[str, Any]:
+def _summary(stats: pd.DataFrame | None, seconds: float) -> EmbedRun:
     """Throughput of this run (shards skipped as already done do not count)."""
     if stats is None or len(stats) == 0:
         return {
@@ -458,7 +494,7 @@ def kept(out: Path) -> str:
     return f"{done} of {n} shards are kept"
 
 
-def _prepare_out(out: Path, key: dict) -> dict | None:
+def _prepare_out(out: Path, key: str) -> dict[str, Any] | None:
     """Make ``out`` ready; return its state when it holds shards of this very ``key``.
 
     Shards of other settings or inputs (and a manifest describing them) are removed; a
@@ -480,7 +516,7 @@ def _prepare_out(out: Path, key: dict) -> dict | None:
     for n in names:
         if _TMP.match(n):
             (out / n).unlink(missing_ok=True)
-    if state is not None and state.get("version") == STATE_VERSION and _same(state.get("key"), key):
+    if isinstance(state, dict) and state.get("version") == STATE_VERSION and state.get("key") == key:
         n_shards = int(state["n_shards"])
         for n in names:  # shards of another shard count cannot be ours
             m = _SHARD.match(n)
@@ -493,8 +529,3 @@ def _prepare_out(out: Path, key: dict) -> dict | None:
         if _SHARD.match(n) or n in (MANIFEST, STATE):
             (out / n).unlink(missing_ok=True)
     return None
-
-
-def _same(a: Any, b: Any) -> bool:
-    """Compare through JSON, as the state file stores it (tuples become lists)."""
-    return json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True, default=str)

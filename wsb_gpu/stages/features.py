@@ -30,9 +30,9 @@ reduction), turned into means and joined with the volatility rows.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeAlias
+from typing import TYPE_CHECKING, TypeAlias, TypedDict
 
 import dask.dataframe as dd
 
@@ -148,8 +148,24 @@ def features_frame(
     return out[["permno", "date", "n_posts", "n_mentions", *cols, *vol_cols]], cols
 
 
+class FeaturesInputs(TypedDict):
+    """The inputs of features: the links, embeddings, signals and volatility datasets."""
+
+    links: Path
+    embeddings: Path
+    signals: Path
+    volatility: Path
+
+
+class FeaturesFields(TypedDict):
+    """The manifest fields of features (besides :class:`~wsb_gpu.manifest.Manifest`'s)."""
+
+    assignment: str
+    text_columns: int
+
+
 def run(
-    inputs: Mapping[str, Path | None],
+    inputs: FeaturesInputs,
     out: Path,
     *,
     backend: Backend,
@@ -179,8 +195,8 @@ def run(
     _, rows_in = compute(write, n_links, label="features", show=progress)
     return StageResult(
         rows_in=int(rows_in),
-        fields={
-            "assignment": "the links: first trading date of the permno on or after the post's UTC date",
-            "text_columns": len(cols),
-        },
+        fields=FeaturesFields(
+            assignment="the links: first trading date of the permno on or after the post's UTC date",
+            text_columns=len(cols),
+        ),
     )

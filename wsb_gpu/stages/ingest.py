@@ -20,7 +20,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import pyarrow.parquet as pq
 from distributed import as_completed
@@ -28,6 +28,7 @@ from distributed import as_completed
 from wsb_gpu.backend import Backend
 from wsb_gpu.config import IngestParams
 from wsb_gpu.errors import WsbError
+from wsb_gpu.manifest import Manifest
 from wsb_gpu.prefetch import prefetch
 from wsb_gpu.progress import tracker
 from wsb_gpu.sources.pushshift import (
@@ -43,6 +44,43 @@ from wsb_gpu.stages.base import StageResult
 
 if TYPE_CHECKING:
     from distributed import Client
+
+
+class IngestInputs(TypedDict):
+    """The inputs of ingest: the two dumps, either of which may be missing (not both)."""
+
+    submissions: Path | None
+    comments: Path | None
+
+
+class IngestFile(TypedDict):
+    """The counts of one dump in the manifest."""
+
+    kind: str
+    lines: int
+    valid: int
+    malformed: dict[str, int]
+    surrogates_replaced: int
+    blocks: int
+    bytes_compressed: int
+    bytes_json: int
+
+
+class IngestFields(TypedDict):
+    """The manifest fields of ingest (besides :class:`~wsb_gpu.manifest.Manifest`'s)."""
+
+    malformed: dict[str, int]
+    surrogates_replaced: int
+    files: dict[str, IngestFile]
+    bytes_in: int
+    bytes_json: int
+    bytes_out: int
+    window: int
+    max_in_flight: int
+
+
+class IngestManifest(Manifest, IngestFields):
+    """The manifest of the posts dataset."""
 
 
 def check(inputs: Mapping[str, Path], params: IngestParams) -> None:
@@ -80,7 +118,7 @@ def check_malformed(name: str, counts: BlockCounts, limit: float) -> None:
 
 
 def run(
-    inputs: Mapping[str, Path | None],
+    inputs: IngestInputs,
     out: Path,
     *,
     backend: Backend,
@@ -107,8 +145,8 @@ def run(
     progress
         Show the bytes read per file.
     """
-    dumps = [(inputs.get(key), kind) for key, kind in (("submissions", "submission"), ("comments", "comment"))]
-    dumps = [(Path(p), kind) for p, kind in dumps if p is not None]
+    given = ((inputs["submissions"], "submission"), (inputs["comments"], "comment"))
+    dumps = [(Path(p), kind) for p, kind in given if p is not None]
     if not dumps:
         msg = "ingest needs at least one dump; pass --submissions and/or --comments"
         raise WsbError(msg)
@@ -137,28 +175,31 @@ def run(
     for path, _ in dumps:
         check_malformed(path.name, per_file[path.name], params.max_malformed)
     files = {
-        path.name: {
-            "kind": kind,
-            **per_file[path.name].to_dict(),
-            "blocks": blocks[path.name],
-            "bytes_compressed": path.stat().st_size,
-            "bytes_json": bytes_json[path.name],
-        }
+        path.name: IngestFile(
+            kind=kind,
+            lines=per_file[path.name].lines,
+            valid=per_file[path.name].valid,
+            malformed=dict(per_file[path.name].malformed),
+            surrogates_replaced=per_file[path.name].surrogates_replaced,
+            blocks=blocks[path.name],
+            bytes_compressed=path.stat().st_size,
+            bytes_json=bytes_json[path.name],
+        )
         for path, kind in dumps
     }
     return StageResult(
         rows_in=sum(c.lines for c in per_file.values()),
         rows_out=sum(c.valid for c in per_file.values()),
-        fields={
-            "malformed": {r: sum(c.malformed[r] for c in per_file.values()) for r in REASONS},
-            "surrogates_replaced": sum(c.surrogates_replaced for c in per_file.values()),
-            "files": files,
-            "bytes_in": sum(p.stat().st_size for p, _ in dumps),
-            "bytes_json": sum(bytes_json.values()),
-            "bytes_out": bytes_out,
-            "window": window,
-            "max_in_flight": runner.max_in_flight,
-        },
+        fields=IngestFields(
+            malformed={r: sum(c.malformed[r] for c in per_file.values()) for r in REASONS},
+            surrogates_replaced=sum(c.surrogates_replaced for c in per_file.values()),
+            files=files,
+            bytes_in=sum(p.stat().st_size for p, _ in dumps),
+            bytes_json=sum(bytes_json.values()),
+            bytes_out=bytes_out,
+            window=window,
+            max_in_flight=runner.max_in_flight,
+        ),
     )
 
 

@@ -21,9 +21,8 @@ sorted search.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypedDict
 
 import dask.dataframe as dd
 import pyarrow as pa
@@ -131,8 +130,21 @@ def links_frame(mentions: Path, volatility: Path, *, backend: Backend) -> dd.Dat
     )
 
 
+class LinksInputs(TypedDict):
+    """The inputs of links: the mentions and volatility datasets."""
+
+    mentions: Path
+    volatility: Path
+
+
+class LinksFields(TypedDict):
+    """The manifest fields of links (besides :class:`~wsb_gpu.manifest.Manifest`'s)."""
+
+    assignment: str
+
+
 def run(
-    inputs: Mapping[str, Path | None],
+    inputs: LinksInputs,
     out: Path,
     *,
     backend: Backend,
@@ -157,5 +169,5 @@ def run(
     _, rows_in = compute(write, n_mentions, label="links", show=progress)
     return StageResult(
         rows_in=int(rows_in),
-        fields={"assignment": "first trading date of the permno on or after the post's UTC date"},
+        fields=LinksFields(assignment="first trading date of the permno on or after the post's UTC date"),
     )

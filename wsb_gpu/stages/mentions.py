@@ -33,7 +33,7 @@ import re
 from collections.abc import Iterable, Mapping
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict, cast
 
 import dask
 import numpy as np
@@ -53,7 +53,7 @@ from wsb_gpu.config import MentionsImpl, MentionsParams, choices
 from wsb_gpu.datasets import count_rows, parquet_dataset
 from wsb_gpu.dates import to_days
 from wsb_gpu.errors import WsbError
-from wsb_gpu.lake import read_manifest
+from wsb_gpu.manifest import Manifest, read_manifest
 from wsb_gpu.progress import compute, log
 from wsb_gpu.sources.tickers import read_stocknames
 from wsb_gpu.stages.base import StageResult
@@ -62,6 +62,7 @@ if TYPE_CHECKING:
     from distributed import Client
 
     from wsb_gpu.backend import Column, Frame
+    from wsb_gpu.stages.ingest import IngestManifest
 
 COLUMNS_IN = ("id", "kind", "created_utc", "text")
 COLUMNS_OUT = ("id", "kind", "created_utc", "date", "ticker", "permno", "n_occ")
@@ -513,8 +514,29 @@ def check(inputs: Mapping[str, Path], params: MentionsParams) -> None:
     load_stoplist(params.stoplist)
 
 
+class MentionsInputs(TypedDict):
+    """The inputs of mentions: the posts dataset and the CRSP name history."""
+
+    posts: Path
+    tickers: Path
+
+
+class MentionsFields(TypedDict):
+    """The manifest fields of mentions (besides :class:`~wsb_gpu.manifest.Manifest`'s)."""
+
+    stoplist_size: int
+    alive_names: int
+    names_dropped: dict[str, dict[str, Any]]
+    mentions: int
+    text_bytes: int | None
+
+
+class MentionsManifest(Manifest, MentionsFields):
+    """The manifest of the mentions dataset."""
+
+
 def run(
-    inputs: Mapping[str, Path | None],
+    inputs: MentionsInputs,
     out: Path,
     *,
     backend: Backend,
@@ -563,13 +585,14 @@ def run(
     write = backend.to_parquet(result, out, schema=strings)
     compute(write, label="mentions", show=progress)
     col = parquet_dataset(out).to_table(columns=["n_occ"]).column("n_occ")
+    posted = cast("IngestManifest | None", read_manifest(posts))
     return StageResult(
         rows_in=count_rows(posts),
-        fields={
-            "stoplist_size": len(stop),
-            "alive_names": len(alive),
-            "names_dropped": {"namedt_after_nameendt": reversed_rows},
-            "mentions": int(pc.sum(col).as_py() or 0),
-            "text_bytes": (read_manifest(posts) or {}).get("bytes_json"),
-        },
+        fields=MentionsFields(
+            stoplist_size=len(stop),
+            alive_names=len(alive),
+            names_dropped={"namedt_after_nameendt": reversed_rows},
+            mentions=int(pc.sum(col).as_py() or 0),
+            text_bytes=posted.get("bytes_json") if posted is not None else None,
+        ),
     )

@@ -8,12 +8,12 @@ writes the Markdown (:mod:`wsb_gpu.report.markdown`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from wsb_gpu.backend import Backend
 from wsb_gpu.config import EmptyParams
+from wsb_gpu.manifest import Manifest
 from wsb_gpu.report import figures as fig
 from wsb_gpu.report import load, spike
 from wsb_gpu.report.markdown import render_markdown
@@ -23,8 +23,26 @@ if TYPE_CHECKING:
     from distributed import Client
 
 
+class ReportInputs(TypedDict):
+    """The inputs of report: the train stage's results and, optionally, the run directory."""
+
+    results: Path
+    lake: Path | None
+
+
+class ReportFields(TypedDict):
+    """The manifest fields of report (besides :class:`~wsb_gpu.manifest.Manifest`'s)."""
+
+    lake: str | None
+    figures: list[str]
+
+
+class ReportManifest(Manifest, ReportFields):
+    """The manifest of the report folder."""
+
+
 def run(
-    inputs: Mapping[str, Path | None],
+    inputs: ReportInputs,
     out: Path,
     *,
     backend: Backend,
@@ -44,7 +62,7 @@ def run(
         exist is allowed and gives no such figures).
     """
     results = inputs["results"]
-    lake = load.find_lake(results, inputs.get("lake"))
+    lake = load.find_lake(results, inputs["lake"])
     run_record = load.read_run(lake)
     vol_dir = lake / "volatility" if lake is not None else None
     men_dir = lake / "mentions" if lake is not None else None
@@ -69,7 +87,7 @@ def run(
     (out / "report.md").write_text(text, encoding="utf-8")
     made = sorted(p.name for p in figures.values() if p is not None)
     return StageResult(
-        rows_in=len(metrics), rows_out=len(made), fields={"lake": str(lake) if lake else None, "figures": made}
+        rows_in=len(metrics), rows_out=len(made), fields=ReportFields(lake=str(lake) if lake else None, figures=made)
     )
 
 
@@ -101,5 +119,5 @@ def _spike_report(
     (out / "report.md").write_text(text, encoding="utf-8")
     made = sorted(p.name for p in figures.values() if p is not None)
     return StageResult(
-        rows_in=len(table), rows_out=len(made), fields={"lake": str(lake) if lake else None, "figures": made}
+        rows_in=len(table), rows_out=len(made), fields=ReportFields(lake=str(lake) if lake else None, figures=made)
     )

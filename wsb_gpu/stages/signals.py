@@ -24,9 +24,8 @@ GPU stages rather than on the GPUs.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypedDict
 
 import dask.dataframe as dd
 import numpy as np
@@ -84,8 +83,22 @@ def score_partition(posts: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out).astype(META.dtypes.to_dict())
 
 
+class SignalsInputs(TypedDict):
+    """The inputs of signals: the posts and mentions datasets."""
+
+    posts: Path
+    mentions: Path
+
+
+class SignalsFields(TypedDict):
+    """The manifest fields of signals (besides :class:`~wsb_gpu.manifest.Manifest`'s)."""
+
+    signals: list[str]
+    vader: str
+
+
 def run(
-    inputs: Mapping[str, Path | None],
+    inputs: SignalsInputs,
     out: Path,
     *,
     backend: Backend,
@@ -119,5 +132,5 @@ def run(
     _, rows_in = compute(write, n_posts, label="signals", show=progress)
     return StageResult(
         rows_in=int(rows_in),
-        fields={"signals": [*vader.COLUMNS, "tokens", "n_words"], "vader": "vaderSentiment, CPU"},
+        fields=SignalsFields(signals=[*vader.COLUMNS, "tokens", "n_words"], vader="vaderSentiment, CPU"),
     )
