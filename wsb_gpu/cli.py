@@ -529,6 +529,13 @@ def stage_command(stage: Stage) -> click.Command:
     help="Effect of a state that moves only the share of earnings talk, whatever its tone [default: 0].",
 )
 @click.option(
+    "--effect-after-close",
+    type=float,
+    default=None,
+    help="Posts between the close of t and the open of t+1 grow with |ret(t+1)| and carry its sign "
+    "(after-hours news); volatility never depends on them [default: 0].",
+)
+@click.option(
     "--malformed",
     type=click.FloatRange(min=0, max=0.5),
     default=None,
@@ -552,6 +559,7 @@ def synth(
     effect_attention,
     effect_tone,
     effect_topic,
+    effect_after_close,
     malformed,
     processes,
     **values: Any,
@@ -567,6 +575,7 @@ def synth(
       wsb-gpu synth --out data --tickers 50 --posts-per-day 200
       wsb-gpu synth --out placebo --effect 0 --start 2016-01-01 --end 2019-12-31
       wsb-gpu synth --out topic-only --effect 0 --effect-topic 0.5
+      wsb-gpu synth --out after-close --effect 0 --effect-after-close 1
     """
     from wsb_gpu.synth import generate
 
@@ -580,6 +589,7 @@ def synth(
         "synth.effect_attention": effect_attention,
         "synth.effect_tone": effect_tone,
         "synth.effect_topic": effect_topic,
+        "synth.effect_after_close": effect_after_close,
         "synth.malformed": malformed,
         "synth.processes": processes,
     }
@@ -609,6 +619,12 @@ def format_synth_summary(s: dict) -> str:
         elif key == "stocknames":
             extra = f"  {s['stocknames_rows']:,} rows"
         lines.append(f"  {f['path']}  {format_bytes(f['bytes'])}{extra}")
+    if "time_of_day" in s:
+        tod = s["time_of_day"]
+        lines.append(
+            f"  time of day: {tod['session_share']:.1%} in sessions, {tod['after_close_share']:.1%} between "
+            f"a close and the next open ({tod['after_close_same_utc_day_share']:.1%} before midnight UTC)"
+        )
     lines.append(
         f"{sum(s['records'].values()):,} records ({s['uncompressed_bytes'] / 1e6:,.0f} MB of JSON) "
         f"in {s['dump_seconds']:.1f} s = {s['records_per_s']:,.0f} records/s "

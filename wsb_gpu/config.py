@@ -146,6 +146,7 @@ class SynthParams(Section):
     effect_attention: float
     effect_tone: float
     effect_topic: float
+    effect_after_close: float
     malformed: float = Field(ge=0, le=0.5)
     processes: int | None = Field(ge=1)
 

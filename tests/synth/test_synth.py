@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import zstandard
 
@@ -351,6 +352,8 @@ def test_bad_arguments_raise_one_line_errors(tmp_path):
         generate(tmp_path / "x", start="2016-03-01", end="2016-01-01")
     with pytest.raises(WsbError, match="YYYY-MM-DD"):
         generate(tmp_path / "x", start="March 2016")
+    with pytest.raises(WsbError, match="--effect-after-close must be a finite number"):
+        generate(tmp_path / "x", start="2016-01-01", end="2016-03-31", effect_after_close=float("nan"))
 
 
 def test_cli_help_and_summary(tmp_path, capsys):
@@ -376,13 +379,284 @@ def test_cli_help_and_summary(tmp_path, capsys):
             "0.01",
             "--seed",
             "2",
+            "--effect-after-close",
+            "0.5",
         ]
     )
     out = capsys.readouterr().out
     assert rc == 0
+    assert "after_close 0.5" in out and "between a close and the next open" in out
     assert "wallstreetbets_comments.zst" in out and "records" in out and "malformed" in out
     assert "records/s" in out and "crsp_daily.csv" in out
     assert (tmp_path / "d" / "truth.json").is_file()
     rc = main(["synth", "--out", str(tmp_path / "e"), "--start", "2016-03-01", "--end", "2016-01-01"])
     assert rc == 2
     assert capsys.readouterr().err.startswith("error: --end")
+
+
+# --- time of day and the after-close channel ---------------------------------------------
+# A world crossing the end of daylight saving time (4 November 2018) with three early closes.
+AFTER_CLOSE = dict(seed=3, tickers=10, start="2018-06-01", end="2018-12-31", posts_per_day=150, effect=0.0)
+EARLY_CLOSES_2018 = {"2018-07-03", "2018-11-23", "2018-12-24"}  # NYSE's 13:00 closes (exchange notices)
+NY = "America/New_York"
+
+
+def _records(out: Path) -> pd.DataFrame:
+    """Every valid record of both dumps: created_utc (int) and its text."""
+    rows = []
+    for name, keys in (("submissions", ("title", "selftext")), ("comments", ("body",))):
+        records, _ = _classify(_lines(out / f"wallstreetbets_{name}.zst"))
+        for r in records:
+            text = " ".join(r.get(k) or "" for k in keys).encode("utf-8", "replace").decode()  # lone surrogates
+            rows.append((int(r["created_utc"]), text))
+    return pd.DataFrame(rows, columns=["created", "text"])
+
+
+def _crsp(out: Path) -> pd.DataFrame:
+    rows = _read_csv(out / "crsp_daily.csv")
+
+    def ret(r):
+        for k in ("RET", "RETX", "DLRET"):
+            try:
+                return float(r[k])
+            except ValueError:
+                pass
+        return np.nan
+
+    return pd.DataFrame(
+        {"permno": [int(r["PERMNO"]) for r in rows], "date": [r["date"] for r in rows], "ret": [ret(r) for r in rows]}
+    )
+
+
+def _sessions(dates: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Open and close (UTC epoch seconds) of each trading date, via pandas' tz database."""
+    day = pd.to_datetime(pd.Series(dates), format="%Y%m%d")
+    opens = (day + pd.Timedelta(hours=9, minutes=30)).dt.tz_localize(NY)
+    early = day.dt.strftime("%Y-%m-%d").isin(EARLY_CLOSES_2018)
+    closes = (day + pd.to_timedelta(np.where(early, 13, 16), unit="h")).dt.tz_localize(NY)
+    return (
+        (opens.dt.tz_convert("UTC") - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy().astype(np.int64),
+        (closes.dt.tz_convert("UTC") - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy().astype(np.int64),
+    )
+
+
+def _place(created: np.ndarray, opens: np.ndarray, closes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(session day index or -1, index of the trading day whose open an after-close post precedes or -1)."""
+    k = np.searchsorted(opens, created, side="right")  # opens at or before the post
+    in_session = (k > 0) & (created <= closes[np.maximum(k - 1, 0)])
+    session = np.where(in_session, k - 1, -1)
+    nxt = np.where(~in_session & (k < len(opens)), k, -1)
+    return session, nxt
+
+
+def _mentions(records: pd.DataFrame, out: Path) -> pd.DataFrame:
+    """(record, permno) for each stock a record names: `$SYM` or bare `SYM` (only `$SYM` for
+    common-word and one-letter tickers), valid on the record's UTC date."""
+    import re
+
+    names = _read_csv(out / "stocknames.csv")
+    protected = {"ALL", "IT", "CEO", "DD", "F"}
+    spells: dict = {}
+    for r in names:
+        spells.setdefault(r["TICKER"], []).append((r["NAMEDT"], r["NAMEENDT"], int(r["PERMNO"])))
+    utc_date = pd.to_datetime(records["created"], unit="s", utc=True).dt.strftime("%Y-%m-%d").to_numpy()
+    pat = re.compile(r"(\$?)\b([A-Z]{1,5})\b")
+    rows = []
+    for i, text in enumerate(records["text"].to_numpy()):
+        found = set()
+        for dollar, sym in pat.findall(text):
+            if sym in spells and (dollar or sym not in protected):
+                for a, b, permno in spells[sym]:
+                    if a <= utc_date[i] <= b:
+                        found.add(permno)
+        rows += [(i, p) for p in found]
+    return pd.DataFrame(rows, columns=["record", "permno"])
+
+
+def _world(out: Path, summary: dict) -> dict:
+    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+    records = _records(out)
+    crsp = _crsp(out)
+    dates = sorted(crsp["date"].unique())
+    opens, closes = _sessions(dates)
+    session, nxt = _place(records["created"].to_numpy(), opens, closes)
+    records["session"], records["next"] = session, nxt
+    about = _mentions(records, out).merge(records, left_on="record", right_index=True)
+    vader = SentimentIntensityAnalyzer()
+    tone = {i: vader.polarity_scores(records["text"].iat[i])["compound"] for i in about["record"].unique()}
+    about["tone"] = about["record"].map(tone)
+    # one row per (stock, trading day) of the CRSP file, with the day's and the next day's return
+    panel = crsp.assign(day=crsp["date"].map({d: i for i, d in enumerate(dates)})).sort_values(["permno", "day"])
+    panel["ret_next"] = panel.groupby("permno")["ret"].shift(-1)
+
+    def per_day(day: pd.Series, prefix: str) -> pd.DataFrame:
+        sel = about.assign(day=day)
+        g = sel[sel["day"] >= 0].groupby(["permno", "day"])
+        return pd.DataFrame({f"{prefix}_n": g.size(), f"{prefix}_tone": g["tone"].mean()})
+
+    # the session's posts on its day t, the after-close posts on the day t whose close they follow
+    panel = panel.join(per_day(about["session"], "ses"), on=["permno", "day"])
+    panel = panel.join(per_day(about["next"].where(about["next"] >= 0) - 1, "ac"), on=["permno", "day"])
+    panel[["ac_n", "ses_n"]] = panel[["ac_n", "ses_n"]].fillna(0)
+    return {"records": records, "panel": panel, "summary": summary, "out": out}
+
+
+@pytest.fixture(scope="module")
+def after_close_worlds(tmp_path_factory):
+    root = tmp_path_factory.mktemp("after_close")
+    worlds = {}
+    for b in (1.0, 0.0):
+        out = root / f"b{b:g}"
+        worlds[b] = _world(out, generate(out, effect_after_close=b, processes=1, **AFTER_CLOSE))
+    return worlds
+
+
+def _within_rank_corr(panel: pd.DataFrame, x: str, y: str) -> tuple[float, int]:
+    """Pooled correlation of within-stock ranks (a stock's level never counts)."""
+    d = panel[[x, y, "permno"]].dropna()
+    rx = d.groupby("permno")[x].rank(pct=True)
+    ry = d.groupby("permno")[y].rank(pct=True)
+    return float(np.corrcoef(rx, ry)[0, 1]), len(d)
+
+
+def _corr(panel: pd.DataFrame, x: str, y: str) -> tuple[float, int]:
+    d = panel[[x, y]].dropna()
+    return float(np.corrcoef(d[x], d[y])[0, 1]), len(d)
+
+
+def test_time_of_day_counts_in_summary_match_an_independent_placement(after_close_worlds):
+    for w in after_close_worlds.values():
+        rec, truth = w["records"], json.loads((w["out"] / "truth.json").read_text())
+        n = len(rec)
+        after = int((rec["session"] < 0).sum())
+        assert truth["counts"]["records_after_close"] == after
+        assert truth["counts"]["records_session"] == n - after
+        assert w["summary"]["after_close_share"] == pytest.approx(after / n)
+        # after the close and still on the close's UTC date: the posts a UTC-day rule dates t
+        dates = sorted(_crsp(w["out"])["date"].unique())
+        _, closes = _sessions(dates)
+        created = rec["created"].to_numpy()
+        k = np.searchsorted(closes, created, side="left") - 1  # last close strictly before the post
+        ok = k >= 0
+        same_day = ok & (created // 86400 == closes[np.maximum(k, 0)] // 86400) & (rec["session"].to_numpy() < 0)
+        assert truth["counts"]["records_after_close_same_utc_day"] == int(same_day.sum())
+        assert 0.05 < same_day.mean() < 0.25 and 0.35 < after / n < 0.75
+
+
+def test_time_of_day_shares_match_the_documented_profile(after_close_worlds):
+    from wsb_gpu.synth.clock import PROFILE_BUMPS, PROFILE_FLOOR
+
+    w = after_close_worlds[0.0]
+    rec = w["records"]
+    dates = sorted(_crsp(w["out"])["date"].unique())
+    opens, closes = _sessions(dates)
+    # the profile's expected shares, day by day: the rate at each UTC minute's New York time
+    days = np.arange(rec["created"].min() // 86400, rec["created"].max() // 86400 + 1)
+    mid = (days[:, None] * 86400 + np.arange(1440)[None, :] * 60 + 30).ravel()
+    local = pd.to_datetime(mid, unit="s", utc=True).tz_convert(NY)
+    h = (local.hour + local.minute / 60 + local.second / 3600).to_numpy()
+    rate = np.full(h.shape, PROFILE_FLOOR)
+    for _, c, sd, a in PROFILE_BUMPS:
+        dist = np.minimum(np.abs(h - c), 24 - np.abs(h - c))
+        rate += a * np.exp(-0.5 * (dist / sd) ** 2)
+    rate = (rate.reshape(len(days), 1440) / rate.reshape(len(days), 1440).sum(1, keepdims=True)).ravel()
+    session, _ = _place(mid, opens, closes)
+    bands = {
+        "session": session >= 0,
+        "overnight": (h < 7.0),
+        "evening": (h >= 16.0) & (session < 0),
+    }
+    weight = np.bincount(rec["created"] // 86400 - days[0], minlength=len(days)).astype(float)
+    rs, _ = _place(rec["created"].to_numpy(), opens, closes)
+    lh = pd.to_datetime(rec["created"], unit="s", utc=True).dt.tz_convert(NY)
+    lh = (lh.dt.hour + lh.dt.minute / 60 + lh.dt.second / 3600).to_numpy()
+    got = {"session": rs >= 0, "overnight": lh < 7.0, "evening": (lh >= 16.0) & (rs < 0)}
+    n = len(rec)
+    for name, band in bands.items():
+        expected = float((rate * band).reshape(len(days), 1440).sum(1) @ weight / weight.sum())
+        share = float(got[name].mean())
+        se = np.sqrt(expected * (1 - expected) / n)
+        assert abs(share - expected) < 4 * se + 0.002, (name, share, expected)
+    assert w["summary"]["time_of_day"]["session_share"] == pytest.approx(float(got["session"].mean()))
+    # the documented shares of one weekday's posts: 54.5 % in the session; after the close
+    # but before midnight UTC 14.7 % in summer (16:00-20:00 EDT), 10.3 % in winter (16:00-19:00 EST)
+    day_rate = rate.reshape(len(days), 1440)
+    day_session = bands["session"].reshape(len(days), 1440)
+    after_close = (h >= 16.0).reshape(len(days), 1440) & ~day_session & (np.arange(1440) >= 16 * 60)[None, :]
+    for date, same_utc in (("2018-07-10", 0.147), ("2018-12-11", 0.103)):
+        i = int(np.datetime64(date).astype(np.int64) - days[0])
+        assert float(day_rate[i] @ day_session[i]) == pytest.approx(0.545, abs=0.001)
+        assert float(day_rate[i] @ after_close[i]) == pytest.approx(same_utc, abs=0.001)
+
+
+def test_after_close_posts_carry_the_next_days_return(after_close_worlds):
+    panel = after_close_worlds[1.0]["panel"]
+    panel = panel.assign(abs_next=panel["ret_next"].abs(), sign_next=np.sign(panel["ret_next"]))
+    r, n = _within_rank_corr(panel, "ac_n", "abs_next")
+    assert n > 1000 and r > 0.2, r
+    r, n = _corr(panel, "ac_tone", "sign_next")
+    assert n > 500 and r > 0.3, r
+    # the posts of the session of t know nothing about the return of t+1 (nor of t)
+    bound = 4 / np.sqrt(n)
+    panel = panel.assign(abs_ret=panel["ret"].abs(), sign_ret=np.sign(panel["ret"]))
+    for x, y, f in (
+        ("ses_n", "abs_next", _within_rank_corr),
+        ("ses_tone", "sign_next", _corr),
+        ("ses_n", "abs_ret", _within_rank_corr),
+        ("ses_tone", "sign_ret", _corr),
+    ):
+        r, n = f(panel, x, y)
+        assert abs(r) < 4 / np.sqrt(n), (x, y, r)
+    assert bound < 0.15
+
+
+def test_without_the_channel_after_close_posts_know_nothing(after_close_worlds):
+    panel = after_close_worlds[0.0]["panel"]
+    panel = panel.assign(abs_next=panel["ret_next"].abs(), sign_next=np.sign(panel["ret_next"]))
+    for x, y, f in (("ac_n", "abs_next", _within_rank_corr), ("ac_tone", "sign_next", _corr)):
+        r, n = f(panel, x, y)
+        assert abs(r) < 4 / np.sqrt(n), (x, y, r)
+    truth = json.loads((after_close_worlds[0.0]["out"] / "truth.json").read_text())
+    assert truth["counts"]["news_phrases"] == 0 and truth["effect"]["placebo"] is True
+    truth = json.loads((after_close_worlds[1.0]["out"] / "truth.json").read_text())
+    assert truth["counts"]["news_phrases"] > 0 and truth["effect"]["after_close_only"] is True
+    # the returns never depend on the channel
+    for name in ("crsp_daily.csv", "stocknames.csv"):
+        assert (after_close_worlds[1.0]["out"] / name).read_bytes() == (
+            after_close_worlds[0.0]["out"] / name
+        ).read_bytes()
+    lat = pd.read_parquet(after_close_worlds[1.0]["out"] / "latent.parquet")
+    assert lat["n_news_phrases"].sum() == truth["counts"]["news_phrases"]
+    assert lat["n_after_close_posts"].sum() == truth["counts"]["after_close_posts_about_stocks"]
+
+
+def test_after_close_world_same_bytes_with_two_processes(after_close_worlds, tmp_path):
+    generate(tmp_path / "p2", effect_after_close=1.0, processes=2, **AFTER_CLOSE)
+    one = after_close_worlds[1.0]["out"]
+    for name in ("wallstreetbets_submissions.zst", "wallstreetbets_comments.zst"):
+        assert _sha(_lines(tmp_path / "p2" / name)) == _sha(_lines(one / name))
+    for name in ("crsp_daily.csv", "truth.json", "latent.parquet"):
+        assert (tmp_path / "p2" / name).read_bytes() == (one / name).read_bytes()
+
+
+def test_calendar_matches_the_exchange_calendar():
+    xc = pytest.importorskip("exchange_calendars")
+    from wsb_gpu.synth.calendar import early_closes, sessions_utc, trading_days
+
+    cal = xc.get_calendar("XNYS", start="2006-01-01", end="2030-12-31")
+    one_offs = {"2007-01-02", "2012-10-29", "2012-10-30", "2018-12-05", "2025-01-09"}  # closures left out
+    ours = trading_days(dt.date(2006, 1, 1), dt.date(2030, 12, 31))
+    theirs = {str(d.date()) for d in cal.sessions}
+    assert {str(d) for d in ours} == theirs | one_offs
+    assert {d.isoformat() for y in range(2006, 2031) for d in early_closes(y)} == {
+        str(d.date()) for d in cal.early_closes
+    }
+    sel = ours[(ours >= np.datetime64("2018-01-01")) & (ours <= np.datetime64("2019-12-31"))]
+    sel = sel[~np.isin(sel.astype(str), list(one_offs))]
+    opens, closes = sessions_utc(sel)
+    idx = pd.DatetimeIndex(sel.astype(str))
+    want_open = (cal.opens.loc[idx] - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy()
+    want_close = (cal.closes.loc[idx] - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy()
+    np.testing.assert_array_equal(opens, want_open.astype(np.int64))
+    np.testing.assert_array_equal(closes, want_close.astype(np.int64))

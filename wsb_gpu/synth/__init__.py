@@ -10,6 +10,10 @@ run and machine):
 * ``latent.parquet`` - the generator's latent series per stock-day (hype, log-volatility
   with and without the hype term, planned post counts), for checks and plots.
 
+Posts are spread around the clock with a New York daytime peak (:mod:`~wsb_gpu.synth.clock`);
+with ``effect_after_close`` the posts made between a close and the next open are news about
+the next trading day's return (the one a forecast made at the close is about).
+
 The data-generating process is documented with its formulas in ``docs/synthetic-data.md``.
 """
 
@@ -42,7 +46,9 @@ FILES = {
 }
 
 DEFAULT_EFFECT = 0.5
-GENERATOR_VERSION = 2  # 2: attention, tone and topic channels; hype phrases with positive words
+GENERATOR_VERSION = 3
+# 2: attention, tone and topic channels; hype phrases with positive words
+# 3: New York time-of-day profile (posts around the clock), sessions with early closes, the after-close channel
 CHUNK_RECORDS = 40_000  # target records per chunk (bounds each worker's memory)
 
 
@@ -69,6 +75,7 @@ def generate(
     effect_attention: float = 0.0,
     effect_tone: float = 0.0,
     effect_topic: float = 0.0,
+    effect_after_close: float = 0.0,
     malformed: float = 0.0,
     processes: int | None = None,
     params: dict | None = None,
@@ -101,6 +108,13 @@ def generate(
         posts (attention), the share of hype phrases (tone) and the share of earnings
         talk (topic). 0 by default; planting one alone (with ``effect=0``) makes a world
         where only that signal can forecast volatility.
+    effect_after_close
+        ``B`` of the after-close news: the posts about a stock made after the close of
+        trading day t and before the open of t+1 grow in number with ``|ret[t+1]|`` (the
+        close t -> close t+1 return) and carry good or bad after-hours news with its sign.
+        Nothing else: volatility never depends on it. With every other effect 0 the only
+        text that knows anything about a target is that one, so a forecast dated by the
+        market close must not gain from the text and one dated by the UTC day must.
     malformed
         Rate of broken lines (blank, truncated JSON, invalid UTF-8) inserted per record.
     processes
@@ -114,10 +128,13 @@ def generate(
     -------
     dict
         ``files`` (name -> path, bytes), ``records`` (per dump), ``malformed`` (per dump
-        and kind), ``seconds``, ``records_per_s``, ``truth`` (path) and the parameters.
+        and kind), ``seconds``, ``records_per_s``, ``truth`` (path), the parameters, and
+        where in the day the records fall: ``after_close_share`` (between a close and the
+        next open, weekends and holidays included) and ``time_of_day`` (that share, the
+        session's, and the after-close share still on the close's UTC date).
     """
-    from wsb_gpu.synth import crsp, dumps
-    from wsb_gpu.synth.calendar import trading_days
+    from wsb_gpu.synth import clock, crsp, dumps
+    from wsb_gpu.synth.calendar import sessions_utc, trading_days
     from wsb_gpu.synth.process import DEFAULT_PARAMS, build_universe, simulate_latent
 
     t0 = time.perf_counter()
@@ -127,10 +144,16 @@ def generate(
     if not (posts_per_day > 0 and math.isfinite(posts_per_day)):
         raise WsbError(f"--posts-per-day must be a positive number, got {posts_per_day!r}")
     effects = {"attention": effect_attention, "tone": effect_tone, "topic": effect_topic}
-    for name, value in {"effect": effect, **{f"effect-{k}": v for k, v in effects.items()}}.items():
+    checked = {
+        "effect": effect,
+        **{f"effect-{k}": v for k, v in effects.items()},
+        "effect-after-close": effect_after_close,
+    }
+    for name, value in checked.items():
         if not math.isfinite(value):
             raise WsbError(f"--{name} must be a finite number, got {value!r}; 0 plants nothing")
     effects = {k: float(v) for k, v in effects.items()}
+    effect_after_close = float(effect_after_close)
     if not 0.0 <= malformed <= 0.5:
         raise WsbError(f"--malformed must be a rate between 0 and 0.5, got {malformed!r}; e.g. 0.001")
     seed = int(seed)
@@ -179,7 +202,37 @@ def generate(
         * np.exp(h_cal - (kappa * kappa + kappa_g * kappa_g) / 2.0)
         * (sym_idx >= 0)
     )
-    n_about = rng.poisson(lam)
+    # --- when in the UTC day: the New York profile, split at the open and the close ------
+    day_s = cal.astype("datetime64[s]").astype(np.int64)
+    opens, closes = sessions_utc(days)
+    open_s = np.full(len(cal), clock.DAY_SECONDS, dtype=np.int64)
+    end_s = np.full(len(cal), clock.DAY_SECONDS, dtype=np.int64)
+    is_td = np.zeros(len(cal), dtype=bool)
+    cal_of_td = np.searchsorted(cal, days)
+    is_td[cal_of_td] = True
+    open_s[cal_of_td] = opens - day_s[cal_of_td]
+    end_s[cal_of_td] = closes - day_s[cal_of_td] + 1
+    day_cdf, day_pattern = clock.minute_cdfs(clock.utc_offsets(cal))
+    bounds = dumps.piece_bounds(open_s, end_s)
+    share = np.diff(clock.cdf_at(day_cdf, bounds, rows=day_pattern[:, None]), axis=1)  # (days, pieces)
+    # --- the after-close channel: the trading day whose open each piece precedes ----------
+    n_td = len(days)
+    news_td = np.stack([day_td, np.full(len(cal), -1), np.where(is_td, day_td + 1, -1)], axis=1)
+    news_td = np.where((news_td >= 0) & (news_td < n_td), news_td, -1)
+    mult = np.ones((len(cal), n_st, len(dumps.PIECES)))
+    news = None
+    if effect_after_close != 0:
+        rho = np.minimum(np.abs(latent["ret"]) / tp["news_scale"], tp["news_cap"])
+        raw = np.exp(effect_after_close * tp["news_count_loading"] * rho)
+        raw = raw / raw[latent["alive"]].mean()  # mean 1 over the stock-days: volume unchanged on average
+        has = news_td >= 0
+        safe = np.where(has, news_td, 0)
+        live = latent["alive"][safe] & has[:, :, None]  # (days, pieces, stocks)
+        mult = np.where(live, raw[safe], 1.0).transpose(0, 2, 1)
+        news = (
+            np.sign(latent["ret"]) * (1.0 - np.exp(-abs(effect_after_close) * tp["news_phrase_loading"] * rho))
+        ).astype(np.float32)
+    n_about = rng.poisson(lam[:, :, None] * share[:, None, :] * mult)
     about_sub = rng.binomial(n_about, tp["submission_share"]).astype(np.int32)
     about_com = (n_about - about_sub).astype(np.int32)
     n_gen = rng.poisson((1.0 - tp["mention_share"]) * posts_per_day * g)
@@ -189,8 +242,8 @@ def generate(
     forced, special = _special_cases(stocks, days, cal)
     chunk_days = int(min(16, max(1, CHUNK_RECORDS // max(1.0, posts_per_day * float(g.max())))))
     n_chunks = -(-len(cal) // chunk_days)
-    per_day_sub = about_sub.sum(axis=1) + gen_sub
-    per_day_com = about_com.sum(axis=1) + gen_com
+    per_day_sub = about_sub.sum(axis=(1, 2)) + gen_sub
+    per_day_com = about_com.sum(axis=(1, 2)) + gen_com
     for f in forced:
         per_day_com[f["day"]] += 1
     edges = np.minimum(np.arange(n_chunks + 1) * chunk_days, len(cal))
@@ -217,6 +270,12 @@ def generate(
         hype=latent["hype"],
         tone_state=latent["tone"],
         topic_state=latent["topic"],
+        day_cdf=day_cdf,
+        day_pattern=day_pattern,
+        open_s=open_s,
+        end_s=end_s,
+        news=news,
+        alive=latent["alive"],
         chunk_days=chunk_days,
         sub_offset=sub_offset,
         com_offset=com_offset,
@@ -255,6 +314,7 @@ def generate(
             posts_per_day=posts_per_day,
             effect=float(effect),
             effects=effects,
+            effect_after_close=effect_after_close,
             malformed=float(malformed),
             p=p,
             tp=tp,
@@ -291,6 +351,7 @@ def generate(
         for name in ("submissions", "comments")
     }
     unc = stats["uncompressed_bytes_submissions"] + stats["uncompressed_bytes_comments"]
+    time_of_day = _time_of_day(stats)
     return {
         "out": str(out),
         "files": {k: {"path": str(v), "bytes": v.stat().st_size} for k, v in paths.items()},
@@ -306,9 +367,21 @@ def generate(
         "processes": processes,
         "seed": seed,
         "effect": float(effect),
-        "effects": effects,
+        "effects": {**effects, "after_close": effect_after_close},
+        "after_close_share": time_of_day["after_close_share"],
+        "time_of_day": time_of_day,
         "tickers": int(tickers),
         "truth": str(paths["truth"]),
+    }
+
+
+def _time_of_day(stats: dict) -> dict:
+    """Shares of the records by where in the market day they were made."""
+    n = max(stats.get("records_submissions", 0) + stats.get("records_comments", 0), 1)
+    return {
+        "session_share": stats.get("time_session", 0) / n,
+        "after_close_share": stats.get("time_after_close", 0) / n,
+        "after_close_same_utc_day_share": stats.get("time_after_close_same_utc_day", 0) / n,
     }
 
 
@@ -408,9 +481,10 @@ def _special_cases(stocks, days, cal) -> tuple[list[dict], dict]:
 
 def _write_latent(path: Path, stocks, days, latent, lat_rows) -> None:
     n_days, n = latent["alive"].shape
-    counts = np.zeros((n_days, n, 4), dtype=np.int64)
+    counts = np.zeros((n_days, n, 6), dtype=np.int64)
     for t, j, *c in lat_rows:
-        counts[t, j] += c
+        if t < n_days:
+            counts[t, j] += c
     ti, jj = np.nonzero(latent["alive"])
     permno = np.array([s.permno for s in stocks], dtype=np.int64)
     table = pa.table(
@@ -428,6 +502,8 @@ def _write_latent(path: Path, stocks, days, latent, lat_rows) -> None:
             "n_hype_phrases": counts[ti, jj, 1].astype(np.int32),
             "n_tone_phrases": counts[ti, jj, 2].astype(np.int32),
             "n_topic_posts": counts[ti, jj, 3].astype(np.int32),
+            "n_after_close_posts": counts[ti, jj, 4].astype(np.int32),
+            "n_news_phrases": counts[ti, jj, 5].astype(np.int32),
         }
     )
     order = np.lexsort((days[ti], permno[jj]))
@@ -443,6 +519,7 @@ def _truth(
     posts_per_day,
     effect,
     effects,
+    effect_after_close,
     malformed,
     p,
     tp,
@@ -461,6 +538,7 @@ def _truth(
     latent,
     lat_rows,
 ) -> dict:
+    from wsb_gpu.synth import clock
     from wsb_gpu.synth.crsp import DEFAULT_CRSP_QUIRKS
     from wsb_gpu.synth.dumps import MALFORMED_KINDS
 
@@ -495,12 +573,14 @@ def _truth(
             "posts_per_day": posts_per_day,
             "effect": effect,
             **{f"effect_{k}": v for k, v in effects.items()},
+            "effect_after_close": effect_after_close,
             "malformed": malformed,
         },
         "effect": {
             "b": effect,
-            "channels": {"hype": effect, **effects},
-            "placebo": effect == 0 and not any(effects.values()),
+            "channels": {"hype": effect, **effects, "after_close": effect_after_close},
+            "placebo": effect == 0 and not any(effects.values()) and effect_after_close == 0,
+            "after_close_only": effect == 0 and not any(effects.values()) and effect_after_close != 0,
             "formula": (
                 "log_sigma[t,i] = mu_i + m[t] + a[t,i] + b * h[t-1,i] + b_attention * g[t-1,i] "
                 "+ b_tone * u[t-1,i] + b_topic * q[t-1,i];  ret[t,i] = sigma[t,i] * z[t,i]"
@@ -521,6 +601,38 @@ def _truth(
                 "a post is earnings talk with probability sigmoid(logit(topic_share) + topic_loading * q); "
                 "then each phrase is an earnings phrase with probability topic_phrase_share"
             ),
+            "after_close": {
+                "posts": (
+                    "about a stock, created after the close of trading day t (16:00 New York time, 13:00 on "
+                    "early-close days; the second after the close onwards) and before the open of trading day "
+                    "t+1 (09:30 New York time), weekends and holidays included"
+                ),
+                "count": (
+                    "their Poisson mean is multiplied by exp(B * news_count_loading * rho) / mean, "
+                    "rho = min(|ret[t+1,i]| / news_scale, news_cap), the mean over all stock-days"
+                ),
+                "tone": (
+                    "each phrase is an after-hours news phrase with probability 1 - exp(-|B| * news_phrase_loading * rho), "
+                    "good news (VADER-positive) if ret[t+1,i] > 0, bad news (VADER-negative) if < 0"
+                ),
+                "answer": (
+                    "volatility never depends on these posts; with every other effect 0 they are the only text "
+                    "related to a target, and only to |ret[t+1]|: dated by the market close they feed the "
+                    "forecast made at the close of t+1 (of |ret[t+2]|) and no text set may beat the benchmark; "
+                    "dated by the UTC day the ones before midnight UTC feed the forecast of |ret[t+1]| (look-ahead)"
+                ),
+            },
+        },
+        "time_of_day": {
+            "profile": (
+                "posting rate at New York local hour h: floor + sum_k a_k exp(-d(h, c_k)^2 / (2 s_k^2)), "
+                "d the distance on the 24-hour circle; a UTC date keeps its planned count, its posts' "
+                "instants follow the rate at their New York time"
+            ),
+            "floor": clock.PROFILE_FLOOR,
+            "bumps": [{"name": n, "centre_h": c, "sd_h": sd, "amplitude": a} for n, c, sd, a in clock.PROFILE_BUMPS],
+            "sessions": "09:30-16:00 America/New_York (13:00 close on early-close days), DST-aware (zoneinfo)",
+            **_time_of_day(stats),
         },
         "process": p,
         "text": tp,
@@ -531,6 +643,11 @@ def _truth(
             "comments": n_com,
             "posts_about_stocks": about,
             "topic_posts": sum(r[5] for r in lat_rows),
+            "after_close_posts_about_stocks": sum(r[6] for r in lat_rows),
+            "news_phrases": sum(r[7] for r in lat_rows),
+            "records_session": stats.get("time_session", 0),
+            "records_after_close": stats.get("time_after_close", 0),
+            "records_after_close_same_utc_day": stats.get("time_after_close_same_utc_day", 0),
             "trading_days": n_days,
             "calendar_days": n_cal,
             "chunks": n_chunks,
@@ -538,7 +655,7 @@ def _truth(
             "stocknames_rows": n_names,
             "crsp_rows": n_daily,
             "stock_days": int(alive.sum()),
-            "stock_days_with_posts": len({(r[0], r[1]) for r in lat_rows}),
+            "stock_days_with_posts": len({(r[0], r[1]) for r in lat_rows if r[2] > 0}),
             "swapped_neighbours": {
                 "submissions": stats.get("swapped_submissions", 0),
                 "comments": stats.get("swapped_comments", 0),

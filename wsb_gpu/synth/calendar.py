@@ -7,13 +7,25 @@ observance (Saturday -> Friday before, Sunday -> Monday after; a New Year's Day 
 Saturday is not observed). One-off closures (2012 hurricane Sandy, national days of
 mourning) are deliberately left out: the calendar must be a pure function of the dates
 so that every run and machine agrees on it.
+
+Sessions open at 09:30 and close at 16:00 New York time, 13:00 on the exchange's regular
+early-close days (the day after Thanksgiving, and 3 July and 24 December when they fall on
+Monday to Thursday); :func:`sessions_utc` turns them into UTC instants with ``zoneinfo``, so
+daylight saving time is handled (a session is 13:30-20:00 UTC in summer, 14:30-21:00 in
+winter).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from zoneinfo import ZoneInfo
 
 import numpy as np
+
+NEW_YORK = ZoneInfo("America/New_York")
+OPEN_LOCAL = dt.time(9, 30)
+CLOSE_LOCAL = dt.time(16, 0)
+EARLY_CLOSE_LOCAL = dt.time(13, 0)
 
 
 def easter(year: int) -> dt.date:
@@ -95,3 +107,43 @@ def trading_days(start: dt.date, end: dt.date) -> np.ndarray:
     )
     keep = (weekday < 5) & ~np.isin(days, hol)
     return days[keep]
+
+
+def early_closes(year: int) -> list[dt.date]:
+    """The regular 13:00 early closes of one year (sorted).
+
+    The day after Thanksgiving always; 3 July and 24 December when they fall on Monday to
+    Thursday (on a Friday they are the observed holiday; at weekends there is no session).
+    One-off early closes are left out, like one-off closures.
+
+    >>> [d.isoformat() for d in early_closes(2019)]
+    ['2019-07-03', '2019-11-29', '2019-12-24']
+    >>> [d.isoformat() for d in early_closes(2015)]   # 3 July 2015 was a Friday: the holiday
+    ['2015-11-27', '2015-12-24']
+    """
+    out = [_nth_weekday(year, 11, 3, 4) + dt.timedelta(days=1)]
+    out += [d for d in (dt.date(year, 7, 3), dt.date(year, 12, 24)) if d.weekday() <= 3]
+    return sorted(out)
+
+
+def _utc_seconds(day: dt.date, at: dt.time) -> int:
+    return int(dt.datetime.combine(day, at, tzinfo=NEW_YORK).timestamp())
+
+
+def sessions_utc(days: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Open and close of each trading day as UTC epoch seconds (int64 arrays).
+
+    09:30 and 16:00 New York time (13:00 on :func:`early_closes`), converted with the
+    ``zoneinfo`` rules of America/New_York.
+
+    >>> o, c = sessions_utc(np.array(["2019-07-01", "2019-07-03", "2019-12-02"], dtype="datetime64[D]"))
+    >>> [dt.datetime.fromtimestamp(int(x), dt.timezone.utc).strftime("%H:%M") for x in (*o, *c)]
+    ['13:30', '13:30', '14:30', '20:00', '17:00', '21:00']
+    """
+    dates = [dt.date.fromisoformat(str(d)) for d in days]
+    early = {d for y in {d.year for d in dates} for d in early_closes(y)}
+    opens = np.array([_utc_seconds(d, OPEN_LOCAL) for d in dates], dtype=np.int64)
+    closes = np.array(
+        [_utc_seconds(d, EARLY_CLOSE_LOCAL if d in early else CLOSE_LOCAL) for d in dates], dtype=np.int64
+    )
+    return opens, closes

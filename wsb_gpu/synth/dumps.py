@@ -1,7 +1,9 @@
 """Pushshift-style dumps: the post plan, per-chunk record generation, the zstd writer.
 
 The **plan** (how many submissions and comments each calendar day has, and how many of
-them are about each stock) is drawn once in the parent from the hype series. The
+them are about each stock, split into the parts of the UTC day before the open, in the
+session and after the close) is drawn once in the parent from the latent series. Post
+instants follow the New York time-of-day profile of :mod:`wsb_gpu.synth.clock`. The
 calendar is then cut into chunks of consecutive days; each chunk's records are a pure
 function of ``(seed, chunk index, plan)`` (its own PCG64 stream), so chunks can be made
 by any number of worker processes and the parent writes them in chunk order into one
@@ -21,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import zstandard as zstd
 
+from wsb_gpu.synth import clock
 from wsb_gpu.synth import text as tx
 
 STREAM_PLAN, STREAM_AUTHORS, STREAM_CHUNK, STREAM_CHUNK_TEXT = 20, 21, 100, 101
@@ -45,8 +48,17 @@ DEFAULT_TEXT_PARAMS: dict = {
     "old_symbol_share": 0.10,  # posts about a renamed stock that still use the old symbol
     "weekend_factor": 0.6,  # activity on Saturdays and Sundays relative to weekdays
     "yearly_growth": 1.15,  # activity grows by this factor per year
-    "market_hours_share": 0.55,  # posts placed in 13:30-21:00 UTC (the rest uniform)
+    # After-close news (--effect-after-close B): posts about a stock made between a close and
+    # the next open depend on the next trading day's return r, through rho = min(|r| / news_scale, news_cap).
+    "news_scale": 0.02,  # |r| in units of a typical daily move (2 %)
+    "news_cap": 5.0,  # rho saturates at |r| = 10 %
+    "news_count_loading": 1.0,  # after-close posts scale with exp(B * loading * rho) (mean 1 over stock-days)
+    "news_phrase_loading": 1.0,  # each phrase is news with probability 1 - exp(-B * loading * rho)
 }
+
+PIECES = ("before_open", "session", "after_close")
+"""The parts of a UTC day the plan draws separately: up to the open (after the previous
+close), the session (open to close, both included) and after the close."""
 
 DEFAULT_QUIRKS: dict = {
     "deleted": 0.03,  # author "[deleted]" and text "[deleted]"
@@ -116,13 +128,19 @@ class DumpContext:
     symbols: list[str]
     protected: np.ndarray  # stock -> bare form never counts (common word / 1 letter)
     old_symbol: list[str | None]  # stock -> its previous ticker (still used by some posters)
-    about_sub: np.ndarray  # (days x stocks) planned submissions about each stock
+    about_sub: np.ndarray  # (days x stocks x PIECES) planned submissions about each stock
     about_com: np.ndarray
     gen_sub: np.ndarray  # (days,) planned generic submissions
     gen_com: np.ndarray
     hype: np.ndarray  # (trading days x stocks)
     tone_state: np.ndarray  # (trading days x stocks) u: moves the tone only
     topic_state: np.ndarray  # (trading days x stocks) q: moves the share of earnings posts only
+    day_cdf: np.ndarray  # (patterns x 1441) within-day CDF of post times (clock.minute_cdfs)
+    day_pattern: np.ndarray  # (days,) the CDF row of each calendar day
+    open_s: np.ndarray  # (days,) second of the UTC day of the open (86400 on days without a session)
+    end_s: np.ndarray  # (days,) close second + 1 (the session is [open_s, end_s)); 86400 without one
+    news: np.ndarray | None  # (trading days x stocks) signed news-phrase probability; None = no channel
+    alive: np.ndarray  # (trading days x stocks) the stock trades that day
     chunk_days: int
     sub_offset: np.ndarray  # (chunks + 1,) first submission counter of each chunk
     com_offset: np.ndarray
@@ -371,16 +389,36 @@ def _score(d: tx.Draws) -> int:
     return int(1.0 / (1.0 - 0.9995 * d.u()) ** 0.8)
 
 
-def _times(rng: np.random.Generator, n: int, day_start: int, share_hours: float) -> np.ndarray:
-    sec = np.where(rng.random(n) < share_hours, rng.integers(48600, 75600, n), rng.integers(0, 86400, n))
-    return day_start + sec
+def piece_bounds(open_s: np.ndarray, end_s: np.ndarray) -> np.ndarray:
+    """``(days, 4)`` second bounds of the :data:`PIECES` of each UTC day: [0, open, close + 1, 86400]."""
+    n = len(open_s)
+    return np.stack([np.zeros(n, np.int64), open_s, end_s, np.full(n, clock.DAY_SECONDS)], axis=1).astype(np.int64)
+
+
+def after_close_news_day(
+    seconds: np.ndarray, day: np.ndarray, day_td: np.ndarray, open_s: np.ndarray, end_s: np.ndarray, n_td: int
+) -> np.ndarray:
+    """For posts at ``seconds`` of UTC day ``day``: the trading day whose open they precede
+    when they fall between a close and the next open, else -1 (session, or no next day).
+
+    >>> after_close_news_day(np.array([10, 50000, 80000]), np.zeros(3, int), np.array([4]),
+    ...                      np.array([48600]), np.array([72001]), 6)
+    array([ 4, -1,  5])
+    """
+    before = seconds < open_s[day]
+    after = seconds >= end_s[day]
+    td = day_td[day]
+    out = np.where(before, td, np.where(after & (td >= 0), td + 1, -1))
+    return np.where((out >= 0) & (out < n_td), out, -1)
 
 
 def make_chunk(ctx: DumpContext, k: int) -> tuple[bytes, bytes, dict, list]:
     """Records of chunk ``k``: (submission NDJSON bytes, comment NDJSON bytes, stats, latent).
 
     ``latent`` is ``[(trading day, stock, n_posts, n_hype_phrases, n_tone_phrases,
-    n_topic_posts), ...]`` for the stock-days this chunk's posts are about.
+    n_topic_posts, n_after_close_posts, n_news_phrases), ...]``: the first four count the
+    posts whose trading day (first on or after their UTC date) is that day, the last two the
+    posts made between the previous close and that day's open.
     """
     rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(ctx.seed, spawn_key=(STREAM_CHUNK, k))))
     d = tx.Draws(
@@ -392,17 +430,29 @@ def make_chunk(ctx: DumpContext, k: int) -> tuple[bytes, bytes, dict, list]:
 
     # --- which posts exist: (kind, time, day, stock) --------------------------------
     kinds, times, dayix, stock, forced_ix = [], [], [], [], []
+    bounds = piece_bounds(ctx.open_s, ctx.end_s)
     for di in range(lo, hi):
         day_start = (ctx.day0 + di) * 86400
+        cdf = ctx.day_cdf[ctx.day_pattern[di]]
         for kind, about, gen in ((0, ctx.about_sub, ctx.gen_sub), (1, ctx.about_com, ctx.gen_com)):
-            counts = about[di]
-            nz = np.flatnonzero(counts)
-            st = np.concatenate([np.repeat(nz, counts[nz]), np.full(int(gen[di]), -1)]).astype(np.int64)
-            n = len(st)
+            # posts about stocks, piece by piece (their counts may depend on the piece) ...
+            for piece in range(len(PIECES)):
+                counts = about[di, :, piece]
+                nz = np.flatnonzero(counts)
+                st = np.repeat(nz, counts[nz]).astype(np.int64)
+                n = len(st)
+                a, b = int(bounds[di, piece]), int(bounds[di, piece + 1])
+                times.append(day_start + clock.sample_seconds(rng, cdf, a, b, n))
+                kinds.append(np.full(n, kind))
+                dayix.append(np.full(n, di))
+                stock.append(st)
+                forced_ix.append(np.full(n, -1))
+            # ... and generic chatter over the whole day
+            n = int(gen[di])
+            times.append(day_start + clock.sample_seconds(rng, cdf, 0, clock.DAY_SECONDS, n))
             kinds.append(np.full(n, kind))
-            times.append(_times(rng, n, day_start, tp["market_hours_share"]))
             dayix.append(np.full(n, di))
-            stock.append(st)
+            stock.append(np.full(n, -1, dtype=np.int64))
             forced_ix.append(np.full(n, -1))
     for fi, f in enumerate(ctx.forced):
         if lo <= f["day"] < hi:
@@ -412,11 +462,20 @@ def make_chunk(ctx: DumpContext, k: int) -> tuple[bytes, bytes, dict, list]:
             stock.append(np.array([f["stock"]]))
             forced_ix.append(np.array([fi]))
     kinds, times, dayix, stock, forced_ix = (np.concatenate(a) for a in (kinds, times, dayix, stock, forced_ix))
+    n_td = ctx.hype.shape[0]
+    secs = times - (ctx.day0 + dayix) * 86400
+    news_td = after_close_news_day(secs, dayix, ctx.day_td, ctx.open_s, ctx.end_s, n_td)
+    after = (secs < ctx.open_s[dayix]) | (secs >= ctx.end_s[dayix])
 
-    stats: dict = {}
+    stats: dict = {
+        "time_after_close": int(after.sum()),
+        "time_after_close_same_utc_day": int((secs >= ctx.end_s[dayix]).sum()),
+        "time_session": int((~after).sum()),
+    }
     td_lo = max(int(ctx.day_td[lo:hi].min()), 0) if hi > lo else 0
     td_hi = int(ctx.day_td[lo:hi].max()) + 1 if hi > lo else 0
-    lat = np.zeros((max(td_hi - td_lo, 1), n_stocks, 4), dtype=np.int64)
+    # rows td_lo .. td_hi: the last one for posts after the chunk's last close
+    lat = np.zeros((max(td_hi - td_lo, 0) + 1, n_stocks, 6), dtype=np.int64)
     topic_logit = math.log(tp["topic_share"] / (1.0 - tp["topic_share"]))
     forced_ids: dict = {}
 
@@ -444,6 +503,10 @@ def make_chunk(ctx: DumpContext, k: int) -> tuple[bytes, bytes, dict, list]:
             sym = ctx.old_symbol[j]
             stats["old_symbol"] = stats.get("old_symbol", 0) + 1
         td = int(ctx.day_td[di])
+        nd = int(news_td[i])
+        if nd >= 0 and not ctx.alive[nd, j]:
+            nd = -1  # after the stock's last close: no next return to be news about
+        news = float(ctx.news[nd, j]) if ctx.news is not None and nd >= 0 else 0.0
         h, u = float(ctx.hype[td, j]), float(ctx.tone_state[td, j])
         tone = _sigmoid(tp["hype_tone_loading"] * h + tp["tone_loading"] * u + tp["mood_sd"] * d.normal())
         on_topic = d.u() < _sigmoid(topic_logit + tp["topic_loading"] * float(ctx.topic_state[td, j]))
@@ -455,14 +518,18 @@ def make_chunk(ctx: DumpContext, k: int) -> tuple[bytes, bytes, dict, list]:
                 other = ctx.symbols[s2]
                 stats["second_mention"] = stats.get("second_mention", 0) + 1
         topic = tp["topic_phrase_share"] if on_topic else 0.0
-        title, body, n_hype, n_tone, _ = tx.about_text(
-            sym, bool(ctx.protected[j]), tone, submission, d, stats, other, topic
+        title, body, n_hype, n_tone, _, n_news = tx.about_text(
+            sym, bool(ctx.protected[j]), tone, submission, d, stats, other, topic, news
         )
         cell = lat[td - td_lo, j]
         cell[0] += 1
         cell[1] += n_hype
         cell[2] += n_tone
         cell[3] += on_topic
+        if nd >= 0:
+            cell = lat[nd - td_lo, j]
+            cell[4] += 1
+            cell[5] += n_news
         return title, body
 
     def finish(rec: dict, year: int, created: int, text_key: str, is_sub: bool, keep_text: bool = False) -> bytes:
@@ -625,9 +692,8 @@ def make_chunk(ctx: DumpContext, k: int) -> tuple[bytes, bytes, dict, list]:
         out.append(b"\n".join(lines) + b"\n" if lines else b"")
 
     latent = []
-    for a, j in zip(*np.nonzero(lat[..., 0])):
-        c = lat[a, j]
-        latent.append((int(a + td_lo), int(j), int(c[0]), int(c[1]), int(c[2]), int(c[3])))
+    for a, j in zip(*np.nonzero(lat.any(axis=2))):
+        latent.append((int(a + td_lo), int(j), *(int(c) for c in lat[a, j])))
     stats["forced_ids"] = forced_ids
     return out[0], out[1], stats, latent
 

@@ -8,7 +8,10 @@ state that day, ``u`` its tone state and ``delta`` the author's own mood. So wha
 about a stock *say* moves with its hype; averaged over a stock-day, the share of hype
 phrases estimates ``gamma * h + gamma_u * u``. A post is about the **topic** (earnings and
 guidance talk, the ``TOPIC`` bank, tone-free) with a probability that moves with the
-stock's topic state ``q``; most of its phrases are then topic phrases.
+stock's topic state ``q``; most of its phrases are then topic phrases. Posts made after a
+close about a stock whose next-day return is news (``--effect-after-close``) carry **news**
+phrases: after-hours good news (``NEWS_GOOD``, VADER-positive) when that return is
+positive, bad news (``NEWS_BAD``, VADER-negative) when it is negative.
 
 Posts that mention no stock (most of them) are generic chatter whose tone is unrelated
 to any hype. They carry the traps of real WSB text: common words in capitals (``ALL IN``,
@@ -90,6 +93,26 @@ TOPIC = (
     "reading the {T} earnings transcript, segment revenue in line",
 )
 """Earnings and guidance talk: one topic, tone-free (VADER scores these phrases 0)."""
+
+NEWS_GOOD = (
+    "{T} up {PCT}% after hours, great earnings beat",
+    "{T} smashed estimates, stock soaring after hours, amazing",
+    "huge beat from {T} tonight, guidance raised, love it",
+    "{T} surging after the close on great news",
+    "{T} beat and raise, calls will print tomorrow, awesome",
+    "strong quarter from {T}, excellent results after the bell",
+)
+"""After-hours good news (the next day's return is positive): VADER reads them as positive."""
+
+NEWS_BAD = (
+    "{T} down {PCT}% after hours, terrible miss",
+    "{T} missed badly, stock crashing after the close, awful",
+    "guidance cut at {T}, this is a disaster",
+    "{T} tanking after hours on bad news, RIP my calls",
+    "{T} plunging after the close, worst earnings ever, ugly",
+    "horrible report from {T} tonight, bagholders crying",
+)
+"""After-hours bad news (the next day's return is negative): VADER reads them as negative."""
 
 NEUTRAL = (
     "what do you guys think about {T}?",
@@ -271,15 +294,22 @@ def _fill(template: str, tick: str, d: Draws) -> str:
     return template.format(**{name: _slot(name, tick, d) for name in slots})
 
 
-def tone_phrases(tick: str, tone: float, k: int, d: Draws, topic: float = 0.0) -> tuple[list[str], int, int]:
-    """``k`` phrases: each hype with probability ``tone``, else a topic phrase with
-    probability ``topic``, else calm; returns (phrases, n_hype, n_topic).
+def tone_phrases(
+    tick: str, tone: float, k: int, d: Draws, topic: float = 0.0, news: float = 0.0
+) -> tuple[list[str], int, int, int]:
+    """``k`` phrases: each a news phrase with probability ``|news|`` (good news if
+    ``news > 0``, bad news if ``< 0``), else hype with probability ``tone``, else a topic
+    phrase with probability ``topic``, else calm; returns (phrases, n_hype, n_topic, n_news).
 
-    With ``topic = 0`` no extra random number is drawn.
+    With ``topic = 0`` and ``news = 0`` no extra random number is drawn.
     """
-    out, n_hype, n_topic = [], 0, 0
+    out, n_hype, n_topic, n_news = [], 0, 0, 0
+    p_news = abs(news)
     for _ in range(k):
-        if d.u() < tone:
+        if p_news > 0.0 and d.u() < p_news:
+            out.append(_fill(d.pick(NEWS_GOOD if news > 0 else NEWS_BAD), tick, d))
+            n_news += 1
+        elif d.u() < tone:
             out.append(_fill(d.pick(HYPE), tick, d))
             n_hype += 1
         elif topic > 0.0 and d.u() < topic:
@@ -289,7 +319,7 @@ def tone_phrases(tick: str, tone: float, k: int, d: Draws, topic: float = 0.0) -
             n_topic += 1
         else:
             out.append(_fill(d.pick(CALM), tick, d))
-    return out, n_hype, n_topic
+    return out, n_hype, n_topic, n_news
 
 
 def about_text(
@@ -301,18 +331,21 @@ def about_text(
     stats: dict,
     other: str | None = None,
     topic: float = 0.0,
-) -> tuple[str, str, int, int, int]:
+    news: float = 0.0,
+) -> tuple[str, str, int, int, int, int]:
     """Text of a post about one stock: returns (title, body, n_hype_phrases,
-    n_tone_phrases, n_topic_phrases).
+    n_tone_phrases, n_topic_phrases, n_news_phrases).
 
     For comments the title is empty. The first phrase carries the ticker; a second,
     unrelated ticker ``other`` is mentioned in passing when given. ``topic`` is the share of
-    phrases that are earnings talk (0 for a post that is not about the topic).
+    phrases that are earnings talk (0 for a post that is not about the topic); ``news`` the
+    signed share of after-hours news phrases (0 for a post that carries no news).
+    n_tone_phrases counts the hype and calm phrases (neither topic nor news).
     """
     form, tick = mention(sym, protected, d)
     stats["form_" + form] = stats.get("form_" + form, 0) + 1
     k = (2 + int(d.u() * 4)) if submission else (1 + int(d.u() * 2.2))
-    phrases, n_hype, n_topic = tone_phrases(tick, tone, k, d, topic)
+    phrases, n_hype, n_topic, n_news = tone_phrases(tick, tone, k, d, topic, news)
     if tick not in phrases[0]:
         phrases[0] = f"{tick} {phrases[0]}" if d.u() < 0.5 else f"{phrases[0]} {tick}"
     if d.u() < 0.25:
@@ -327,8 +360,8 @@ def about_text(
         if d.u() < 0.2:
             rest.append(_fill(d.pick(URLS), sym, d))
         sep = "\n\n" if d.u() < 0.5 else " "
-        return title, sep.join(rest), n_hype, k - n_topic, n_topic
-    return "", " ".join(phrases), n_hype, k - n_topic, n_topic
+        return title, sep.join(rest), n_hype, k - n_topic - n_news, n_topic, n_news
+    return "", " ".join(phrases), n_hype, k - n_topic - n_news, n_topic, n_news
 
 
 def generic_text(submission: bool, d: Draws) -> tuple[str, str]:
