@@ -272,7 +272,8 @@ class LogitClassifier(ClassifierMixin, BaseEstimator):
         """The coefficients of the standardised columns (None with one class)."""
         if self.est_ is None:
             return None
-        return np.asarray(to_numpy(self.est_.coef_), dtype=np.float64).ravel().tolist()  # type: ignore[no-any-return]
+        coef: list[float] = np.asarray(to_numpy(self.est_.coef_), dtype=np.float64).ravel().tolist()
+        return coef
 
 
 class XGBClassifier(ClassifierMixin, BaseEstimator):
