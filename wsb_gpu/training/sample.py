@@ -16,14 +16,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from wsb_gpu.backend import Backend, concat_columns
+from wsb_gpu.datasets import HAR_COLUMNS
+from wsb_gpu.dates import day_number
 from wsb_gpu.errors import WsbError
-from wsb_gpu.lake import read_manifest
+from wsb_gpu.manifest import read_manifest
 from wsb_gpu.models.base import Sample
-from wsb_gpu.models.har import HAR_COLUMNS
 from wsb_gpu.models.splits import month_period
 from wsb_gpu.signals.families import text_columns
 from wsb_gpu.signals.fitted import PostSources
-from wsb_gpu.stages.links import day_number  # TODO(move)
 
 if TYPE_CHECKING:
     from wsb_gpu.backend import Frame
