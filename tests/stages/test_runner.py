@@ -18,9 +18,8 @@ from wsb_gpu.backend import Backend
 from wsb_gpu.config import EmbedParams
 from wsb_gpu.stages import STAGES, get_stage, run_stage
 
-UNTYPED = {"train"}
-"""Stages whose entry point still takes ``Mapping[str, Path | None]`` (train, until it moves
-to wsb_gpu/training/ and takes its own TypedDict)."""
+UNTYPED: set[str] = set()
+"""Stages whose entry point still takes ``Mapping[str, Path | None]`` (none)."""
 
 
 def _inputs_type(stage):

@@ -439,3 +439,32 @@ def test_daily_sums_of_many_forecasts_do_not_fragment():
         out = daily_partition(frame, keys=keys, floor=0.01)
     assert len(out) == 5 and out["n"].tolist() == [4] * 5
     np.testing.assert_allclose(out["sse_m0"], ((frame["y"] - frame["yhat_m0"]) ** 2).groupby(frame["date"]).sum())
+
+
+def test_multi_day_target_windows_end_before_their_targets_reach_the_test_year(tmp_path, panel, feats_dir):
+    """With y_22 a training row's target spans 22 sessions, so the window leaves out its last
+    two months (every month has at least 19 sessions): HAR equals lstsq on the rows up to
+    then, and both ridge engines (moments with purged CV folds, rows with purged splits)
+    choose the same λ and coefficients."""
+    runs = {}
+    for engine in ("stats", "estimator"):
+        runs[engine] = run(tmp_path, engine, features=feats_dir, target="y_22", ridge={**RIDGE, "engine": engine})
+    rows = features_of(panel).dropna(subset=["y_22", *HAR])
+    d = pd.to_datetime(rows["date"])
+    year, period = d.dt.year.to_numpy(), d.dt.year.to_numpy() * 12 + d.dt.month.to_numpy() - 1
+    har = fits(runs["stats"][0])["har"]
+    assert har
+    for y, f in har.items():
+        last = (int(y) - 1) * 12 + 11
+        tr = (year >= int(y) - 3) & (period <= last - 2)
+        assert not np.any(tr & (period > last - 2))
+        A = np.column_stack([np.ones(tr.sum()), rows.loc[tr, HAR].to_numpy()])
+        b, *_ = np.linalg.lstsq(A, rows.loc[tr, "y_22"].to_numpy(), rcond=None)
+        np.testing.assert_allclose([f["intercept"], *f["coef"]], b, rtol=1e-7)
+    rows_json = json.loads((runs["stats"][0] / "metrics.json").read_text())["metrics"]
+    lags = [r["dm_lag"] for r in rows_json if r.get("dm_lag") is not None]
+    assert lags and min(lags) >= 21  # the errors of 22-day targets overlap for 21 days
+    fa, fb = fits(runs["stats"][0]), fits(runs["estimator"][0])
+    for y in fa[RT]:
+        assert fa[RT][y]["lambda"] == fb[RT][y]["lambda"]
+        np.testing.assert_allclose(fa[RT][y]["coef"], fb[RT][y]["coef"], rtol=1e-6, atol=1e-10)

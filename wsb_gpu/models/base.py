@@ -94,6 +94,15 @@ class Window:
         the target); log-HAR takes logs at it.
     backend, client
         Where to compute.
+    train_end
+        The last month period whose rows the models learn from (None: every month of the
+        training years). With an ``h``-day target the last training rows' targets reach into
+        the test year, so the window ends :func:`gap_months` months before it; the rows of
+        those months are left out of the moments, the collected rows, and the histories'
+        targets (their features still feed the sequences).
+    cv_gap
+        Months left out of a CV fold's training part before its validation block, for the
+        same reason (:class:`~wsb_gpu.models.splits.BlockedTimeFolds`).
     """
 
     test_year: int
@@ -108,6 +117,8 @@ class Window:
     frame: dd.DataFrame | None = None
     columns: list[str] | None = None
     floor: float = float("nan")
+    train_end: int | None = None
+    cv_gap: int = 0
     _rows: Any = field(default=None, repr=False)
     _year_rows: dict = field(default_factory=dict, repr=False)
     _history: Any = field(default=None, repr=False)
@@ -117,6 +128,14 @@ class Window:
         """The rows the window's models read: the window's own frame (its fitted family
         columns joined, training and test years only), else the run's sample."""
         return self.frame if self.frame is not None else self.sample.ddf
+
+    def learnable(self, frame: Any) -> Any:
+        """The rows of ``frame`` (a Dask frame with ``year`` and ``period``) a model may learn
+        from or be tested on: the training years up to :attr:`train_end`, and the test year."""
+        rows = frame[frame["year"].isin([*self.train_years, self.test_year])]
+        if self.train_end is None:
+            return rows
+        return rows[(rows["period"] <= self.train_end) | (rows["year"] == self.test_year)]
 
     @property
     def feature_columns(self) -> list[str]:
@@ -156,7 +175,8 @@ class Window:
         cache = self._year_rows
         if key not in cache:
             S, data, cols = self.sample, self.data, self.feature_columns
-            part = _in_key_order(data[data["year"].isin(list(key))][["permno", "day", *cols, S.target]].compute())
+            rows = self.learnable(data)
+            part = _in_key_order(rows[rows["year"].isin(list(key))][["permno", "day", *cols, S.target]].compute())
             cache[key] = (matrix(part, cols).astype("float32"), matrix(part, [S.target])[:, 0])
         X, y = cache[key]
         all_cols = self.feature_columns
@@ -173,7 +193,8 @@ class Window:
             S = self.sample
             cols = self.feature_columns
             data = self.data
-            part = data[data["year"].isin(list(self.train_years))][["permno", "day", *cols, S.target, "period"]]
+            rows = self.learnable(data)
+            part = rows[rows["year"].isin(list(self.train_years))][["permno", "day", *cols, S.target, "period"]]
             part = _in_key_order(part.compute())
             X = matrix(part, cols)
             y = matrix(part, [S.target])[:, 0]
@@ -211,16 +232,39 @@ class Window:
             need = have + [c for c in cols if c not in have]
             data, target = self.data, self.sample.target
             years = [*self.train_years, self.test_year]
-            part = data[data["year"].isin(years)][["permno", "day", "year", *need, target]].compute()
+            part = data[data["year"].isin(years)][["permno", "day", "year", "period", *need, target]].compute()
             part = to_pandas(part).sort_values(["permno", "day"]).reset_index(drop=True)
             keys = part[["permno", "day", "year"]].astype("int64")
             X = part[need].to_numpy(dtype="float32", na_value=np.nan)
             y = part[target].to_numpy(dtype="float64", na_value=np.nan)
+            if self.train_end is not None:  # targets not yet known at the end of the window
+                gap = (part["period"].to_numpy() > self.train_end) & (part["year"].to_numpy() != self.test_year)
+                y[gap] = np.nan
             kept = self._history = (keys, need, X, y)
         keys, have, X, y = kept
         if cols == have:
             return keys, X, y
         return keys, X[:, [have.index(c) for c in cols]], y
+
+
+def gap_months(horizon: int) -> int:
+    """Months to leave out at the end of a training window (and before a CV block) for an
+    ``horizon``-day target: every month has at least 19 sessions, so the rows whose target
+    reaches past the window all fall in the last ``ceil((horizon - 1) / 19)`` months.
+
+    >>> [gap_months(h) for h in (1, 5, 22, 63)]
+    [0, 1, 2, 4]
+    """
+    return -(-(int(horizon) - 1) // 19)
+
+
+def target_horizon(target: str) -> int:
+    """The days a target spans (``y_22`` -> 22).
+
+    >>> target_horizon("y_1"), target_horizon("y_63")
+    (1, 63)
+    """
+    return int(target.rsplit("_", 1)[1])
 
 
 def _in_key_order(part: Frame) -> Frame:

@@ -44,7 +44,7 @@ import functools
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
 from threadpoolctl import threadpool_limits  # a dependency of scikit-learn
@@ -59,6 +59,7 @@ from wsb_gpu.models.ridge import (
     StandardizedLinear,
     _solve_small,
     fit_design,
+    fold_moments,
     row_design,
 )
 from wsb_gpu.models.splits import BlockedTimeFolds
@@ -70,6 +71,16 @@ if TYPE_CHECKING:
 # A penalised column whose (reduced) variance is below this, in standardised units, carries
 # nothing the free columns and the intercept do not: it is skipped and keeps coefficient 0.
 _MIN_VARIANCE = 1e-12
+
+
+class _PathSettings(TypedDict):
+    """The settings of the λ path and its solver that both CV engines take as keywords."""
+
+    n_lambdas: int
+    eps: float
+    free: int
+    max_iter: int
+    tol: float
 
 
 # --- the coordinate-descent kernel -----------------------------------------------------
@@ -223,7 +234,7 @@ def _lambda_max(r: np.ndarray, l1_ratio: float) -> float:
     return top / l1_ratio if top > 0 else 1.0
 
 
-def _grid(r: np.ndarray, l1_ratios: Sequence[float], n_lambdas: int, eps: float) -> np.ndarray:
+def _grid(r: np.ndarray, l1_ratios: Sequence[float] | np.ndarray, n_lambdas: int, eps: float) -> np.ndarray:
     if n_lambdas < 1 or not 0 < eps < 1:
         msg = f"invalid elastic-net grid (n_lambdas={n_lambdas}, eps={eps}); use n_lambdas >= 1 and 0 < eps < 1"
         raise WsbError(msg)
@@ -387,6 +398,7 @@ def enet_cv_from_moments(
     free: int = 0,
     max_iter: int = 1000,
     tol: float = 1e-7,
+    gap: int = 0,
 ) -> EnetCVResult:
     """Blocked-CV elastic net over the given training months, entirely from per-month moments.
 
@@ -412,6 +424,8 @@ def enet_cv_from_moments(
         Leading columns left unpenalised (the HAR terms).
     max_iter, tol
         As :func:`enet_path_from_moments`.
+    gap
+        Months purged before each validation block from its fold's training part.
     """
     ratios = np.asarray(l1_ratios, dtype=np.float64).reshape(-1)
 
@@ -422,15 +436,13 @@ def enet_cv_from_moments(
     # One BLAS thread, as in solve_ridge_path: the products here are p x p at most, and on
     # busy cores OpenBLAS's spinning threads made them several times slower.
     with threadpool_limits(1, user_api="blas"):
-        result = _cv_moments(
-            [total(sorted(int(x) for x in block)) for block in blocks], ratios, n_lambdas, eps, free, max_iter, tol
-        )
+        result = _cv_moments(fold_moments(total, blocks, gap), ratios, n_lambdas, eps, free, max_iter, tol)
     _warn_unconverged(result.converged, max_iter)
     return result
 
 
 def _cv_moments(
-    block_totals: list[Moments],
+    totals: tuple[list[Moments], list[Moments]],
     ratios: np.ndarray,
     n_lambdas: int,
     eps: float,
@@ -438,13 +450,14 @@ def _cv_moments(
     max_iter: int,
     tol: float,
 ) -> EnetCVResult:
-    """:func:`enet_cv_from_moments` once each block's moments are summed."""
+    """:func:`enet_cv_from_moments` once each block's and each fold's moments are summed."""
+    block_totals, train_totals = totals
     window = _reduce(sum_moments(block_totals), free)
     grid = _grid(window.r, ratios, n_lambdas, eps)
     fold_mse = np.empty((len(block_totals), *grid.shape))
     converged = True
     for k in range(len(block_totals)):
-        train = _reduce(sum_moments(m for j, m in enumerate(block_totals) if j != k), free)
+        train = _reduce(train_totals[k], free)
         valid = block_totals[k]
         for i, a in enumerate(ratios):
             w_t, n_iter = _solve_reduced(train, grid[i], float(a), max_iter, tol)
@@ -626,12 +639,18 @@ class EnetModel(PenalizedLinearModel):
     def fit(self, window: Window) -> EnetModel:
         self._start(window)
         free = self._free(window)
-        folds = BlockedTimeFolds(self.cv_folds)
-        grid = {"n_lambdas": self.n_lambdas, "eps": self.eps, "free": free, "max_iter": self.max_iter, "tol": self.tol}
+        folds = BlockedTimeFolds(self.cv_folds, gap=window.cv_gap)
+        grid: _PathSettings = {
+            "n_lambdas": self.n_lambdas,
+            "eps": self.eps,
+            "free": free,
+            "max_iter": self.max_iter,
+            "tol": self.tol,
+        }
         if window.engine == "stats":
             blocks = folds.blocks(sorted(window.months))
             index = window.index(self.columns_)
-            self.cv_ = enet_cv_from_moments(window.months, blocks, self.l1_ratios, index=index, **grid)
+            self.cv_ = enet_cv_from_moments(window.months, blocks, self.l1_ratios, index=index, gap=folds.gap, **grid)
         else:
             X, y, periods = window.rows(self.columns_)
             with threadpool_limits(1, user_api="blas"):  # as for ridge's estimator engine

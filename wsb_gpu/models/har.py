@@ -146,7 +146,8 @@ class LogHARModel(Model):
     def fit(self, window: Window) -> LogHARModel:
         self._start(window)
         S, data = window.sample, window.data
-        part = data[data["year"].isin(list(window.train_years))][[*self.columns_, S.target]].compute()
+        rows = window.learnable(data)
+        part = rows[rows["year"].isin(list(window.train_years))][[*self.columns_, S.target]].compute()
         X, y = matrix(part, self.columns_), matrix(part, [S.target])[:, 0]
         xp = array_namespace(X)
         floor = window.floor

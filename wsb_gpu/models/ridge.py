@@ -37,7 +37,7 @@ contract of :mod:`wsb_gpu.models.base`).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -93,7 +93,7 @@ def lambda_grid(n_lambdas: int, lambda_min: float, lambda_max: float) -> np.ndar
 
 
 def solve_ridge_path(
-    m: Moments, lambdas: Sequence[float], xp: Any = np, free: int = 0
+    m: Moments, lambdas: Sequence[float] | np.ndarray, xp: Any = np, free: int = 0
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Ridge solutions for every lambda from the moments of the training rows.
 
@@ -147,11 +147,10 @@ def solve_ridge_path(
         else:
             S, r = G, c
         if S.shape[0] == 0:
-            beta_t = np.zeros((0, lam.size))
+            beta_t: np.ndarray = np.zeros((0, lam.size))
         else:
-            beta_t = _cholesky_path(S, r, lam) if lam.size <= _CHOLESKY_MAX_LAMBDAS else None
-            if beta_t is None:
-                beta_t = _eigen_path(S, r, lam, xp)
+            path = _cholesky_path(S, r, lam) if lam.size <= _CHOLESKY_MAX_LAMBDAS else None
+            beta_t = path if path is not None else _eigen_path(S, r, lam, xp)
         beta_z = np.vstack([F[:, -1:] - F[:, :-1] @ beta_t, beta_t]) if k else beta_t
     coef = beta_z / scale[:, None]
     intercept = m.y_mean - mean_x @ coef
@@ -209,10 +208,11 @@ def _choose(lambdas: np.ndarray, fold_mse: np.ndarray) -> tuple[float, np.ndarra
 def ridge_cv_from_moments(
     period_moments: Mapping[int, Moments],
     blocks: Sequence[np.ndarray],
-    lambdas: Sequence[float],
+    lambdas: Sequence[float] | np.ndarray,
     index: Sequence[int] | None = None,
     xp: Any = np,
     free: int = 0,
+    gap: int = 0,
 ) -> CVResult:
     """Blocked-CV ridge over the given training months, entirely from per-month moments.
 
@@ -228,6 +228,8 @@ def ridge_cv_from_moments(
         Columns of the moments to use (features then ``y``); None = all.
     free
         Leading columns left unpenalised (the HAR terms).
+    gap
+        Months purged before each validation block from its fold's training part.
     """
     lambdas = np.asarray(lambdas, dtype=np.float64)
 
@@ -235,11 +237,10 @@ def ridge_cv_from_moments(
         m = sum_moments(period_moments[int(k)] for k in periods if int(k) in period_moments)
         return m.select(index) if index is not None else m
 
-    # Each block is summed once; a fold's training set is the sum of the other blocks.
-    block_totals = [total(sorted(int(x) for x in block)) for block in blocks]
+    block_totals, train_totals = fold_moments(total, blocks, gap)
     fold_mse = np.empty((len(blocks), lambdas.size))
     for k in range(len(blocks)):
-        train = sum_moments(m for j, m in enumerate(block_totals) if j != k)
+        train = train_totals[k]
         valid = block_totals[k]
         coef, icpt, _, _ = solve_ridge_path(train, lambdas, xp=xp, free=free)
         fold_mse[k] = moments_sse(valid, coef, icpt) / valid.n
@@ -247,6 +248,26 @@ def ridge_cv_from_moments(
     window = sum_moments(block_totals)
     coef, icpt, mean, scale = solve_ridge_path(window, [best], xp=xp, free=free)
     return CVResult(LinearFit(coef[:, 0], float(icpt[0]), mean, scale, best), lambdas, cv, fold_mse)
+
+
+def fold_moments(
+    total: Callable[[Iterable[int]], Moments], blocks: Sequence[np.ndarray], gap: int = 0
+) -> tuple[list[Moments], list[Moments]]:
+    """Each CV block's moments and each fold's training moments (``total(months)`` sums the
+    months asked for). Each block is summed once and a fold's training set is the sum of the
+    other blocks; with a ``gap``, the ``gap`` months before the fold's block are left out
+    (:meth:`BlockedTimeFolds.purged`), so the fold sums its own months."""
+    block_totals = [total(sorted(int(x) for x in block)) for block in blocks]
+    if not gap:
+        trains = [sum_moments(m for j, m in enumerate(block_totals) if j != k) for k in range(len(blocks))]
+        return block_totals, trains
+    folds = BlockedTimeFolds(len(blocks), gap=gap)
+    every = sorted(int(p) for b in blocks for p in b)
+    trains = []
+    for k in range(len(blocks)):
+        out = set(folds.purged(blocks, k).tolist())
+        trains.append(total([p for p in every if p not in out]))
+    return block_totals, trains
 
 
 # --- the estimator engine --------------------------------------------------------------
@@ -327,7 +348,7 @@ class StandardizedLinear(RegressorMixin, BaseEstimator):
 
     def _checked(self, X: Array, y: Any) -> tuple[Any, Any]:
         """``(X, y)`` checked at ``fit`` (:func:`~wsb_gpu.models.validation.checked`)."""
-        return checked(self, X, y, reset=True, dtype=_FLOATS, y_numeric=True)  # type: ignore[no-any-return]
+        return checked(self, X, y, reset=True, dtype=_FLOATS, y_numeric=True)
 
     def _learned(self, design: RowDesign, coef_t: np.ndarray) -> Any:
         self.mean_, self.scale_ = design.mean, design.scale
@@ -390,7 +411,7 @@ def ridge_cv_from_rows(
     y: Array,
     periods: np.ndarray,
     folds: BlockedTimeFolds,
-    lambdas: Sequence[float],
+    lambdas: Sequence[float] | np.ndarray,
     backend: Backend | None = None,
     free: int = 0,
 ) -> CVResult:
@@ -496,11 +517,13 @@ class RidgeModel(PenalizedLinearModel):
         self._start(window)
         free = self._free(window)
         lambdas = lambda_grid(self.n_lambdas, self.lambda_min, self.lambda_max)
-        folds = BlockedTimeFolds(self.cv_folds)
+        folds = BlockedTimeFolds(self.cv_folds, gap=window.cv_gap)
         if window.engine == "stats":
             blocks = folds.blocks(sorted(window.months))
             index = window.index(self.columns_)
-            self.cv_ = ridge_cv_from_moments(window.months, blocks, lambdas, index=index, xp=window.xp, free=free)
+            self.cv_ = ridge_cv_from_moments(
+                window.months, blocks, lambdas, index=index, xp=window.xp, free=free, gap=folds.gap
+            )
         else:
             X, y, periods = window.rows(self.columns_)
             # One BLAS thread, as for the stats engine's solves: each fit forms Z'Z of one fold

@@ -110,10 +110,16 @@ class BlockedTimeFolds:
     blocks. Cutting at month boundaries is what lets the sufficient-statistics engine
     assemble any fold from per-month statistics.
 
+    With ``gap`` months (a target spanning several days), a fold's training part also leaves
+    out the ``gap`` months before its validation block: their rows' targets reach into the
+    block (:func:`~wsb_gpu.models.base.gap_months`).
+
     Parameters
     ----------
     n_splits
         Number of blocks (folds), at least 2.
+    gap
+        Months purged before each validation block from that fold's training part.
 
     Examples
     --------
@@ -122,10 +128,25 @@ class BlockedTimeFolds:
     [[1, 2, 3], [4, 5]]
     >>> [(tr.tolist(), te.tolist()) for tr, te in BlockedTimeFolds(2).split(groups=periods)]
     [([0, 5], [1, 2, 3, 4]), ([1, 2, 3, 4], [0, 5])]
+    >>> [(tr.tolist(), te.tolist()) for tr, te in BlockedTimeFolds(2, gap=1).split(groups=periods)]
+    [([0, 5], [1, 2, 3, 4]), ([1, 2, 3], [0, 5])]
     """
 
-    def __init__(self, n_splits: int = 3) -> None:
+    def __init__(self, n_splits: int = 3, gap: int = 0) -> None:
         self.n_splits = n_splits
+        self.gap = gap
+
+    def purged(self, blocks: Sequence[np.ndarray], k: int) -> np.ndarray:
+        """The months left out of fold ``k``'s training part: its block and the :attr:`gap`
+        months before the block.
+
+        >>> BlockedTimeFolds(2, gap=2).purged([np.array([1, 2]), np.array([3, 4])], 1).tolist()
+        [1, 2, 3, 4]
+        """
+        block = np.asarray(blocks[k], dtype=np.int64)
+        first = int(block.min())
+        before = np.arange(first - int(self.gap), first, dtype=np.int64)
+        return np.union1d(before, block)
 
     def blocks(self, periods: Sequence[int] | np.ndarray) -> list[np.ndarray]:
         """The month periods of each block, in time order."""
@@ -151,6 +172,8 @@ class BlockedTimeFolds:
             msg = "BlockedTimeFolds.split needs groups= the month period of each row (see month_period)"
             raise WsbError(msg)
         periods = np.asarray(groups, dtype=np.int64)
-        for block in self.blocks(periods):
+        blocks = self.blocks(periods)
+        for k, block in enumerate(blocks):
             held = np.isin(periods, block)
-            yield np.flatnonzero(~held), np.flatnonzero(held)
+            out = np.isin(periods, self.purged(blocks, k)) if self.gap else held
+            yield np.flatnonzero(~out), np.flatnonzero(held)

@@ -233,7 +233,7 @@ class XGBoostModel(Model):
         self._start(window)
         S = window.sample
         self.fit_ = fit_window(
-            window.data,
+            window.learnable(window.data),
             self.columns_,
             S.target,
             window.train_years,

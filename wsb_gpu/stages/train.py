@@ -17,21 +17,30 @@ fits and evaluates it window by window, and its results object writes ``metrics.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from wsb_gpu.backend import Backend
 from wsb_gpu.config import TrainParams
+from wsb_gpu.manifest import Manifest
 from wsb_gpu.stages.base import StageResult
 from wsb_gpu.training import TASKS, prepare
+from wsb_gpu.training.results import TrainFields
+from wsb_gpu.training.run import TrainInputs
 
 if TYPE_CHECKING:
     from distributed import Client
 
 
+class TrainManifest(Manifest, TrainFields):
+    """The manifest of a results folder."""
+
+
+__all__ = ["TrainFields", "TrainInputs", "TrainManifest", "run"]
+
+
 def run(
-    inputs: Mapping[str, Path | None],
+    inputs: TrainInputs,
     out: Path,
     *,
     backend: Backend,

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from wsb_gpu.models.metrics import diebold_mariano
+from wsb_gpu.models.base import target_horizon
+from wsb_gpu.models.metrics import diebold_mariano, newey_west_lag
 
 if TYPE_CHECKING:
     from wsb_gpu.models.base import Sample
@@ -44,7 +45,9 @@ METRIC_COLUMNS = [
     "dm_base_pvalue",
 ]
 MCS_LEVELS = (0.10, 0.25)
-DM_LAG_RULE = "floor(4 * (T / 100) ** (2 / 9)) (Newey and West, 1994), Bartlett kernel"
+DM_LAG_RULE = (
+    "floor(4 * (T / 100) ** (2 / 9)) (Newey and West, 1994), at least h - 1 for an h-day target, Bartlett kernel"
+)
 DM_PVALUE = (
     "one-sided, standard normal: H1 = the model's loss is below HAR's (p = Phi(dm_stat)); "
     "the two-sided p-value is dm_pvalue_two_sided in metrics.json"
@@ -73,7 +76,7 @@ def _differential(daily: pd.DataFrame, key: str, benchmark: str, loss: str = "ss
 _DM_TESTS = (("dm", "har", "sse"), ("dm_qlike", "har", "sql"), ("dm_base", "base", "sse"))
 
 
-def _dm_columns(series: Mapping[str, np.ndarray | None]) -> dict[str, Any]:
+def _dm_columns(series: Mapping[str, np.ndarray | None], min_lag: int = 0) -> dict[str, Any]:
     """The DM statistic and one-sided p-value of each comparison (NaN without a series);
     the two-sided p-value and the lag of the squared-error test against HAR."""
     out: dict[str, Any] = {}
@@ -82,10 +85,12 @@ def _dm_columns(series: Mapping[str, np.ndarray | None]) -> dict[str, Any]:
         lag = None
         d = series.get(prefix)
         if d is not None:
-            stat, p, lag = diebold_mariano(d, alternative="less")
+            # An h-day target's forecast errors overlap for h - 1 days: the lag is at least that.
+            least = max(newey_west_lag(int(np.isfinite(d).sum())), min_lag) if min_lag else None
+            stat, p, lag = diebold_mariano(d, lag=least, alternative="less")
         out[f"{prefix}_stat"], out[f"{prefix}_pvalue"] = stat, p
         if prefix == "dm":
-            out["dm_pvalue_two_sided"] = diebold_mariano(d)[1] if d is not None else float("nan")
+            out["dm_pvalue_two_sided"] = diebold_mariano(d, lag=lag)[1] if d is not None else float("nan")
             out["dm_lag"] = lag
     return out
 
@@ -117,6 +122,7 @@ def evaluate(
     model on its ``har`` set (``dm_base_*``).
     """
     har_cols = sample.har_columns
+    min_lag = target_horizon(sample.target) - 1
     rows, coefs = [], []
     # The same model on the HAR terms alone (its ``har`` feature set, when the run has one):
     # the "with vs without the text" comparison, which separates what the set's columns add
@@ -146,7 +152,7 @@ def evaluate(
             model = r.fits[e.key]
             exact = model.test_sse(window)
             sse, n = exact if exact is not None else (float(d[f"sse_{e.key}"].sum()), n_test)
-            series: dict[str, np.ndarray | None] = {}
+            series: dict[str, np.ndarray] = {}
             for prefix, bench, loss in _DM_TESTS:
                 against = base.get(e.key) if bench == "base" else (bench if e.key != bench else None)
                 if against is not None:
@@ -171,7 +177,7 @@ def evaluate(
                     "n_test": int(n),
                     **_loss_columns(acc),
                     "lambda": lam,
-                    **_dm_columns(series),
+                    **_dm_columns(series, min_lag),
                     "n_days": int(len(d)),
                 }
             )
@@ -207,7 +213,7 @@ def evaluate(
                 "n_test": int(acc["n"]),
                 **_loss_columns(acc),
                 "lambda": float("nan"),
-                **_dm_columns(series),
+                **_dm_columns(series, min_lag),
                 "n_days": len(series["dm"]) if "dm" in series else None,
             }
         )

@@ -77,8 +77,12 @@ def fit_window_families(run: TrainingRun, test_year: int, train_years: tuple[int
     with run.timed("families_fit"):
         # The window's HAR fit from the statistics (for the lexicon's har_residual label).
         idx = [run.stat_cols.index(c) for c in HAR_COLUMNS] + [len(run.stat_cols)]
-        har = solve_ols(sum_moments(run.stats[p].select(idx) for p in sorted(in_years(run.stats, train_years))))
+        end = run.train_end(train_years)
+        months = [p for p in sorted(in_years(run.stats, train_years)) if end is None or p <= end]
+        har = solve_ols(sum_moments(run.stats[p].select(idx) for p in months))
         train_rows = S.ddf[S.ddf["year"].isin(list(train_years))]
+        if end is not None:  # labels not yet known at the end of the window
+            train_rows = train_rows[train_rows["period"] <= end]
         labels = Labels(to_host(train_rows[["permno", "day", target, *HAR_COLUMNS]]), target, har)
         fitted = signals_fitted.fit_families(
             fitted_families(run.params, run.families),

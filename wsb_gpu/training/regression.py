@@ -25,7 +25,7 @@ from wsb_gpu.training.build import model_class
 from wsb_gpu.training.entries import Entry, entries_of
 from wsb_gpu.training.evaluate import DM_LAG_RULE, DM_PVALUE, MCS_LEVELS, METRIC_COLUMNS, evaluate, fits_json
 from wsb_gpu.training.predict import combine_daily, daily_meta, daily_partition, pred_meta, predict_partition
-from wsb_gpu.training.results import OUTPUTS, Results, jsonable, write_json, write_table
+from wsb_gpu.training.results import OUTPUTS, Results, TrainFields, jsonable, write_json, write_table
 
 if TYPE_CHECKING:
     from wsb_gpu.config import TrainParams
@@ -144,9 +144,10 @@ class RegressionResults(Results):
         return int(sum(w.daily["n"].sum() for w in self.windows))
 
     @property
-    def fields(self) -> dict[str, Any]:
+    def fields(self) -> TrainFields:
         run = self.run
         return {
+            "task": "regression",
             "models": run.models,
             "feature_sets": [s.name for s in run.sets],
             "fitted_families": list(run.families),

@@ -14,12 +14,24 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import pandas as pd
 
 OUTPUTS = ["metrics.csv", "metrics.json", "coefficients.csv", "models.json", "signals.json", "predictions/"]
 """The files a train stage's results folder holds."""
+
+
+class TrainFields(TypedDict):
+    """What the train stage's manifest records about a run (besides the runner's fields)."""
+
+    task: str
+    models: list[str]
+    feature_sets: list[str]
+    fitted_families: list[str]
+    test_years: list[int]
+    timings_s: dict[str, float]
+    outputs: list[str]
 
 
 def jsonable(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -65,5 +77,5 @@ class Results(ABC):
 
     @property
     @abstractmethod
-    def fields(self) -> dict[str, Any]:
+    def fields(self) -> TrainFields:
         """What the stage's manifest records about the run (models, sets, years, timings)."""

@@ -14,12 +14,12 @@ from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypedDict
 
 from wsb_gpu.errors import WsbError
-from wsb_gpu.models.base import Sample, Window, in_years
+from wsb_gpu.models.base import Sample, Window, gap_months, in_years, target_horizon
 from wsb_gpu.models.moments import Moments, collect_moments
-from wsb_gpu.models.splits import RollingYearSplit, period_year
+from wsb_gpu.models.splits import RollingYearSplit, month_period, period_year
 from wsb_gpu.progress import Timings, log
 from wsb_gpu.signals.families import FeatureSet, resolve_feature_sets
 from wsb_gpu.signals.fitted import Fitted, PostSources, families_asked
@@ -33,6 +33,18 @@ if TYPE_CHECKING:
 
     from wsb_gpu.backend import Backend
     from wsb_gpu.config import TrainParams
+
+
+class TrainInputs(TypedDict):
+    """The inputs of the train stage: the features (text models) and/or the volatility panel
+    (HAR terms alone; the stock-days without posts for ``sample: all``), and the per-post
+    datasets of the fitted families (default: those the features stage read)."""
+
+    features: Path | None
+    volatility: Path | None
+    links: Path | None
+    signals: Path | None
+    embeddings: Path | None
 
 
 PANEL_SET = "har"
@@ -93,6 +105,18 @@ class TrainingRun:
         return sum(int(m.n) for m in self.stats.values())
 
     @property
+    def horizon(self) -> int:
+        """The days the target spans (1 for ``y_1``)."""
+        return target_horizon(self.sample.target)
+
+    def train_end(self, train_years: tuple[int, ...]) -> int | None:
+        """The last month period a window of ``train_years`` learns from: None for a one-day
+        target, else :func:`~wsb_gpu.models.base.gap_months` before the window's end (the
+        targets of the rows after it reach into the test year)."""
+        gap = gap_months(self.horizon)
+        return None if gap == 0 else month_period(max(train_years), 12) - gap
+
+    @property
     def test_years(self) -> list[int]:
         return [int(w[0]) for w in self.windows]
 
@@ -113,11 +137,13 @@ class TrainingRun:
                     )
             else:
                 stat_cols, months = list(self.stat_cols), dict(self.stats)
+            end = self.train_end(train_years)
+            train_months = {p: m for p, m in in_years(months, train_years).items() if end is None or p <= end}
             window = Window(
                 test_year,
                 train_years,
                 S,
-                in_years(months, train_years),
+                train_months,
                 in_years(months, [test_year]),
                 stat_cols,
                 engine,
@@ -125,6 +151,8 @@ class TrainingRun:
                 self.client,
                 frame=fam.frame,
                 columns=fam.columns,
+                train_end=end,
+                cv_gap=gap_months(self.horizon),
             )
             window.floor = float(self.params.forecast_floor) * window.moments(S.har_columns).y_mean
             yield window
@@ -173,7 +201,7 @@ def resolve_sets(params: TrainParams, sample: Sample, sources: PostSources | Non
 
 
 def prepare(
-    inputs: Mapping[str, Path | None],
+    inputs: TrainInputs,
     out: Path,
     *,
     params: TrainParams,

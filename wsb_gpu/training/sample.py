@@ -65,10 +65,10 @@ def load_sample(
     *, features: Path | None, volatility: Path | None, sample: str, target: str, backend: Backend
 ) -> Sample:
     """Build the run's sample from the features (or volatility-only) dataset."""
-    if features is None and volatility is None:
-        msg = "train needs --features DIR (text) or --volatility DIR (HAR only); pass one of them"
-        raise WsbError(msg)
     if features is None:
+        if volatility is None:
+            msg = "train needs --features DIR (text) or --volatility DIR (HAR only); pass one of them"
+            raise WsbError(msg)
         v = backend.read_parquet(volatility)
         v = v[["permno", "date", *HAR_COLUMNS, target]]
         ddf = v.map_partitions(prepare_partition, target=target, text_cols=[], sample=None)
@@ -100,12 +100,14 @@ def load_sample(
 
 def recorded_input(features: Path, name: str) -> Path | None:
     """An input of the features stage as its manifest recorded it (None when absent)."""
-    entry = ((read_manifest(features) or {}).get("inputs", {}) or {}).get(name) or {}
+    manifest = read_manifest(features)
+    inputs: Mapping[str, Any] = (manifest.get("inputs") if manifest else None) or {}  # as read: not validated
+    entry = inputs.get(name) or {}
     path = entry.get("path") if isinstance(entry, Mapping) else None
     return Path(path) if path else None
 
 
-def post_sources(inputs: Mapping[str, Path | None], features: Path | None) -> PostSources | None:
+def post_sources(inputs: Mapping[str, Any], features: Path | None) -> PostSources | None:
     """Where the fitted families' per-post inputs are: the stage's inputs, else the datasets
     the features stage read (its manifest); None when the links or signals are missing."""
     if features is None:

@@ -38,7 +38,7 @@ from wsb_gpu.models.classify import (
 from wsb_gpu.progress import log
 from wsb_gpu.signals.fitted import window_info
 from wsb_gpu.training.entries import Entry, entries_of
-from wsb_gpu.training.results import OUTPUTS, Results, jsonable, write_json, write_table
+from wsb_gpu.training.results import OUTPUTS, Results, TrainFields, jsonable, write_json, write_table
 
 if TYPE_CHECKING:
     from wsb_gpu.config import TrainParams
@@ -133,7 +133,7 @@ class SpikeTask:
         probs: dict[str, np.ndarray] = {}
         for e in entries:
             with run.timed(f"fit_{e.model}"):
-                clf: SpikeClassifier = e.make(run.params).fit(window)  # type: ignore[assignment]
+                clf: SpikeClassifier = e.make(run.params).fit(window)  # a spike entry makes a SpikeClassifier
                 cols = [window.feature_columns.index(c) for c in clf.columns_]
                 p = clf.predict_proba(X[:, cols])
             results.add(e, year, clf, label, p, probs.get("har"))
@@ -255,7 +255,7 @@ class SpikeResults(Results):
         return self.run.timings.rounded()
 
     @property
-    def fields(self) -> dict[str, Any]:
+    def fields(self) -> TrainFields:
         run = self.run
         return {
             "task": "spike",
