@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import sys
 from pathlib import Path
+from typing import TypedDict
 
 import numpy as np
 import pandas as pd
@@ -276,3 +277,96 @@ def test_toy_fitted_family_through_the_registry(tmp_path, monkeypatch):
         rows = _family_training_rows(features, year).merge(z.reset_index(), on=["permno", "date"], how="left")
         mean = _family_design_mean(tmp_path / "train", "ridge__length", "length_z", year)
         assert mean == pytest.approx(rows["z"].fillna(0.0).mean(), rel=1e-9)
+
+
+# --- a toy stage: post lengths ------------------------------------------------------------------
+
+
+class LengthsInputs(TypedDict):
+    """The toy stage's inputs: the posts dataset."""
+
+    posts: Path
+
+
+def toy_lengths_run(inputs, out, *, backend, client=None, params, progress=False):
+    """The toy stage's entry point (edit 1 of docs/architecture.md's "How to add a stage"):
+    the number of characters of every post, one partition function over the posts."""
+    from wsb_gpu.stages.base import StageResult
+
+    posts = backend.read_parquet(inputs["posts"])[["id", "text"]]
+    lengths = posts.map_partitions(
+        lambda f: f[["id"]].assign(n_chars=f["text"].str.len().astype("int64")),
+        meta={"id": posts["id"].dtype, "n_chars": "int64"},
+    )
+    backend.to_parquet(lengths, out).compute()
+    return StageResult(rows_in=int(posts.shape[0].compute()), fields={})
+
+
+def _add_toy_stage(monkeypatch):
+    """Edits 2 and 3 of the walkthrough, made the way the source edits make them: the output's
+    contract in ``datasets.DATASETS`` and the entry in the stage table (``stages.STAGES``;
+    the tables derived from it follow)."""
+    import wsb_gpu.pipeline as pipeline
+    import wsb_gpu.stages as stages
+    from wsb_gpu.config import EmptyParams
+    from wsb_gpu.datasets import DATASETS, Dataset
+    from wsb_gpu.stages.base import Input, Stage
+
+    contract = Dataset("post_lengths", producer="lengths", columns={"id": "string", "n_chars": "int64"})
+    monkeypatch.setitem(DATASETS, "post_lengths", contract)
+    toy = Stage(
+        name="lengths",
+        inputs=(Input("posts"),),
+        output="post_lengths",
+        params=EmptyParams,
+        entry=f"{__name__}:toy_lengths_run",
+        doc="""Count the characters of every post.
+
+        \b
+        Example:
+          wsb-gpu lengths --posts run/posts --out run/post_lengths
+        """,
+        summary=lambda m: f"lengths: {m['rows_in']:,} posts measured ({m['seconds']:.1f} s)",
+    )
+    table = (*stages.STAGES, toy)
+    for module in (stages, pipeline):
+        monkeypatch.setattr(module, "STAGES", table)
+        monkeypatch.setattr(module, "STAGE_NAMES", tuple(s.name for s in table))
+        monkeypatch.setattr(module, "BY_NAME", {s.name: s for s in table})
+    monkeypatch.setattr(stages, "PRODUCER", {s.output: s.name for s in table})
+    return toy
+
+
+def test_add_a_stage_through_the_table(tmp_path, monkeypatch):
+    """A toy stage added as docs/architecture.md says runs through ``run_stage`` (contract
+    checked, manifest and rerun key written) and takes its place in ``wsb-gpu run``'s plan
+    after the stage that writes its input."""
+    from wsb_gpu.backend import Backend
+    from wsb_gpu.manifest import read_manifest
+    from wsb_gpu.pipeline import descendants, plan
+    from wsb_gpu.stages import run_stage
+
+    _add_toy_stage(monkeypatch)
+    posts = tmp_path / "posts"
+    posts.mkdir()
+    texts = ["to the moon", "GME 🚀🚀", "", "buy high sell low"]
+    frame = pd.DataFrame(
+        {
+            "id": ["a", "b", "c", "d"],
+            "kind": "submission",
+            "created_utc": np.array([1_546_300_800 + 3600 * i for i in range(4)], dtype="int64"),
+            "date": pd.to_datetime(["2019-01-01"] * 4).date,
+            "author": "x",
+            "text": texts,
+            "source": "submissions",
+        }
+    )
+    frame.to_parquet(posts / "part.0.parquet", index=False)
+    out = tmp_path / "post_lengths"
+    manifest = run_stage("lengths", out, posts=posts, backend=Backend("cpu"))
+    got = pd.read_parquet(out).sort_values("id")
+    assert got["n_chars"].tolist() == [len(t) for t in texts]  # Python's own count of characters
+    assert manifest["rows_in"] == 4 and read_manifest(out)["key"] == manifest["key"]
+    selected, _ = plan(until_stage="lengths")
+    assert selected == ["ingest", "lengths"]
+    assert "lengths" in descendants("ingest")
