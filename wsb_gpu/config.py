@@ -197,6 +197,24 @@ class VolatilityParams(Section):
     partition_rows: int | None = Field(ge=1, description="Rows per output partition [default: 2M CPU, 20M GPU].")
 
 
+class LinksParams(Section):
+    cutoff: str = Field(
+        description="When a post counts for the forecast at a session's close: close = posts up to the NYSE close "
+        "(13:00 on early-close days); HH:MM = up to that New York time (or the close when earlier); "
+        "utc_day = the post's UTC day (the seed's rule; look-ahead)."
+    )
+
+    @field_validator("cutoff", mode="before")
+    @classmethod
+    def _cutoff(cls, v: Any) -> str:
+        from wsb_gpu.sources.sessions import parse_cutoff
+
+        try:
+            return parse_cutoff(v)
+        except WsbError as e:
+            raise ValueError("it must be close, utc_day or a New York time HH:MM such as '15:45' (quoted)") from e
+
+
 class RidgeParams(Section):
     engine: RidgeEngine = Field(
         description="Ridge engine: stats = from sufficient statistics; estimator = scikit-learn / cuML fits.",
@@ -349,6 +367,7 @@ class Config(Section):
     mentions: MentionsParams
     embed: EmbedParams
     volatility: VolatilityParams
+    links: LinksParams
     train: TrainParams
 
 

@@ -122,7 +122,14 @@ DATASETS: dict[str, Dataset] = {
         Dataset(
             "links",
             "links",
-            {"permno": "int64", "date": "date32[day]", "id": "string", "post_date": "date32[day]", "n_occ": "int32"},
+            {
+                "permno": "int64",
+                "date": "date32[day]",
+                "id": "string",
+                "post_date": "date32[day]",
+                "created_utc": "int64",
+                "n_occ": "int32",
+            },
         ),
         Dataset(
             "features",

@@ -109,8 +109,9 @@ def build(root, *, leak_word: bool, seed: int = 0) -> dict:
         feats[c] = feats[c].astype("float32" if c[0] in "ev" and not c.startswith("vol") else "float64")
     feats["ret"] = 0.0
     _write(feats, root / "features")
-    _write(pd.DataFrame(links, columns=["permno", "date", "id", "post_date", "n_occ"]).astype({"n_occ": "int32"}),
-           root / "links", dates=("date", "post_date"))  # fmt: skip
+    lk = pd.DataFrame(links, columns=["permno", "date", "id", "post_date", "n_occ"]).astype({"n_occ": "int32"})
+    lk["created_utc"] = (pd.to_datetime(lk["post_date"]) - pd.Timestamp(0)) // pd.Timedelta(seconds=1) + 43200
+    _write(lk, root / "links", dates=("date", "post_date"))
     s = pd.DataFrame(sig, columns=["id", "vader_compound", "vader_pos", "vader_neg", "vader_neu", "tokens", "n_words"])
     _write(s.astype(dict.fromkeys(s.columns[1:5], "float32")).astype({"n_words": "int32"}), root / "signals", dates=())
     e = pd.DataFrame(emb, columns=["id", *[f"e{i:03d}" for i in range(8)]]).assign(n_tokens=np.int32(5))

@@ -61,7 +61,8 @@ def inputs(tmp_path):
         columns=["id", "date", "ticker", "permno", "n_occ"],
     )
     mentions["kind"] = "submission"
-    mentions["created_utc"] = np.int64(0)
+    # Noon UTC of the date (07:00 New York): before the close, so the session is the date's own.
+    mentions["created_utc"] = (pd.to_datetime(mentions["date"]) - pd.Timestamp(0)) // pd.Timedelta(seconds=1) + 43200
     mentions["permno"] = mentions["permno"].astype("int64")
     mentions["n_occ"] = mentions["n_occ"].astype("int32")
     emb = pd.DataFrame({"id": list("abcdef")})

@@ -27,6 +27,7 @@ from wsb_gpu.config import (
     EmbedParams,
     EmptyParams,
     IngestParams,
+    LinksParams,
     MentionsParams,
     Section,
     TrainParams,
@@ -135,9 +136,11 @@ def _signals_summary(m: Manifest) -> str:
 
 
 def _links_summary(m: Manifest) -> str:
+    cutoff = m.get("cutoff", "utc_day")
+    rule = {"close": "NYSE close", "utc_day": "UTC day, look-ahead"}.get(cutoff, f"{cutoff} New York")
     return (
-        f"links: {m['rows_out']:,} (stock, post) pairs on trading days from {m['rows_in']:,} mentions "
-        f"({m['seconds']:.1f} s, {m['backend']})"
+        f"links: {m['rows_out']:,} (stock, post) pairs on trading days from {m['rows_in']:,} mentions, "
+        f"posts counted up to the cutoff ({rule}) ({m['seconds']:.1f} s, {m['backend']})"
     )
 
 
@@ -280,16 +283,20 @@ STAGES: tuple[Stage, ...] = (
             Input("volatility", help="Volatility dataset folder; gives each stock's trading days."),
         ),
         output="links",
-        params=EmptyParams,
+        params=LinksParams,
         entry="wsb_gpu.stages.links:run",
-        doc="""Link every (stock, post) pair to the stock's first trading date on or after the
-        post's UTC date: which post counts for which stock-day.
+        doc="""Link every (stock, post) pair to the stock-day whose forecast it feeds: the first
+        NYSE session whose close (16:00 New York, 13:00 on early-close days) is at or after the
+        post, then the stock's first trading date on or after it. --cutoff HH:MM moves the
+        cutoff earlier; --cutoff utc_day is the seed's UTC-day rule (look-ahead).
 
         \b
         Example:
           wsb-gpu links --mentions run/mentions --volatility run/volatility --out run/links
+          wsb-gpu links --mentions run/mentions --volatility run/volatility --cutoff 15:45 --out run/links-1545
         """,
         summary=_links_summary,
+        version=2,  # 2: posts dated by the NYSE close (links.cutoff), created_utc kept
     ),
     Stage(
         name="features",
@@ -390,7 +397,7 @@ if TYPE_CHECKING:  # each entry point against the protocol, as mypy checks it (n
     _embed: ResumableStageEntry[embed.EmbedInputs, EmbedParams] = embed.run
     _signals: StageEntry[signals.SignalsInputs, EmptyParams] = signals.run
     _volatility: StageEntry[volatility.VolatilityInputs, VolatilityParams] = volatility.run
-    _links: StageEntry[links.LinksInputs, EmptyParams] = links.run
+    _links: StageEntry[links.LinksInputs, LinksParams] = links.run
     _features: StageEntry[features.FeaturesInputs, EmptyParams] = features.run
     _train: StageEntry[Mapping[str, Path | None], TrainParams] = train.run
     _report: StageEntry[report.ReportInputs, EmptyParams] = report.run
