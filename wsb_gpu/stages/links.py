@@ -32,7 +32,7 @@ footers) is one task of the graph, built while the shuffles run and shared by ev
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import dask
 import dask.dataframe as dd
@@ -157,7 +157,7 @@ def created_range(mentions: Path) -> tuple[int, int] | None:
                 return None
             lo = int(stats.min) if lo is None else min(lo, int(stats.min))
             hi = int(stats.max) if hi is None else max(hi, int(stats.max))
-    return None if lo is None else (lo, hi)
+    return None if lo is None or hi is None else (lo, hi)
 
 
 def links_frame(mentions: Path, volatility: Path, *, backend: Backend, cutoff: str = "close") -> dd.DataFrame:
@@ -193,7 +193,7 @@ def links_frame(mentions: Path, volatility: Path, *, backend: Backend, cutoff: s
     )
 
 
-def _table_of(cutoff: str, lo: object, hi: object) -> CutoffTable:
+def _table_of(cutoff: str, lo: Any, hi: Any) -> CutoffTable:
     """:func:`cutoff_table` of a computed min and max (missing when there are no posts)."""
     import pandas as pd
 
