@@ -25,7 +25,7 @@ from wsb_gpu.training.build import model_class
 from wsb_gpu.training.entries import Entry, entries_of
 from wsb_gpu.training.evaluate import DM_LAG_RULE, DM_PVALUE, MCS_LEVELS, METRIC_COLUMNS, evaluate, fits_json
 from wsb_gpu.training.predict import combine_daily, daily_meta, daily_partition, pred_meta, predict_partition
-from wsb_gpu.training.results import OUTPUTS, Results, TrainFields, jsonable, write_json, write_table
+from wsb_gpu.training.results import Results, jsonable, write_json, write_table
 
 if TYPE_CHECKING:
     from wsb_gpu.config import TrainParams
@@ -107,6 +107,8 @@ def predict_window(run: TrainingRun, window: Window, fits: Mapping[str, Model]) 
 class RegressionResults(Results):
     """The regression task's metrics, fits and tests (:meth:`write` puts them in files)."""
 
+    task = "regression"
+
     def __init__(
         self,
         run: TrainingRun,
@@ -142,23 +144,6 @@ class RegressionResults(Results):
     @property
     def rows_out(self) -> int:
         return int(sum(w.daily["n"].sum() for w in self.windows))
-
-    @property
-    def fields(self) -> TrainFields:
-        run = self.run
-        return {
-            "task": "regression",
-            "models": run.models,
-            "feature_sets": [s.name for s in run.sets],
-            "fitted_families": list(run.families),
-            "test_years": [w.window.test_year for w in self.windows],
-            "timings_s": self.timings,
-            "outputs": OUTPUTS,
-        }
-
-    @property
-    def timings(self) -> dict[str, float]:
-        return self.run.timings.rounded()
 
     def fit_info(self, keep: Any) -> dict[str, dict[str, Any]]:
         """What each entry's fits chose per test year, for the entries ``keep(entry)`` picks."""

@@ -14,9 +14,12 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import TYPE_CHECKING, Any, ClassVar, TypedDict
 
 import pandas as pd
+
+if TYPE_CHECKING:
+    from wsb_gpu.training.run import TrainingRun
 
 OUTPUTS = ["metrics.csv", "metrics.json", "coefficients.csv", "models.json", "signals.json", "predictions/"]
 """The files a train stage's results folder holds."""
@@ -61,8 +64,10 @@ def write_table(path: Path, rows: Sequence[Mapping[str, Any]], empty: Sequence[s
 
 
 class Results(ABC):
-    """The results of one task of the train stage."""
+    """The results of one task of the train stage (``run``: the training run they come from)."""
 
+    task: ClassVar[str]
+    run: TrainingRun
     rows_in: int
     """Rows of the sample the task read."""
 
@@ -76,6 +81,25 @@ class Results(ABC):
         """Test rows scored."""
 
     @property
-    @abstractmethod
+    def models(self) -> list[str]:
+        """The models the task fitted."""
+        return self.run.models
+
+    @property
+    def timings(self) -> dict[str, float]:
+        """Seconds per phase of the run, rounded."""
+        return self.run.timings.rounded()
+
+    @property
     def fields(self) -> TrainFields:
-        """What the stage's manifest records about the run (models, sets, years, timings)."""
+        """What the stage's manifest records about the run (task, models, sets, years, timings)."""
+        run = self.run
+        return {
+            "task": self.task,
+            "models": self.models,
+            "feature_sets": [s.name for s in run.sets],
+            "fitted_families": list(run.families),
+            "test_years": run.test_years,
+            "timings_s": self.timings,
+            "outputs": OUTPUTS,
+        }

@@ -38,7 +38,7 @@ from wsb_gpu.models.classify import (
 from wsb_gpu.progress import log
 from wsb_gpu.signals.fitted import window_info
 from wsb_gpu.training.entries import Entry, entries_of
-from wsb_gpu.training.results import OUTPUTS, Results, TrainFields, jsonable, write_json, write_table
+from wsb_gpu.training.results import Results, jsonable, write_json, write_table
 
 if TYPE_CHECKING:
     from wsb_gpu.config import TrainParams
@@ -176,6 +176,8 @@ def collect_test_rows(window: Window) -> Any:
 class SpikeResults(Results):
     """The spike task's metrics and fits (:meth:`write` puts them in files)."""
 
+    task = "spike"
+
     def __init__(self, run: TrainingRun, entries: list[Entry], dropped: list[str]) -> None:
         self.run, self.entries, self.dropped = run, entries, dropped
         self.k = float(run.params.spike.k)
@@ -249,23 +251,6 @@ class SpikeResults(Results):
     @property
     def models(self) -> list[str]:
         return [m for m in self.run.models if m in SPIKE_MODELS]
-
-    @property
-    def timings(self) -> dict[str, float]:
-        return self.run.timings.rounded()
-
-    @property
-    def fields(self) -> TrainFields:
-        run = self.run
-        return {
-            "task": "spike",
-            "models": self.models,
-            "feature_sets": [s.name for s in run.sets],
-            "fitted_families": list(run.families),
-            "test_years": run.test_years,
-            "timings_s": self.timings,
-            "outputs": OUTPUTS,
-        }
 
     def description(self, rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         """``metrics.json``: the label rule, the spike rates, every metric row and each fit."""
