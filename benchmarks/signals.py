@@ -113,7 +113,16 @@ def make_inputs(size: int, folder: Path, seed: int = 0) -> dict[str, Path]:
     )
     write(
         "links",
-        pa.table({"permno": permno, "date": d32, "id": ids, "post_date": d32, "n_occ": np.ones(size, np.int32)}),
+        pa.table(
+            {
+                "permno": permno,
+                "date": d32,
+                "id": ids,
+                "created_utc": utc,
+                "post_date": d32,
+                "n_occ": np.ones(size, np.int32),
+            }
+        ),
     )
     centres = rng.normal(size=(CLUSTERS, DIM)).astype(np.float32)
     E = centres[rng.integers(0, CLUSTERS, size)] + rng.normal(0, 0.35, (size, DIM)).astype(np.float32)
@@ -153,8 +162,8 @@ def bench(backend: str, size: int, repeats: int = 2, warmup: int = 1, topic_samp
     from wsb_gpu.backend import resolve_backend
     from wsb_gpu.config import TrainParams, validate_params
     from wsb_gpu.stages import run_stage
-    from wsb_gpu.stages.train import load_sample
     from wsb_gpu.training.families import PostSources, family_columns_frame, fit_families
+    from wsb_gpu.training.sample import load_sample
 
     try:
         be = resolve_backend(backend)
