@@ -17,7 +17,7 @@ DEVSTAMP := $(VENV)/.installed-dev
 help:
 	@echo "make demo   - synthetic WSB + CRSP data -> full pipeline -> ./demo-run/report.md"
 	@echo "make test   - install, start a single-node Slurm, run the whole test suite"
-	@echo "make lint   - ruff check and ruff format --check (part of make test)"
+	@echo "make lint   - ruff check, ruff format --check and mypy (part of make test)"
 	@echo "make bench  - run the benchmarks (appends to benchmarks/RESULTS.md)"
 	@echo "make gpu-check - on a GPU node: GPU install, wsb-gpu info, GPU tests, GPU benchmarks"
 
@@ -46,6 +46,7 @@ slurm-down:
 lint: $(DEVSTAMP)
 	$(VENV)/bin/ruff check wsb_gpu benchmarks tests
 	$(VENV)/bin/ruff format --check wsb_gpu benchmarks tests
+	$(VENV)/bin/mypy
 
 test: $(DEVSTAMP) lint
 	bash tests/slurm_up.sh || { [ "$${CI:-}" != "true" ] && echo "Slurm could not be started: the slurm tests will be skipped"; }

@@ -22,7 +22,7 @@ import threading
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, NotRequired, TypedDict
+from typing import Any, TypedDict
 
 import xxhash
 
@@ -125,12 +125,16 @@ def folder_digest(folder: Path) -> str:
     return h.hexdigest()
 
 
-class Fingerprint(TypedDict):
-    """An input's fingerprint: its resolved path, its content digest, and a file's size."""
-
+class _Identity(TypedDict):
     path: str
     digest: str
-    size: NotRequired[int]
+
+
+# (total=False rather than NotRequired: typing has NotRequired from Python 3.11 only.)
+class Fingerprint(_Identity, total=False):
+    """An input's fingerprint: its resolved path, its content digest, and a file's size."""
+
+    size: int
 
 
 def fingerprint(path: str | Path) -> Fingerprint:

@@ -265,7 +265,7 @@ class LogitClassifier(ClassifierMixin, BaseEstimator):
 
     def predict(self, X: Array) -> np.ndarray:
         proba = self.predict_proba(X)
-        return self.classes_[np.argmax(proba, axis=1)]  # type: ignore[no-any-return]
+        return self.classes_[np.argmax(proba, axis=1)]
 
     @property
     def coef_standardised(self) -> list[float] | None:
@@ -381,7 +381,7 @@ class XGBClassifier(ClassifierMixin, BaseEstimator):
 
     def predict(self, X: Array) -> np.ndarray:
         proba = self.predict_proba(X)
-        return self.classes_[np.argmax(proba, axis=1)]  # type: ignore[no-any-return]
+        return self.classes_[np.argmax(proba, axis=1)]
 
 
 def positive_proba(est: Any, X: Array) -> np.ndarray:

@@ -353,8 +353,9 @@ def _networks() -> dict[str, type]:
     """The three network classes (defined on first use, so that torch is imported lazily)."""
     torch = _torch()
     nn = torch.nn
+    Module: Any = nn.Module  # torch is imported at run time: a base class of type Any to mypy
 
-    class LSTMNet(nn.Module):
+    class LSTMNet(Module):
         """LSTM(hidden) → Linear(1) on the last step; input ``(B, L, f)``."""
 
         def __init__(self, n_inputs: int, length: int, p: SequenceSettings) -> None:
@@ -366,7 +367,7 @@ def _networks() -> dict[str, type]:
             h, _ = self.lstm(x)
             return self.out(h[:, -1]).squeeze(-1)
 
-    class CNNNet(nn.Module):
+    class CNNNet(Module):
         """Conv1d + ReLU → MaxPool1d(2) → flatten → Linear(dense) + ReLU → Linear(1)."""
 
         def __init__(self, n_inputs: int, length: int, p: SequenceSettings) -> None:
@@ -381,7 +382,7 @@ def _networks() -> dict[str, type]:
             z = self.pool(torch.relu(self.conv(x.transpose(1, 2)))).flatten(1)
             return self.out(torch.relu(self.dense(z))).squeeze(-1)
 
-    class CNNLSTMNet(nn.Module):
+    class CNNLSTMNet(Module):
         """Conv1d + ReLU → LSTM(hidden) → Linear(1) on the last step."""
 
         def __init__(self, n_inputs: int, length: int, p: SequenceSettings) -> None:

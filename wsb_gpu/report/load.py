@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 import pandas as pd
@@ -170,7 +170,8 @@ def _parquet_batches(folder: Path, columns: list[str], required: Iterable[str] =
         yield batch.to_pandas()
 
 
-def has_parquet(folder: Path | None) -> bool:
+def has_parquet(folder: Path | None) -> TypeGuard[Path]:
+    """Whether ``folder`` is a folder holding Parquet files (to mypy: then it is a Path)."""
     return folder is not None and folder.is_dir() and any(folder.rglob("*.parquet"))
 
 

@@ -53,6 +53,7 @@ if TYPE_CHECKING:
     from wsb_gpu.backend import Backend
     from wsb_gpu.stages.embed import EmbedManifest
     from wsb_gpu.stages.ingest import IngestManifest
+    from wsb_gpu.stages.links import LinksManifest
     from wsb_gpu.stages.mentions import MentionsManifest
     from wsb_gpu.stages.report import ReportManifest
     from wsb_gpu.stages.volatility import VolatilityManifest
@@ -135,7 +136,7 @@ def _signals_summary(m: Manifest) -> str:
     )
 
 
-def _links_summary(m: Manifest) -> str:
+def _links_summary(m: LinksManifest) -> str:
     cutoff = m.get("cutoff", "utc_day")
     rule = {"close": "NYSE close", "utc_day": "UTC day, look-ahead"}.get(cutoff, f"{cutoff} New York")
     return (

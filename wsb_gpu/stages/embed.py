@@ -40,7 +40,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NotRequired, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import dask.dataframe as dd
 import numpy as np
@@ -279,21 +279,26 @@ class EmbedInputs(TypedDict):
     mentions: Path
 
 
-class EmbedRun(TypedDict):
-    """The throughput of one run of embed (shards skipped as already done do not count)."""
-
+class _EmbedCounts(TypedDict):
     shards_written: int
     shards_skipped: int
     posts_embedded: int
     tokens: int
-    padding_overhead: NotRequired[float | None]
-    embed_seconds: NotRequired[float]
     posts_per_s: float | None
     tokens_per_s: float | None
-    encode_seconds: NotRequired[float]
-    encode_posts_per_s: NotRequired[float | None]
     device: str | None
     precision: str | None
+
+
+# (total=False rather than NotRequired: typing has NotRequired from Python 3.11 only.)
+class EmbedRun(_EmbedCounts, total=False):
+    """The throughput of one run of embed (shards skipped as already done do not count); the
+    timings and the padding only when a shard was encoded."""
+
+    padding_overhead: float | None
+    embed_seconds: float
+    encode_seconds: float
+    encode_posts_per_s: float | None
 
 
 class EmbedFields(EmbedRun):

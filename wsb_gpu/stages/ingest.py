@@ -254,7 +254,7 @@ class BoundedRunner:
         if self.client is None:
             yield from self._map_threads(fn, tasks)
         else:
-            yield from self._map_client(fn, tasks)
+            yield from self._map_client(self.client, fn, tasks)
 
     def _map_threads(self, fn: Callable, tasks: Iterable[tuple]) -> Iterator[Any]:
         with ThreadPoolExecutor(max_workers=self.window) as pool:
@@ -275,8 +275,7 @@ class BoundedRunner:
                 for f in pending:
                     f.cancel()
 
-    def _map_client(self, fn: Callable, tasks: Iterable[tuple]) -> Iterator[Any]:
-        client = self.client
+    def _map_client(self, client: Client, fn: Callable, tasks: Iterable[tuple]) -> Iterator[Any]:
         todo = iter(tasks)
         running = as_completed()
         in_flight = 0

@@ -46,6 +46,7 @@ from wsb_gpu.dates import (
     date_of_day,
     day_number,  # still imported from here by modules not yet moved to wsb_gpu.dates
 )
+from wsb_gpu.manifest import Manifest
 from wsb_gpu.progress import compute, log
 from wsb_gpu.sources.sessions import UTC_DAY, CutoffTable, cutoff_day, cutoff_table, describe, parse_cutoff
 from wsb_gpu.stages.base import StageResult
@@ -228,6 +229,10 @@ class LinksFields(TypedDict):
 
     assignment: str
     cutoff: str
+
+
+class LinksManifest(Manifest, LinksFields):
+    """The manifest of the links dataset."""
 
 
 def run(

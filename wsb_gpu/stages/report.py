@@ -93,16 +93,16 @@ def run(
 
 def volatility_figures(vol_dir: Path | None, out: Path) -> dict[str, Path | None]:
     """The figures of the volatility panel: daily means, the scatter / KDE matrix, rolling β."""
-    has_vol = load.has_parquet(vol_dir)
+    vol = vol_dir if load.has_parquet(vol_dir) else None
     return {
         "volatility": fig.plot_volatility(
-            load.daily_mean_volatility(vol_dir) if has_vol else None, out / fig.FIGURES["volatility"]
+            load.daily_mean_volatility(vol) if vol is not None else None, out / fig.FIGURES["volatility"]
         ),
         "scatter_matrix": fig.plot_scatter_matrix(
-            load.volatility_sample(vol_dir) if has_vol else None, out / fig.FIGURES["scatter_matrix"]
+            load.volatility_sample(vol) if vol is not None else None, out / fig.FIGURES["scatter_matrix"]
         ),
         "rolling_beta": fig.plot_rolling_beta(
-            load.rolling_beta(vol_dir) if has_vol else None, out / fig.FIGURES["rolling_beta"]
+            load.rolling_beta(vol) if vol is not None else None, out / fig.FIGURES["rolling_beta"]
         ),
     }
 

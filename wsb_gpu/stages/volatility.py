@@ -272,6 +272,15 @@ def sort_order(permno: Array, day: Array) -> Array | None:
 # --- phase 1: pieces of the input -> sorted staging runs -------------------------------------
 
 
+class _RunSettings(TypedDict):
+    """What every staging run of one input shares (the keywords of :func:`_stage_table`)."""
+
+    folder: str
+    resolved: Mapping[str, str]
+    format: str
+    source: str
+
+
 def _stage_task(
     read: Callable[[], Any], *, index: int, folder: str, resolved: Mapping[str, str], format: str, source: str
 ) -> dict[str, Any]:
@@ -536,7 +545,7 @@ def run(
     staging = out / "_staging"
     staging.mkdir()
     # 1. pieces of the input -> parsed, sorted runs (permno, date, ret, ret_source | close)
-    kw = {"folder": str(staging), "resolved": resolved, "format": fmt, "source": source}
+    kw: _RunSettings = {"folder": str(staging), "resolved": resolved, "format": fmt, "source": source}
     if kind == "csv" and compression is not None:
         reads = src.iter_csv_stream(path, found=found, resolved=resolved, delimiter=delimiter)
         runs = [_stage_table(table, index=i, **kw) for i, table in enumerate(reads)]
