@@ -56,6 +56,7 @@ if TYPE_CHECKING:
     from wsb_gpu.stages.links import LinksManifest
     from wsb_gpu.stages.mentions import MentionsManifest
     from wsb_gpu.stages.report import ReportManifest
+    from wsb_gpu.stages.train import TrainManifest
     from wsb_gpu.stages.volatility import VolatilityManifest
 
 # --- the one-line summaries the commands print ---------------------------------------------
@@ -119,7 +120,7 @@ def _volatility_summary(m: VolatilityManifest) -> str:
     )
 
 
-def _train_summary(m: Mapping[str, Any]) -> str:
+def _train_summary(m: TrainManifest) -> str:
     sets = m.get("feature_sets") or []
     on = f" on {len(sets)} feature sets" if sets else ""
     on += " (spike task)" if m.get("task") == "spike" else ""
@@ -400,7 +401,7 @@ if TYPE_CHECKING:  # each entry point against the protocol, as mypy checks it (n
     _volatility: StageEntry[volatility.VolatilityInputs, VolatilityParams] = volatility.run
     _links: StageEntry[links.LinksInputs, LinksParams] = links.run
     _features: StageEntry[features.FeaturesInputs, EmptyParams] = features.run
-    _train: StageEntry[Mapping[str, Path | None], TrainParams] = train.run
+    _train: StageEntry[train.TrainInputs, TrainParams] = train.run
     _report: StageEntry[report.ReportInputs, EmptyParams] = report.run
 
 STAGE_NAMES: tuple[str, ...] = tuple(s.name for s in STAGES)
