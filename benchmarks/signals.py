@@ -161,8 +161,10 @@ def bench(backend: str, size: int, repeats: int = 2, warmup: int = 1, topic_samp
 
     from wsb_gpu.backend import resolve_backend
     from wsb_gpu.config import TrainParams, validate_params
+    from wsb_gpu.signals import fitted as signals_fitted
+    from wsb_gpu.signals.base import Labels
     from wsb_gpu.stages import run_stage
-    from wsb_gpu.training.families import PostSources, family_columns_frame, fit_families
+    from wsb_gpu.training.families import PostSources, fitted_families
     from wsb_gpu.training.sample import load_sample
 
     try:
@@ -220,11 +222,11 @@ def bench(backend: str, size: int, repeats: int = 2, warmup: int = 1, topic_samp
         got: dict[str, Any] = {}
 
         def ours(family: str) -> None:
-            posts = sources.posts()
-            fitted = fit_families(
-                [family], posts, sources, labels, TRAIN_YEARS, params=params, target="y_1", har=None, backend=be
+            posts = sources.window_posts(sources.posts())
+            fitted = signals_fitted.fit_families(
+                fitted_families(params, [family]), posts.years(TRAIN_YEARS), Labels(labels, "y_1", None), backend=be
             )
-            frame = family_columns_frame(fitted, posts, sources, years, max_topics=params.topics.max_topics)
+            frame = signals_fitted.family_columns_frame(fitted, posts.years(years))
             got[family] = (fitted, frame.compute())
 
         # Host copies for the peers (read once, outside their timing: they start from memory).

@@ -17,7 +17,7 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from wsb_gpu.backend import to_host
 from wsb_gpu.datasets import HAR_COLUMNS
@@ -27,12 +27,11 @@ from wsb_gpu.progress import compute
 from wsb_gpu.signals import fitted as signals_fitted
 from wsb_gpu.signals.base import Family, FittedFamily, Labels
 from wsb_gpu.signals.families import configure, fitted_sections
-from wsb_gpu.signals.fitted import Fitted, PostSources
+from wsb_gpu.signals.fitted import Fitted
 
 if TYPE_CHECKING:
     import dask.dataframe as dd
 
-    from wsb_gpu.backend import Backend
     from wsb_gpu.config import TrainParams
     from wsb_gpu.training.run import TrainingRun
 
@@ -104,37 +103,3 @@ def fit_window_families(run: TrainingRun, test_year: int, train_years: tuple[int
         compute(backend.to_parquet(frame, scratch), label=f"train {test_year}: score posts", show=run.progress)
         frame = backend.read_parquet(scratch)
     return WindowFamilies(frame, [*S.feature_columns, *fam_cols], fitted, scratch)
-
-
-# --- the call of benchmarks/signals.py: family names and the whole train settings ---------------
-
-
-def fit_families(  # noqa: PLR0913 -- the benchmark's call, kept as it was
-    names: Sequence[str],
-    posts: dd.DataFrame,
-    sources: PostSources,
-    labels: dd.DataFrame,
-    train_years: Sequence[int],
-    *,
-    params: TrainParams,
-    target: str,
-    har: Any,
-    backend: Backend,
-) -> Fitted:
-    """Fit the fitted families ``names`` on the ``train_years`` of ``posts`` (the frame of
-    ``sources.posts()``), each with its section of ``params``; ``labels`` is the training rows
-    (``permno, day``, ``target``, ``vol_22`` and the HAR terms), ``har`` the window's HAR fit."""
-    return signals_fitted.fit_families(
-        fitted_families(params, names),
-        sources.window_posts(posts).years(train_years),
-        Labels(labels, target, har),
-        backend=backend,
-    )
-
-
-def family_columns_frame(
-    fitted: Fitted, posts: dd.DataFrame, sources: PostSources, years: Sequence[int], *, max_topics: int | None = None
-) -> dd.DataFrame:
-    """The fitted family columns per stock-day of ``years`` (``max_topics`` is not needed: the
-    fitted families know their columns)."""
-    return signals_fitted.family_columns_frame(fitted, sources.window_posts(posts).years(years))
