@@ -262,6 +262,10 @@ class SequenceParams(Section):
     seed: int
 
 
+class HarFeParams(Section):
+    shrinkage: float = Field(ge=0)
+
+
 class SpikeParams(Section):
     k: float = Field(gt=0)
     C: float = Field(gt=0)
@@ -321,6 +325,7 @@ class TrainParams(Section):
     enet: EnetParams
     sequence: SequenceParams
     spike: SpikeParams
+    har_fe: HarFeParams
     xgboost: XGBoostParams
     lexicon: LexiconParams
     tfidf: TfidfParams

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 MODELS: dict[str, str] = {
     "har": "wsb_gpu.models.har:HARModel",
     "log_har": "wsb_gpu.models.har:LogHARModel",
+    "har_fe": "wsb_gpu.models.har:HARFEModel",
     "ridge": "wsb_gpu.models.ridge:RidgeModel",
     "enet": "wsb_gpu.models.enet:EnetModel",
     "xgboost": "wsb_gpu.models.xgb:XGBoostModel",

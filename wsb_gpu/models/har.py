@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin
 
-from wsb_gpu.backend import array_namespace, matrix, to_numpy
+from wsb_gpu.backend import array_namespace, matrix, to_numpy, to_pandas
 from wsb_gpu.datasets import HAR_COLUMNS as HAR_COLUMNS  # re-exported: the list lives with the dataset columns
 from wsb_gpu.errors import WsbError
 from wsb_gpu.models.base import Model, Window
@@ -21,7 +21,7 @@ from wsb_gpu.models.moments import LinearFit, Moments, moments_sse, solve_ols
 from wsb_gpu.models.validation import checked
 
 if TYPE_CHECKING:
-    from wsb_gpu.backend import Array
+    from wsb_gpu.backend import Array, Frame
     from wsb_gpu.signals.families import FeatureSet
 
 _FLOATS = (np.float64, np.float32)  # other numeric input becomes float64
@@ -179,3 +179,111 @@ class LogHARModel(Model):
             "floor": self.floor_,
             "n_train": self.n_train_,
         }
+
+
+class HARFEModel(Model):
+    """HAR with stock effects: the HAR slopes of the within (fixed-effects) estimator and a
+    per-stock intercept, shrunk toward the pooled one for short histories.
+
+    On the window's training rows: every column and the target demeaned by its stock's
+    training mean, ``beta`` by least squares on the demeaned rows (the within estimator,
+    Wooldridge 2010, ch. 10; the same slopes as OLS with one dummy per stock); a stock's
+    intercept ``a_s = mean(y_s) - mean(x_s) @ beta``, the pooled one ``a = mean(y) - mean(x) @
+    beta``, and the forecast's intercept ``a + n_s / (n_s + shrinkage) * (a_s - a)`` (a stock
+    with few training rows keeps mostly the pooled level; ``shrinkage = 0`` is the plain
+    fixed-effects fit; ``train.har_fe.shrinkage``). A stock without training rows gets the
+    pooled intercept.
+
+    Opt-in (``--models har,har_fe,…``): the Diebold–Mariano tests and the report still compare
+    every forecast with pooled HAR (docs/methodology.md, "What it is compared against").
+    """
+
+    name = "har_fe"
+    sections = ("har_fe",)
+    uses_feature_sets = False
+    predicts_by_key = True  # the forecast needs the row's stock
+
+    def __init__(self, feature_set: FeatureSet | None = None, *, shrinkage: float) -> None:
+        super().__init__(feature_set)
+        self.shrinkage = shrinkage
+
+    def columns(self, window: Window) -> list[str]:
+        return list(window.sample.har_columns)
+
+    def fit(self, window: Window) -> HARFEModel:
+        self._start(window)
+        S = window.sample
+        rows = window.learnable(window.data)
+        part = rows[rows["year"].isin(list(window.train_years))][["permno", *self.columns_, S.target]].compute()
+        part = to_pandas(part)
+        if part.shape[0] <= len(self.columns_) + 1:
+            msg = f"HAR with stock effects needs more training rows than terms, got {part.shape[0]}; use more training years"
+            raise WsbError(msg)
+        self.coef_, self.intercept_, self.stocks_, self.alpha_, self.n_stock_ = fe_fit(
+            part["permno"].to_numpy(np.int64),
+            part[self.columns_].to_numpy(np.float64),
+            part[S.target].to_numpy(np.float64),
+            float(self.shrinkage),
+        )
+        return self
+
+    def stock_intercepts(self, permno: Any) -> np.ndarray:
+        """The intercept of each of ``permno`` (the pooled one for a stock not seen in training)."""
+        permno = np.asarray(permno, dtype=np.int64)
+        out = np.full(permno.shape, self.intercept_)
+        if self.stocks_.size:
+            i = np.minimum(np.searchsorted(self.stocks_, permno), self.stocks_.size - 1)
+            seen = self.stocks_[i] == permno
+            out[seen] = self.alpha_[i[seen]]
+        return out
+
+    def predict_frame(self, frame: Frame) -> np.ndarray:
+        X = np.asarray(to_numpy(matrix(frame, self.columns_)), dtype=np.float64)
+        return X @ self.coef_ + self.stock_intercepts(to_numpy(frame["permno"].values))
+
+    def predict(self, frame: Frame) -> np.ndarray:
+        return self.predict_frame(frame)
+
+    def predict_array(self, X: Array) -> Any:
+        """Forecasts with the pooled intercept (a matrix has no stock)."""
+        xp = array_namespace(X)
+        return X @ xp.asarray(self.coef_) + self.intercept_
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "coef": self.coef_.tolist(),
+            "intercept": self.intercept_,
+            "shrinkage": float(self.shrinkage),
+            "stocks": int(self.stocks_.size),
+            "intercept_sd": float(np.std(self.alpha_)) if self.alpha_.size else float("nan"),
+        }
+
+
+def fe_fit(
+    permno: np.ndarray, X: np.ndarray, y: np.ndarray, shrinkage: float
+) -> tuple[np.ndarray, float, np.ndarray, np.ndarray, np.ndarray]:
+    """The within estimator with shrunk stock intercepts (see :class:`HARFEModel`).
+
+    Returns ``(beta, pooled intercept, stocks (sorted), their intercepts, their row counts)``.
+
+    >>> rng = np.random.default_rng(0)
+    >>> permno = np.repeat([1, 2, 3], 50); X = rng.normal(size=(150, 2))
+    >>> y = X @ [0.5, -0.2] + np.repeat([1.0, 2.0, 3.0], 50)
+    >>> beta, a, stocks, alpha, n = fe_fit(permno, X, y, 0.0)
+    >>> np.round(beta, 8).tolist(), np.round(alpha, 8).tolist(), n.tolist()
+    ([0.5, -0.2], [1.0, 2.0, 3.0], [50, 50, 50])
+    """
+    stocks, inverse, n = np.unique(permno, return_inverse=True, return_counts=True)
+    k = stocks.size
+
+    def means(a: np.ndarray) -> np.ndarray:
+        out = np.zeros((k, *a.shape[1:]))
+        np.add.at(out, inverse, a)
+        return out / n.reshape(-1, *([1] * (a.ndim - 1)))
+
+    mx, my = means(X), means(y)
+    beta, *_ = np.linalg.lstsq(X - mx[inverse], y - my[inverse], rcond=None)
+    raw = my - mx @ beta
+    pooled = float(y.mean() - X.mean(axis=0) @ beta)
+    alpha = pooled + n / (n + shrinkage) * (raw - pooled)
+    return beta, pooled, stocks, alpha, n

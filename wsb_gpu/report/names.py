@@ -26,6 +26,7 @@ class Names(NamedTuple):
 NAMES: dict[str, Names] = {
     "har": Names("HAR", "HAR", "#4C72B0"),
     "log_har": Names("log-HAR", "log-HAR", "#8C8C8C"),
+    "har_fe": Names("HAR with stock effects", "HAR-FE", "#64B5CD"),
     "ridge": Names("Ridge (HAR + text)", "Ridge", "#DD8452"),
     "enet": Names("Elastic net (HAR + text)", "Enet", "#8172B3"),
     "xgboost": Names("XGBoost (HAR + text)", "XGBoost", "#55A868"),

@@ -57,7 +57,7 @@ class RegressionTask:
         """Fit and evaluate every entry in every window of ``run``."""
         params = run.params
         entries = entries_of(run.models, run.sets, params.sequence.feature_set)
-        by_key = [m for m in run.models if model_class(m).predicts_by_key]
+        by_key = [m for m in run.models if model_class(m).predicts_by_key and model_class(m).uses_feature_sets]
         if by_key and run.sets and params.sequence.feature_set not in {s.name for s in run.sets}:
             log(
                 f"train: train.sequence.feature_set '{params.sequence.feature_set}' is not among the run's feature "
