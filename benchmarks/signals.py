@@ -163,8 +163,9 @@ def bench(backend: str, size: int, repeats: int = 2, warmup: int = 1, topic_samp
     from wsb_gpu.config import TrainParams, validate_params
     from wsb_gpu.signals import fitted as signals_fitted
     from wsb_gpu.signals.base import Labels
+    from wsb_gpu.signals.fitted import PostSources
     from wsb_gpu.stages import run_stage
-    from wsb_gpu.training.families import PostSources, fitted_families
+    from wsb_gpu.training.families import fitted_families
     from wsb_gpu.training.sample import load_sample
 
     try:
