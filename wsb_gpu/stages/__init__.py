@@ -122,7 +122,7 @@ def _volatility_summary(m: VolatilityManifest) -> str:
 
 def _train_summary(m: TrainManifest) -> str:
     sets = m.get("feature_sets") or []
-    on = f" on {len(sets)} feature sets" if sets else ""
+    on = f" on {len(sets)} feature set{'' if len(sets) == 1 else 's'}" if sets else ""
     on += " (spike task)" if m.get("task") == "spike" else ""
     return (
         f"train: {len(m['test_years'])} test years x {len(m['models'])} models "

@@ -215,8 +215,6 @@ def prepare(
     else of the HAR block) and plan the windows."""
     features = inputs.get("features")
     models = model_names(params.models)
-    if features is None and params.models != ("har",):
-        log(f"train: no --features, so no text: fitting {', '.join(models)} on the HAR terms of the volatility panel")
     S = load_sample(
         features=features,
         volatility=inputs.get("volatility"),
@@ -224,6 +222,8 @@ def prepare(
         target=params.target,
         backend=backend,
     )
+    if features is None and params.models != ("har",):
+        log(f"train: no --features, so no text: fitting {', '.join(models)} on the HAR terms of the volatility panel")
     sources = post_sources(inputs, features)
     sets, skipped = resolve_sets(params, S, sources)
     families = list(families_asked(sets))
