@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
-class Family:
+class Family(ABC):
     """A feature family: a name, what it measures, and the stock-day columns it gives."""
 
     name: str
@@ -48,9 +49,9 @@ class Family:
     fitted: ClassVar[bool] = False
     """Whether it is fitted inside each training window (:class:`FittedFamily`)."""
 
+    @abstractmethod
     def columns(self, available: Sequence[str]) -> list[str]:
         """Its stock-day columns, given the columns of the run's sample (``available``)."""
-        raise NotImplementedError
 
 
 @dataclass(frozen=True)
@@ -174,22 +175,22 @@ class FittedFamily(Family):
         """The same family with ``settings`` (its section of ``train``)."""
         return dataclasses.replace(self, settings=settings)
 
+    @abstractmethod
     def columns(self, available: Sequence[str] = ()) -> list[str]:
         """Its stock-day columns (named by its settings; ``available`` is not needed)."""
-        raise NotImplementedError
 
     def outputs(self) -> list[str]:
         """Every stock-day column its fitted state gives (:meth:`finish`'s keys, in order)."""
         return self.columns()
 
+    @abstractmethod
     def fit(self, posts: Posts, labels: Labels, backend: Backend, *, progress: bool = False) -> Any:
         """Learn the window's state from the training years' ``posts`` (and ``labels``)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def score(self, state: Any, posts: pd.DataFrame) -> dict[str, np.ndarray]:
         """Kernel: per-post values (float64, summed per stock-day) of a pandas partition of
         posts (the columns of :class:`Posts`, and ``e000`` … when :attr:`embeddings`)."""
-        raise NotImplementedError
 
     def finish(self, state: Any, sums: Mapping[str, np.ndarray], n_posts: np.ndarray) -> dict[str, np.ndarray]:
         """Kernel: the stock-day columns from the per-stock-day sums of :meth:`score`'s values
